@@ -1,0 +1,160 @@
+/**
+ * The one configuration schema: every key, its type and its default. Loading (file, environment,
+ * validation) lives in load.ts; this file is the reference operators read.
+ */
+
+export type LeafType = 'string' | 'int' | 'bool' | 'list' | 'duration' | 'size' | 'listen' | 'hostports';
+
+export interface Leaf {
+  readonly type: LeafType;
+  readonly default: unknown;
+  /** Extra check on the parsed value; returns a problem description or undefined. */
+  readonly check?: (value: never) => string | undefined;
+  readonly doc: string;
+}
+
+export interface Section {
+  readonly [key: string]: Leaf | Section;
+}
+
+const leaf = <T extends LeafType>(
+  type: T,
+  def: unknown,
+  doc: string,
+  check?: (value: never) => string | undefined,
+): Leaf & { readonly type: T } => ({
+  type,
+  default: def,
+  doc,
+  ...(check ? { check } : {}),
+});
+
+const positive = (value: number): string | undefined => (value > 0 ? undefined : 'must be greater than 0');
+const oneOf =
+  (...allowed: string[]) =>
+  (value: string): string | undefined =>
+    allowed.includes(value) ? undefined : `must be one of ${allowed.join(', ')}`;
+
+export const schema = {
+  data_dir: leaf(
+    'string',
+    './data',
+    'Directory for the SQLite store, generated TLS certificate and pid file.',
+  ),
+  hostname: leaf(
+    'string',
+    '',
+    'Name used in greetings, EHLO and Received headers; empty = the machine host name.',
+  ),
+  node_id: leaf('string', '', 'This node’s id in leases and logs; empty = hostname:pid.'),
+  database: {
+    url: leaf(
+      'string',
+      '',
+      'Empty = embedded SQLite in data_dir. (postgres:// is added by the PostgreSQL backend.)',
+    ),
+  },
+  log: {
+    level: leaf(
+      'string',
+      'info',
+      'pino level: fatal, error, warn, info, debug, trace, silent.',
+      (v: string) => oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')(v),
+    ),
+  },
+  smtp: {
+    submission: {
+      listen: leaf('listen', '127.0.0.1:2525', 'Submission listener (STARTTLS offered); host:port.'),
+      tls_listen: leaf(
+        'listen',
+        '',
+        'Optional implicit-TLS submission listener (port 465 style); empty = off.',
+      ),
+      max_message_size: leaf(
+        'size',
+        '25MB',
+        'Largest message accepted (SIZE); larger gets 552 5.3.4.',
+        positive,
+      ),
+      max_recipients: leaf('int', 1000, 'Recipients per message.', positive),
+      max_connections: leaf('int', 2000, 'Concurrent connections in total.', positive),
+      max_connections_per_ip: leaf('int', 100, 'Concurrent connections from one client IP.', positive),
+      max_line_length: leaf('int', 4096, 'Longest SMTP command line.', positive),
+      idle_timeout: leaf(
+        'duration',
+        '5m',
+        'Idle time after which a client is disconnected with 421.',
+        positive,
+      ),
+    },
+    tls: {
+      cert: leaf('string', '', 'PEM certificate chain file; empty = a self-signed certificate in data_dir.'),
+      key: leaf('string', '', 'PEM private key file.'),
+    },
+    auth: {
+      max_failures: leaf(
+        'int',
+        5,
+        'Failed AUTH attempts per client IP or username before a lockout.',
+        positive,
+      ),
+      failure_window: leaf('duration', '10m', 'Window in which failures are counted.', positive),
+      lockout: leaf('duration', '15m', 'How long a client or username stays locked out.', positive),
+    },
+  },
+  http: {
+    listen: leaf('listen', '127.0.0.1:8025', 'HTTP listener (health now; API and dashboard later).'),
+  },
+  dns: {
+    servers: leaf('hostports', [], 'DNS servers as host:port; empty = the system resolver.'),
+    timeout: leaf('duration', '5s', 'Per-query timeout.', positive),
+  },
+  delivery: {
+    port: leaf('int', 25, 'TCP port of remote MX hosts.', (v: number) =>
+      v > 0 && v < 65536 ? undefined : 'must be a port number (1-65535)',
+    ),
+    allow_private_mx: leaf(
+      'bool',
+      false,
+      'Allow MX hosts that resolve to loopback, private or link-local addresses (tests only).',
+    ),
+    ehlo_name: leaf('string', '', 'EHLO name for outbound connections; empty = hostname.'),
+    window: leaf('int', 2000, 'Most recipients leased into memory at once.', positive),
+    batch_size: leaf('int', 500, 'Recipients leased per store round trip.', positive),
+    lease: leaf('duration', '60s', 'How long a lease protects a recipient being delivered.', positive),
+    max_connections_per_host: leaf('int', 10, 'Concurrent connections to one MX address.', positive),
+    max_messages_per_connection: leaf(
+      'int',
+      100,
+      'Transactions on one connection before it is closed.',
+      positive,
+    ),
+    max_recipients_per_transaction: leaf('int', 100, 'RCPTs in one SMTP transaction.', positive),
+    connect_timeout: leaf('duration', '30s', 'TCP connect timeout.', positive),
+    greeting_timeout: leaf('duration', '30s', 'Time to wait for the 220 greeting.', positive),
+    socket_timeout: leaf('duration', '5m', 'Idle time within a session before giving up.', positive),
+    starttls: leaf('string', 'opportunistic', 'opportunistic | required | none', (v: string) =>
+      oneOf('opportunistic', 'required', 'none')(v),
+    ),
+    dsn: leaf('bool', true, 'Send a delivery status notification to the sender on bounce or expiry.'),
+    retry: {
+      first: leaf('duration', '5m', 'First retry after a temporary failure.', positive),
+      multiplier: leaf('int', 2, 'Backoff multiplier between retries.', positive),
+      max_interval: leaf('duration', '4h', 'Longest interval between retries.', positive),
+      max_age: leaf('duration', '5d', 'Give up (expired) after this time in the queue.', positive),
+    },
+  },
+} as const satisfies Section;
+
+type LeafValue<L extends Leaf> = L['type'] extends 'int' | 'duration' | 'size'
+  ? number
+  : L['type'] extends 'bool'
+    ? boolean
+    : L['type'] extends 'list' | 'hostports'
+      ? readonly string[]
+      : string;
+
+type ConfigOf<S> = { readonly [K in keyof S]: S[K] extends Leaf ? LeafValue<S[K]> : ConfigOf<S[K]> };
+
+/** The validated, frozen configuration. Durations are milliseconds, sizes bytes. */
+export type Config = ConfigOf<typeof schema>;
