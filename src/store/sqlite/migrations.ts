@@ -1,0 +1,75 @@
+/**
+ * SQLite schema, one entry per version. Additive changes only once released: a new version
+ * appends statements, never edits an old one.
+ */
+export const migrations: readonly string[][] = [
+  [
+    `CREATE TABLE accounts (
+      id TEXT PRIMARY KEY,
+      name TEXT NOT NULL UNIQUE,
+      created_at INTEGER NOT NULL,
+      paused INTEGER NOT NULL DEFAULT 0
+    )`,
+    `CREATE TABLE credentials (
+      id TEXT PRIMARY KEY,
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      kind TEXT NOT NULL,
+      name TEXT NOT NULL,
+      secret_hash TEXT NOT NULL,
+      cidrs TEXT NOT NULL DEFAULT '[]',
+      created_at INTEGER NOT NULL,
+      revoked_at INTEGER
+    )`,
+    `CREATE UNIQUE INDEX credentials_active_name ON credentials(kind, name) WHERE revoked_at IS NULL`,
+    `CREATE TABLE messages (
+      id TEXT PRIMARY KEY,
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      credential_id TEXT,
+      mail_from TEXT NOT NULL,
+      message_id_header TEXT NOT NULL,
+      subject TEXT NOT NULL,
+      size INTEGER NOT NULL,
+      source TEXT NOT NULL,
+      client_ip TEXT NOT NULL,
+      dsn TEXT NOT NULL,
+      dsn_on_failure INTEGER NOT NULL,
+      received_at INTEGER NOT NULL,
+      body BLOB
+    )`,
+    `CREATE INDEX messages_account ON messages(account_id, id)`,
+    `CREATE TABLE recipients (
+      id INTEGER PRIMARY KEY,
+      message_id TEXT NOT NULL REFERENCES messages(id),
+      account_id TEXT NOT NULL,
+      address TEXT NOT NULL,
+      domain TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      last_code INTEGER,
+      last_enhanced TEXT,
+      last_text TEXT,
+      dsn TEXT NOT NULL,
+      lease_owner TEXT,
+      lease_until INTEGER
+    )`,
+    `CREATE INDEX recipients_due ON recipients(next_attempt_at) WHERE state IN ('queued', 'deferred')`,
+    `CREATE INDEX recipients_leased ON recipients(lease_until) WHERE state = 'delivering'`,
+    `CREATE INDEX recipients_message ON recipients(message_id)`,
+    `CREATE INDEX recipients_address ON recipients(address)`,
+    `CREATE INDEX recipients_domain_state ON recipients(domain, state)`,
+    `CREATE TABLE events (
+      id INTEGER PRIMARY KEY,
+      at INTEGER NOT NULL,
+      type TEXT NOT NULL,
+      message_id TEXT NOT NULL,
+      recipient_id INTEGER,
+      account_id TEXT NOT NULL,
+      recipient TEXT,
+      data TEXT NOT NULL
+    )`,
+    `CREATE INDEX events_message ON events(message_id, id)`,
+  ],
+];

@@ -1,0 +1,625 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import type { Store } from '../store.ts';
+import type {
+  Account,
+  Credential,
+  CredentialKind,
+  EventRow,
+  EventType,
+  LeasedRecipient,
+  MessageFilter,
+  MessageRow,
+  MessageSummary,
+  NewMessage,
+  Outcome,
+  QueueDomainSummary,
+  QueueSelector,
+  RecipientRow,
+  RecipientState,
+} from '../types.ts';
+import { CommitQueue } from './commit-queue.ts';
+import { migrations } from './migrations.ts';
+
+type Row = Record<string, SQLInputValue>;
+
+/** Thrown when the database schema is newer than this code understands. */
+export class SchemaTooNewError extends Error {
+  constructor(found: number, known: number) {
+    super(
+      `the database schema is version ${found}, but this Postbote knows only up to ${known}: ` +
+        'it was written by a newer Postbote; upgrade this node instead of downgrading the data',
+    );
+    this.name = 'SchemaTooNewError';
+  }
+}
+
+const json = (value: unknown): string => JSON.stringify(value ?? {});
+const parse = <T>(text: SQLInputValue | undefined): T => JSON.parse(String(text ?? '{}')) as T;
+
+function toAccount(r: Row): Account {
+  return {
+    id: String(r.id),
+    name: String(r.name),
+    createdAt: Number(r.created_at),
+    paused: Number(r.paused) === 1,
+  };
+}
+
+function toCredential(r: Row): Credential {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    kind: String(r.kind) as CredentialKind,
+    name: String(r.name),
+    secretHash: String(r.secret_hash),
+    cidrs: parse<string[]>(r.cidrs),
+    createdAt: Number(r.created_at),
+    revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+  };
+}
+
+function toMessage(r: Row): MessageRow {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    credentialId: r.credential_id === null ? null : String(r.credential_id),
+    mailFrom: String(r.mail_from),
+    messageIdHeader: String(r.message_id_header),
+    subject: String(r.subject),
+    size: Number(r.size),
+    source: String(r.source),
+    clientIp: String(r.client_ip),
+    dsn: parse(r.dsn),
+    dsnOnFailure: Number(r.dsn_on_failure) === 1,
+    receivedAt: Number(r.received_at),
+  };
+}
+
+function toRecipient(r: Row): RecipientRow {
+  return {
+    id: Number(r.id),
+    messageId: String(r.message_id),
+    accountId: String(r.account_id),
+    address: String(r.address),
+    domain: String(r.domain),
+    state: String(r.state) as RecipientState,
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    lastReply:
+      r.last_code === null
+        ? null
+        : {
+            code: Number(r.last_code),
+            ...(r.last_enhanced === null ? {} : { enhanced: String(r.last_enhanced) }),
+            text: String(r.last_text ?? ''),
+          },
+    dsn: parse(r.dsn),
+    leaseOwner: r.lease_owner === null ? null : String(r.lease_owner),
+    leaseUntil: r.lease_until === null ? null : Number(r.lease_until),
+  };
+}
+
+function toEvent(r: Row): EventRow {
+  return {
+    id: Number(r.id),
+    at: Number(r.at),
+    type: String(r.type) as EventType,
+    messageId: String(r.message_id),
+    recipientId: r.recipient_id === null ? null : Number(r.recipient_id),
+    accountId: String(r.account_id),
+    recipient: r.recipient === null ? null : String(r.recipient),
+    data: parse(r.data),
+  };
+}
+
+const WAITING = `state IN ('queued', 'deferred')`;
+
+/**
+ * The embedded store on node:sqlite. WAL with synchronous=FULL makes every COMMIT durable;
+ * all writes go through one CommitQueue so concurrent submissions and outcomes share fsyncs.
+ * node:sqlite is synchronous: a commit blocks the event loop for its fsync, which is why
+ * batching matters (measured in bench/relay.ts).
+ */
+export class SqliteStore implements Store {
+  readonly #db: DatabaseSync;
+  readonly #queue: CommitQueue;
+  readonly #stmts = new Map<string, StatementSync>();
+  #closed = false;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
+    this.#db = new DatabaseSync(path);
+    this.#db.exec('PRAGMA journal_mode = WAL');
+    this.#db.exec('PRAGMA synchronous = FULL');
+    this.#db.exec('PRAGMA busy_timeout = 5000');
+    this.#db.exec('PRAGMA foreign_keys = ON');
+    this.#queue = new CommitQueue(this.#db);
+  }
+
+  /** Group-commit counters, for benchmarks. */
+  get commitStats(): { commits: number; jobs: number } {
+    return { commits: this.#queue.commits, jobs: this.#queue.committedJobs };
+  }
+
+  #stmt(sql: string): StatementSync {
+    let stmt = this.#stmts.get(sql);
+    if (!stmt) {
+      stmt = this.#db.prepare(sql);
+      this.#stmts.set(sql, stmt);
+    }
+    return stmt;
+  }
+
+  #all(sql: string, ...params: SQLInputValue[]): Row[] {
+    return this.#stmt(sql).all(...params) as Row[];
+  }
+
+  #get(sql: string, ...params: SQLInputValue[]): Row | undefined {
+    return this.#stmt(sql).get(...params) as Row | undefined;
+  }
+
+  #run(sql: string, ...params: SQLInputValue[]): number {
+    return Number(this.#stmt(sql).run(...params).changes);
+  }
+
+  async migrate(): Promise<void> {
+    this.#db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)');
+    const row = this.#db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as Row | undefined;
+    const current = row?.v === null || row?.v === undefined ? 0 : Number(row.v);
+    if (current > migrations.length) throw new SchemaTooNewError(current, migrations.length);
+    for (let version = current + 1; version <= migrations.length; version++) {
+      this.#db.exec('BEGIN IMMEDIATE');
+      try {
+        for (const sql of migrations[version - 1] ?? []) this.#db.exec(sql);
+        this.#db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(version);
+        this.#db.exec('COMMIT');
+      } catch (err) {
+        this.#db.exec('ROLLBACK');
+        throw new Error(`migration to schema version ${version} failed`, { cause: err });
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Let queued commits finish first.
+    await this.#queue.run(() => undefined);
+    this.#db.close();
+  }
+
+  async createAccount(input: { id: string; name: string; createdAt: number }): Promise<Account> {
+    await this.#queue.run(() =>
+      this.#run(
+        'INSERT INTO accounts (id, name, created_at) VALUES (?, ?, ?)',
+        input.id,
+        input.name,
+        input.createdAt,
+      ),
+    );
+    return { ...input, paused: false };
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const r = this.#get('SELECT * FROM accounts WHERE id = ?', id);
+    return r && toAccount(r);
+  }
+
+  async getAccountByName(name: string): Promise<Account | undefined> {
+    const r = this.#get('SELECT * FROM accounts WHERE name = ?', name);
+    return r && toAccount(r);
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return this.#all('SELECT * FROM accounts ORDER BY name').map(toAccount);
+  }
+
+  async createCredential(c: Credential): Promise<Credential> {
+    await this.#queue.run(() =>
+      this.#run(
+        `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        c.id,
+        c.accountId,
+        c.kind,
+        c.name,
+        c.secretHash,
+        JSON.stringify(c.cidrs),
+        c.createdAt,
+        c.revokedAt,
+      ),
+    );
+    return c;
+  }
+
+  async getCredential(id: string): Promise<Credential | undefined> {
+    const r = this.#get('SELECT * FROM credentials WHERE id = ?', id);
+    return r && toCredential(r);
+  }
+
+  async findCredential(kind: CredentialKind, name: string): Promise<Credential | undefined> {
+    const r = this.#get(
+      'SELECT * FROM credentials WHERE kind = ? AND name = ? AND revoked_at IS NULL',
+      kind,
+      name,
+    );
+    return r && toCredential(r);
+  }
+
+  async listCredentials(
+    filter: { accountId?: string; kind?: CredentialKind; includeRevoked?: boolean } = {},
+  ): Promise<Credential[]> {
+    const where: string[] = [];
+    const params: SQLInputValue[] = [];
+    if (filter.accountId !== undefined) {
+      where.push('account_id = ?');
+      params.push(filter.accountId);
+    }
+    if (filter.kind !== undefined) {
+      where.push('kind = ?');
+      params.push(filter.kind);
+    }
+    if (!filter.includeRevoked) where.push('revoked_at IS NULL');
+    const sql = `SELECT * FROM credentials ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`;
+    return this.#all(sql, ...params).map(toCredential);
+  }
+
+  async revokeCredential(id: string, at: number): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run('UPDATE credentials SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', at, id),
+    );
+    return changed > 0;
+  }
+
+  async insertMessages(messages: NewMessage[]): Promise<void> {
+    await this.#queue.run(() => {
+      for (const m of messages) {
+        this.#run(
+          `INSERT INTO messages (id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
+             client_ip, dsn, dsn_on_failure, received_at, body)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          m.id,
+          m.accountId,
+          m.credentialId,
+          m.mailFrom,
+          m.messageIdHeader,
+          m.subject,
+          m.body.length,
+          m.source,
+          m.clientIp,
+          json(m.dsn),
+          m.dsnOnFailure ? 1 : 0,
+          m.receivedAt,
+          m.body,
+        );
+        const due = m.notBefore ?? m.receivedAt;
+        for (const r of m.recipients) {
+          const res = this.#stmt(
+            `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
+               updated_at, dsn)
+             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
+          ).run(m.id, m.accountId, r.address, r.domain, due, m.receivedAt, m.receivedAt, json(r.dsn));
+          this.#insertEvent(
+            m.receivedAt,
+            'accepted',
+            m.id,
+            Number(res.lastInsertRowid),
+            m.accountId,
+            r.address,
+            {
+              size: m.body.length,
+              source: m.source,
+              clientIp: m.clientIp,
+            },
+          );
+        }
+      }
+    });
+  }
+
+  #insertEvent(
+    at: number,
+    type: EventType,
+    messageId: string,
+    recipientId: number | null,
+    accountId: string,
+    recipient: string | null,
+    data: unknown,
+  ): void {
+    this.#run(
+      `INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      at,
+      type,
+      messageId,
+      recipientId,
+      accountId,
+      recipient,
+      json(data),
+    );
+  }
+
+  async leaseDue(input: {
+    owner: string;
+    now: number;
+    limit: number;
+    leaseUntil: number;
+  }): Promise<LeasedRecipient[]> {
+    return this.#queue.run(() => {
+      const rows = this.#all(
+        `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_until = ?, updated_at = ?
+         WHERE id IN (
+           SELECT id FROM recipients WHERE ${WAITING} AND next_attempt_at <= ?
+           UNION ALL
+           SELECT id FROM recipients WHERE state = 'delivering' AND lease_until < ?
+           LIMIT ?)
+         RETURNING id, message_id, account_id, address, domain, attempts, created_at, dsn`,
+        input.owner,
+        input.leaseUntil,
+        input.now,
+        input.now,
+        input.now,
+        input.limit,
+      );
+      const senders = new Map<string, string>();
+      return rows.map((r): LeasedRecipient => {
+        const messageId = String(r.message_id);
+        let mailFrom = senders.get(messageId);
+        if (mailFrom === undefined) {
+          mailFrom = String(
+            this.#get('SELECT mail_from FROM messages WHERE id = ?', messageId)?.mail_from ?? '',
+          );
+          senders.set(messageId, mailFrom);
+        }
+        return {
+          id: Number(r.id),
+          messageId,
+          accountId: String(r.account_id),
+          address: String(r.address),
+          domain: String(r.domain),
+          attempts: Number(r.attempts),
+          mailFrom,
+          createdAt: Number(r.created_at),
+          dsn: parse(r.dsn),
+        };
+      });
+    });
+  }
+
+  async renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void> {
+    if (input.ids.length === 0) return;
+    await this.#queue.run(() => {
+      for (const id of input.ids) {
+        this.#run(
+          `UPDATE recipients SET lease_until = ? WHERE id = ? AND lease_owner = ? AND state = 'delivering'`,
+          input.leaseUntil,
+          id,
+          input.owner,
+        );
+      }
+    });
+  }
+
+  async releaseLeases(owner: string, now: number): Promise<number> {
+    return this.#queue.run(() =>
+      this.#run(
+        `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+           lease_owner = NULL, lease_until = NULL, updated_at = ?
+         WHERE state = 'delivering' AND lease_owner = ?`,
+        now,
+        owner,
+      ),
+    );
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    const r = this.#get(`SELECT MIN(next_attempt_at) AS t FROM recipients WHERE ${WAITING}`);
+    const leased = this.#get(`SELECT MIN(lease_until) AS t FROM recipients WHERE state = 'delivering'`);
+    const times = [r?.t, leased?.t].filter((t) => t !== null && t !== undefined).map(Number);
+    return times.length ? Math.min(...times) : null;
+  }
+
+  async getBody(messageId: string): Promise<Buffer | undefined> {
+    const r = this.#get('SELECT body FROM messages WHERE id = ?', messageId);
+    if (!r || r.body === null) return undefined;
+    const body = r.body as Uint8Array;
+    return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  }
+
+  async recordOutcomes(outcomes: Outcome[]): Promise<void> {
+    if (outcomes.length === 0) return;
+    await this.#queue.run(() => {
+      for (const o of outcomes) {
+        this.#run(
+          `UPDATE recipients SET state = ?, attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at),
+             last_code = COALESCE(?, last_code), last_enhanced = CASE WHEN ? IS NULL THEN last_enhanced ELSE ? END,
+             last_text = COALESCE(?, last_text), lease_owner = NULL, lease_until = NULL, updated_at = ?
+           WHERE id = ?`,
+          o.state,
+          o.attempted ? 1 : 0,
+          o.nextAttemptAt ?? null,
+          o.reply?.code ?? null,
+          o.reply ? 1 : null,
+          o.reply?.enhanced ?? null,
+          o.reply?.text ?? null,
+          o.at,
+          o.recipientId,
+        );
+        if (o.event) {
+          this.#insertEvent(
+            o.at,
+            o.event.type,
+            o.messageId,
+            o.recipientId,
+            o.accountId,
+            o.recipient,
+            o.event.data,
+          );
+        }
+      }
+    });
+  }
+
+  async getMessage(id: string): Promise<MessageRow | undefined> {
+    const r = this.#get(
+      `SELECT id, account_id, credential_id, mail_from, message_id_header, subject, size, source, client_ip, dsn,
+         dsn_on_failure, received_at FROM messages WHERE id = ?`,
+      id,
+    );
+    return r && toMessage(r);
+  }
+
+  async listMessages(filter: MessageFilter): Promise<MessageSummary[]> {
+    const where: string[] = [];
+    const params: SQLInputValue[] = [];
+    if (filter.accountId !== undefined) {
+      where.push('m.account_id = ?');
+      params.push(filter.accountId);
+    }
+    if (filter.before !== undefined) {
+      where.push('m.id < ?');
+      params.push(filter.before);
+    }
+    if (filter.recipient !== undefined || filter.status !== undefined) {
+      const sub: string[] = [];
+      if (filter.recipient !== undefined) {
+        sub.push('r.address = ?');
+        params.push(filter.recipient);
+      }
+      if (filter.status !== undefined) {
+        sub.push('r.state = ?');
+        params.push(filter.status);
+      }
+      where.push(`m.id IN (SELECT r.message_id FROM recipients r WHERE ${sub.join(' AND ')})`);
+    }
+    params.push(Math.min(Math.max(filter.limit ?? 50, 1), 1000));
+    const rows = this.#all(
+      `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
+         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at
+       FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`,
+      ...params,
+    );
+    return rows.map((r) => ({
+      ...toMessage(r),
+      recipients: this.#all(
+        'SELECT address, state FROM recipients WHERE message_id = ? ORDER BY id',
+        String(r.id),
+      ).map((x) => ({ address: String(x.address), state: String(x.state) as RecipientState })),
+    }));
+  }
+
+  async getRecipients(messageId: string): Promise<RecipientRow[]> {
+    return this.#all('SELECT * FROM recipients WHERE message_id = ? ORDER BY id', messageId).map(toRecipient);
+  }
+
+  async getEvents(messageId: string): Promise<EventRow[]> {
+    return this.#all('SELECT * FROM events WHERE message_id = ? ORDER BY id', messageId).map(toEvent);
+  }
+
+  async queueSummary(now: number): Promise<QueueDomainSummary[]> {
+    const rows = this.#all(
+      `SELECT domain,
+         SUM(state = 'queued') AS queued, SUM(state = 'deferred') AS deferred, SUM(state = 'delivering') AS delivering,
+         MIN(created_at) AS oldest,
+         SUM(created_at > ?) AS under_hour, SUM(created_at <= ? AND created_at > ?) AS under_day,
+         SUM(created_at <= ?) AS older
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       GROUP BY domain ORDER BY COUNT(*) DESC, domain`,
+      now - 3_600_000,
+      now - 3_600_000,
+      now - 86_400_000,
+      now - 86_400_000,
+    );
+    const reasons = this.#all(
+      `SELECT domain, last_code, last_enhanced, last_text, COUNT(*) AS n FROM recipients
+       WHERE state = 'deferred' AND last_code IS NOT NULL
+       GROUP BY domain, last_code, last_enhanced, last_text ORDER BY n DESC`,
+    );
+    return rows.map((r) => ({
+      domain: String(r.domain),
+      queued: Number(r.queued),
+      deferred: Number(r.deferred),
+      delivering: Number(r.delivering),
+      oldestAt: Number(r.oldest),
+      ages: { underHour: Number(r.under_hour), underDay: Number(r.under_day), older: Number(r.older) },
+      reasons: reasons
+        .filter((x) => x.domain === r.domain)
+        .slice(0, 3)
+        .map((x) => ({
+          text: [x.last_code, x.last_enhanced, x.last_text].filter((p) => p !== null && p !== '').join(' '),
+          count: Number(x.n),
+        })),
+    }));
+  }
+
+  #selectorWhere(selector: QueueSelector): { sql: string; params: SQLInputValue[] } {
+    if (selector.messageId !== undefined) return { sql: 'message_id = ?', params: [selector.messageId] };
+    if (selector.domain !== undefined) return { sql: 'domain = ?', params: [selector.domain.toLowerCase()] };
+    throw new Error('a queue selector needs a message id or a domain');
+  }
+
+  async retryNow(selector: QueueSelector, now: number): Promise<number> {
+    const { sql, params } = this.#selectorWhere(selector);
+    return this.#queue.run(() => {
+      const rows = this.#all(
+        `UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE ${WAITING} AND ${sql}
+         RETURNING id, message_id, account_id, address`,
+        now,
+        now,
+        ...params,
+      );
+      for (const r of rows) {
+        this.#insertEvent(
+          now,
+          'retried',
+          String(r.message_id),
+          Number(r.id),
+          String(r.account_id),
+          String(r.address),
+          {
+            reason: 'retry requested by an operator',
+          },
+        );
+      }
+      return rows.length;
+    });
+  }
+
+  async cancel(selector: QueueSelector, now: number): Promise<number> {
+    const { sql, params } = this.#selectorWhere(selector);
+    return this.#queue.run(() => {
+      const rows = this.#all(
+        `UPDATE recipients SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = ?
+         WHERE state IN ('queued', 'deferred', 'delivering', 'held') AND ${sql}
+         RETURNING id, message_id, account_id, address`,
+        now,
+        ...params,
+      );
+      for (const r of rows) {
+        this.#insertEvent(
+          now,
+          'cancelled',
+          String(r.message_id),
+          Number(r.id),
+          String(r.account_id),
+          String(r.address),
+          {
+            reason: 'deleted from the queue by an operator',
+          },
+        );
+      }
+      return rows.length;
+    });
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of this.#all('SELECT state, COUNT(*) AS n FROM recipients GROUP BY state')) {
+      out[String(r.state)] = Number(r.n);
+    }
+    return out;
+  }
+}

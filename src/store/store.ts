@@ -1,0 +1,82 @@
+import type {
+  Account,
+  Credential,
+  CredentialKind,
+  EventRow,
+  LeasedRecipient,
+  MessageFilter,
+  MessageRow,
+  MessageSummary,
+  NewMessage,
+  Outcome,
+  QueueDomainSummary,
+  QueueSelector,
+  RecipientRow,
+} from './types.ts';
+
+/**
+ * The store port: everything Postbote persists goes through this async interface. Adapters
+ * (sqlite now, postgres later) pass the same contract tests in test/store/. No business rules
+ * here: callers decide states, the store makes them durable and answers queries.
+ */
+export interface Store {
+  /** Creates or upgrades the schema. Refuses a schema newer than this code. */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+
+  // accounts and credentials (auth/)
+  createAccount(input: { id: string; name: string; createdAt: number }): Promise<Account>;
+  getAccount(id: string): Promise<Account | undefined>;
+  getAccountByName(name: string): Promise<Account | undefined>;
+  listAccounts(): Promise<Account[]>;
+  createCredential(input: Credential): Promise<Credential>;
+  getCredential(id: string): Promise<Credential | undefined>;
+  /** Active (not revoked) credential of a kind by name (SMTP username or API key prefix). */
+  findCredential(kind: CredentialKind, name: string): Promise<Credential | undefined>;
+  listCredentials(filter?: {
+    accountId?: string;
+    kind?: CredentialKind;
+    includeRevoked?: boolean;
+  }): Promise<Credential[]>;
+  revokeCredential(id: string, at: number): Promise<boolean>;
+
+  // intake
+  /**
+   * Stores messages with their recipients and `accepted` events. Resolves only after the
+   * data is durable (fsync); concurrent calls share one commit (group commit).
+   */
+  insertMessages(messages: NewMessage[]): Promise<void>;
+
+  // delivery
+  /**
+   * Leases up to `limit` due recipients (queued/deferred with nextAttemptAt <= now, or
+   * delivering with an expired lease) to `owner` until `leaseUntil`, committed before return.
+   */
+  leaseDue(input: {
+    owner: string;
+    now: number;
+    limit: number;
+    leaseUntil: number;
+  }): Promise<LeasedRecipient[]>;
+  renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void>;
+  /** Returns leased-but-unfinished recipients of `owner` to the queue (shutdown). */
+  releaseLeases(owner: string, now: number): Promise<number>;
+  /** Earliest nextAttemptAt among queued/deferred recipients, or null when nothing waits. */
+  nextDueAt(): Promise<number | null>;
+  getBody(messageId: string): Promise<Buffer | undefined>;
+  /** Applies outcomes (recipient state + event) atomically and durably. Batched by the adapter. */
+  recordOutcomes(outcomes: Outcome[]): Promise<void>;
+
+  // visibility
+  getMessage(id: string): Promise<MessageRow | undefined>;
+  listMessages(filter: MessageFilter): Promise<MessageSummary[]>;
+  getRecipients(messageId: string): Promise<RecipientRow[]>;
+  getEvents(messageId: string): Promise<EventRow[]>;
+  queueSummary(now: number): Promise<QueueDomainSummary[]>;
+  /** Makes matching queued/deferred recipients due now; returns how many. */
+  retryNow(selector: QueueSelector, now: number): Promise<number>;
+  /** Cancels matching recipients that are not final; returns how many. */
+  cancel(selector: QueueSelector, now: number): Promise<number>;
+  /** Counts by recipient state (health, metrics, tests). */
+  countByState(): Promise<Record<string, number>>;
+}

@@ -1,0 +1,221 @@
+/**
+ * The core model as the store sees it. Times are epoch milliseconds; ids are strings
+ * (sortable, see ids.ts) except recipients and events, which are store-assigned integers.
+ */
+
+export interface Account {
+  id: string;
+  name: string;
+  createdAt: number;
+  paused: boolean;
+}
+
+export type CredentialKind = 'smtp' | 'api' | 'ip';
+
+export interface Credential {
+  id: string;
+  accountId: string;
+  kind: CredentialKind;
+  /** SMTP username; for API keys the visible prefix; for IP credentials a label. */
+  name: string;
+  /** scrypt hash (see auth/secret-hash.ts); empty for IP credentials. */
+  secretHash: string;
+  /** IP credentials only: the CIDR list allowed to relay without AUTH. */
+  cidrs: string[];
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+export type RecipientState =
+  | 'queued'
+  | 'delivering'
+  | 'deferred'
+  | 'delivered'
+  | 'bounced'
+  | 'expired'
+  | 'cancelled'
+  | 'suppressed'
+  | 'held';
+
+export const FINAL_STATES: readonly RecipientState[] = [
+  'delivered',
+  'bounced',
+  'expired',
+  'cancelled',
+  'suppressed',
+];
+
+/** DSN parameters from MAIL (RET, ENVID) and RCPT (NOTIFY, ORCPT), RFC 3461. */
+export interface MessageDsn {
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+}
+export interface RecipientDsn {
+  notify?: string[];
+  orcpt?: string;
+}
+
+export interface NewRecipient {
+  address: string;
+  /** Lower-cased ASCII (punycode) domain: the delivery grouping key. */
+  domain: string;
+  dsn?: RecipientDsn;
+}
+
+export interface NewMessage {
+  id: string;
+  accountId: string;
+  credentialId: string | null;
+  /** Envelope sender; '' is the null sender. */
+  mailFrom: string;
+  recipients: NewRecipient[];
+  body: Buffer;
+  /** Message-ID header value, for search. */
+  messageIdHeader: string;
+  subject: string;
+  source: 'smtp' | 'api' | 'dsn';
+  clientIp: string;
+  dsn: MessageDsn;
+  /** Whether a DSN goes back to the sender on bounce/expiry (config + source). */
+  dsnOnFailure: boolean;
+  receivedAt: number;
+  /** First delivery attempt no earlier than this (default: receivedAt). */
+  notBefore?: number;
+}
+
+export interface MessageRow {
+  id: string;
+  accountId: string;
+  credentialId: string | null;
+  mailFrom: string;
+  messageIdHeader: string;
+  subject: string;
+  size: number;
+  source: string;
+  clientIp: string;
+  dsn: MessageDsn;
+  dsnOnFailure: boolean;
+  receivedAt: number;
+}
+
+export interface Reply {
+  code: number;
+  enhanced?: string;
+  text: string;
+}
+
+export interface RecipientRow {
+  id: number;
+  messageId: string;
+  accountId: string;
+  address: string;
+  domain: string;
+  state: RecipientState;
+  attempts: number;
+  nextAttemptAt: number;
+  createdAt: number;
+  updatedAt: number;
+  lastReply: Reply | null;
+  dsn: RecipientDsn;
+  leaseOwner: string | null;
+  leaseUntil: number | null;
+}
+
+export type EventType =
+  | 'accepted'
+  | 'delivering'
+  | 'deferred'
+  | 'delivered'
+  | 'bounced'
+  | 'expired'
+  | 'cancelled'
+  | 'retried'
+  | 'dsn_sent';
+
+/** Details every delivery event carries (one schema for every outcome, KumoMTA style). */
+export interface EventData {
+  reply?: Reply;
+  mxHost?: string;
+  ip?: string;
+  port?: number;
+  sourceIp?: string;
+  tls?: { protocol: string; cipher: string } | null;
+  attempt?: number;
+  durationMs?: number;
+  /** accept→this event, for delivered/bounced. */
+  queueMs?: number;
+  nextAttemptAt?: number;
+  reason?: string;
+  [key: string]: unknown;
+}
+
+export interface EventRow {
+  id: number;
+  at: number;
+  type: EventType;
+  messageId: string;
+  recipientId: number | null;
+  accountId: string;
+  recipient: string | null;
+  data: EventData;
+}
+
+export interface LeasedRecipient {
+  id: number;
+  messageId: string;
+  accountId: string;
+  address: string;
+  domain: string;
+  attempts: number;
+  mailFrom: string;
+  createdAt: number;
+  dsn: RecipientDsn;
+}
+
+/** The result of one delivery attempt for one recipient, written in one batch. */
+export interface Outcome {
+  /** When it happened (injected clock). */
+  at: number;
+  recipientId: number;
+  messageId: string;
+  accountId: string;
+  recipient: string;
+  /** New state: delivered | deferred | bounced | expired (or queued to release a lease). */
+  state: RecipientState;
+  /** When the state is deferred: the next attempt time. */
+  nextAttemptAt?: number;
+  /** Whether this outcome counts as an attempt (false for a released lease). */
+  attempted: boolean;
+  reply: Reply | null;
+  event: { type: EventType; data: EventData } | null;
+}
+
+export interface MessageFilter {
+  accountId?: string;
+  recipient?: string;
+  status?: RecipientState;
+  limit?: number;
+  /** Messages received before this id (cursor). */
+  before?: string;
+}
+
+export interface MessageSummary extends MessageRow {
+  recipients: { address: string; state: RecipientState }[];
+}
+
+export interface QueueDomainSummary {
+  domain: string;
+  queued: number;
+  deferred: number;
+  delivering: number;
+  oldestAt: number;
+  /** Waiting recipients by time since accepted: under an hour, under a day, older. */
+  ages: { underHour: number; underDay: number; older: number };
+  /** Most common last replies of deferred recipients, most frequent first. */
+  reasons: { text: string; count: number }[];
+}
+
+export interface QueueSelector {
+  messageId?: string;
+  domain?: string;
+}

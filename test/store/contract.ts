@@ -1,0 +1,269 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { newId } from '../../src/store/ids.ts';
+import type { Store } from '../../src/store/store.ts';
+import type { NewMessage, Outcome } from '../../src/store/types.ts';
+
+/**
+ * The Store contract: every adapter runs these. `open` returns a fresh, migrated store and a
+ * cleanup function.
+ */
+export function storeContract(
+  name: string,
+  open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
+): void {
+  const T0 = Date.parse('2026-11-28T12:00:00Z');
+
+  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
+    const { store, cleanup } = await open();
+    try {
+      await fn(store);
+    } finally {
+      await cleanup();
+    }
+  }
+
+  async function seedAccount(store: Store, name = 'acme'): Promise<string> {
+    const id = newId(T0);
+    await store.createAccount({ id, name, createdAt: T0 });
+    return id;
+  }
+
+  function message(accountId: string, recipients: string[], overrides: Partial<NewMessage> = {}): NewMessage {
+    return {
+      id: newId(T0),
+      accountId,
+      credentialId: null,
+      mailFrom: 'sender@example.com',
+      recipients: recipients.map((address) => ({ address, domain: address.split('@')[1] ?? '' })),
+      body: Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
+      messageIdHeader: '<m@example.com>',
+      subject: 'hi',
+      source: 'smtp',
+      clientIp: '127.0.0.1',
+      dsn: {},
+      dsnOnFailure: true,
+      receivedAt: T0,
+      ...overrides,
+    };
+  }
+
+  function outcome(
+    r: { id: number; messageId: string; accountId: string; address: string },
+    o: Partial<Outcome>,
+  ): Outcome {
+    return {
+      at: T0 + 1000,
+      recipientId: r.id,
+      messageId: r.messageId,
+      accountId: r.accountId,
+      recipient: r.address,
+      state: 'delivered',
+      attempted: true,
+      reply: { code: 250, enhanced: '2.0.0', text: 'ok' },
+      event: { type: 'delivered', data: { mxHost: 'mx.example.com' } },
+      ...o,
+    };
+  }
+
+  describe(`Store contract: ${name}`, () => {
+    it('creates and finds accounts; names are unique', async () => {
+      await withStore(async (store) => {
+        const id = await seedAccount(store);
+        assert.equal((await store.getAccountByName('acme'))?.id, id);
+        assert.equal((await store.getAccount(id))?.name, 'acme');
+        await assert.rejects(store.createAccount({ id: newId(), name: 'acme', createdAt: T0 }));
+        assert.deepEqual(
+          (await store.listAccounts()).map((a) => a.name),
+          ['acme'],
+        );
+      });
+    });
+
+    it('stores credentials, finds active ones by kind and name, revokes', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const base = { accountId, createdAt: T0, revokedAt: null, cidrs: [] as string[] };
+        await store.createCredential({ ...base, id: 'c1', kind: 'smtp', name: 'app', secretHash: 'h1' });
+        await store.createCredential({
+          ...base,
+          id: 'c2',
+          kind: 'ip',
+          name: 'lan',
+          secretHash: '',
+          cidrs: ['10.0.0.0/8'],
+        });
+        assert.equal((await store.findCredential('smtp', 'app'))?.id, 'c1');
+        assert.equal(await store.findCredential('api', 'app'), undefined);
+        assert.deepEqual((await store.listCredentials({ kind: 'ip' }))[0]?.cidrs, ['10.0.0.0/8']);
+        assert.equal(await store.revokeCredential('c1', T0 + 1), true);
+        assert.equal(await store.revokeCredential('c1', T0 + 2), false);
+        assert.equal(await store.findCredential('smtp', 'app'), undefined);
+        assert.equal((await store.listCredentials({ includeRevoked: true })).length, 2);
+        // The name is free again once revoked.
+        await store.createCredential({ ...base, id: 'c3', kind: 'smtp', name: 'app', secretHash: 'h3' });
+        assert.equal((await store.findCredential('smtp', 'app'))?.id, 'c3');
+      });
+    });
+
+    it('inserts messages with one row per recipient and an accepted event each', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const m = message(accountId, ['a@one.test', 'b@two.test']);
+        await store.insertMessages([m]);
+        const recipients = await store.getRecipients(m.id);
+        assert.deepEqual(
+          recipients.map((r) => [r.address, r.domain, r.state]),
+          [
+            ['a@one.test', 'one.test', 'queued'],
+            ['b@two.test', 'two.test', 'queued'],
+          ],
+        );
+        assert.deepEqual(
+          (await store.getEvents(m.id)).map((e) => [e.type, e.recipient]),
+          [
+            ['accepted', 'a@one.test'],
+            ['accepted', 'b@two.test'],
+          ],
+        );
+        assert.deepEqual(await store.getBody(m.id), m.body);
+        assert.equal((await store.getMessage(m.id))?.size, m.body.length);
+      });
+    });
+
+    it('concurrent inserts all commit (group commit) and a failing one fails alone', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const good = Array.from({ length: 50 }, () => message(accountId, ['x@one.test']));
+        const dup = good[0] as NewMessage;
+        const results = await Promise.allSettled([
+          ...good.map((m) => store.insertMessages([m])),
+          store.insertMessages([{ ...dup, recipients: [{ address: 'y@one.test', domain: 'one.test' }] }]),
+        ]);
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 50);
+        assert.equal(results.at(-1)?.status, 'rejected');
+        assert.equal((await store.countByState()).queued, 50);
+      });
+    });
+
+    it('leases due recipients once, honours next attempt time, and expired leases return', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const now = T0;
+        await store.insertMessages([message(accountId, ['a@one.test', 'b@one.test'])]);
+        await store.insertMessages([message(accountId, ['later@one.test'], { notBefore: now + 60_000 })]);
+        const first = await store.leaseDue({ owner: 'n1', now, limit: 10, leaseUntil: now + 30_000 });
+        assert.deepEqual(first.map((r) => r.address).sort(), ['a@one.test', 'b@one.test']);
+        assert.equal(first[0]?.mailFrom, 'sender@example.com');
+        assert.equal(
+          (await store.leaseDue({ owner: 'n2', now, limit: 10, leaseUntil: now + 30_000 })).length,
+          0,
+        );
+        assert.equal(await store.nextDueAt(), now + 30_000);
+        // Lease expired (the node died): another node takes the work; the delayed one is due too.
+        const later = await store.leaseDue({
+          owner: 'n2',
+          now: now + 60_001,
+          limit: 10,
+          leaseUntil: now + 90_000,
+        });
+        assert.deepEqual(later.map((r) => r.address).sort(), ['a@one.test', 'b@one.test', 'later@one.test']);
+      });
+    });
+
+    it('renewed leases are not taken by others; released leases return to the queue', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        await store.insertMessages([message(accountId, ['a@one.test'])]);
+        const [r] = await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
+        assert.ok(r);
+        await store.renewLeases({ owner: 'n1', ids: [r.id], leaseUntil: T0 + 10_000 });
+        assert.equal(
+          (await store.leaseDue({ owner: 'n2', now: T0 + 5000, limit: 1, leaseUntil: T0 + 6000 })).length,
+          0,
+        );
+        assert.equal(await store.releaseLeases('n1', T0 + 5000), 1);
+        const again = await store.leaseDue({ owner: 'n2', now: T0 + 5000, limit: 1, leaseUntil: T0 + 6000 });
+        assert.equal(again[0]?.id, r.id);
+      });
+    });
+
+    it('records outcomes: state, attempts, last reply, events; limits the batch to the lease', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const m = message(accountId, ['ok@one.test', 'later@one.test', 'bad@one.test']);
+        await store.insertMessages([m]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        const by = (a: string) => leased.find((r) => r.address === a)!;
+        await store.recordOutcomes([
+          outcome(by('ok@one.test'), {}),
+          outcome(by('later@one.test'), {
+            state: 'deferred',
+            nextAttemptAt: T0 + 300_000,
+            reply: { code: 451, enhanced: '4.7.1', text: 'greylisted' },
+            event: { type: 'deferred', data: { nextAttemptAt: T0 + 300_000 } },
+          }),
+          outcome(by('bad@one.test'), {
+            state: 'bounced',
+            reply: { code: 550, enhanced: '5.1.1', text: 'no such user' },
+            event: { type: 'bounced', data: {} },
+          }),
+        ]);
+        const rows = await store.getRecipients(m.id);
+        const row = (a: string) => rows.find((r) => r.address === a)!;
+        assert.equal(row('ok@one.test').state, 'delivered');
+        assert.equal(row('later@one.test').state, 'deferred');
+        assert.equal(row('later@one.test').nextAttemptAt, T0 + 300_000);
+        assert.deepEqual(row('later@one.test').lastReply, {
+          code: 451,
+          enhanced: '4.7.1',
+          text: 'greylisted',
+        });
+        assert.equal(row('bad@one.test').attempts, 1);
+        assert.equal(row('bad@one.test').leaseOwner, null);
+        const types = (await store.getEvents(m.id)).map((e) => e.type);
+        assert.deepEqual(types.filter((t) => t !== 'accepted').sort(), ['bounced', 'deferred', 'delivered']);
+        assert.equal(await store.nextDueAt(), T0 + 300_000);
+        assert.deepEqual(await store.countByState(), { bounced: 1, deferred: 1, delivered: 1 });
+      });
+    });
+
+    it('lists messages by recipient and status; queue summary, retry and cancel', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const m1 = message(accountId, ['a@slow.test']);
+        const m2 = message(accountId, ['b@slow.test', 'c@fast.test']);
+        await store.insertMessages([m1, m2]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        await store.recordOutcomes(
+          leased
+            .filter((r) => r.domain === 'slow.test')
+            .map((r) =>
+              outcome(r, {
+                state: 'deferred',
+                nextAttemptAt: T0 + 600_000,
+                reply: { code: 421, enhanced: '4.7.0', text: 'try again later' },
+                event: { type: 'deferred', data: {} },
+              }),
+            ),
+        );
+        await store.releaseLeases('n1', T0);
+        assert.deepEqual(
+          (await store.listMessages({ recipient: 'c@fast.test' })).map((m) => m.id),
+          [m2.id],
+        );
+        assert.equal((await store.listMessages({ status: 'deferred' })).length, 2);
+        const summary = await store.queueSummary(T0 + 1000);
+        const slow = summary.find((s) => s.domain === 'slow.test');
+        assert.equal(slow?.deferred, 2);
+        assert.deepEqual(slow?.reasons, [{ text: '421 4.7.0 try again later', count: 2 }]);
+        assert.equal(slow?.ages.underHour, 2);
+        assert.equal(await store.retryNow({ domain: 'slow.test' }, T0 + 2000), 2);
+        assert.equal(await store.nextDueAt(), T0);
+        assert.equal(await store.cancel({ messageId: m1.id }, T0 + 3000), 1);
+        assert.equal((await store.getRecipients(m1.id))[0]?.state, 'cancelled');
+        assert.ok((await store.getEvents(m1.id)).some((e) => e.type === 'cancelled'));
+      });
+    });
+  });
+}

@@ -1,0 +1,47 @@
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { it } from 'node:test';
+import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { tempDir } from '../support/temp-dir.ts';
+import { storeContract } from './contract.ts';
+
+storeContract('sqlite', async () => {
+  const dir = tempDir();
+  const store = new SqliteStore(join(dir.path, 'postbote.db'));
+  await store.migrate();
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      dir.cleanup();
+    },
+  };
+});
+
+it('sqlite: runs with WAL and synchronous=FULL (250 means durable)', async () => {
+  const dir = tempDir();
+  const path = join(dir.path, 'postbote.db');
+  const store = new SqliteStore(path);
+  await store.migrate();
+  const db = new DatabaseSync(path);
+  assert.equal((db.prepare('PRAGMA journal_mode').get() as { journal_mode: string }).journal_mode, 'wal');
+  db.close();
+  await store.close();
+  dir.cleanup();
+});
+
+it('sqlite: refuses a schema newer than the code', async () => {
+  const dir = tempDir();
+  const path = join(dir.path, 'postbote.db');
+  const store = new SqliteStore(path);
+  await store.migrate();
+  await store.close();
+  const db = new DatabaseSync(path);
+  db.exec('INSERT INTO schema_version (version) VALUES (999)');
+  db.close();
+  const again = new SqliteStore(path);
+  await assert.rejects(again.migrate(), SchemaTooNewError);
+  await again.close();
+  dir.cleanup();
+});
