@@ -1,0 +1,99 @@
+import { randomBytes } from 'node:crypto';
+import { newId } from '../store/ids.ts';
+import type { Store } from '../store/store.ts';
+import type { Account, Credential } from '../store/types.ts';
+import { parseCidr } from './cidr.ts';
+import { hashSecret } from './secret-hash.ts';
+
+/** A problem with what an operator asked for (bad name, unknown account, duplicate). */
+export class AuthInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AuthInputError';
+  }
+}
+
+const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
+const SMTP_USERNAME = /^[\x21-\x7e]{1,128}$/;
+const API_KEY_PREFIX = 'pb_';
+
+export async function createAccount(store: Store, name: string, now: number): Promise<Account> {
+  if (!ACCOUNT_NAME.test(name)) {
+    throw new AuthInputError(
+      `account name "${name}" is not valid: use 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+  if (await store.getAccountByName(name)) throw new AuthInputError(`account "${name}" already exists`);
+  return store.createAccount({ id: newId(now), name, createdAt: now });
+}
+
+export async function requireAccount(store: Store, name: string): Promise<Account> {
+  const account = await store.getAccountByName(name);
+  if (!account) throw new AuthInputError(`no account named "${name}" (see: postbote accounts list)`);
+  return account;
+}
+
+/** A new credential and, for SMTP and API kinds, its secret: shown once, stored only hashed. */
+export interface IssuedCredential {
+  credential: Credential;
+  secret?: string;
+}
+
+export type CredentialRequest =
+  | { kind: 'smtp'; username: string }
+  | { kind: 'api' }
+  | { kind: 'ip'; cidrs: string[] };
+
+export async function createCredential(
+  store: Store,
+  account: Account,
+  request: CredentialRequest,
+  now: number,
+): Promise<IssuedCredential> {
+  const base = { id: newId(now), accountId: account.id, createdAt: now, revokedAt: null };
+  switch (request.kind) {
+    case 'smtp': {
+      if (!SMTP_USERNAME.test(request.username)) {
+        throw new AuthInputError('SMTP username must be 1-128 printable ASCII characters without spaces');
+      }
+      if (await store.findCredential('smtp', request.username)) {
+        throw new AuthInputError(`SMTP username "${request.username}" is already in use`);
+      }
+      const secret = randomBytes(18).toString('base64url');
+      const credential: Credential = {
+        ...base,
+        kind: 'smtp',
+        name: request.username,
+        secretHash: await hashSecret(secret),
+        cidrs: [],
+      };
+      return { credential: await store.createCredential(credential), secret };
+    }
+    case 'api': {
+      // The prefix is visible (listings, logs); the rest is the secret.
+      const prefix = `${API_KEY_PREFIX}${randomBytes(6).toString('hex')}`;
+      const secretPart = randomBytes(24).toString('base64url');
+      const credential: Credential = {
+        ...base,
+        kind: 'api',
+        name: prefix,
+        secretHash: await hashSecret(secretPart),
+        cidrs: [],
+      };
+      return { credential: await store.createCredential(credential), secret: `${prefix}.${secretPart}` };
+    }
+    case 'ip': {
+      if (request.cidrs.length === 0) throw new AuthInputError('an IP credential needs at least one CIDR');
+      const problems = request.cidrs.map(parseCidr).filter((p): p is string => typeof p === 'string');
+      if (problems.length) throw new AuthInputError(problems.join('; '));
+      const credential: Credential = {
+        ...base,
+        kind: 'ip',
+        name: request.cidrs.join(','),
+        secretHash: '',
+        cidrs: request.cidrs.map((c) => c.trim()),
+      };
+      return { credential: await store.createCredential(credential) };
+    }
+  }
+}

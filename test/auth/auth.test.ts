@@ -1,0 +1,110 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AuthInputError, createAccount, createCredential } from '../../src/auth/accounts.ts';
+import { Authenticator } from '../../src/auth/authenticator.ts';
+import { cidrMatcher } from '../../src/auth/cidr.ts';
+import { hashSecret, verifySecret } from '../../src/auth/secret-hash.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { fakeClock } from '../support/fake-clock.ts';
+
+async function memoryStore(): Promise<SqliteStore> {
+  const store = new SqliteStore(':memory:');
+  await store.migrate();
+  return store;
+}
+
+describe('auth', () => {
+  it('hashes secrets with scrypt and verifies them', async () => {
+    const hash = await hashSecret('s3cret');
+    assert.match(hash, /^scrypt\$32768\$8\$1\$/);
+    assert.equal(await verifySecret('s3cret', hash), true);
+    assert.equal(await verifySecret('s3cret!', hash), false);
+    assert.equal(await verifySecret('s3cret', 'garbage'), false);
+  });
+
+  it('issues SMTP, API and IP credentials; secrets are returned once and stored hashed', async () => {
+    const store = await memoryStore();
+    const account = await createAccount(store, 'shop', 1);
+    const smtp = await createCredential(store, account, { kind: 'smtp', username: 'shop-app' }, 2);
+    assert.ok(smtp.secret && smtp.secret.length >= 20);
+    assert.notEqual(smtp.credential.secretHash, smtp.secret);
+    assert.equal(
+      await verifySecret(smtp.secret, (await store.findCredential('smtp', 'shop-app'))!.secretHash),
+      true,
+    );
+    const api = await createCredential(store, account, { kind: 'api' }, 3);
+    assert.match(api.secret ?? '', /^pb_[0-9a-f]{12}\.[A-Za-z0-9_-]+$/);
+    assert.equal(api.credential.name, api.secret?.split('.')[0]);
+    const ip = await createCredential(store, account, { kind: 'ip', cidrs: ['10.1.0.0/16', '::1'] }, 4);
+    assert.equal(ip.secret, undefined);
+    await assert.rejects(
+      createCredential(store, account, { kind: 'ip', cidrs: ['10.1.0.0/33'] }, 5),
+      AuthInputError,
+    );
+    await assert.rejects(
+      createCredential(store, account, { kind: 'smtp', username: 'shop-app' }, 6),
+      /already in use/,
+    );
+    await assert.rejects(createAccount(store, 'shop', 7), /already exists/);
+    await assert.rejects(createAccount(store, 'bad name', 7), /not valid/);
+    await store.close();
+  });
+
+  it('matches client addresses against CIDRs, including IPv4-mapped IPv6', () => {
+    const matches = cidrMatcher(['127.0.0.0/8', '2001:db8::/32']);
+    assert.equal(matches('127.0.0.5'), true);
+    assert.equal(matches('::ffff:127.0.0.5'), true);
+    assert.equal(matches('2001:db8::1'), true);
+    assert.equal(matches('10.0.0.1'), false);
+    assert.equal(matches('not-an-ip'), false);
+  });
+
+  it('locks out a client IP and a username after repeated failures, then lets them in again', async () => {
+    const store = await memoryStore();
+    const clock = fakeClock();
+    const account = await createAccount(store, 'shop', 1);
+    const { secret } = await createCredential(store, account, { kind: 'smtp', username: 'app' }, 2);
+    const auth = new Authenticator({
+      store,
+      clock: clock.now,
+      maxFailures: 3,
+      failureWindowMs: 60_000,
+      lockoutMs: 600_000,
+    });
+    assert.equal((await auth.verifyPassword('192.0.2.1', 'app', 'wrong')).ok, false);
+    assert.equal((await auth.verifyPassword('192.0.2.1', 'nobody', 'wrong')).ok, false);
+    const third = await auth.verifyPassword('192.0.2.1', 'app', 'wrong');
+    assert.deepEqual(third, { ok: false, reason: 'locked_out' });
+    // Even the right password is refused while locked out.
+    assert.deepEqual(await auth.verifyPassword('192.0.2.1', 'app', secret!), {
+      ok: false,
+      reason: 'locked_out',
+    });
+    // Another client may still log in with a username that is not locked out.
+    assert.equal((await auth.verifyPassword('192.0.2.2', 'app', secret!)).ok, true);
+    clock.advance(600_001);
+    assert.equal((await auth.verifyPassword('192.0.2.1', 'app', secret!)).ok, true);
+    await store.close();
+  });
+
+  it('finds the IP credential of a client and notices revocation', async () => {
+    const store = await memoryStore();
+    const clock = fakeClock();
+    const account = await createAccount(store, 'shop', 1);
+    const { credential } = await createCredential(store, account, { kind: 'ip', cidrs: ['127.0.0.0/8'] }, 2);
+    const auth = new Authenticator({
+      store,
+      clock: clock.now,
+      maxFailures: 3,
+      failureWindowMs: 60_000,
+      lockoutMs: 60_000,
+      ipRefreshMs: 1000,
+    });
+    assert.equal((await auth.credentialForIp('127.0.0.9'))?.id, credential.id);
+    assert.equal(await auth.credentialForIp('192.0.2.1'), undefined);
+    await store.revokeCredential(credential.id, 3);
+    clock.advance(1001);
+    assert.equal(await auth.credentialForIp('127.0.0.9'), undefined);
+    await store.close();
+  });
+});
