@@ -1,0 +1,391 @@
+/**
+ * A pool of outbound SMTP sessions, keyed by everything that makes two connections
+ * interchangeable: target IP and port, source address, EHLO name, STARTTLS policy and
+ * AUTH user. A session carries up to `maxMessagesPerConnection` transactions
+ * (connect → [AUTH] → send → RSET → send …), which is what receivers expect from a
+ * well-behaved sender and saves a TCP + TLS handshake per message.
+ *
+ * Limits: never more than `maxConnectionsPerKey` sessions (connecting, busy or idle) per key;
+ * further deliveries wait in a bounded FIFO queue. The pool does not decide *whether* to send
+ * (that is the shaper's job) — it only bounds connections and reuses them.
+ */
+import type { SecureVersion } from 'node:tls';
+import { type ReplyPeer, replyFromError } from './smtp-reply.ts';
+import {
+  openSession,
+  type RecipientResult,
+  type SessionTls,
+  type SmtpSession,
+  type StartTlsPolicy,
+  type TransactionEnvelope,
+} from './smtp-session.ts';
+
+export type { DsnParams, RecipientResult, StartTlsPolicy, TransactionEnvelope } from './smtp-session.ts';
+
+export interface PoolLogger {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+}
+
+export interface SessionPoolOptions {
+  maxConnectionsPerKey: number;
+  /** Transactions per connection before it is closed with QUIT (default 100). */
+  maxMessagesPerConnection?: number;
+  /** Close a connection idle this long (default 5000). */
+  idleTimeoutMs?: number;
+  /** TCP connect (default 30 s, Postfix's smtp_connect_timeout). */
+  connectTimeoutMs?: number;
+  /** Banner, EHLO and STARTTLS (default 60 s: RFC 5321 §4.5.3.2 allows 5 min, tarpits abuse that). */
+  greetingTimeoutMs?: number;
+  /** Inactivity during a transaction (default 5 min, RFC 5321 §4.5.3.2 for MAIL/RCPT/DATA). */
+  socketTimeoutMs?: number;
+  ehloName: string;
+  /** Deliveries that may wait for a connection per key (default 1000); more are refused. */
+  maxQueuePerKey?: number;
+  logger?: PoolLogger;
+  /** MX certificates are rarely valid for the MX name (RFC 7435): verify nothing by default. */
+  tls?: { rejectUnauthorized?: boolean; minVersion?: SecureVersion };
+}
+
+export interface DeliveryTarget {
+  /** The MX host name (SNI and reply texts). */
+  host: string;
+  ip: string;
+  port: number;
+  /** Source IP to bind (the egress source). */
+  localAddress?: string;
+  starttls: StartTlsPolicy;
+  /** Overrides the pool's EHLO name for this egress source. */
+  ehloName?: string;
+  /** Smarthost credentials. */
+  auth?: { user: string; pass: string };
+}
+
+export interface DeliveryConnection {
+  mxHost: string;
+  ip: string;
+  port: number;
+  localAddress: string | undefined;
+  /** Present when the transaction ran over TLS. */
+  tls?: SessionTls;
+  /** The session had carried an earlier transaction. */
+  reused: boolean;
+  /** The MX offered STARTTLS but the handshake failed; delivered in plaintext instead. */
+  tlsFallback?: boolean;
+}
+
+export interface DeliveryResult {
+  connection: DeliveryConnection;
+  recipients: RecipientResult[];
+  /**
+   * No session could be set up (refused, timeout, greeting 421/554, TLS failure under
+   * 'required', EHLO/AUTH failure): every recipient is temporary and nothing was sent, so
+   * the caller may try the next MX host. Failures after MAIL FROM are never flagged: the
+   * message may have reached the server.
+   */
+  connectionFailed: boolean;
+  durationMs: number;
+}
+
+export interface PoolKeyStats {
+  key: string;
+  ip: string;
+  port: number;
+  localAddress: string | undefined;
+  ehloName: string;
+  /** Connecting + busy + idle. */
+  open: number;
+  busy: number;
+  idle: number;
+  waiting: number;
+}
+
+export interface SessionPool {
+  deliver(target: DeliveryTarget, envelope: TransactionEnvelope, body: Buffer): Promise<DeliveryResult>;
+  /** Rejects waiting deliveries, lets running ones finish, QUITs every connection. */
+  close(): Promise<void>;
+  stats(): PoolKeyStats[];
+}
+
+export type SessionPoolErrorCode = 'POOL_CLOSED' | 'QUEUE_FULL';
+
+/** Thrown by `deliver` when the pool refuses the work; nothing was sent. */
+export class SessionPoolError extends Error {
+  readonly code: SessionPoolErrorCode;
+  constructor(code: SessionPoolErrorCode, message: string) {
+    super(message);
+    this.name = 'SessionPoolError';
+    this.code = code;
+  }
+}
+
+interface PooledSession {
+  session: SmtpSession;
+  transactions: number;
+  idleTimer?: NodeJS.Timeout;
+  retired: boolean;
+}
+
+interface Waiter {
+  resolve(session: PooledSession | undefined): void;
+  reject(err: Error): void;
+}
+
+interface KeyState {
+  key: string;
+  target: DeliveryTarget;
+  ehloName: string;
+  /** Slots taken: sessions connecting, busy or idle. */
+  open: number;
+  /** Most recently used last: reuse takes from the end so older sessions idle out. */
+  idle: PooledSession[];
+  waiters: Waiter[];
+}
+
+export function createSessionPool(options: SessionPoolOptions): SessionPool {
+  const maxConnections = options.maxConnectionsPerKey;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) {
+    throw new RangeError(`maxConnectionsPerKey must be a positive integer, got ${maxConnections}`);
+  }
+  const maxMessages = options.maxMessagesPerConnection ?? 100;
+  const idleTimeoutMs = options.idleTimeoutMs ?? 5000;
+  const maxQueue = options.maxQueuePerKey ?? 1000;
+  const timeouts = {
+    connectTimeoutMs: options.connectTimeoutMs ?? 30_000,
+    greetingTimeoutMs: options.greetingTimeoutMs ?? 60_000,
+    socketTimeoutMs: options.socketTimeoutMs ?? 300_000,
+  };
+  const tlsOptions = { rejectUnauthorized: false, minVersion: 'TLSv1.2' as SecureVersion, ...options.tls };
+  const log = options.logger;
+
+  const states = new Map<string, KeyState>();
+  const live = new Set<SmtpSession>();
+  const running = new Set<Promise<unknown>>();
+  let closed = false;
+
+  function stateFor(target: DeliveryTarget): KeyState {
+    const ehloName = target.ehloName ?? options.ehloName;
+    const key = [
+      target.ip,
+      target.port,
+      target.localAddress ?? '*',
+      ehloName,
+      target.starttls,
+      target.auth?.user ?? '',
+    ]
+      .map(String)
+      .join('|');
+    let state = states.get(key);
+    if (!state) {
+      state = { key, target, ehloName, open: 0, idle: [], waiters: [] };
+      states.set(key, state);
+    }
+    return state;
+  }
+
+  function forget(state: KeyState): void {
+    if (state.open === 0 && state.waiters.length === 0) states.delete(state.key);
+  }
+
+  /** An idle session to reuse, or undefined meaning "a slot is reserved: open one". */
+  function acquire(state: KeyState): Promise<PooledSession | undefined> {
+    const idle = takeIdle(state);
+    if (idle) return Promise.resolve(idle);
+    if (state.open < maxConnections) {
+      state.open++;
+      return Promise.resolve(undefined);
+    }
+    if (state.waiters.length >= maxQueue) {
+      return Promise.reject(
+        new SessionPoolError('QUEUE_FULL', `more than ${maxQueue} deliveries waiting for ${state.key}`),
+      );
+    }
+    return new Promise((resolve, reject) => state.waiters.push({ resolve, reject }));
+  }
+
+  function takeIdle(state: KeyState): PooledSession | undefined {
+    const pooled = state.idle.pop();
+    if (pooled) clearTimeout(pooled.idleTimer);
+    return pooled;
+  }
+
+  /** Hands freed capacity to waiters in arrival order. */
+  function pump(state: KeyState): void {
+    while (state.waiters.length > 0) {
+      const idle = takeIdle(state);
+      if (idle) {
+        state.waiters.shift()!.resolve(idle);
+      } else if (state.open < maxConnections) {
+        state.open++;
+        state.waiters.shift()!.resolve(undefined);
+      } else {
+        break;
+      }
+    }
+    forget(state);
+  }
+
+  function retire(state: KeyState, pooled: PooledSession, reason: string): void {
+    if (pooled.retired) return;
+    pooled.retired = true;
+    clearTimeout(pooled.idleTimer);
+    const index = state.idle.indexOf(pooled);
+    if (index >= 0) state.idle.splice(index, 1);
+    pooled.session.quit();
+    state.open--;
+    log?.debug({ key: state.key, reason, transactions: pooled.transactions }, 'smtp session closed');
+    pump(state);
+  }
+
+  function release(state: KeyState, pooled: PooledSession, reusable: boolean): void {
+    if (!reusable || closed || pooled.session.ended) {
+      retire(state, pooled, 'not reusable');
+    } else if (pooled.transactions >= maxMessages) {
+      retire(state, pooled, 'max messages per connection');
+    } else {
+      state.idle.push(pooled);
+      pooled.idleTimer = setTimeout(() => retire(state, pooled, 'idle timeout'), idleTimeoutMs);
+      pump(state);
+    }
+  }
+
+  function track(state: KeyState, session: SmtpSession): PooledSession {
+    const pooled: PooledSession = { session, transactions: 0, retired: false };
+    live.add(session);
+    // A server may close an idle session at any time (its own idle timeout, a 421).
+    void session.whenEnded.then(() => {
+      live.delete(session);
+      if (state.idle.includes(pooled)) retire(state, pooled, 'closed by server');
+    });
+    return pooled;
+  }
+
+  async function run(
+    state: KeyState,
+    target: DeliveryTarget,
+    envelope: TransactionEnvelope,
+    body: Buffer,
+    started: number,
+  ): Promise<DeliveryResult> {
+    const peer: ReplyPeer = { host: target.host, ip: target.ip, port: target.port };
+    let pooled = await acquire(state);
+    let reused = false;
+    if (pooled) {
+      // RSET doubles as a liveness probe: a session the server dropped while idle fails
+      // here, before our transaction started, and the slot is reused for a fresh one.
+      try {
+        await pooled.session.reset();
+        reused = true;
+      } catch {
+        retireKeepingSlot(state, pooled);
+        pooled = undefined;
+      }
+    }
+    if (!pooled) {
+      try {
+        const session = await openSession({
+          peer,
+          localAddress: target.localAddress,
+          ehloName: state.ehloName,
+          starttls: target.starttls,
+          auth: target.auth,
+          tls: tlsOptions,
+          ...timeouts,
+        });
+        pooled = track(state, session);
+        if (session.tlsFallback) {
+          log?.warn(
+            { key: state.key, mx: target.host },
+            'STARTTLS handshake failed, delivering in plaintext',
+          );
+        }
+        log?.debug({ key: state.key, mx: target.host, tls: session.tls }, 'smtp session opened');
+      } catch (err) {
+        state.open--;
+        pump(state);
+        const { reply, outcome } = replyFromError(err, peer, 'session');
+        log?.info({ key: state.key, mx: target.host, reply }, 'smtp session failed');
+        return {
+          connection: connectionInfo(target, undefined, false),
+          recipients: envelope.to.map((address) => ({ address, outcome, reply })),
+          connectionFailed: true,
+          durationMs: performance.now() - started,
+        };
+      }
+    }
+    pooled.transactions++;
+    const result = await pooled.session.send(envelope, body);
+    release(state, pooled, result.reusable);
+    return {
+      connection: connectionInfo(target, pooled.session, reused),
+      recipients: result.recipients,
+      connectionFailed: false,
+      durationMs: performance.now() - started,
+    };
+  }
+
+  /** Closes a dead reused session but keeps its slot for the replacement connection. */
+  function retireKeepingSlot(state: KeyState, pooled: PooledSession): void {
+    pooled.retired = true;
+    pooled.session.quit();
+    log?.debug({ key: state.key }, 'idle smtp session failed RSET, reconnecting');
+  }
+
+  return {
+    deliver(target, envelope, body) {
+      if (closed) return Promise.reject(new SessionPoolError('POOL_CLOSED', 'session pool is closed'));
+      const started = performance.now();
+      const state = stateFor(target);
+      const promise = run(state, target, envelope, body, started);
+      running.add(promise);
+      const untrack = () => running.delete(promise);
+      promise.then(untrack, untrack);
+      return promise;
+    },
+
+    async close() {
+      closed = true;
+      for (const state of states.values()) {
+        for (const waiter of state.waiters.splice(0)) {
+          waiter.reject(new SessionPoolError('POOL_CLOSED', 'session pool closed while waiting'));
+        }
+        for (const pooled of [...state.idle]) retire(state, pooled, 'pool closed');
+      }
+      // Running deliveries finish; their release() sees `closed` and QUITs the session.
+      await Promise.allSettled([...running]);
+      await Promise.all([...live].map((session) => session.whenEnded));
+    },
+
+    stats() {
+      return [...states.values()].map((state) => ({
+        key: state.key,
+        ip: state.target.ip,
+        port: state.target.port,
+        localAddress: state.target.localAddress,
+        ehloName: state.ehloName,
+        open: state.open,
+        busy: state.open - state.idle.length,
+        idle: state.idle.length,
+        waiting: state.waiters.length,
+      }));
+    },
+  };
+}
+
+function connectionInfo(
+  target: DeliveryTarget,
+  session: SmtpSession | undefined,
+  reused: boolean,
+): DeliveryConnection {
+  const info: DeliveryConnection = {
+    mxHost: target.host,
+    ip: target.ip,
+    port: target.port,
+    localAddress: session?.localAddress ?? target.localAddress,
+    reused,
+  };
+  if (session?.tls) info.tls = session.tls;
+  if (session?.tlsFallback) info.tlsFallback = true;
+  return info;
+}

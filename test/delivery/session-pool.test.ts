@@ -1,0 +1,489 @@
+import assert from 'node:assert/strict';
+import { before, describe, it, type TestContext } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  createSessionPool,
+  type DeliveryTarget,
+  SessionPoolError,
+  type SessionPoolOptions,
+} from '../../src/delivery/session-pool.ts';
+import {
+  generateSelfSignedCert,
+  type ScriptedSinkOptions,
+  startScriptedSink,
+  unusedPort,
+} from '../support/scripted-sink.ts';
+
+const body = Buffer.from(
+  'From: Sender <sender@example.org>\r\n' +
+    'To: rcpt@example.net\r\n' +
+    'Subject: pool test\r\n' +
+    '\r\n' +
+    'first line\r\n' +
+    '.a line starting with a dot\r\n' +
+    '..two dots\r\n' +
+    'umlaut: ä\r\n',
+);
+const envelope = (to: string[] = ['rcpt@example.net']) => ({
+  from: 'sender@example.org',
+  to,
+  size: body.length,
+});
+
+/** Polls until `condition` holds; fails after `timeoutMs`. */
+async function waitFor(condition: () => boolean, timeoutMs = 2000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail('condition not reached in time');
+    await sleep(10);
+  }
+}
+
+async function setup(
+  t: TestContext,
+  sinkOptions: ScriptedSinkOptions = {},
+  poolOptions: Partial<SessionPoolOptions> = {},
+) {
+  const sink = await startScriptedSink(sinkOptions);
+  const pool = createSessionPool({
+    maxConnectionsPerKey: 2,
+    ehloName: 'relay.postbote.test',
+    connectTimeoutMs: 2000,
+    greetingTimeoutMs: 2000,
+    socketTimeoutMs: 5000,
+    ...poolOptions,
+  });
+  t.after(async () => {
+    await pool.close();
+    await sink.close();
+  });
+  const target: DeliveryTarget = { host: 'mx.example.net', ip: sink.host, port: sink.port, starttls: 'none' };
+  return { sink, pool, target };
+}
+
+describe('session pool', () => {
+  let cert: { key: string; cert: string };
+  before(async () => {
+    cert = await generateSelfSignedCert();
+  });
+
+  it('delivers the body byte for byte and reuses one connection with RSET in between', async (t) => {
+    const { sink, pool, target } = await setup(t);
+    const results = [];
+    for (let i = 0; i < 4; i++) results.push(await pool.deliver(target, envelope(), body));
+
+    assert.equal(sink.connections.length, 1);
+    assert.equal(sink.transactions.length, 4);
+    for (const tx of sink.transactions) assert.deepEqual(tx.data, body);
+    assert.deepEqual(
+      results.map((r) => r.connection.reused),
+      [false, true, true, true],
+    );
+    for (const result of results) {
+      assert.equal(result.connectionFailed, false);
+      assert.equal(result.recipients[0]?.outcome, 'delivered');
+      assert.equal(result.recipients[0]?.reply.code, 250);
+      assert.equal(result.recipients[0]?.reply.enhanced, '2.0.0');
+    }
+    const commands = sink.connections[0]!.commands.map((c) => c.split(' ')[0]);
+    assert.equal(commands.filter((c) => c === 'RSET').length, 3);
+    assert.equal(sink.connections[0]!.ehloName, 'relay.postbote.test');
+    // 8-bit body: BODY=8BITMIME and SIZE are declared.
+    assert.match(sink.transactions[0]!.mailParams, /BODY=8BITMIME/);
+    assert.match(sink.transactions[0]!.mailParams, new RegExp(`SIZE=${body.length}`));
+  });
+
+  it('applies an RCPT rejection to that recipient only', async (t) => {
+    const gmail550 = [
+      '550-5.1.1 The email account that you tried to reach does not exist. Please try',
+      '550 5.1.1 double-checking the recipient address. - gsmtp',
+    ].join('\n');
+    const { sink, pool, target } = await setup(t, {
+      respond: (cmd) => (cmd.verb === 'RCPT' && cmd.arg.includes('nobody@') ? gmail550 : undefined),
+    });
+    const result = await pool.deliver(
+      target,
+      envelope(['a@example.net', 'nobody@example.net', 'b@example.net']),
+      body,
+    );
+
+    assert.deepEqual(
+      result.recipients.map((r) => [r.address, r.outcome, r.reply.code, r.reply.enhanced]),
+      [
+        ['a@example.net', 'delivered', 250, '2.0.0'],
+        ['nobody@example.net', 'permanent', 550, '5.1.1'],
+        ['b@example.net', 'delivered', 250, '2.0.0'],
+      ],
+    );
+    assert.match(result.recipients[1]!.reply.text, /does not exist\. Please try double-checking/);
+    assert.deepEqual(sink.transactions[0]!.data, body);
+  });
+
+  it('applies a 4xx DATA reply to every accepted recipient and keeps the connection', async (t) => {
+    let failData = true;
+    const { sink, pool, target } = await setup(t, {
+      respond: (cmd) => {
+        if (cmd.verb === 'RCPT' && cmd.arg.includes('full@')) return '452 4.2.2 Mailbox full';
+        if (cmd.verb === 'RCPT' && cmd.arg.includes('gone@')) return '550 5.1.1 No such user';
+        if (cmd.verb === 'DATA' && failData) return '451 4.3.0 Temporary local problem, try later';
+        return undefined;
+      },
+    });
+    const first = await pool.deliver(
+      target,
+      envelope(['a@example.net', 'full@example.net', 'gone@example.net', 'b@example.net']),
+      body,
+    );
+    assert.deepEqual(
+      first.recipients.map((r) => [r.outcome, r.reply.code]),
+      [
+        ['temporary', 451],
+        ['temporary', 452],
+        ['permanent', 550],
+        ['temporary', 451],
+      ],
+    );
+    assert.equal(first.recipients[0]!.reply.text, 'Temporary local problem, try later');
+
+    failData = false;
+    const second = await pool.deliver(target, envelope(), body);
+    assert.equal(second.recipients[0]!.outcome, 'delivered');
+    assert.equal(second.connection.reused, true);
+    assert.equal(sink.connections.length, 1);
+  });
+
+  it('applies a 5xx end-of-data reply to every accepted recipient', async (t) => {
+    const { pool, target } = await setup(t, {
+      respond: (cmd) => (cmd.verb === 'DATA_END' ? '554 5.7.1 Message rejected as spam' : undefined),
+    });
+    const result = await pool.deliver(target, envelope(['a@example.net', 'b@example.net']), body);
+    assert.deepEqual(
+      result.recipients.map((r) => [r.outcome, r.reply.enhanced]),
+      [
+        ['permanent', '5.7.1'],
+        ['permanent', '5.7.1'],
+      ],
+    );
+  });
+
+  it('applies a refused MAIL FROM to every recipient', async (t) => {
+    const { pool, target } = await setup(t, {
+      respond: (cmd) => (cmd.verb === 'MAIL' ? '553 5.7.1 Sender address rejected' : undefined),
+    });
+    const result = await pool.deliver(target, envelope(['a@example.net', 'b@example.net']), body);
+    assert.deepEqual(
+      result.recipients.map((r) => [r.outcome, r.reply.code]),
+      [
+        ['permanent', 553],
+        ['permanent', 553],
+      ],
+    );
+    assert.equal(result.connectionFailed, false);
+  });
+
+  it('discards a connection after a 421 mid-transaction', async (t) => {
+    let closeOnce = true;
+    const { sink, pool, target } = await setup(t, {
+      respond: (cmd) => {
+        if (cmd.verb !== 'DATA_END' || !closeOnce) return undefined;
+        closeOnce = false;
+        return { reply: '421 4.7.0 Try again later, closing connection.', close: true };
+      },
+    });
+    const first = await pool.deliver(target, envelope(), body);
+    assert.equal(first.recipients[0]!.outcome, 'temporary');
+    assert.deepEqual([first.recipients[0]!.reply.code, first.recipients[0]!.reply.enhanced], [421, '4.7.0']);
+    assert.equal(first.connectionFailed, false);
+
+    const second = await pool.deliver(target, envelope(), body);
+    assert.equal(second.recipients[0]!.outcome, 'delivered');
+    assert.equal(second.connection.reused, false);
+    assert.equal(sink.connections.length, 2);
+  });
+
+  it('discards a connection that times out mid-DATA', async (t) => {
+    const { sink, pool, target } = await setup(
+      t,
+      {
+        respond: (cmd) => (cmd.verb === 'DATA_END' && cmd.connection.id === 1 ? { silent: true } : undefined),
+      },
+      { socketTimeoutMs: 300 },
+    );
+    const first = await pool.deliver(target, envelope(), body);
+    assert.deepEqual(
+      [first.recipients[0]!.outcome, first.recipients[0]!.reply.code, first.recipients[0]!.reply.enhanced],
+      ['temporary', 421, '4.4.2'],
+    );
+    assert.equal(first.connectionFailed, false, 'the message may have arrived: not a connection failure');
+    const second = await pool.deliver(target, envelope(), body);
+    assert.equal(second.recipients[0]!.outcome, 'delivered');
+    assert.equal(second.connection.reused, false);
+    assert.equal(sink.connections.length, 2);
+  });
+
+  it('reports a refused connection as connectionFailed with 4.4.1', async () => {
+    const pool = createSessionPool({
+      maxConnectionsPerKey: 1,
+      ehloName: 'relay.postbote.test',
+      connectTimeoutMs: 2000,
+    });
+    try {
+      const port = await unusedPort();
+      const result = await pool.deliver(
+        { host: 'mx1.example.com', ip: '127.0.0.1', port, starttls: 'opportunistic' },
+        envelope(['a@example.net', 'b@example.net']),
+        body,
+      );
+      assert.equal(result.connectionFailed, true);
+      for (const r of result.recipients) {
+        assert.equal(r.outcome, 'temporary');
+        assert.deepEqual([r.reply.code, r.reply.enhanced], [421, '4.4.1']);
+        assert.match(
+          r.reply.text,
+          new RegExp(`^connection refused by mx1\\.example\\.com\\[127\\.0\\.0\\.1\\]:${port} `),
+        );
+        assert.match(r.reply.text, /ECONNREFUSED/);
+      }
+      assert.deepEqual(pool.stats(), []);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('gives up on a server that never greets', async (t) => {
+    const { pool, target } = await setup(
+      t,
+      { respond: (cmd) => (cmd.verb === 'CONNECT' ? { silent: true } : undefined) },
+      { greetingTimeoutMs: 300 },
+    );
+    const started = Date.now();
+    const result = await pool.deliver(target, envelope(), body);
+    assert.ok(Date.now() - started < 2000, 'bounded by greetingTimeoutMs');
+    assert.equal(result.connectionFailed, true);
+    assert.deepEqual(
+      [result.recipients[0]!.outcome, result.recipients[0]!.reply.code, result.recipients[0]!.reply.enhanced],
+      ['temporary', 421, '4.4.2'],
+    );
+  });
+
+  it('treats a 421 or 554 greeting as a connection failure', async (t) => {
+    for (const greeting of ['421 4.3.2 Service shutting down', '554 5.7.1 No SMTP service here']) {
+      const { pool, target } = await setup(t, {
+        respond: (cmd) => (cmd.verb === 'CONNECT' ? { reply: greeting, close: true } : undefined),
+      });
+      const result = await pool.deliver(target, envelope(), body);
+      assert.equal(result.connectionFailed, true, greeting);
+      assert.equal(result.recipients[0]!.outcome, 'temporary', greeting);
+      assert.equal(result.recipients[0]!.reply.code, Number(greeting.slice(0, 3)));
+    }
+  });
+
+  it('uses STARTTLS when offered and records protocol and cipher', async (t) => {
+    const { sink, pool, target } = await setup(t, { tls: cert });
+    const result = await pool.deliver({ ...target, starttls: 'opportunistic' }, envelope(), body);
+    assert.equal(result.recipients[0]!.outcome, 'delivered');
+    assert.ok(result.connection.tls, 'TLS recorded');
+    assert.match(result.connection.tls.protocol, /^TLSv1\.[23]$/);
+    assert.ok(result.connection.tls.cipher.length > 0);
+    assert.equal(sink.connections[0]!.tls?.protocol, result.connection.tls.protocol);
+    assert.deepEqual(sink.transactions[0]!.data, body);
+    // EHLO is repeated after the handshake (RFC 3207 §4.2).
+    assert.equal(sink.connections[0]!.commands.filter((c) => c.startsWith('EHLO')).length, 2);
+  });
+
+  it('falls back to plaintext once when the TLS handshake fails (opportunistic)', async (t) => {
+    const { sink, pool, target } = await setup(t, { brokenTls: true });
+    const result = await pool.deliver({ ...target, starttls: 'opportunistic' }, envelope(), body);
+    assert.equal(result.recipients[0]!.outcome, 'delivered');
+    assert.equal(result.connection.tls, undefined);
+    assert.equal(result.connection.tlsFallback, true);
+    assert.equal(sink.connections.length, 2);
+    assert.equal(sink.connections[1]!.commands.includes('STARTTLS'), false);
+    assert.deepEqual(sink.transactions[0]!.data, body);
+  });
+
+  it('does not fall back to plaintext when TLS is required', async (t) => {
+    const { sink, pool, target } = await setup(t, { brokenTls: true });
+    const result = await pool.deliver({ ...target, starttls: 'required' }, envelope(), body);
+    assert.equal(result.connectionFailed, true);
+    assert.deepEqual(
+      [result.recipients[0]!.outcome, result.recipients[0]!.reply.enhanced],
+      ['temporary', '4.7.5'],
+    );
+    assert.equal(sink.connections.length, 1);
+    assert.equal(sink.transactions.length, 0);
+  });
+
+  it('fails the connection when TLS is required but not offered', async (t) => {
+    const { sink, pool, target } = await setup(t);
+    const result = await pool.deliver({ ...target, starttls: 'required' }, envelope(), body);
+    assert.equal(result.connectionFailed, true);
+    assert.deepEqual(
+      [result.recipients[0]!.outcome, result.recipients[0]!.reply.enhanced],
+      ['temporary', '4.7.4'],
+    );
+    assert.equal(sink.transactions.length, 0);
+  });
+
+  it('binds the source address (127.0.0.3 seen by the sink)', async (t) => {
+    const { sink, pool, target } = await setup(t);
+    const result = await pool.deliver({ ...target, localAddress: '127.0.0.3' }, envelope(), body);
+    assert.equal(result.recipients[0]!.outcome, 'delivered');
+    assert.equal(sink.connections[0]!.remoteAddress, '127.0.0.3');
+    assert.equal(result.connection.localAddress, '127.0.0.3');
+  });
+
+  it('never exceeds maxConnectionsPerKey and queues the rest', async (t) => {
+    const { sink, pool, target } = await setup(
+      t,
+      { respond: (cmd) => (cmd.verb === 'DATA_END' ? { delayMs: 20 } : undefined) },
+      { maxConnectionsPerKey: 3 },
+    );
+    const deliveries = Array.from({ length: 20 }, (_, i) =>
+      pool.deliver(target, envelope([`r${i}@example.net`]), body),
+    );
+    await sleep(5);
+    const busy = pool.stats();
+    assert.equal(busy.length, 1);
+    assert.equal(busy[0]!.open, 3);
+    assert.equal(busy[0]!.waiting, 17);
+
+    const results = await Promise.all(deliveries);
+    assert.ok(results.every((r) => r.recipients[0]?.outcome === 'delivered'));
+    assert.equal(sink.maxConcurrent, 3);
+    assert.equal(sink.connections.length, 3);
+    assert.equal(sink.transactions.length, 20);
+    assert.deepEqual(
+      pool.stats().map((s) => [s.open, s.busy, s.idle, s.waiting]),
+      [[3, 0, 3, 0]],
+    );
+  });
+
+  it('serves waiting deliveries first in, first out', async (t) => {
+    const { sink, pool, target } = await setup(
+      t,
+      { respond: (cmd) => (cmd.verb === 'DATA_END' ? { delayMs: 5 } : undefined) },
+      { maxConnectionsPerKey: 1 },
+    );
+    await Promise.all(
+      Array.from({ length: 6 }, (_, i) => pool.deliver(target, envelope([`r${i}@example.net`]), body)),
+    );
+    assert.deepEqual(
+      sink.transactions.map((tx) => tx.recipients[0]!.address),
+      Array.from({ length: 6 }, (_, i) => `r${i}@example.net`),
+    );
+  });
+
+  it('opens a new connection after maxMessagesPerConnection', async (t) => {
+    const { sink, pool, target } = await setup(
+      t,
+      {},
+      { maxMessagesPerConnection: 2, maxConnectionsPerKey: 1 },
+    );
+    for (let i = 0; i < 5; i++) await pool.deliver(target, envelope(), body);
+    assert.equal(sink.connections.length, 3);
+    assert.deepEqual(
+      sink.connections.map((c) => c.transactions.length),
+      [2, 2, 1],
+    );
+    await waitFor(() => !sink.connections[0]!.open);
+    assert.ok(sink.connections[0]!.commands.includes('QUIT'));
+  });
+
+  it('closes idle connections with QUIT after idleTimeoutMs', async (t) => {
+    const { sink, pool, target } = await setup(t, {}, { idleTimeoutMs: 100 });
+    await pool.deliver(target, envelope(), body);
+    assert.equal(pool.stats()[0]?.idle, 1);
+    await waitFor(() => !sink.connections[0]!.open);
+    assert.deepEqual(pool.stats(), []);
+    assert.ok(sink.connections[0]!.commands.includes('QUIT'));
+  });
+
+  it('replaces an idle connection the server closed', async (t) => {
+    const { sink, pool, target } = await setup(t, {
+      respond: (cmd) =>
+        cmd.verb === 'DATA_END' && cmd.connection.id === 1
+          ? { reply: '250 2.0.0 Ok', close: true }
+          : undefined,
+    });
+    await pool.deliver(target, envelope(), body);
+    await sleep(50);
+    const second = await pool.deliver(target, envelope(), body);
+    assert.equal(second.recipients[0]!.outcome, 'delivered');
+    assert.equal(second.connection.reused, false);
+    assert.equal(sink.connections.length, 2);
+  });
+
+  it('sends the null sender and passes DSN parameters through', async (t) => {
+    const { sink, pool, target } = await setup(t);
+    const result = await pool.deliver(
+      target,
+      {
+        from: '',
+        to: ['a@example.net'],
+        size: body.length,
+        dsn: { ret: 'HDRS', envid: 'env-1', notify: ['FAILURE', 'DELAY'], orcpt: 'rfc822;orig@example.net' },
+      },
+      body,
+    );
+    assert.equal(result.recipients[0]!.outcome, 'delivered');
+    const tx = sink.transactions[0]!;
+    assert.equal(tx.mailFrom, '');
+    assert.match(tx.mailParams, /RET=HDRS/);
+    assert.match(tx.mailParams, /ENVID=env-1/);
+    assert.match(tx.recipients[0]!.params, /NOTIFY=FAILURE,DELAY/);
+    assert.match(tx.recipients[0]!.params, /ORCPT=rfc822;orig@example\.net/);
+  });
+
+  it('refuses addresses that cannot be sent without touching the others', async (t) => {
+    const { sink, pool, target } = await setup(t);
+    const result = await pool.deliver(target, envelope(['ok@example.net', 'bad>@example.net']), body);
+    assert.deepEqual(
+      result.recipients.map((r) => [r.outcome, r.reply.enhanced]),
+      [
+        ['delivered', '2.0.0'],
+        ['permanent', '5.1.3'],
+      ],
+    );
+    assert.deepEqual(
+      sink.transactions[0]!.recipients.map((r) => r.address),
+      ['ok@example.net'],
+    );
+  });
+
+  it('close() rejects waiting deliveries, lets running ones finish and QUITs', async (t) => {
+    const { sink, pool, target } = await setup(
+      t,
+      { respond: (cmd) => (cmd.verb === 'DATA_END' ? { delayMs: 100 } : undefined) },
+      { maxConnectionsPerKey: 1 },
+    );
+    const running = pool.deliver(target, envelope(), body);
+    const waiting = pool.deliver(target, envelope(), body);
+    await sleep(20);
+    await pool.close();
+    assert.equal((await running).recipients[0]!.outcome, 'delivered');
+    await assert.rejects(
+      waiting,
+      (err: unknown) => err instanceof SessionPoolError && err.code === 'POOL_CLOSED',
+    );
+    await assert.rejects(pool.deliver(target, envelope(), body), SessionPoolError);
+    assert.ok(sink.connections[0]!.commands.includes('QUIT'));
+    await waitFor(() => sink.concurrent === 0);
+  });
+
+  it('refuses deliveries beyond the queue bound', async (t) => {
+    const { pool, target } = await setup(
+      t,
+      { respond: (cmd) => (cmd.verb === 'DATA_END' ? { delayMs: 50 } : undefined) },
+      { maxConnectionsPerKey: 1, maxQueuePerKey: 1 },
+    );
+    const first = pool.deliver(target, envelope(), body);
+    const second = pool.deliver(target, envelope(), body);
+    await assert.rejects(
+      pool.deliver(target, envelope(), body),
+      (err: unknown) => err instanceof SessionPoolError && err.code === 'QUEUE_FULL',
+    );
+    assert.equal((await first).recipients[0]!.outcome, 'delivered');
+    assert.equal((await second).recipients[0]!.outcome, 'delivered');
+  });
+});
