@@ -1,0 +1,325 @@
+import type { Logger } from 'pino';
+import type { Store } from '../store/store.ts';
+import type { LeasedRecipient, Outcome } from '../store/types.ts';
+import { BodyCache } from './body-cache.ts';
+import type { Destination, DestinationResult } from './destination.ts';
+import type { RetryPolicy } from './retry-policy.ts';
+
+export interface SchedulerOptions {
+  store: Store;
+  /** Delivers one transaction to a domain (MX resolution, host fallback, SMTP). */
+  destination: Destination;
+  retryPolicy: RetryPolicy;
+  clock: () => number;
+  logger: Logger;
+  owner: string;
+  /** Most recipients in memory (leased) at once. */
+  window: number;
+  batchSize: number;
+  leaseMs: number;
+  maxRecipientsPerTransaction: number;
+  /** Longest sleep between store polls when nothing is due (a wake() cuts it short). */
+  pollMs?: number;
+  /** Called with recipients that just failed for good (bounced/expired), for DSNs. */
+  onFinalFailure?: (failures: FinalFailure[]) => void;
+  bodyCacheBytes?: number;
+}
+
+export interface FinalFailure {
+  recipient: LeasedRecipient;
+  outcome: Outcome;
+  remoteMta?: string;
+}
+
+interface Transaction {
+  messageId: string;
+  domain: string;
+  recipients: LeasedRecipient[];
+}
+
+/**
+ * The scheduled queue lives in the store; this keeps a bounded window of leased recipients in
+ * memory, groups them into SMTP transactions (same message, same domain, same DSN params),
+ * hands them to the destination and writes each outcome back. Leases are renewed while a
+ * delivery is in flight, and released on stop.
+ */
+export class Scheduler {
+  readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure'>> & Pick<SchedulerOptions, 'onFinalFailure'>;
+  readonly #bodies: BodyCache;
+  readonly #inflight = new Set<number>();
+  readonly #running = new Set<Promise<void>>();
+  #stopping = false;
+  #loop: Promise<void> | undefined;
+  #wake: (() => void) | undefined;
+  #woken = false;
+  #renewTimer: NodeJS.Timeout | undefined;
+
+  constructor(options: SchedulerOptions) {
+    this.#o = { pollMs: 1000, bodyCacheBytes: 64 * 1024 * 1024, ...options };
+    this.#bodies = new BodyCache((id) => options.store.getBody(id), this.#o.bodyCacheBytes);
+  }
+
+  get inflight(): number {
+    return this.#inflight.size;
+  }
+
+  start(): void {
+    if (this.#loop) return;
+    this.#loop = this.#run().catch((err: unknown) => {
+      this.#o.logger.fatal({ err }, 'delivery scheduler stopped by an unexpected error');
+    });
+    this.#renewTimer = setInterval(() => void this.#renew(), Math.max(1000, this.#o.leaseMs / 3));
+    this.#renewTimer.unref();
+  }
+
+  /** New mail was committed or an operator asked for a retry: look at the store now. */
+  wake(): void {
+    this.#woken = true;
+    this.#wake?.();
+  }
+
+  /** Stops leasing, lets in-flight deliveries finish within `graceMs`, then releases the rest. */
+  async stop(graceMs = 10_000): Promise<void> {
+    this.#stopping = true;
+    this.wake();
+    await this.#loop;
+    const all = Promise.allSettled([...this.#running]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    clearInterval(this.#renewTimer);
+    const released = await this.#o.store.releaseLeases(this.#o.owner, this.#o.clock());
+    if (released > 0) this.#o.logger.info({ released }, 'released leases of unfinished deliveries');
+  }
+
+  async #run(): Promise<void> {
+    const { store, clock, batchSize, window, leaseMs, owner } = this.#o;
+    while (!this.#stopping) {
+      this.#woken = false;
+      const room = window - this.#inflight.size;
+      if (room <= 0) {
+        // Full window: a finishing delivery wakes us.
+        await this.#sleep(this.#o.pollMs);
+        continue;
+      }
+      const limit = Math.min(room, batchSize);
+      const now = clock();
+      let leased: LeasedRecipient[] = [];
+      try {
+        leased = await store.leaseDue({ owner, now, limit, leaseUntil: now + leaseMs });
+      } catch (err) {
+        this.#o.logger.error({ err }, 'could not lease due recipients; retrying');
+      }
+      if (leased.length > 0) this.#dispatch(leased);
+      if (this.#stopping) break;
+      // A full batch means more may be due right now.
+      if (leased.length === limit) continue;
+      await this.#sleep(await this.#untilDue());
+    }
+  }
+
+  async #untilDue(): Promise<number> {
+    if (this.#woken) return 0;
+    try {
+      const next = await this.#o.store.nextDueAt();
+      if (next === null) return this.#o.pollMs;
+      return Math.min(this.#o.pollMs, Math.max(0, next - this.#o.clock()));
+    } catch {
+      return this.#o.pollMs;
+    }
+  }
+
+  /**
+   * Waits `ms` or until wake(). Always through a timer, never a resolved promise: the loop must
+   * yield to I/O even when it is woken continuously, or it would starve the event loop.
+   */
+  #sleep(ms: number): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, this.#woken ? 0 : Math.max(0, ms));
+      // The listeners keep the process alive; an idle scheduler alone must not.
+      timer.unref();
+      this.#wake = done;
+    });
+  }
+
+  #dispatch(leased: LeasedRecipient[]): void {
+    const groups = new Map<string, Transaction>();
+    for (const r of leased) {
+      // Our own delivery whose lease ran out (a stalled event loop, a jumped clock): it is
+      // still in flight here, so it must not be sent a second time.
+      if (this.#inflight.has(r.id)) continue;
+      this.#inflight.add(r.id);
+      // RFC 3461 NOTIFY/ORCPT are per RCPT but nodemailer applies them per envelope, so
+      // recipients with different DSN parameters travel in different transactions.
+      const key = `${r.messageId}\0${r.domain}\0${JSON.stringify(r.dsn)}`;
+      let tx = groups.get(key);
+      if (!tx || tx.recipients.length >= this.#o.maxRecipientsPerTransaction) {
+        tx = { messageId: r.messageId, domain: r.domain, recipients: [] };
+        groups.set(key, tx);
+      }
+      tx.recipients.push(r);
+    }
+    for (const tx of groups.values()) {
+      const job = this.#deliver(tx).finally(() => {
+        this.#running.delete(job);
+        for (const r of tx.recipients) this.#inflight.delete(r.id);
+        this.wake();
+      });
+      this.#running.add(job);
+    }
+  }
+
+  async #deliver(tx: Transaction): Promise<void> {
+    const { clock, logger } = this.#o;
+    let result: DestinationResult;
+    const body = await this.#bodies.get(tx.messageId).catch(() => undefined);
+    if (!body) {
+      // The body is gone (deleted or store error): release, do not guess.
+      logger.error({ messageId: tx.messageId }, 'message body not found; recipients released');
+      await this.#record(
+        tx.recipients.map((r) => ({
+          at: clock(),
+          recipientId: r.id,
+          messageId: r.messageId,
+          accountId: r.accountId,
+          recipient: r.address,
+          state: r.attempts > 0 ? 'deferred' : 'queued',
+          nextAttemptAt: clock() + 60_000,
+          attempted: false,
+          reply: null,
+          event: null,
+        })),
+      );
+      return;
+    }
+    try {
+      result = await this.#o.destination.deliver({
+        domain: tx.domain,
+        mailFrom: tx.recipients[0]?.mailFrom ?? '',
+        recipients: tx.recipients.map((r) => r.address),
+        dsn: tx.recipients[0]?.dsn ?? {},
+        body,
+      });
+    } catch (err) {
+      logger.error({ err, messageId: tx.messageId, domain: tx.domain }, 'delivery failed unexpectedly');
+      result = {
+        recipients: tx.recipients.map((r) => ({
+          address: r.address,
+          outcome: 'temporary',
+          reply: {
+            code: 451,
+            enhanced: '4.3.0',
+            text: `local error during delivery: ${(err as Error).message}`,
+          },
+        })),
+      };
+    }
+    const now = clock();
+    const outcomes: Outcome[] = [];
+    const finals: FinalFailure[] = [];
+    for (const r of tx.recipients) {
+      const res = result.recipients.find((x) => x.address === r.address);
+      const reply = res?.reply ?? { code: 451, enhanced: '4.3.0', text: 'no result for this recipient' };
+      const attempt = r.attempts + 1;
+      const data = {
+        reply,
+        ...(result.connection ?? {}),
+        attempt,
+        durationMs: result.durationMs,
+        queueMs: now - r.createdAt,
+      };
+      const base = {
+        at: now,
+        recipientId: r.id,
+        messageId: r.messageId,
+        accountId: r.accountId,
+        recipient: r.address,
+      };
+      let outcome: Outcome;
+      if (res?.outcome === 'delivered') {
+        outcome = { ...base, state: 'delivered', attempted: true, reply, event: { type: 'delivered', data } };
+      } else if (res?.outcome === 'permanent') {
+        outcome = { ...base, state: 'bounced', attempted: true, reply, event: { type: 'bounced', data } };
+      } else {
+        const decision = this.#o.retryPolicy.next(attempt, r.createdAt, now);
+        outcome =
+          'expired' in decision
+            ? {
+                ...base,
+                state: 'expired',
+                attempted: true,
+                reply,
+                event: {
+                  type: 'expired',
+                  data: { ...data, reason: 'gave up retrying: the message is too old' },
+                },
+              }
+            : {
+                ...base,
+                state: 'deferred',
+                nextAttemptAt: decision.retryAt,
+                attempted: true,
+                reply,
+                event: { type: 'deferred', data: { ...data, nextAttemptAt: decision.retryAt } },
+              };
+      }
+      outcomes.push(outcome);
+      if (outcome.state === 'bounced' || outcome.state === 'expired') {
+        finals.push({
+          recipient: r,
+          outcome,
+          ...(result.connection?.mxHost ? { remoteMta: result.connection.mxHost } : {}),
+        });
+      }
+      logger.info(
+        {
+          event: outcome.event?.type,
+          messageId: r.messageId,
+          recipient: r.address,
+          domain: tx.domain,
+          attempt,
+          mx: result.connection?.mxHost,
+          ip: result.connection?.ip,
+          response: `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`.replace(/\s+/g, ' ').trim(),
+        },
+        'delivery attempt',
+      );
+    }
+    await this.#record(outcomes);
+    if (finals.length > 0) this.#o.onFinalFailure?.(finals);
+  }
+
+  async #record(outcomes: Outcome[]): Promise<void> {
+    // The remote side has answered; if our commit fails we keep trying (the lease would
+    // otherwise expire and the mail be sent again).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.#o.store.recordOutcomes(outcomes);
+        return;
+      } catch (err) {
+        this.#o.logger.error({ err, attempt }, 'could not record delivery outcomes; retrying');
+        if (attempt >= 20) return;
+        await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
+      }
+    }
+  }
+
+  async #renew(): Promise<void> {
+    if (this.#inflight.size === 0) return;
+    try {
+      await this.#o.store.renewLeases({
+        owner: this.#o.owner,
+        ids: [...this.#inflight],
+        leaseUntil: this.#o.clock() + this.#o.leaseMs,
+      });
+    } catch (err) {
+      this.#o.logger.warn({ err }, 'could not renew leases');
+    }
+  }
+}
