@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { registerAccounts } from './accounts.ts';
+import { describeError, type GlobalOptions } from './context.ts';
+import { registerCredentials } from './credentials.ts';
+import { registerMessages } from './messages.ts';
+import { registerQueue } from './queue.ts';
+import { registerStart } from './start.ts';
+
+const program = new Command('postbote')
+  .description('Postbote: self-hosted email delivery (SMTP relay and send API)')
+  .option('-c, --config <file>', 'config file (default: ./postbote.yaml when present)')
+  .showHelpAfterError()
+  .exitOverride();
+const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+
+registerStart(program, globals);
+registerAccounts(program, globals);
+registerCredentials(program, globals);
+registerMessages(program, globals);
+registerQueue(program, globals);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  const { message, exitCode } = describeError(err);
+  process.stderr.write(`postbote: ${message}\n`);
+  process.exit(exitCode);
+}

@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { createLogger } from '../observability/logger.ts';
+import { startPostbote } from '../postbote.ts';
+import { configFrom, type GlobalOptions } from './context.ts';
+
+export function registerStart(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('start')
+    .description('run Postbote (submission SMTP, delivery, HTTP) until SIGTERM/SIGINT')
+    .action(async () => {
+      const config = configFrom(globals());
+      const logger = createLogger({ level: config.log.level, nodeId: config.node_id });
+      const running = await startPostbote(config, logger);
+      await new Promise<void>((resolve) => {
+        let stopping = false;
+        const stop = (signal: string): void => {
+          if (stopping) return;
+          stopping = true;
+          logger.info({ signal }, 'shutting down');
+          // A second signal, or a shutdown that hangs, must still end the process.
+          setTimeout(() => process.exit(1), 30_000).unref();
+          running.close().then(resolve, resolve);
+        };
+        process.on('SIGTERM', () => stop('SIGTERM'));
+        process.on('SIGINT', () => stop('SIGINT'));
+      });
+      logger.info('stopped');
+    });
+}

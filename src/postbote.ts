@@ -1,0 +1,194 @@
+import type { AddressInfo } from 'node:net';
+import { createHttpServer } from './api/server.ts';
+import { Authenticator } from './auth/authenticator.ts';
+import { parseHostPort } from './config/load.ts';
+import type { Config } from './config/schema.ts';
+import { createMxDestination } from './delivery/destination.ts';
+import { createDsnSender } from './delivery/dsn-sender.ts';
+import { createRetryPolicy } from './delivery/retry-policy.ts';
+import { Scheduler } from './delivery/scheduler.ts';
+import { createSessionPool } from './delivery/session-pool.ts';
+import { createResolver } from './dns/resolver.ts';
+import { createIntake } from './intake/intake.ts';
+import type { Logger } from './observability/logger.ts';
+import { acquirePidLock } from './pid-lock.ts';
+import { createSmtpServer } from './smtp/server/index.ts';
+import { isLoopback, submissionHandlers } from './smtp/submission.ts';
+import { loadCertificate } from './smtp/tls-certificate.ts';
+import { openStore } from './store/open.ts';
+import type { Store } from './store/store.ts';
+
+export interface RunningPostbote {
+  store: Store;
+  scheduler: Scheduler;
+  /** Bound addresses, after listening (port 0 in tests becomes the real port). */
+  addresses: { submission: AddressInfo; submissionTls?: AddressInfo; http: AddressInfo };
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  clock?: () => number;
+  random?: () => number;
+}
+
+/** Starts every part of one Postbote node from a validated config. */
+export async function startPostbote(
+  config: Config,
+  logger: Logger,
+  options: StartOptions = {},
+): Promise<RunningPostbote> {
+  const clock = options.clock ?? Date.now;
+  const random = options.random ?? Math.random;
+  const releasePid = config.database.url === '' ? acquirePidLock(config.data_dir) : () => {};
+  const cleanups: (() => Promise<void> | void)[] = [releasePid];
+  const closeAll = async (): Promise<void> => {
+    for (const fn of cleanups.reverse()) {
+      try {
+        await fn();
+      } catch (err) {
+        logger.error({ err }, 'error during shutdown');
+      }
+    }
+  };
+  try {
+    const store = await openStore(config);
+    cleanups.push(() => store.close());
+
+    const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
+    const pool = createSessionPool({
+      maxConnectionsPerKey: config.delivery.max_connections_per_host,
+      maxMessagesPerConnection: config.delivery.max_messages_per_connection,
+      connectTimeoutMs: config.delivery.connect_timeout,
+      greetingTimeoutMs: config.delivery.greeting_timeout,
+      socketTimeoutMs: config.delivery.socket_timeout,
+      ehloName: config.delivery.ehlo_name || config.hostname,
+      // Every leased recipient may wait for a connection: never refuse work the window admitted.
+      maxQueuePerKey: config.delivery.window,
+      logger,
+    });
+    const destination = createMxDestination({
+      resolver,
+      pool,
+      port: config.delivery.port,
+      allowPrivate: config.delivery.allow_private_mx,
+      starttls: config.delivery.starttls as 'opportunistic' | 'required' | 'none',
+      random,
+      logger,
+    });
+    const dsnSender = createDsnSender({ store, clock, hostname: config.hostname, logger });
+    const scheduler = new Scheduler({
+      store,
+      destination,
+      retryPolicy: createRetryPolicy(
+        {
+          firstRetrySeconds: config.delivery.retry.first / 1000,
+          multiplier: config.delivery.retry.multiplier,
+          maxIntervalSeconds: config.delivery.retry.max_interval / 1000,
+          maxAgeSeconds: config.delivery.retry.max_age / 1000,
+        },
+        random,
+      ),
+      clock,
+      logger,
+      owner: config.node_id,
+      window: config.delivery.window,
+      batchSize: config.delivery.batch_size,
+      leaseMs: config.delivery.lease,
+      maxRecipientsPerTransaction: config.delivery.max_recipients_per_transaction,
+      onFinalFailure: (failures) => {
+        void dsnSender.send(failures).then((n: number) => n > 0 && scheduler.wake());
+      },
+    });
+    const intake = createIntake({
+      store,
+      clock,
+      hostname: config.hostname,
+      dsnOnFailure: config.delivery.dsn,
+      onAccepted: () => scheduler.wake(),
+    });
+
+    // Crash recovery: on the embedded store this node is the only one, so every lease left
+    // behind by a previous run of it is ours to take back now instead of after expiry.
+    if (config.database.url === '') {
+      const released = await store.releaseLeases(config.node_id, clock());
+      if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
+    }
+    scheduler.start();
+    cleanups.push(() => pool.close());
+    cleanups.push(() => scheduler.stop());
+
+    const certificate = await loadCertificate({
+      certFile: config.smtp.tls.cert,
+      keyFile: config.smtp.tls.key,
+      dataDir: config.data_dir,
+      hostname: config.hostname,
+    });
+    cleanups.push(() => certificate.close());
+    const authenticator = new Authenticator({
+      store,
+      clock,
+      maxFailures: config.smtp.auth.max_failures,
+      failureWindowMs: config.smtp.auth.failure_window,
+      lockoutMs: config.smtp.auth.lockout,
+    });
+    const sub = config.smtp.submission;
+    const serverOptions = {
+      hostname: config.hostname,
+      tls: () => certificate.context(),
+      sizeLimit: sub.max_message_size,
+      maxRecipients: sub.max_recipients,
+      maxLineLength: sub.max_line_length,
+      idleTimeoutMs: sub.idle_timeout,
+      maxConnections: sub.max_connections,
+      maxConnectionsPerIp: sub.max_connections_per_ip,
+      greetingDelayMs: 0,
+      authMethods: ['PLAIN', 'LOGIN'] as ('PLAIN' | 'LOGIN')[],
+      allowPlaintextAuth: (session: { remoteAddress: string }) => isLoopback(session.remoteAddress),
+      handlers: submissionHandlers({ authenticator, intake, logger }),
+      logger,
+    };
+    const submission = createSmtpServer(serverOptions);
+    const listen = parseHostPort(sub.listen);
+    if (!listen) throw new Error(`smtp.submission.listen: invalid address ${sub.listen}`);
+    const submissionAddress = await submission.listen(listen.port, listen.host);
+    cleanups.push(() => submission.close());
+    let submissionTls: AddressInfo | undefined;
+    if (sub.tls_listen !== '') {
+      const tlsListen = parseHostPort(sub.tls_listen);
+      if (!tlsListen) throw new Error(`smtp.submission.tls_listen: invalid address ${sub.tls_listen}`);
+      const implicit = createSmtpServer({ ...serverOptions, secure: true });
+      submissionTls = await implicit.listen(tlsListen.port, tlsListen.host);
+      cleanups.push(() => implicit.close());
+    }
+
+    const http = createHttpServer({ store, nodeId: config.node_id, startedAt: clock() });
+    const httpListen = parseHostPort(config.http.listen);
+    if (!httpListen) throw new Error(`http.listen: invalid address ${config.http.listen}`);
+    await http.listen({ port: httpListen.port, host: httpListen.host });
+    cleanups.push(() => http.close());
+    const httpAddress = http.server.address() as AddressInfo;
+
+    logger.info(
+      {
+        submission: `${submissionAddress.address}:${submissionAddress.port}`,
+        ...(submissionTls ? { submissionTls: `${submissionTls.address}:${submissionTls.port}` } : {}),
+        http: `${httpAddress.address}:${httpAddress.port}`,
+        dataDir: config.data_dir,
+      },
+      'Postbote started',
+    );
+    return {
+      store,
+      scheduler,
+      addresses: {
+        submission: submissionAddress,
+        ...(submissionTls ? { submissionTls } : {}),
+        http: httpAddress,
+      },
+      close: closeAll,
+    };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
