@@ -56,7 +56,10 @@ export async function startPostboteProcess(options: {
     ...options.env,
   };
   const childEnv = { ...withoutPostboteVars(process.env), ...env };
-  const child = spawn(process.execPath, [main, 'start'], { env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [main, 'start'], {
+    env: childEnv,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const logs: string[] = [];
   let buffered = '';
   let started: () => void = () => {};
@@ -77,7 +80,9 @@ export async function startPostboteProcess(options: {
   child.stdout?.on('data', onData);
   child.stderr?.on('data', onData);
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  void exited.then((code) => failed(new Error(`postbote exited with ${code} before starting:\n${logs.join('\n')}`)));
+  void exited.then((code) =>
+    failed(new Error(`postbote exited with ${code} before starting:\n${logs.join('\n')}`)),
+  );
   const timeout = setTimeout(
     () => failed(new Error(`postbote did not start in time:\n${logs.join('\n')}`)),
     options.timeoutMs ?? 15_000,
