@@ -120,6 +120,8 @@ export const replies = Object.freeze({
   authRequired: reply(530, '5.7.0', 'Authentication required'),
   authFailed: reply(535, '5.7.8', 'Authentication credentials invalid'),
   authLockedOut: reply(454, '4.7.0', 'Too many failed authentication attempts, try again later'),
+  /** RFC 4954 §6: the credential store could not be asked. */
+  authTemporaryFailure: reply(454, '4.7.0', 'Temporary authentication failure, try again later'),
   authPlaintextRefused: reply(538, '5.7.11', 'Encryption required for requested authentication mechanism'),
   authCancelled: reply(501, '5.0.0', 'Authentication cancelled'),
   authBadBase64: reply(501, '5.5.2', 'Cannot decode base64 response'),

@@ -60,7 +60,7 @@ export function submissionHandlers(deps: {
         result.reason === 'locked_out'
           ? replies.authLockedOut
           : result.reason === 'unavailable'
-            ? replies.serviceUnavailable
+            ? replies.authTemporaryFailure
             : replies.authFailed;
       return { ok: false, reply };
     },
@@ -86,7 +86,10 @@ export function submissionHandlers(deps: {
       const user = session.user as SubmissionUser | undefined;
       const envelope = session.envelope;
       if (!user || !envelope.mailFrom) return replies.badSequence;
-      const protocol = `ESMTP${session.secure ? 'S' : ''}${user.via === 'auth' ? 'A' : ''}`;
+      // RFC 3848 protocol names: ESMTP + S (TLS) + A (authenticated); plain SMTP after HELO.
+      const protocol = session.esmtp
+        ? `ESMTP${session.secure ? 'S' : ''}${user.via === 'auth' ? 'A' : ''}`
+        : 'SMTP';
       try {
         const { id } = await intake.submit({
           accountId: user.credential.accountId,
