@@ -107,14 +107,16 @@ export async function startPostbote(
       onAccepted: () => scheduler.wake(),
     });
 
-    // Crash recovery: on the embedded store this node is the only one, so every lease left
-    // behind by a previous run of it is ours to take back now instead of after expiry.
+    // Crash recovery: on the embedded store this process is the only one (pid lock), so every
+    // lease left behind by a previous run (whatever its node id) is taken back now instead of
+    // after expiry.
     if (config.database.url === '') {
-      const released = await store.releaseLeases(config.node_id, clock());
+      const released = await store.releaseLeases(null, clock());
       if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
     }
     scheduler.start();
-    cleanups.push(() => pool.close());
+    // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
+    cleanups.push(() => pool.close(1000));
     cleanups.push(() => scheduler.stop());
 
     const certificate = await loadCertificate({

@@ -291,20 +291,30 @@ export class Scheduler {
         'delivery attempt',
       );
     }
-    await this.#record(outcomes);
-    if (finals.length > 0) this.#o.onFinalFailure?.(finals);
+    const applied = await this.#record(outcomes);
+    const recorded = finals.filter((f) => applied.has(f.recipient.id));
+    if (recorded.length > 0) this.#o.onFinalFailure?.(recorded);
   }
 
-  async #record(outcomes: Outcome[]): Promise<void> {
+  /** Writes outcomes; returns the recipient ids applied (a cancelled or released one is not). */
+  async #record(outcomes: Outcome[]): Promise<Set<number>> {
     // The remote side has answered; if our commit fails we keep trying (the lease would
     // otherwise expire and the mail be sent again).
     for (let attempt = 0; ; attempt++) {
       try {
-        await this.#o.store.recordOutcomes(outcomes);
-        return;
+        const applied = new Set(await this.#o.store.recordOutcomes(this.#o.owner, outcomes));
+        for (const o of outcomes) {
+          if (!applied.has(o.recipientId)) {
+            this.#o.logger.info(
+              { messageId: o.messageId, recipient: o.recipient, outcome: o.state },
+              'outcome not recorded: the recipient was cancelled or released during the attempt',
+            );
+          }
+        }
+        return applied;
       } catch (err) {
         this.#o.logger.error({ err, attempt }, 'could not record delivery outcomes; retrying');
-        if (attempt >= 20) return;
+        if (attempt >= 20) return new Set();
         await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
       }
     }

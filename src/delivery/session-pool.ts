@@ -103,8 +103,8 @@ export interface PoolKeyStats {
 
 export interface SessionPool {
   deliver(target: DeliveryTarget, envelope: TransactionEnvelope, body: Buffer): Promise<DeliveryResult>;
-  /** Rejects waiting deliveries, lets running ones finish, QUITs every connection. */
-  close(): Promise<void>;
+  /** Rejects waiting deliveries, lets running ones finish within `graceMs` (default 5 s), QUITs every connection. */
+  close(graceMs?: number): Promise<void>;
   stats(): PoolKeyStats[];
 }
 
@@ -344,7 +344,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       return promise;
     },
 
-    async close() {
+    async close(graceMs = 5000) {
       closed = true;
       for (const state of states.values()) {
         for (const waiter of state.waiters.splice(0)) {
@@ -352,9 +352,15 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
         }
         for (const pooled of [...state.idle]) retire(state, pooled, 'pool closed');
       }
-      // Running deliveries finish; their release() sees `closed` and QUITs the session.
-      await Promise.allSettled([...running]);
-      await Promise.all([...live].map((session) => session.whenEnded));
+      // Running deliveries get `graceMs` to finish (their release() sees `closed` and QUITs);
+      // a peer that stalls past that is cut off, so shutdown stays bounded.
+      let timer: NodeJS.Timeout | undefined;
+      const wait = (ms: number) => new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
+      await Promise.race([Promise.allSettled([...running]), wait(graceMs)]);
+      clearTimeout(timer);
+      for (const session of live) session.abort();
+      await Promise.race([Promise.all([...live].map((session) => session.whenEnded)), wait(2000)]);
+      clearTimeout(timer);
     },
 
     stats() {

@@ -86,6 +86,8 @@ export interface SmtpSession {
   reset(): Promise<void>;
   /** QUIT, then close; bounded by a timer if the server does not answer. */
   quit(): void;
+  /** Closes the socket now (shutdown past its grace); a transaction in progress fails. */
+  abort(): void;
 }
 
 // After QUIT or end(), how long the peer gets to close its side before we destroy the socket.
@@ -206,6 +208,9 @@ function wrap(conn: SMTPConnection, options: SessionOptions, tlsFallback: boolea
       if (ended) return;
       conn.quit();
       quitTimer = setTimeout(() => conn.close(), CLOSE_GRACE_MS);
+    },
+    abort() {
+      if (!ended) conn.close();
     },
   };
 }

@@ -59,13 +59,21 @@ export interface Store {
     leaseUntil: number;
   }): Promise<LeasedRecipient[]>;
   renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void>;
-  /** Returns leased-but-unfinished recipients of `owner` to the queue (shutdown). */
-  releaseLeases(owner: string, now: number): Promise<number>;
+  /**
+   * Returns leased-but-unfinished recipients of `owner` to the queue (shutdown); `null` releases
+   * every lease (start-up of the single embedded node, after a crash).
+   */
+  releaseLeases(owner: string | null, now: number): Promise<number>;
   /** Earliest nextAttemptAt among queued/deferred recipients, or null when nothing waits. */
   nextDueAt(): Promise<number | null>;
   getBody(messageId: string): Promise<Buffer | undefined>;
-  /** Applies outcomes (recipient state + event) atomically and durably. Batched by the adapter. */
-  recordOutcomes(outcomes: Outcome[]): Promise<void>;
+  /**
+   * Applies outcomes (recipient state + event) atomically and durably; batched by the adapter.
+   * Only recipients still leased by `owner` change, so an outcome cannot undo an operator's
+   * cancel or a lease released meanwhile, except `delivered`, which is always recorded: the
+   * remote side has the message. Returns the recipient ids whose outcome was applied.
+   */
+  recordOutcomes(owner: string, outcomes: Outcome[]): Promise<number[]>;
 
   // visibility
   getMessage(id: string): Promise<MessageRow | undefined>;

@@ -195,7 +195,7 @@ export function storeContract(
         await store.insertMessages([m]);
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
         const by = (a: string) => leased.find((r) => r.address === a)!;
-        await store.recordOutcomes([
+        await store.recordOutcomes('n1', [
           outcome(by('ok@one.test'), {}),
           outcome(by('later@one.test'), {
             state: 'deferred',
@@ -228,6 +228,46 @@ export function storeContract(
       });
     });
 
+    it('an outcome does not undo a cancel or touch a lease it does not hold; delivered always counts', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const m = message(accountId, ['a@one.test', 'b@one.test', 'c@one.test']);
+        await store.insertMessages([m]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        const by = (a: string) => leased.find((r) => r.address === a)!;
+        await store.cancel({ messageId: m.id }, T0 + 10);
+        const deferred = {
+          state: 'deferred' as const,
+          nextAttemptAt: T0 + 60_000,
+          event: { type: 'deferred' as const, data: {} },
+        };
+        const applied = await store.recordOutcomes('n1', [
+          outcome(by('a@one.test'), deferred),
+          outcome(by('b@one.test'), {}),
+        ]);
+        assert.deepEqual(applied, [by('b@one.test').id]);
+        const rows = await store.getRecipients(m.id);
+        assert.deepEqual(
+          rows.map((r) => [r.address, r.state]),
+          [
+            ['a@one.test', 'cancelled'],
+            ['b@one.test', 'delivered'],
+            ['c@one.test', 'cancelled'],
+          ],
+        );
+        // Another owner's outcome for a recipient leased by n2 is not applied.
+        const m2 = message(accountId, ['d@one.test']);
+        await store.insertMessages([m2]);
+        const [d] = await store.leaseDue({ owner: 'n2', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        assert.ok(d);
+        assert.deepEqual(await store.recordOutcomes('n1', [outcome(d, deferred)]), []);
+        assert.equal((await store.getRecipients(m2.id))[0]?.state, 'delivering');
+        // releaseLeases(null) frees every lease (single-node start-up after a crash).
+        assert.equal(await store.releaseLeases(null, T0 + 20), 1);
+        assert.equal((await store.getRecipients(m2.id))[0]?.state, 'queued');
+      });
+    });
+
     it('lists messages by recipient and status; queue summary, retry and cancel', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
@@ -236,6 +276,7 @@ export function storeContract(
         await store.insertMessages([m1, m2]);
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
         await store.recordOutcomes(
+          'n1',
           leased
             .filter((r) => r.domain === 'slow.test')
             .map((r) =>

@@ -403,13 +403,14 @@ export class SqliteStore implements Store {
     });
   }
 
-  async releaseLeases(owner: string, now: number): Promise<number> {
+  async releaseLeases(owner: string | null, now: number): Promise<number> {
     return this.#queue.run(() =>
       this.#run(
         `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
            lease_owner = NULL, lease_until = NULL, updated_at = ?
-         WHERE state = 'delivering' AND lease_owner = ?`,
+         WHERE state = 'delivering' AND (? IS NULL OR lease_owner = ?)`,
         now,
+        owner,
         owner,
       ),
     );
@@ -429,15 +430,16 @@ export class SqliteStore implements Store {
     return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   }
 
-  async recordOutcomes(outcomes: Outcome[]): Promise<void> {
-    if (outcomes.length === 0) return;
-    await this.#queue.run(() => {
+  async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<number[]> {
+    if (outcomes.length === 0) return [];
+    return this.#queue.run(() => {
+      const applied: number[] = [];
       for (const o of outcomes) {
-        this.#run(
+        const changed = this.#run(
           `UPDATE recipients SET state = ?, attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at),
              last_code = COALESCE(?, last_code), last_enhanced = CASE WHEN ? IS NULL THEN last_enhanced ELSE ? END,
              last_text = COALESCE(?, last_text), lease_owner = NULL, lease_until = NULL, updated_at = ?
-           WHERE id = ?`,
+           WHERE id = ? AND ((state = 'delivering' AND lease_owner = ?) OR ? = 'delivered')`,
           o.state,
           o.attempted ? 1 : 0,
           o.nextAttemptAt ?? null,
@@ -447,7 +449,11 @@ export class SqliteStore implements Store {
           o.reply?.text ?? null,
           o.at,
           o.recipientId,
+          owner,
+          o.state,
         );
+        if (changed === 0) continue;
+        applied.push(o.recipientId);
         if (o.event) {
           this.#insertEvent(
             o.at,
@@ -460,6 +466,7 @@ export class SqliteStore implements Store {
           );
         }
       }
+      return applied;
     });
   }
 
