@@ -168,6 +168,8 @@ export async function startScriptedSink(options: ScriptedSinkOptions = {}): Prom
   };
 
   const server = net.createServer((raw) => {
+    // Replies are small writes; without this Nagle + delayed ACK add ~40 ms per round trip.
+    raw.setNoDelay(true);
     sockets.add(raw);
     concurrent++;
     maxConcurrent = Math.max(maxConcurrent, concurrent);
