@@ -1,0 +1,226 @@
+/**
+ * Postbote as the user runs it: `node src/cli/main.ts start` in its own process, configured
+ * through POSTBOTE_* variables, with an account and an IP credential created by the CLI; and
+ * the figures read back from its SQLite store (read-only) after the run.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { promisify } from 'node:util';
+import {
+  type Child,
+  type Cleanup,
+  cpuSeconds,
+  freePort,
+  procStatusKb,
+  sleep,
+  startChild,
+} from './processes.ts';
+
+const run = promisify(execFile);
+const root = join(import.meta.dirname, '..', '..');
+const main = join(root, 'src', 'cli', 'main.ts');
+
+function baseEnv(dataDir: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('POSTBOTE_')) env[k] = v;
+  return { ...env, POSTBOTE_DATA_DIR: dataDir, POSTBOTE_HOSTNAME: 'postbote.bench.test' };
+}
+
+/** `postbote accounts create bench` and `credentials create --account bench --ip 127.0.0.0/8`. */
+export async function createBenchAccount(dataDir: string): Promise<void> {
+  const env = baseEnv(dataDir);
+  await run(process.execPath, [main, 'accounts', 'create', 'bench'], { env, timeout: 60_000 });
+  await run(process.execPath, [main, 'credentials', 'create', '--account', 'bench', '--ip', '127.0.0.0/8'], {
+    env,
+    timeout: 60_000,
+  });
+}
+
+export interface PostboteNode {
+  readonly child: Child;
+  readonly submissionPort: number;
+  readonly dbPath: string;
+  /** Log lines written so far, by pino level name. */
+  readonly logLevels: Record<string, number>;
+  /** The last log lines (for error reports). */
+  readonly recentLogs: string[];
+  /** VmHWM (peak resident set) in kB, read now from /proc. */
+  peakRssKb(): number | undefined;
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+const LEVELS: Record<number, string> = {
+  10: 'trace',
+  20: 'debug',
+  30: 'info',
+  40: 'warn',
+  50: 'error',
+  60: 'fatal',
+};
+
+export async function startPostboteNode(options: {
+  dataDir: string;
+  dnsServer: string;
+  deliveryPort: number;
+  logLevel: string;
+  /** Write a V8 CPU profile of the whole run into this directory. */
+  cpuProfileDir?: string;
+  cleanup: Cleanup;
+  name: string;
+}): Promise<PostboteNode> {
+  const submissionPort = await freePort();
+  const httpPort = await freePort();
+  const env = {
+    ...baseEnv(options.dataDir),
+    POSTBOTE_SMTP__SUBMISSION__LISTEN: `127.0.0.1:${submissionPort}`,
+    POSTBOTE_HTTP__LISTEN: `127.0.0.1:${httpPort}`,
+    POSTBOTE_DNS__SERVERS: options.dnsServer,
+    POSTBOTE_DELIVERY__PORT: String(options.deliveryPort),
+    POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
+    POSTBOTE_LOG__LEVEL: options.logLevel,
+  };
+  const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  const logLevels: Record<string, number> = {};
+  const recentLogs: string[] = [];
+  let pending = '';
+  const onOutput = (chunk: Buffer): void => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) {
+      const level = /"level":(\d+)/.exec(line);
+      const name = level ? (LEVELS[Number(level[1])] ?? level[1] ?? 'other') : 'other';
+      logLevels[name] = (logLevels[name] ?? 0) + 1;
+      recentLogs.push(line);
+      if (recentLogs.length > 30) recentLogs.shift();
+    }
+  };
+  const child = startChild(process.execPath, [...nodeArgs, main, 'start'], {
+    name: options.name,
+    cleanup: options.cleanup,
+    env,
+    cwd: root,
+    onStdout: onOutput,
+    onStderr: onOutput,
+  });
+  // "Postbote started" is logged at info, which a warn-level run does not print: readiness is
+  // the HTTP health check instead (HTTP listens last, after submission and delivery are up).
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (!child.running) {
+      throw new Error(`${options.name} exited before it was ready:\n${recentLogs.join('\n')}`);
+    }
+    const ok = await fetch(`http://127.0.0.1:${httpPort}/healthz`, { signal: AbortSignal.timeout(2000) })
+      .then((r) => r.ok)
+      .catch(() => false);
+    if (ok) break;
+    if (Date.now() > deadline) {
+      await child.stop();
+      throw new Error(`${options.name} did not become healthy in 30 s:\n${recentLogs.join('\n')}`);
+    }
+    await sleep(100);
+  }
+  return {
+    child,
+    submissionPort,
+    dbPath: join(options.dataDir, 'postbote.db'),
+    logLevels,
+    recentLogs,
+    peakRssKb: () => procStatusKb(child.pid, 'VmHWM'),
+    cpuSeconds: () => cpuSeconds(child.pid),
+    async stop() {
+      const exit = await child.stop('SIGTERM', 45_000);
+      if (exit.code !== 0 && exit.code !== null) {
+        process.stderr.write(
+          `${options.name} exited with ${exit.code}:\n${recentLogs.slice(-10).join('\n')}\n`,
+        );
+      }
+    },
+  };
+}
+
+/** Reads one aggregate while Postbote runs (WAL allows a concurrent reader). */
+export function countStates(dbPath: string): Record<string, number> {
+  const db = new DatabaseSync(dbPath, { readOnly: true });
+  try {
+    const out: Record<string, number> = {};
+    for (const r of db.prepare('SELECT state, COUNT(*) AS n FROM recipients GROUP BY state').all()) {
+      out[String(r.state)] = Number(r.n);
+    }
+    return out;
+  } finally {
+    db.close();
+  }
+}
+
+export interface StoreFigures {
+  messages: number;
+  states: Record<string, number>;
+  acceptedCount: number;
+  firstAcceptedAt?: number;
+  lastAcceptedAt?: number;
+  deliveredCount: number;
+  lastDeliveredAt?: number;
+  /** accept → delivered per recipient, ms, sorted ascending. */
+  latenciesMs: number[];
+  deferredEvents: number;
+  /** postbote.db plus its WAL, bytes. */
+  diskBytes: number;
+}
+
+/** Everything the report needs from the store, read after the run. */
+export function readStoreFigures(dbPath: string): StoreFigures {
+  const db = new DatabaseSync(dbPath, { readOnly: true });
+  try {
+    const states: Record<string, number> = {};
+    for (const r of db.prepare('SELECT state, COUNT(*) AS n FROM recipients GROUP BY state').all()) {
+      states[String(r.state)] = Number(r.n);
+    }
+    const messages = Number(db.prepare('SELECT COUNT(*) AS n FROM messages').get()?.n ?? 0);
+    // events has no index on recipient_id: join in memory rather than in SQL.
+    const acceptedAt = new Map<number, number>();
+    const delivered: { recipient: number; at: number }[] = [];
+    let deferredEvents = 0;
+    let firstAcceptedAt: number | undefined;
+    let lastAcceptedAt: number | undefined;
+    let lastDeliveredAt: number | undefined;
+    const rows = db
+      .prepare(
+        "SELECT type, at, recipient_id FROM events WHERE type IN ('accepted', 'delivered', 'deferred')",
+      )
+      .all();
+    for (const r of rows) {
+      const at = Number(r.at);
+      const recipient = Number(r.recipient_id);
+      if (r.type === 'accepted') {
+        acceptedAt.set(recipient, at);
+        firstAcceptedAt = firstAcceptedAt === undefined ? at : Math.min(firstAcceptedAt, at);
+        lastAcceptedAt = lastAcceptedAt === undefined ? at : Math.max(lastAcceptedAt, at);
+      } else if (r.type === 'delivered') {
+        delivered.push({ recipient, at });
+        lastDeliveredAt = lastDeliveredAt === undefined ? at : Math.max(lastDeliveredAt, at);
+      } else deferredEvents++;
+    }
+    const latenciesMs = delivered
+      .map((d) => d.at - (acceptedAt.get(d.recipient) ?? d.at))
+      .sort((a, b) => a - b);
+    const size = (p: string): number => (existsSync(p) ? statSync(p).size : 0);
+    return {
+      messages,
+      states,
+      acceptedCount: acceptedAt.size,
+      ...(firstAcceptedAt !== undefined ? { firstAcceptedAt } : {}),
+      ...(lastAcceptedAt !== undefined ? { lastAcceptedAt } : {}),
+      deliveredCount: delivered.length,
+      ...(lastDeliveredAt !== undefined ? { lastDeliveredAt } : {}),
+      latenciesMs,
+      deferredEvents,
+      diskBytes: size(dbPath) + size(`${dbPath}-wal`),
+    };
+  } finally {
+    db.close();
+  }
+}
