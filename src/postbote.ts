@@ -51,7 +51,7 @@ export async function startPostbote(
     }
   };
   try {
-    const store = await openStore(config);
+    const store = await openStore(config, { thread: true });
     cleanups.push(() => store.close());
 
     const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });

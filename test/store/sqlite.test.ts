@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
 import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { createThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { storeContract } from './contract.ts';
 
@@ -17,6 +18,36 @@ storeContract('sqlite', async () => {
       dir.cleanup();
     },
   };
+});
+
+storeContract('sqlite on a worker thread', async () => {
+  const dir = tempDir();
+  const store = createThreadedSqliteStore(join(dir.path, 'postbote.db'));
+  await store.migrate();
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      dir.cleanup();
+    },
+  };
+});
+
+it('sqlite on a worker thread: errors keep their meaning across the thread', async () => {
+  const dir = tempDir();
+  const path = join(dir.path, 'postbote.db');
+  const first = createThreadedSqliteStore(path);
+  await first.migrate();
+  await first.createAccount({ id: 'a1', name: 'dup', createdAt: 1 });
+  await assert.rejects(first.createAccount({ id: 'a2', name: 'dup', createdAt: 1 }), /UNIQUE/);
+  await first.close();
+  const db = new DatabaseSync(path);
+  db.exec('INSERT INTO schema_version (version) VALUES (999)');
+  db.close();
+  const again = createThreadedSqliteStore(path);
+  await assert.rejects(again.migrate(), SchemaTooNewError);
+  await again.close();
+  dir.cleanup();
 });
 
 it('sqlite: runs with WAL and synchronous=FULL (250 means durable)', async () => {

@@ -41,6 +41,8 @@ export class CommitQueue {
     if (jobs.length === 0) return;
     const db = this.#db;
     const results: { job: Job; ok: boolean; value: unknown }[] = [];
+    // A lone job needs no savepoint: if it fails, the whole transaction is rolled back anyway.
+    const isolate = jobs.length > 1;
     try {
       db.exec('BEGIN IMMEDIATE');
     } catch (err) {
@@ -48,23 +50,26 @@ export class CommitQueue {
       return;
     }
     for (const job of jobs) {
-      db.exec('SAVEPOINT job');
+      if (isolate) db.exec('SAVEPOINT job');
       try {
         const value = job.work();
-        db.exec('RELEASE job');
+        if (isolate) db.exec('RELEASE job');
         results.push({ job, ok: true, value });
       } catch (err) {
-        try {
-          db.exec('ROLLBACK TO job');
-          db.exec('RELEASE job');
-        } catch {
-          // the outer ROLLBACK below still undoes everything
+        if (isolate) {
+          try {
+            db.exec('ROLLBACK TO job');
+            db.exec('RELEASE job');
+          } catch {
+            // the outer ROLLBACK below still undoes everything
+          }
         }
         results.push({ job, ok: false, value: err });
       }
     }
+    const failedAlone = !isolate && results[0]?.ok === false;
     try {
-      db.exec('COMMIT');
+      db.exec(failedAlone ? 'ROLLBACK' : 'COMMIT');
     } catch (err) {
       try {
         db.exec('ROLLBACK');

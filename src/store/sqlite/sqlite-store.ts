@@ -288,7 +288,7 @@ export class SqliteStore implements Store {
           m.mailFrom,
           m.messageIdHeader,
           m.subject,
-          m.body.length,
+          m.body.byteLength,
           m.source,
           m.clientIp,
           json(m.dsn),
