@@ -82,7 +82,9 @@ export async function startPostboteNode(options: {
     POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
     POSTBOTE_LOG__LEVEL: options.logLevel,
   };
-  const nodeArgs = options.cpuProfileDir ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`] : [];
+  // The V8 flag `npm start` and bin/postbote use (see package.json).
+  const nodeArgs = ['--max-semi-space-size=16'];
+  if (options.cpuProfileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
   const logLevels: Record<string, number> = {};
   const recentLogs: string[] = [];
   let pending = '';

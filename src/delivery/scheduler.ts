@@ -20,6 +20,8 @@ export interface SchedulerOptions {
   maxRecipientsPerTransaction: number;
   /** Longest sleep between store polls when nothing is due (a wake() cuts it short). */
   pollMs?: number;
+  /** How long a wake-up waits to gather more wake-ups into one lease (default 2 ms). */
+  wakeDelayMs?: number;
   /** Called with recipients that just failed for good (bounced/expired), for DSNs. */
   onFinalFailure?: (failures: FinalFailure[]) => void;
   bodyCacheBytes?: number;
@@ -55,7 +57,7 @@ export class Scheduler {
   #renewTimer: NodeJS.Timeout | undefined;
 
   constructor(options: SchedulerOptions) {
-    this.#o = { pollMs: 1000, bodyCacheBytes: 64 * 1024 * 1024, ...options };
+    this.#o = { pollMs: 1000, wakeDelayMs: 2, bodyCacheBytes: 16 * 1024 * 1024, ...options };
     this.#bodies = new BodyCache((id) => options.store.getBody(id), this.#o.bodyCacheBytes);
   }
 
@@ -74,8 +76,8 @@ export class Scheduler {
 
   /** New mail was committed or an operator asked for a retry: look at the store now. */
   wake(): void {
-    this.#woken = true;
-    this.#wake?.();
+    if (this.#wake) this.#wake();
+    else this.#woken = true;
   }
 
   /** Stops leasing, lets in-flight deliveries finish within `graceMs`, then releases the rest. */
@@ -141,10 +143,19 @@ export class Scheduler {
         this.#wake = undefined;
         resolve();
       };
-      const timer = setTimeout(done, this.#woken ? 0 : Math.max(0, ms));
+      // A wake-up waits a moment so the wakes of a burst (every accepted message and every
+      // finished delivery wakes us) share one lease round trip instead of one each.
+      let timer = setTimeout(done, this.#woken ? this.#o.wakeDelayMs : Math.max(0, ms));
       // The listeners keep the process alive; an idle scheduler alone must not.
       timer.unref();
-      this.#wake = done;
+      this.#wake = () => {
+        // Already woken: the timer set above (or rearmed here) ends the sleep.
+        if (this.#woken) return;
+        this.#woken = true;
+        clearTimeout(timer);
+        timer = setTimeout(done, this.#o.wakeDelayMs);
+        timer.unref();
+      };
     });
   }
 

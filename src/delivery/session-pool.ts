@@ -2,7 +2,7 @@
  * A pool of outbound SMTP sessions, keyed by everything that makes two connections
  * interchangeable: target IP and port, source address, EHLO name, STARTTLS policy and
  * AUTH user. A session carries up to `maxMessagesPerConnection` transactions
- * (connect → [AUTH] → send → RSET → send …), which is what receivers expect from a
+ * (connect → [AUTH] → send → send …, RSET after a failed one), which is what receivers expect from a
  * well-behaved sender and saves a TCP + TLS handshake per message.
  *
  * Limits: never more than `maxConnectionsPerKey` sessions (connecting, busy or idle) per key;
@@ -125,7 +125,15 @@ interface PooledSession {
   transactions: number;
   idleTimer?: NodeJS.Timeout;
   retired: boolean;
+  /** The last transaction ended with every recipient accepted: the server is ready for MAIL. */
+  clean: boolean;
+  /** performance.now() when it went idle. */
+  idleSince: number;
 }
+
+// A session idle longer than this is probed with RSET before reuse; a hot one is not, as
+// nodemailer's own pool does: RSET per message was a round trip per message for nothing.
+const PROBE_AFTER_IDLE_MS = 1000;
 
 interface Waiter {
   resolve(session: PooledSession | undefined): void;
@@ -238,8 +246,14 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     pump(state);
   }
 
-  function release(state: KeyState, pooled: PooledSession, reusable: boolean): void {
-    if (!reusable || closed || pooled.session.ended) {
+  function release(
+    state: KeyState,
+    pooled: PooledSession,
+    result: { reusable: boolean; clean: boolean },
+  ): void {
+    pooled.clean = result.clean;
+    pooled.idleSince = performance.now();
+    if (!result.reusable || closed || pooled.session.ended) {
       retire(state, pooled, 'not reusable');
     } else if (pooled.transactions >= maxMessages) {
       retire(state, pooled, 'max messages per connection');
@@ -251,7 +265,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   }
 
   function track(state: KeyState, session: SmtpSession): PooledSession {
-    const pooled: PooledSession = { session, transactions: 0, retired: false };
+    const pooled: PooledSession = { session, transactions: 0, retired: false, clean: true, idleSince: 0 };
     live.add(session);
     // A server may close an idle session at any time (its own idle timeout, a 421).
     void session.whenEnded.then(() => {
@@ -271,17 +285,17 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     const peer: ReplyPeer = { host: target.host, ip: target.ip, port: target.port };
     let pooled = await acquire(state);
     let reused = false;
-    if (pooled) {
-      // RSET doubles as a liveness probe: a session the server dropped while idle fails
-      // here, before our transaction started, and the slot is reused for a fresh one.
+    if (pooled && (!pooled.clean || performance.now() - pooled.idleSince > PROBE_AFTER_IDLE_MS)) {
+      // RSET clears a failed transaction and doubles as a liveness probe: a session the server
+      // dropped while idle fails here, before our transaction started, and the slot is reused.
       try {
         await pooled.session.reset();
-        reused = true;
       } catch {
         retireKeepingSlot(state, pooled);
         pooled = undefined;
       }
     }
+    if (pooled) reused = true;
     if (!pooled) {
       try {
         const session = await openSession({
@@ -316,7 +330,10 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     }
     pooled.transactions++;
     const result = await pooled.session.send(envelope, body);
-    release(state, pooled, result.reusable);
+    release(state, pooled, {
+      reusable: result.reusable,
+      clean: result.recipients.every((r) => r.outcome === 'delivered'),
+    });
     return {
       connection: connectionInfo(target, pooled.session, reused),
       recipients: result.recipients,
@@ -356,9 +373,13 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       // a peer that stalls past that is cut off, so shutdown stays bounded.
       let timer: NodeJS.Timeout | undefined;
       const wait = (ms: number) => new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)));
-      await Promise.race([Promise.allSettled([...running]), wait(graceMs)]);
+      const finished = await Promise.race([
+        Promise.allSettled([...running]).then(() => true),
+        wait(graceMs).then(() => false),
+      ]);
       clearTimeout(timer);
-      for (const session of live) session.abort();
+      // Sessions that finished are QUITting; only a stalled one is cut off.
+      if (!finished) for (const session of live) session.abort();
       await Promise.race([Promise.all([...live].map((session) => session.whenEnded)), wait(2000)]);
       clearTimeout(timer);
     },

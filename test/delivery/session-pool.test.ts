@@ -67,7 +67,7 @@ describe('session pool', () => {
     cert = await generateSelfSignedCert();
   });
 
-  it('delivers the body byte for byte and reuses one connection with RSET in between', async (t) => {
+  it('delivers the body byte for byte and reuses one connection, without RSET after clean transactions', async (t) => {
     const { sink, pool, target } = await setup(t);
     const results = [];
     for (let i = 0; i < 4; i++) results.push(await pool.deliver(target, envelope(), body));
@@ -86,11 +86,25 @@ describe('session pool', () => {
       assert.equal(result.recipients[0]?.reply.enhanced, '2.0.0');
     }
     const commands = sink.connections[0]!.commands.map((c) => c.split(' ')[0]);
-    assert.equal(commands.filter((c) => c === 'RSET').length, 3);
+    assert.equal(commands.filter((c) => c === 'RSET').length, 0);
     assert.equal(sink.connections[0]!.ehloName, 'relay.postbote.test');
     // 8-bit body: BODY=8BITMIME and SIZE are declared.
     assert.match(sink.transactions[0]!.mailParams, /BODY=8BITMIME/);
     assert.match(sink.transactions[0]!.mailParams, new RegExp(`SIZE=${body.length}`));
+  });
+
+  it('sends RSET before reusing a session whose last transaction had a failure', async (t) => {
+    const { sink, pool, target } = await setup(t, {
+      respond: (cmd) =>
+        cmd.verb === 'RCPT' && cmd.arg.includes('gone@') ? '550 5.1.1 No such user' : undefined,
+    });
+    await pool.deliver(target, envelope(['gone@example.net', 'a@example.net']), body);
+    const second = await pool.deliver(target, envelope(['b@example.net']), body);
+    assert.equal(second.recipients[0]?.outcome, 'delivered');
+    assert.equal(sink.connections.length, 1);
+    const verbs = sink.connections[0]!.commands.map((c) => c.split(' ')[0]);
+    const secondMail = verbs.lastIndexOf('MAIL');
+    assert.equal(verbs[secondMail - 1], 'RSET');
   });
 
   it('applies an RCPT rejection to that recipient only', async (t) => {

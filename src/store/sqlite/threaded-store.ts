@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Store } from '../store.ts';
 import { SchemaTooNewError } from './sqlite-store.ts';
+import type { Call, Reply } from './worker.ts';
 
 /** Every Store method; the worker runs each on the SqliteStore it owns. */
 const METHODS = [
@@ -37,12 +38,6 @@ type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;
 const _allListed: [Missing] extends [never] ? true : Missing = true;
 void _allListed;
 
-interface Reply {
-  id: number;
-  result?: unknown;
-  error?: { name?: string; message: string; code?: unknown };
-}
-
 /** The error as the caller would have seen it in-process (class kept where it matters). */
 function revive(error: NonNullable<Reply['error']>): Error {
   if (error.name === 'SchemaTooNewError') {
@@ -63,17 +58,23 @@ function revive(error: NonNullable<Reply['error']>): Error {
  * Buffers cross the thread boundary as copies (structured clone); bodies come back as Buffers.
  */
 export function createThreadedSqliteStore(path: string): Store {
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), { workerData: { path } });
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+    workerData: { path },
+    // The worker holds no large JS state; a small young generation keeps its footprint down.
+    resourceLimits: { maxYoungGenerationSizeMb: 8 },
+  });
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let nextId = 1;
   let failure: Error | undefined;
 
-  worker.on('message', (reply: Reply) => {
-    const call = pending.get(reply.id);
-    if (!call) return;
-    pending.delete(reply.id);
-    if (reply.error) call.reject(revive(reply.error));
-    else call.resolve(reply.result);
+  worker.on('message', (replies: Reply[]) => {
+    for (const reply of replies) {
+      const call = pending.get(reply.id);
+      if (!call) continue;
+      pending.delete(reply.id);
+      if (reply.error) call.reject(revive(reply.error));
+      else call.resolve(reply.result);
+    }
   });
   const failAll = (err: Error): void => {
     failure = err;
@@ -83,12 +84,26 @@ export function createThreadedSqliteStore(path: string): Store {
   worker.on('error', (err) => failAll(new Error('the SQLite store thread failed', { cause: err })));
   worker.on('exit', (code) => failAll(new Error(`the SQLite store thread exited (code ${code})`)));
 
-  function call(method: string, args: unknown[]): Promise<unknown> {
+  // Calls made in one event-loop turn cross to the worker in one message (and so share a commit).
+  let outbox: Call[] = [];
+  let scheduled = false;
+  const send = (): void => {
+    scheduled = false;
+    const batch = outbox;
+    outbox = [];
+    if (!failure) worker.postMessage(batch);
+  };
+
+  function call(method: keyof Store, args: unknown[]): Promise<unknown> {
     if (failure) return Promise.reject(failure);
     const id = nextId++;
     return new Promise((resolve, reject) => {
       pending.set(id, { resolve, reject });
-      worker.postMessage({ id, method, args });
+      outbox.push({ id, method, args });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(send);
+      }
     });
   }
 
