@@ -83,7 +83,7 @@ export async function startPostboteNode(options: {
     POSTBOTE_LOG__LEVEL: options.logLevel,
   };
   // The V8 flag `npm start` and bin/postbote use (see package.json).
-  const nodeArgs = ['--max-semi-space-size=16'];
+  const nodeArgs = ['--max-semi-space-size=8'];
   if (options.cpuProfileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
   const logLevels: Record<string, number> = {};
   const recentLogs: string[] = [];

@@ -4,34 +4,31 @@ import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
 import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { createThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
+import type { Store } from '../../src/store/store.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { storeContract } from './contract.ts';
 
-storeContract('sqlite', async () => {
-  const dir = tempDir();
-  const store = new SqliteStore(join(dir.path, 'postbote.db'));
-  await store.migrate();
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      dir.cleanup();
-    },
+/** A migrated store of the given form in a fresh temp dir, removed on cleanup. */
+function inTempDir(open: (path: string) => Store) {
+  return async () => {
+    const dir = tempDir();
+    const store = open(join(dir.path, 'postbote.db'));
+    await store.migrate();
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        dir.cleanup();
+      },
+    };
   };
-});
+}
 
-storeContract('sqlite on a worker thread', async () => {
-  const dir = tempDir();
-  const store = createThreadedSqliteStore(join(dir.path, 'postbote.db'));
-  await store.migrate();
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      dir.cleanup();
-    },
-  };
-});
+storeContract(
+  'sqlite',
+  inTempDir((path) => new SqliteStore(path)),
+);
+storeContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
 
 it('sqlite on a worker thread: errors keep their meaning across the thread', async () => {
   const dir = tempDir();

@@ -60,8 +60,10 @@ function revive(error: NonNullable<Reply['error']>): Error {
 export function createThreadedSqliteStore(path: string): Store {
   const worker = new Worker(new URL('./worker.ts', import.meta.url), {
     workerData: { path },
-    // The worker holds no large JS state; a small young generation keeps its footprint down.
-    resourceLimits: { maxYoungGenerationSizeMb: 8 },
+    // The worker holds no large JS state (bodies are external buffers, results are handed back
+    // at once): small heap limits keep its footprint down (measured: 100,000 queued, 333 → 283 MB
+    // peak RSS for the process). If it ever ran out, every store call fails and SMTP answers 451.
+    resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
   });
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let nextId = 1;
