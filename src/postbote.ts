@@ -3,32 +3,26 @@ import { createHttpServer } from './api/server.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
-import { createMxDestination } from './delivery/destination.ts';
-import { createDsnSender } from './delivery/dsn-sender.ts';
-import { createRetryPolicy } from './delivery/retry-policy.ts';
-import { Scheduler } from './delivery/scheduler.ts';
-import { createSessionPool } from './delivery/session-pool.ts';
-import { createResolver } from './dns/resolver.ts';
+import { startDeliveryThread } from './delivery/thread.ts';
 import { createIntake } from './intake/intake.ts';
 import type { Logger } from './observability/logger.ts';
 import { acquirePidLock } from './pid-lock.ts';
 import { createSmtpServer } from './smtp/server/index.ts';
 import { isLoopback, submissionHandlers } from './smtp/submission.ts';
 import { loadCertificate } from './smtp/tls-certificate.ts';
-import { openStore } from './store/open.ts';
+import { openThreadedStore } from './store/open.ts';
 import type { Store } from './store/store.ts';
 
 export interface RunningPostbote {
   store: Store;
-  scheduler: Scheduler;
   /** Bound addresses, after listening (port 0 in tests becomes the real port). */
   addresses: { submission: AddressInfo; submissionTls?: AddressInfo; http: AddressInfo };
   close(): Promise<void>;
 }
 
 export interface StartOptions {
+  /** Intake's clock (the delivery thread uses the real one: functions do not cross threads). */
   clock?: () => number;
-  random?: () => number;
 }
 
 /** Starts every part of one Postbote node from a validated config. */
@@ -38,7 +32,6 @@ export async function startPostbote(
   options: StartOptions = {},
 ): Promise<RunningPostbote> {
   const clock = options.clock ?? Date.now;
-  const random = options.random ?? Math.random;
   const releasePid = config.database.url === '' ? acquirePidLock(config.data_dir) : () => {};
   const cleanups: (() => Promise<void> | void)[] = [releasePid];
   const closeAll = async (): Promise<void> => {
@@ -51,73 +44,18 @@ export async function startPostbote(
     }
   };
   try {
-    const store = await openStore(config, { thread: true });
+    const store = await openThreadedStore(config);
     cleanups.push(() => store.close());
 
-    const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
-    const pool = createSessionPool({
-      maxConnectionsPerKey: config.delivery.max_connections_per_host,
-      maxMessagesPerConnection: config.delivery.max_messages_per_connection,
-      connectTimeoutMs: config.delivery.connect_timeout,
-      greetingTimeoutMs: config.delivery.greeting_timeout,
-      socketTimeoutMs: config.delivery.socket_timeout,
-      ehloName: config.delivery.ehlo_name || config.hostname,
-      // Every leased recipient may wait for a connection: never refuse work the window admitted.
-      maxQueuePerKey: config.delivery.window,
-      logger,
-    });
-    const destination = createMxDestination({
-      resolver,
-      pool,
-      port: config.delivery.port,
-      allowPrivate: config.delivery.allow_private_mx,
-      starttls: config.delivery.starttls as 'opportunistic' | 'required' | 'none',
-      random,
-      logger,
-    });
-    const dsnSender = createDsnSender({ store, clock, hostname: config.hostname, logger });
-    const scheduler = new Scheduler({
-      store,
-      destination,
-      retryPolicy: createRetryPolicy(
-        {
-          firstRetrySeconds: config.delivery.retry.first / 1000,
-          multiplier: config.delivery.retry.multiplier,
-          maxIntervalSeconds: config.delivery.retry.max_interval / 1000,
-          maxAgeSeconds: config.delivery.retry.max_age / 1000,
-        },
-        random,
-      ),
-      clock,
-      logger,
-      owner: config.node_id,
-      window: config.delivery.window,
-      batchSize: config.delivery.batch_size,
-      leaseMs: config.delivery.lease,
-      maxRecipientsPerTransaction: config.delivery.max_recipients_per_transaction,
-      onFinalFailure: (failures) => {
-        void dsnSender.send(failures).then((n: number) => n > 0 && scheduler.wake());
-      },
-    });
+    const delivery = await startDeliveryThread({ config, store, logger });
+    cleanups.push(() => delivery.stop());
     const intake = createIntake({
       store,
       clock,
       hostname: config.hostname,
       dsnOnFailure: config.delivery.dsn,
-      onAccepted: () => scheduler.wake(),
+      onAccepted: () => delivery.wake(),
     });
-
-    // Crash recovery: on the embedded store this process is the only one (pid lock), so every
-    // lease left behind by a previous run (whatever its node id) is taken back now instead of
-    // after expiry.
-    if (config.database.url === '') {
-      const released = await store.releaseLeases(null, clock());
-      if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
-    }
-    scheduler.start();
-    // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
-    cleanups.push(() => pool.close(1000));
-    cleanups.push(() => scheduler.stop());
 
     const certificate = await loadCertificate({
       certFile: config.smtp.tls.cert,
@@ -181,7 +119,6 @@ export async function startPostbote(
     );
     return {
       store,
-      scheduler,
       addresses: {
         submission: submissionAddress,
         ...(submissionTls ? { submissionTls } : {}),

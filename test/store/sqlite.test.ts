@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
 import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { createThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
+import { createThreadedSqliteStore, storeFromPort } from '../../src/store/sqlite/threaded-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { storeContract } from './contract.ts';
@@ -29,6 +29,22 @@ storeContract(
   inTempDir((path) => new SqliteStore(path)),
 );
 storeContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
+
+// The delivery thread reaches the store thread through a port: the same contract must hold.
+storeContract('sqlite through a port shared with another thread', async () => {
+  const dir = tempDir();
+  const owner = createThreadedSqliteStore(join(dir.path, 'postbote.db'));
+  await owner.migrate();
+  const store = storeFromPort(owner.openPort());
+  return {
+    store,
+    cleanup: async () => {
+      await store.close();
+      await owner.close();
+      dir.cleanup();
+    },
+  };
+});
 
 it('sqlite on a worker thread: errors keep their meaning across the thread', async () => {
   const dir = tempDir();

@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import type { Store } from '../store.ts';
 import { SchemaTooNewError } from './sqlite-store.ts';
 import type { Call, Reply } from './worker.ts';
@@ -52,24 +52,31 @@ function revive(error: NonNullable<Reply['error']>): Error {
   return err;
 }
 
+/** A Worker or a MessagePort: what a store client talks through. */
+interface Channel {
+  postMessage(value: unknown): void;
+  on(event: 'message', listener: (replies: Reply[]) => void): unknown;
+}
+
+/** A Store whose calls go to the SQLite worker, plus a way to share that worker with another thread. */
+export interface ThreadedStore extends Store {
+  /** A port another thread turns into a Store with `storeFromPort` (transfer it). */
+  openPort(): MessagePort;
+}
+
 /**
- * The embedded SQLite store on a worker thread, behind the same async Store interface: commits
- * (and their fsyncs) and queries run off the event loop. Group commit happens in the worker.
- * Buffers cross the thread boundary as copies (structured clone); bodies come back as Buffers.
+ * The Store interface over a channel to the SQLite worker. Calls made in one event-loop turn
+ * cross in one message (so a turn's writes share a commit); replies come back batched too.
  */
-export function createThreadedSqliteStore(path: string): Store {
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), {
-    workerData: { path },
-    // The worker holds no large JS state (bodies are external buffers, results are handed back
-    // at once): small heap limits keep its footprint down (measured: 100,000 queued, 333 → 283 MB
-    // peak RSS for the process). If it ever ran out, every store call fails and SMTP answers 451.
-    resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
-  });
+function createStoreClient(
+  channel: Channel,
+  close: (call: (m: keyof Store) => Promise<unknown>) => Promise<void>,
+) {
   const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   let nextId = 1;
   let failure: Error | undefined;
 
-  worker.on('message', (replies: Reply[]) => {
+  channel.on('message', (replies: Reply[]) => {
     for (const reply of replies) {
       const call = pending.get(reply.id);
       if (!call) continue;
@@ -78,25 +85,17 @@ export function createThreadedSqliteStore(path: string): Store {
       else call.resolve(reply.result);
     }
   });
-  const failAll = (err: Error): void => {
-    failure = err;
-    for (const call of pending.values()) call.reject(err);
-    pending.clear();
-  };
-  worker.on('error', (err) => failAll(new Error('the SQLite store thread failed', { cause: err })));
-  worker.on('exit', (code) => failAll(new Error(`the SQLite store thread exited (code ${code})`)));
 
-  // Calls made in one event-loop turn cross to the worker in one message (and so share a commit).
   let outbox: Call[] = [];
   let scheduled = false;
   const send = (): void => {
     scheduled = false;
     const batch = outbox;
     outbox = [];
-    if (!failure) worker.postMessage(batch);
+    if (!failure) channel.postMessage(batch);
   };
 
-  function call(method: keyof Store, args: unknown[]): Promise<unknown> {
+  function call(method: keyof Store, args: unknown[] = []): Promise<unknown> {
     if (failure) return Promise.reject(failure);
     const id = nextId++;
     return new Promise((resolve, reject) => {
@@ -116,9 +115,52 @@ export function createThreadedSqliteStore(path: string): Store {
     return body && Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   };
   store.close = async () => {
-    if (failure) return;
-    await call('close', []);
-    await worker.terminate();
+    if (!failure) await close(call);
+    failure ??= new Error('the store is closed');
   };
-  return store as unknown as Store;
+  return {
+    store: store as unknown as Store,
+    fail(err: Error): void {
+      failure = err;
+      for (const c of pending.values()) c.reject(err);
+      pending.clear();
+    },
+  };
+}
+
+/**
+ * The embedded SQLite store on a worker thread, behind the same async Store interface: commits
+ * (and their fsyncs) and queries run off the event loop. Group commit happens in the worker.
+ * Buffers cross the thread boundary as copies (structured clone); bodies come back as Buffers.
+ */
+export function createThreadedSqliteStore(path: string): ThreadedStore {
+  const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+    workerData: { path },
+    // The worker holds no large JS state (bodies are external buffers, results are handed back
+    // at once): small heap limits keep its footprint down (measured: 100,000 queued, 333 → 283 MB
+    // peak RSS for the process). If it ever ran out, every store call fails and SMTP answers 451.
+    resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
+  });
+  const client = createStoreClient(worker, async (call) => {
+    await call('close');
+    await worker.terminate();
+  });
+  worker.on('error', (err) => client.fail(new Error('the SQLite store thread failed', { cause: err })));
+  worker.on('exit', (code) => client.fail(new Error(`the SQLite store thread exited (code ${code})`)));
+  return Object.assign(client.store, {
+    openPort(): MessagePort {
+      const { port1, port2 } = new MessageChannel();
+      worker.postMessage({ attach: port2 }, [port2]);
+      return port1;
+    },
+  });
+}
+
+/** The Store of another thread's `openPort()`; closing it closes the port, not the database. */
+export function storeFromPort(port: MessagePort): Store {
+  const client = createStoreClient(port, async () => {
+    port.close();
+  });
+  port.on('close', () => client.fail(new Error('the store port was closed')));
+  return client.store;
 }

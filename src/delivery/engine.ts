@@ -1,0 +1,95 @@
+import type { Config } from '../config/schema.ts';
+import { createResolver } from '../dns/resolver.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Store } from '../store/store.ts';
+import { createMxDestination } from './destination.ts';
+import { createDsnSender } from './dsn-sender.ts';
+import { createRetryPolicy } from './retry-policy.ts';
+import { Scheduler } from './scheduler.ts';
+import { createSessionPool } from './session-pool.ts';
+
+export interface DeliveryEngine {
+  /** New mail was committed, or an operator asked for a retry. */
+  wake(): void;
+  /** Stops leasing, gives in-flight deliveries their grace, releases the rest, closes sessions. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The delivery engine of one node: DNS, the session pool, the MX destination, DSNs and the
+ * scheduler, wired from the config. Runs in-process or on its own thread (delivery/thread.ts).
+ */
+export async function startDeliveryEngine(deps: {
+  config: Config;
+  store: Store;
+  logger: Logger;
+  clock?: () => number;
+  random?: () => number;
+}): Promise<DeliveryEngine> {
+  const { config, store, logger } = deps;
+  const clock = deps.clock ?? Date.now;
+  const random = deps.random ?? Math.random;
+  const delivery = config.delivery;
+  const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
+  const pool = createSessionPool({
+    maxConnectionsPerKey: delivery.max_connections_per_host,
+    maxMessagesPerConnection: delivery.max_messages_per_connection,
+    connectTimeoutMs: delivery.connect_timeout,
+    greetingTimeoutMs: delivery.greeting_timeout,
+    socketTimeoutMs: delivery.socket_timeout,
+    ehloName: delivery.ehlo_name || config.hostname,
+    // Every leased recipient may wait for a connection: never refuse work the window admitted.
+    maxQueuePerKey: delivery.window,
+    logger,
+  });
+  const destination = createMxDestination({
+    resolver,
+    pool,
+    port: delivery.port,
+    allowPrivate: delivery.allow_private_mx,
+    starttls: delivery.starttls as 'opportunistic' | 'required' | 'none',
+    random,
+    logger,
+  });
+  const dsnSender = createDsnSender({ store, clock, hostname: config.hostname, logger });
+  const scheduler = new Scheduler({
+    store,
+    destination,
+    retryPolicy: createRetryPolicy(
+      {
+        firstRetrySeconds: delivery.retry.first / 1000,
+        multiplier: delivery.retry.multiplier,
+        maxIntervalSeconds: delivery.retry.max_interval / 1000,
+        maxAgeSeconds: delivery.retry.max_age / 1000,
+      },
+      random,
+    ),
+    clock,
+    logger,
+    owner: config.node_id,
+    window: delivery.window,
+    batchSize: delivery.batch_size,
+    leaseMs: delivery.lease,
+    maxRecipientsPerTransaction: delivery.max_recipients_per_transaction,
+    onFinalFailure: (failures) => {
+      void dsnSender.send(failures).then((n: number) => n > 0 && scheduler.wake());
+    },
+  });
+
+  // Crash recovery: on the embedded store this process is the only one (pid lock), so every
+  // lease left behind by a previous run (whatever its node id) is taken back now instead of
+  // after expiry.
+  if (config.database.url === '') {
+    const released = await store.releaseLeases(null, clock());
+    if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
+  }
+  scheduler.start();
+  return {
+    wake: () => scheduler.wake(),
+    async stop() {
+      await scheduler.stop();
+      // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
+      await pool.close(1000);
+    },
+  };
+}

@@ -1,0 +1,32 @@
+/**
+ * The delivery engine's thread: outbound SMTP, DNS and scheduling run here, so the event loop
+ * that answers submitting clients never waits behind delivery work (measured in bench/relay.ts).
+ */
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
+import type { Config } from '../config/schema.ts';
+import { createLogger } from '../observability/logger.ts';
+import { storeFromPort } from '../store/sqlite/threaded-store.ts';
+import { startDeliveryEngine } from './engine.ts';
+
+if (!parentPort) throw new Error('the delivery engine thread must run in a worker thread');
+const port = parentPort;
+const { config, storePort } = workerData as { config: Config; storePort: MessagePort };
+const logger = createLogger({ level: config.log.level, nodeId: config.node_id });
+const store = storeFromPort(storePort);
+
+try {
+  const engine = await startDeliveryEngine({ config, store, logger });
+  port.on('message', async (message: 'wake' | 'stop') => {
+    if (message === 'wake') {
+      engine.wake();
+      return;
+    }
+    await engine.stop();
+    await store.close();
+    port.postMessage('stopped');
+  });
+  port.postMessage('started');
+} catch (err) {
+  logger.fatal({ err }, 'the delivery engine could not start');
+  port.postMessage({ failed: (err as Error).message });
+}
