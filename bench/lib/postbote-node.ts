@@ -83,7 +83,11 @@ export async function startPostboteNode(options: {
     POSTBOTE_LOG__LEVEL: options.logLevel,
   };
   // The V8 flag `npm start` and bin/postbote use (see package.json).
-  const nodeArgs = ['--max-semi-space-size=8'];
+  const nodeArgs = [
+    '--max-semi-space-size=8',
+    '--max-old-space-size=192',
+    ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter(Boolean),
+  ];
   if (options.cpuProfileDir) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`);
   const logLevels: Record<string, number> = {};
   const recentLogs: string[] = [];

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { applyAddressPolicy } from '../dns/address-policy.ts';
 import { MxError, type MxLookup, resolveMxTargets } from '../dns/mx.ts';
 import type { RecipientDsn, Reply } from '../store/types.ts';
+import type { SessionPool } from './session-pool.ts';
 
 export type AttemptOutcome = 'delivered' | 'temporary' | 'permanent';
 
@@ -31,41 +32,9 @@ export interface Destination {
   deliver(request: DeliveryRequest): Promise<DestinationResult>;
 }
 
-/** What MX delivery needs from the session pool (src/delivery/session-pool.ts). */
-export interface SessionDeliverer {
-  deliver(
-    target: {
-      host: string;
-      ip: string;
-      port: number;
-      localAddress?: string;
-      starttls: 'opportunistic' | 'required' | 'none';
-    },
-    envelope: {
-      from: string;
-      to: string[];
-      size: number;
-      dsn?: { notify?: string[]; orcpt?: string };
-      smtputf8?: boolean;
-    },
-    body: Buffer,
-  ): Promise<{
-    connectionFailed?: boolean;
-    connection: {
-      mxHost: string;
-      ip: string;
-      port: number;
-      localAddress?: string;
-      tls?: { protocol: string; cipher: string };
-    };
-    recipients: { address: string; outcome: AttemptOutcome; reply: Reply }[];
-    durationMs: number;
-  }>;
-}
-
 export interface MxDestinationOptions {
   resolver: MxLookup;
-  pool: SessionDeliverer;
+  pool: Pick<SessionPool, 'deliver'>;
   port: number;
   allowPrivate: boolean;
   starttls: 'opportunistic' | 'required' | 'none';

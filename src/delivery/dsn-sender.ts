@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { recipientDomain } from '../intake/address.ts';
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
+import type { DsnNotify } from '../store/types.ts';
 import { buildDsn, type DsnRecipient } from './dsn.ts';
 import type { FinalFailure } from './scheduler.ts';
 
@@ -18,7 +19,7 @@ export function createDsnSender(deps: {
 }) {
   const { store, clock, hostname, logger } = deps;
 
-  function wantsFailureNotice(notify: string[] | undefined): boolean {
+  function wantsFailureNotice(notify: DsnNotify[] | undefined): boolean {
     if (!notify || notify.length === 0) return true;
     return notify.includes('FAILURE') && !notify.includes('NEVER');
   }

@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { recipientDomain } from '../intake/address.ts';
 import { type Intake, InvalidRecipientError } from '../intake/intake.ts';
-import type { Credential, MessageDsn, RecipientDsn } from '../store/types.ts';
+import type { Credential, DsnNotify, MessageDsn, RecipientDsn } from '../store/types.ts';
 import { replies, type SmtpReply } from './replies.ts';
 import type { SmtpHandlers, SmtpParams, SmtpSession } from './server/types.ts';
 
@@ -27,7 +27,8 @@ function messageDsn(params: SmtpParams | undefined): MessageDsn {
 }
 
 function recipientDsn(params: SmtpParams): RecipientDsn | undefined {
-  const notify = params.NOTIFY?.toUpperCase().split(',').filter(Boolean);
+  // The protocol layer has already refused NOTIFY values outside RFC 3461 with 501.
+  const notify = params.NOTIFY?.toUpperCase().split(',').filter(Boolean) as DsnNotify[] | undefined;
   if (!notify && !params.ORCPT) return undefined;
   return { ...(notify ? { notify } : {}), ...(params.ORCPT ? { orcpt: params.ORCPT } : {}) };
 }

@@ -50,8 +50,11 @@ export interface MessageDsn {
   ret?: 'FULL' | 'HDRS';
   envid?: string;
 }
+/** RFC 3461 §4.1 NOTIFY values. */
+export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
+
 export interface RecipientDsn {
-  notify?: string[];
+  notify?: DsnNotify[];
   orcpt?: string;
 }
 

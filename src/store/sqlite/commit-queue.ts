@@ -17,9 +17,6 @@ export class CommitQueue {
   #jobs: Job[] = [];
   #scheduled = false;
   readonly #flushNow = (): void => this.#flush();
-  /** Commits done and jobs committed, for benchmarks and tests. */
-  commits = 0;
-  committedJobs = 0;
 
   constructor(db: DatabaseSync) {
     this.#db = db;
@@ -84,12 +81,9 @@ export class CommitQueue {
       for (const job of jobs) job.reject(err);
       return;
     }
-    this.commits++;
     for (const r of results) {
-      if (r.ok) {
-        this.committedJobs++;
-        r.job.resolve(r.value);
-      } else r.job.reject(r.value);
+      if (r.ok) r.job.resolve(r.value);
+      else r.job.reject(r.value);
     }
   }
 }

@@ -142,11 +142,6 @@ export class SqliteStore implements Store {
     this.#queue = new CommitQueue(this.#db);
   }
 
-  /** Group-commit counters, for benchmarks. */
-  get commitStats(): { commits: number; jobs: number } {
-    return { commits: this.#queue.commits, jobs: this.#queue.committedJobs };
-  }
-
   #stmt(sql: string): StatementSync {
     let stmt = this.#stmts.get(sql);
     if (!stmt) {
