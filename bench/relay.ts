@@ -180,14 +180,11 @@ function sourceNotes(src: SourceRun, row: Row): void {
   if (!src.ok) row.notes.push(`smtp-source failed: ${src.output.trim().split('\n').slice(-3).join(' | ')}`);
 }
 
-async function phaseDirect(ctx: Context): Promise<Row> {
-  const row: Row = { scenario: 'smtp-source → smtp-sink (ceiling)', messages: N, complete: false, notes: [] };
-  const meter = cpuMeter();
-  const sink = await startSink({ cleanup: ctx.cleanup, name: 'smtp-sink (direct)' });
-  const deadline = ctx.deadline();
-  const src = await runSource({
+/** The issue's load (`smtp-source -s 20 -m N -l 2000`, one message per connection) at a port. */
+function standardLoad(ctx: Context, port: number, deadline: number): ReturnType<typeof runSource> {
+  return runSource({
     cleanup: ctx.cleanup,
-    port: sink.port,
+    port,
     messages: N,
     sessions: SESSIONS,
     size: SIZE,
@@ -195,6 +192,14 @@ async function phaseDirect(ctx: Context): Promise<Row> {
     to: TO,
     timeoutMs: deadline - Date.now(),
   });
+}
+
+async function phaseDirect(ctx: Context): Promise<Row> {
+  const row: Row = { scenario: 'smtp-source → smtp-sink (ceiling)', messages: N, complete: false, notes: [] };
+  const meter = cpuMeter();
+  const sink = await startSink({ cleanup: ctx.cleanup, name: 'smtp-sink (direct)' });
+  const deadline = ctx.deadline();
+  const src = await standardLoad(ctx, sink.port, deadline);
   sourceNotes(src, row);
   const arrived = await sink.waitFor(N, { stallMs: 10_000, deadline });
   await sink.stop();
@@ -232,16 +237,7 @@ async function phasePostbote(ctx: Context): Promise<Row> {
   const deadline = ctx.deadline();
   const cpu0 = node.cpuSeconds();
   const written0 = storageWriteBytes(node.child.pid) ?? 0;
-  const src = await runSource({
-    cleanup: ctx.cleanup,
-    port: node.submissionPort,
-    messages: N,
-    sessions: SESSIONS,
-    size: SIZE,
-    from: FROM,
-    to: TO,
-    timeoutMs: deadline - Date.now(),
-  });
+  const src = await standardLoad(ctx, node.submissionPort, deadline);
   sourceNotes(src, row);
   out(`  submission done in ${dur(src.endedAt - src.startedAt)}; waiting for the sink to receive ${int(N)}`);
   const arrived = await sink.waitFor(N, { stallMs: STALL_MS, deadline });
@@ -338,16 +334,7 @@ async function phasePostfix(ctx: Context): Promise<Row> {
   });
   const memory = sampleMemory(relay.processes);
   const deadline = ctx.deadline();
-  const src = await runSource({
-    cleanup: ctx.cleanup,
-    port: relay.port,
-    messages: N,
-    sessions: SESSIONS,
-    size: SIZE,
-    from: FROM,
-    to: TO,
-    timeoutMs: deadline - Date.now(),
-  });
+  const src = await standardLoad(ctx, relay.port, deadline);
   sourceNotes(src, row);
   out(`  submission done in ${dur(src.endedAt - src.startedAt)}; waiting for the sink to receive ${int(N)}`);
   const arrived = await sink.waitFor(N, { stallMs: STALL_MS, deadline });
