@@ -14,9 +14,6 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
-import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
-import { tempDir } from '../support/temp-dir.ts';
 import {
   listMessages,
   logRecords,
@@ -28,7 +25,10 @@ import {
   submit,
   waitForEvent,
   waitForLog,
-} from './harness.ts';
+} from '../support/e2e-harness.ts';
+import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const main = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 /** How long the slow MX waits before its RCPT reply: time for an operator command meanwhile. */

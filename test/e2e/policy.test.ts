@@ -13,9 +13,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type PostboteProcess, runCli, startPostboteProcess } from '../support/postbote-process.ts';
-import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
-import { tempDir } from '../support/temp-dir.ts';
 import {
   authPlain,
   listMessages,
@@ -26,7 +23,10 @@ import {
   stopPostbote,
   submit,
   waitForEvent,
-} from './harness.ts';
+} from '../support/e2e-harness.ts';
+import { type PostboteProcess, runCli, startPostboteProcess } from '../support/postbote-process.ts';
+import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const MAX_SIZE = 100 * 1024;
 

@@ -17,10 +17,6 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
-import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
-import { type SmtpSink, startSmtpSink } from '../support/smtp-sink.ts';
-import { tempDir } from '../support/temp-dir.ts';
 import {
   havePeers,
   logRecords,
@@ -35,7 +31,11 @@ import {
   unfold,
   waitForDsn,
   waitForEvent,
-} from './harness.ts';
+} from '../support/e2e-harness.ts';
+import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
+import { type SmtpSink, startSmtpSink } from '../support/smtp-sink.ts';
+import { tempDir } from '../support/temp-dir.ts';
 
 const greylisted = (address: string): string =>
   `451 4.7.1 <${address}>: Recipient address rejected: Greylisted, try again later`;

@@ -9,8 +9,8 @@ import { accessSync, constants } from 'node:fs';
 import net from 'node:net';
 import { delimiter, join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { type PostboteProcess, waitFor } from '../support/postbote-process.ts';
-import { smtpSinkBinary } from '../support/smtp-sink.ts';
+import { type PostboteProcess, waitFor } from './postbote-process.ts';
+import { smtpSinkBinary } from './smtp-sink.ts';
 
 // --- peers -----------------------------------------------------------------------------------
 
