@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { SchemaTooNewError } from '../errors.ts';
 import type { Store } from '../store.ts';
 import type {
   Account,
@@ -24,16 +25,7 @@ import { migrations } from './migrations.ts';
 
 type Row = Record<string, SQLInputValue>;
 
-/** Thrown when the database schema is newer than this code understands. */
-export class SchemaTooNewError extends Error {
-  constructor(found: number, known: number) {
-    super(
-      `the database schema is version ${found}, but this Postbote knows only up to ${known}: ` +
-        'it was written by a newer Postbote; upgrade this node instead of downgrading the data',
-    );
-    this.name = 'SchemaTooNewError';
-  }
-}
+export { SchemaTooNewError };
 
 const json = (value: unknown): string => JSON.stringify(value ?? {});
 const parse = <T>(text: SQLInputValue | undefined): T => JSON.parse(String(text ?? '{}')) as T;

@@ -1,6 +1,6 @@
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { SchemaTooNewError } from '../errors.ts';
 import type { Store } from '../store.ts';
-import { SchemaTooNewError } from './sqlite-store.ts';
 import type { Call, Reply } from './worker.ts';
 
 /** Every Store method; the worker runs each on the SqliteStore it owns. */

@@ -1,0 +1,84 @@
+/**
+ * PostgreSQL schema, one entry per version, each a list of statements run in one transaction.
+ * Additive changes only once released (nodes of the previous version keep running during a
+ * rolling upgrade): a new version appends statements, never edits an old one.
+ *
+ * Tables are created unqualified: the adapter sets `search_path` to its schema on every
+ * connection. Times are epoch milliseconds in `bigint`, as in the model. Ids and domains
+ * compare bytewise (`COLLATE "C"`) whatever the database's locale, so paging by id and sorting
+ * match the SQLite adapter.
+ */
+export const migrations: readonly string[][] = [
+  [
+    `CREATE TABLE accounts (
+      id text COLLATE "C" PRIMARY KEY,
+      name text NOT NULL UNIQUE,
+      created_at bigint NOT NULL,
+      paused boolean NOT NULL DEFAULT false
+    )`,
+    `CREATE TABLE credentials (
+      id text COLLATE "C" PRIMARY KEY,
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      kind text NOT NULL,
+      name text NOT NULL,
+      secret_hash text NOT NULL,
+      cidrs jsonb NOT NULL DEFAULT '[]',
+      created_at bigint NOT NULL,
+      revoked_at bigint
+    )`,
+    `CREATE UNIQUE INDEX credentials_active_name ON credentials(kind, name) WHERE revoked_at IS NULL`,
+    `CREATE INDEX credentials_account ON credentials(account_id)`,
+    `CREATE TABLE messages (
+      id text COLLATE "C" PRIMARY KEY,
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      credential_id text COLLATE "C",
+      mail_from text NOT NULL,
+      message_id_header text NOT NULL,
+      subject text NOT NULL,
+      size integer NOT NULL,
+      source text NOT NULL,
+      client_ip text NOT NULL,
+      dsn jsonb NOT NULL,
+      dsn_on_failure boolean NOT NULL,
+      received_at bigint NOT NULL,
+      body bytea
+    )`,
+    `CREATE INDEX messages_account ON messages(account_id, id)`,
+    `CREATE TABLE recipients (
+      id bigserial PRIMARY KEY,
+      message_id text COLLATE "C" NOT NULL REFERENCES messages(id),
+      account_id text COLLATE "C" NOT NULL,
+      address text NOT NULL,
+      domain text COLLATE "C" NOT NULL,
+      state text NOT NULL,
+      attempts integer NOT NULL DEFAULT 0,
+      next_attempt_at bigint NOT NULL,
+      created_at bigint NOT NULL,
+      updated_at bigint NOT NULL,
+      last_code integer,
+      last_enhanced text,
+      last_text text,
+      dsn jsonb NOT NULL,
+      lease_owner text,
+      lease_until bigint
+    )`,
+    // The scheduler's two questions (what is due, which leases ran out) read only these partial
+    // indexes, so their cost does not grow with the delivered history.
+    `CREATE INDEX recipients_due ON recipients(next_attempt_at) WHERE state IN ('queued', 'deferred')`,
+    `CREATE INDEX recipients_leased ON recipients(lease_until) WHERE state = 'delivering'`,
+    `CREATE INDEX recipients_message ON recipients(message_id)`,
+    `CREATE INDEX recipients_address ON recipients(address)`,
+    `CREATE INDEX recipients_domain_state ON recipients(domain, state)`,
+    `CREATE TABLE events (
+      id bigserial PRIMARY KEY,
+      at bigint NOT NULL,
+      type text NOT NULL,
+      message_id text COLLATE "C" NOT NULL,
+      recipient_id bigint,
+      account_id text COLLATE "C" NOT NULL,
+      recipient text,
+      data jsonb NOT NULL
+    )`,
+    `CREATE INDEX events_message ON events(message_id, id)`,
+  ],
+];

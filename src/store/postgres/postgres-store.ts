@@ -1,0 +1,575 @@
+import { escapeIdentifier, Pool, type PoolClient } from 'pg';
+import { SchemaTooNewError } from '../errors.ts';
+import type { Store } from '../store.ts';
+import type {
+  Account,
+  Credential,
+  CredentialKind,
+  EventRow,
+  LeasedRecipient,
+  MessageFilter,
+  MessageRow,
+  MessageSummary,
+  NewMessage,
+  Outcome,
+  QueueDomainSummary,
+  QueueSelector,
+  RecipientRow,
+  RecipientState,
+} from '../types.ts';
+import { migrations } from './migrations.ts';
+import {
+  clean,
+  json,
+  num,
+  type Row,
+  toAccount,
+  toCredential,
+  toEvent,
+  toLeased,
+  toMessage,
+  toRecipient,
+} from './rows.ts';
+
+export { SchemaTooNewError };
+
+export interface PostgresStoreOptions {
+  /** `postgres://user@host:port/database` (anything pg's connection string accepts). */
+  url: string;
+  /** The schema every table lives in; created by migrate() if missing. */
+  schema: string;
+  /** Connections in the pool (default 10). */
+  poolSize?: number;
+  /**
+   * Errors of idle pooled connections (the server restarted, a network cut). The pool drops the
+   * connection and opens a new one on demand; without a listener, pg would crash the process.
+   */
+  onIdleError?: (err: Error) => void;
+}
+
+// Arbitrary class id for the two-key advisory lock taken by migrate(); the second key is the
+// schema, so test schemas migrating side by side do not wait for each other.
+const MIGRATION_LOCK = 0x706f7374; // 'post'
+
+// Bind parameters per statement are limited to 65,535: messages are inserted in chunks.
+const MESSAGES_PER_STATEMENT = 2000;
+
+const WAITING = `state IN ('queued', 'deferred')`;
+const MESSAGE_COLUMNS = `id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
+  client_ip, dsn, dsn_on_failure, received_at`;
+
+/**
+ * One statement inserts a chunk of messages, their recipients and one `accepted` event per
+ * recipient: a single round trip and, outside a transaction, a single commit. Recipients come
+ * as parallel arrays (unnest) so the statement text depends only on the number of messages.
+ */
+function insertMessagesStatement(messages: NewMessage[]): { text: string; values: unknown[] } {
+  const values: unknown[] = [];
+  const rows: string[] = [];
+  const rcpt = {
+    messageId: [] as string[],
+    accountId: [] as string[],
+    address: [] as string[],
+    domain: [] as string[],
+    due: [] as number[],
+    createdAt: [] as number[],
+    dsn: [] as string[],
+  };
+  for (const m of messages) {
+    const first = values.length;
+    values.push(
+      m.id,
+      m.accountId,
+      m.credentialId,
+      m.mailFrom,
+      clean(m.messageIdHeader),
+      clean(m.subject),
+      m.body.byteLength,
+      m.source,
+      m.clientIp,
+      json(m.dsn),
+      m.dsnOnFailure,
+      m.receivedAt,
+      // A Buffer parameter travels in binary: no hex or escape encoding of the body.
+      m.body,
+    );
+    rows.push(`(${Array.from({ length: 13 }, (_, i) => `$${first + i + 1}`).join(', ')})`);
+    for (const r of m.recipients) {
+      rcpt.messageId.push(m.id);
+      rcpt.accountId.push(m.accountId);
+      rcpt.address.push(r.address);
+      rcpt.domain.push(r.domain);
+      rcpt.due.push(m.notBefore ?? m.receivedAt);
+      rcpt.createdAt.push(m.receivedAt);
+      rcpt.dsn.push(json(r.dsn));
+    }
+  }
+  const a = values.length;
+  values.push(rcpt.messageId, rcpt.accountId, rcpt.address, rcpt.domain, rcpt.due, rcpt.createdAt, rcpt.dsn);
+  // The recipients' foreign key to messages is checked at the end of the statement, when the
+  // messages inserted by the first CTE exist. ORDER BY keeps ids (and so events) in input order.
+  const text = `WITH m AS (
+      INSERT INTO messages (${MESSAGE_COLUMNS}, body) VALUES ${rows.join(', ')}
+      RETURNING id, size, source, client_ip
+    ), r AS (
+      INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
+        updated_at, dsn)
+      SELECT message_id, account_id, address, domain, 'queued', due, created_at, created_at, dsn
+      FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
+        $${a + 6}::bigint[], $${a + 7}::jsonb[])
+        WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, ord)
+      ORDER BY ord
+      RETURNING id, message_id, account_id, address, created_at
+    )
+    INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+    SELECT r.created_at, 'accepted', r.message_id, r.id, r.account_id, r.address,
+      jsonb_build_object('size', m.size, 'source', m.source, 'clientIp', m.client_ip)
+    FROM r JOIN m ON m.id = r.message_id
+    ORDER BY r.id`;
+  return { text, values };
+}
+
+/**
+ * The cluster store on PostgreSQL (pg.Pool). Every method is one statement in autocommit (so
+ * one round trip and one commit) unless noted; multi-table writes use data-modifying CTEs so
+ * they stay atomic without a BEGIN/COMMIT round trip each. Durability is PostgreSQL's commit
+ * with synchronous_commit on; concurrent commits share WAL flushes in the server, so there is no
+ * group-commit queue here.
+ */
+export class PostgresStore implements Store {
+  readonly #pool: Pool;
+  readonly #schema: string;
+  #closed = false;
+
+  constructor(options: PostgresStoreOptions) {
+    if (options.schema === '') throw new Error('PostgresStore: schema must not be empty');
+    this.#schema = options.schema;
+    const searchPath = escapeIdentifier(options.schema);
+    this.#pool = new Pool({
+      connectionString: options.url,
+      max: options.poolSize ?? 10,
+      // Awaited by pg-pool before a new connection is handed out; if it fails, the connection is
+      // closed and the caller gets the error, so no statement ever runs against another schema.
+      // 250 means durable: a server or role configured with synchronous_commit=off would
+      // acknowledge commits before the WAL flush, so such a connection is put back to 'on'
+      // (stricter settings, remote_write/remote_apply for synchronous replicas, are kept).
+      onConnect: async (client) => {
+        await client.query(
+          `SELECT set_config('search_path', $1, false),
+             CASE WHEN current_setting('synchronous_commit') = 'off'
+               THEN set_config('synchronous_commit', 'on', false) END`,
+          [searchPath],
+        );
+      },
+    });
+    this.#pool.on('error', options.onIdleError ?? (() => {}));
+  }
+
+  async #all(text: string, values: unknown[] = []): Promise<Row[]> {
+    return (await this.#pool.query<Row>(text, values)).rows;
+  }
+
+  async #get(text: string, values: unknown[] = []): Promise<Row | undefined> {
+    return (await this.#pool.query<Row>(text, values)).rows[0];
+  }
+
+  async #run(text: string, values: unknown[] = []): Promise<number> {
+    return (await this.#pool.query(text, values)).rowCount ?? 0;
+  }
+
+  /** Runs `work` in one transaction on one connection. */
+  async #transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.#pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await client.query('ROLLBACK');
+      } catch (rollbackErr) {
+        // The connection is unusable: destroy it rather than return it to the pool.
+        broken = rollbackErr as Error;
+      }
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async migrate(): Promise<void> {
+    const schema = escapeIdentifier(this.#schema);
+    // One version per transaction, each under an advisory lock held until its commit: two nodes
+    // starting together take turns, and the second finds the work done.
+    for (;;) {
+      const done = await this.#transaction(async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [MIGRATION_LOCK, this.#schema]);
+        // IF NOT EXISTS is not safe against a concurrent CREATE; the lock makes it so.
+        await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
+        await client.query(
+          'CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL, applied_at bigint)',
+        );
+        const row = (await client.query<Row>('SELECT MAX(version) AS v FROM schema_version')).rows[0];
+        const current = row?.v === null || row?.v === undefined ? 0 : num(row.v);
+        if (current > migrations.length) throw new SchemaTooNewError(current, migrations.length);
+        if (current === migrations.length) return true;
+        const version = current + 1;
+        try {
+          for (const sql of migrations[version - 1] ?? []) await client.query(sql);
+          await client.query(
+            `INSERT INTO schema_version (version, applied_at)
+             VALUES ($1, (extract(epoch FROM now()) * 1000)::bigint)`,
+            [version],
+          );
+        } catch (err) {
+          throw new Error(`migration to schema version ${version} failed`, { cause: err });
+        }
+        return false;
+      });
+      if (done) return;
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    // Waits for checked-out connections to be released, so calls in flight finish first.
+    await this.#pool.end();
+  }
+
+  async createAccount(input: { id: string; name: string; createdAt: number }): Promise<Account> {
+    await this.#run('INSERT INTO accounts (id, name, created_at) VALUES ($1, $2, $3)', [
+      input.id,
+      input.name,
+      input.createdAt,
+    ]);
+    return { ...input, paused: false };
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const r = await this.#get('SELECT * FROM accounts WHERE id = $1', [id]);
+    return r && toAccount(r);
+  }
+
+  async getAccountByName(name: string): Promise<Account | undefined> {
+    const r = await this.#get('SELECT * FROM accounts WHERE name = $1', [name]);
+    return r && toAccount(r);
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return (await this.#all('SELECT * FROM accounts ORDER BY name COLLATE "C"')).map(toAccount);
+  }
+
+  async createCredential(c: Credential): Promise<Credential> {
+    await this.#run(
+      `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [c.id, c.accountId, c.kind, c.name, c.secretHash, JSON.stringify(c.cidrs), c.createdAt, c.revokedAt],
+    );
+    return c;
+  }
+
+  async getCredential(id: string): Promise<Credential | undefined> {
+    const r = await this.#get('SELECT * FROM credentials WHERE id = $1', [id]);
+    return r && toCredential(r);
+  }
+
+  async findCredential(kind: CredentialKind, name: string): Promise<Credential | undefined> {
+    const r = await this.#get(
+      'SELECT * FROM credentials WHERE kind = $1 AND name = $2 AND revoked_at IS NULL',
+      [kind, name],
+    );
+    return r && toCredential(r);
+  }
+
+  async listCredentials(
+    filter: { accountId?: string; kind?: CredentialKind; includeRevoked?: boolean } = {},
+  ): Promise<Credential[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    if (filter.accountId !== undefined) where.push(`account_id = $${values.push(filter.accountId)}`);
+    if (filter.kind !== undefined) where.push(`kind = $${values.push(filter.kind)}`);
+    if (!filter.includeRevoked) where.push('revoked_at IS NULL');
+    const sql = `SELECT * FROM credentials ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id`;
+    return (await this.#all(sql, values)).map(toCredential);
+  }
+
+  async revokeCredential(id: string, at: number): Promise<boolean> {
+    const changed = await this.#run(
+      'UPDATE credentials SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL',
+      [at, id],
+    );
+    return changed > 0;
+  }
+
+  async insertMessages(messages: NewMessage[]): Promise<void> {
+    if (messages.length === 0) return;
+    if (messages.length <= MESSAGES_PER_STATEMENT) {
+      const { text, values } = insertMessagesStatement(messages);
+      await this.#pool.query(text, values);
+      return;
+    }
+    await this.#transaction(async (client) => {
+      for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
+        const { text, values } = insertMessagesStatement(messages.slice(i, i + MESSAGES_PER_STATEMENT));
+        await client.query(text, values);
+      }
+    });
+  }
+
+  async leaseDue(input: {
+    owner: string;
+    now: number;
+    limit: number;
+    leaseUntil: number;
+  }): Promise<LeasedRecipient[]> {
+    // Two locking subqueries, because FOR UPDATE is not allowed over a UNION and an OR of the two
+    // conditions would bitmap-scan every due row on each call. Expired leases come first (older
+    // work of a dead node; there are few), then the earliest due ones through recipients_due,
+    // which stops after the rows it needs. SKIP LOCKED lets nodes leasing at the same time take
+    // disjoint rows; a row another node leased since our snapshot fails the recheck and is skipped.
+    const rows = await this.#all(
+      `WITH expired AS (
+         SELECT id FROM recipients WHERE state = 'delivering' AND lease_until < $1
+         LIMIT $2 FOR UPDATE SKIP LOCKED
+       ), due AS (
+         SELECT id FROM recipients WHERE ${WAITING} AND next_attempt_at <= $1
+         ORDER BY next_attempt_at
+         LIMIT $2 - (SELECT count(*) FROM expired) FOR UPDATE SKIP LOCKED
+       )
+       UPDATE recipients r SET state = 'delivering', lease_owner = $3, lease_until = $4, updated_at = $1
+       FROM messages m
+       WHERE r.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due) AND m.id = r.message_id
+       RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn,
+         m.mail_from`,
+      [input.now, Math.max(0, Math.floor(input.limit)), input.owner, input.leaseUntil],
+    );
+    return rows.map(toLeased);
+  }
+
+  async renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void> {
+    if (input.ids.length === 0) return;
+    await this.#run(
+      `UPDATE recipients SET lease_until = $1
+       WHERE id = ANY($2::bigint[]) AND lease_owner = $3 AND state = 'delivering'`,
+      [input.leaseUntil, input.ids, input.owner],
+    );
+  }
+
+  async releaseLeases(owner: string | null, now: number): Promise<number> {
+    return this.#run(
+      `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
+         lease_owner = NULL, lease_until = NULL, updated_at = $1
+       WHERE state = 'delivering' AND ($2::text IS NULL OR lease_owner = $2)`,
+      [now, owner],
+    );
+  }
+
+  async nextDueAt(): Promise<number | null> {
+    // LEAST ignores NULLs: null only when neither a waiting recipient nor a lease exists.
+    const r = await this.#get(
+      `SELECT LEAST(
+         (SELECT MIN(next_attempt_at) FROM recipients WHERE ${WAITING}),
+         (SELECT MIN(lease_until) FROM recipients WHERE state = 'delivering')) AS t`,
+    );
+    return r?.t === null || r?.t === undefined ? null : num(r.t);
+  }
+
+  async getBody(messageId: string): Promise<Buffer | undefined> {
+    const r = await this.#get('SELECT body FROM messages WHERE id = $1', [messageId]);
+    if (!r || r.body === null) return undefined;
+    return r.body as Buffer;
+  }
+
+  async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<number[]> {
+    if (outcomes.length === 0) return [];
+    const col = <T>(pick: (o: Outcome) => T): T[] => outcomes.map(pick);
+    // One statement: the batch is atomic, and an event is written only for an applied outcome.
+    // The lease condition is rechecked on the newest row version if a concurrent write (a cancel,
+    // another node taking an expired lease) got there first.
+    const rows = await this.#all(
+      `WITH o AS (
+         SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
+           $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[])
+           WITH ORDINALITY AS x(id, state, attempted, next_attempt_at, has_reply, code, enhanced, reply_text, at,
+             event_type, event_data, message_id, account_id, recipient, ord)
+       ), applied AS (
+         UPDATE recipients r SET state = o.state, attempts = r.attempts + o.attempted,
+           next_attempt_at = COALESCE(o.next_attempt_at, r.next_attempt_at),
+           last_code = COALESCE(o.code, r.last_code),
+           last_enhanced = CASE WHEN o.has_reply THEN o.enhanced ELSE r.last_enhanced END,
+           last_text = COALESCE(o.reply_text, r.last_text),
+           lease_owner = NULL, lease_until = NULL, updated_at = o.at
+         FROM o
+         WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1) OR o.state = 'delivered')
+         RETURNING r.id
+       ), logged AS (
+         INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+         SELECT o.at, o.event_type, o.message_id, o.id, o.account_id, o.recipient, o.event_data
+         FROM o JOIN applied a ON a.id = o.id
+         WHERE o.event_type IS NOT NULL
+         ORDER BY o.ord
+       )
+       SELECT o.id FROM o JOIN applied a ON a.id = o.id ORDER BY o.ord`,
+      [
+        owner,
+        col((o) => o.recipientId),
+        col((o) => o.state),
+        col((o) => (o.attempted ? 1 : 0)),
+        col((o) => o.nextAttemptAt ?? null),
+        col((o) => o.reply !== null),
+        col((o) => o.reply?.code ?? null),
+        col((o) => (o.reply?.enhanced === undefined ? null : clean(o.reply.enhanced))),
+        col((o) => (o.reply ? clean(o.reply.text) : null)),
+        col((o) => o.at),
+        col((o) => o.event?.type ?? null),
+        col((o) => (o.event ? json(o.event.data) : null)),
+        col((o) => o.messageId),
+        col((o) => o.accountId),
+        col((o) => o.recipient),
+      ],
+    );
+    return rows.map((r) => num(r.id));
+  }
+
+  async getMessage(id: string): Promise<MessageRow | undefined> {
+    const r = await this.#get(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`, [id]);
+    return r && toMessage(r);
+  }
+
+  async listMessages(filter: MessageFilter): Promise<MessageSummary[]> {
+    const where: string[] = [];
+    const values: unknown[] = [];
+    if (filter.accountId !== undefined) where.push(`m.account_id = $${values.push(filter.accountId)}`);
+    if (filter.before !== undefined) where.push(`m.id < $${values.push(filter.before)}`);
+    if (filter.recipient !== undefined || filter.status !== undefined) {
+      const sub: string[] = [];
+      if (filter.recipient !== undefined) sub.push(`r.address = $${values.push(filter.recipient)}`);
+      if (filter.status !== undefined) sub.push(`r.state = $${values.push(filter.status)}`);
+      where.push(`m.id IN (SELECT r.message_id FROM recipients r WHERE ${sub.join(' AND ')})`);
+    }
+    const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
+    const rows = await this.#all(
+      `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
+         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at
+       FROM messages m
+       ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT $${values.push(limit)}`,
+      values,
+    );
+    if (rows.length === 0) return [];
+    const byMessage = new Map<string, { address: string; state: RecipientState }[]>();
+    for (const x of await this.#all(
+      'SELECT message_id, address, state FROM recipients WHERE message_id = ANY($1::text[]) ORDER BY id',
+      [rows.map((r) => String(r.id))],
+    )) {
+      const list = byMessage.get(String(x.message_id)) ?? [];
+      list.push({ address: String(x.address), state: String(x.state) as RecipientState });
+      byMessage.set(String(x.message_id), list);
+    }
+    return rows.map((r) => ({ ...toMessage(r), recipients: byMessage.get(String(r.id)) ?? [] }));
+  }
+
+  async getRecipients(messageId: string): Promise<RecipientRow[]> {
+    return (await this.#all('SELECT * FROM recipients WHERE message_id = $1 ORDER BY id', [messageId])).map(
+      toRecipient,
+    );
+  }
+
+  async getEvents(messageId: string): Promise<EventRow[]> {
+    return (await this.#all('SELECT * FROM events WHERE message_id = $1 ORDER BY id', [messageId])).map(
+      toEvent,
+    );
+  }
+
+  async queueSummary(now: number): Promise<QueueDomainSummary[]> {
+    const hourAgo = now - 3_600_000;
+    const dayAgo = now - 86_400_000;
+    const rows = await this.#all(
+      `SELECT domain,
+         count(*) FILTER (WHERE state = 'queued') AS queued,
+         count(*) FILTER (WHERE state = 'deferred') AS deferred,
+         count(*) FILTER (WHERE state = 'delivering') AS delivering,
+         MIN(created_at) AS oldest,
+         count(*) FILTER (WHERE created_at > $1) AS under_hour,
+         count(*) FILTER (WHERE created_at <= $1 AND created_at > $2) AS under_day,
+         count(*) FILTER (WHERE created_at <= $2) AS older
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       GROUP BY domain ORDER BY count(*) DESC, domain`,
+      [hourAgo, dayAgo],
+    );
+    // The three most common last replies of each domain's deferred recipients.
+    const reasons = await this.#all(
+      `SELECT domain, last_code, last_enhanced, last_text, n FROM (
+         SELECT domain, last_code, last_enhanced, last_text, count(*) AS n,
+           row_number() OVER (PARTITION BY domain ORDER BY count(*) DESC, last_code, last_enhanced, last_text)
+             AS rank
+         FROM recipients WHERE state = 'deferred' AND last_code IS NOT NULL
+         GROUP BY domain, last_code, last_enhanced, last_text) x
+       WHERE rank <= 3 ORDER BY domain, rank`,
+    );
+    return rows.map((r) => ({
+      domain: String(r.domain),
+      queued: num(r.queued),
+      deferred: num(r.deferred),
+      delivering: num(r.delivering),
+      oldestAt: num(r.oldest),
+      ages: { underHour: num(r.under_hour), underDay: num(r.under_day), older: num(r.older) },
+      reasons: reasons
+        .filter((x) => x.domain === r.domain)
+        .map((x) => ({
+          text: [x.last_code, x.last_enhanced, x.last_text].filter((p) => p !== null && p !== '').join(' '),
+          count: num(x.n),
+        })),
+    }));
+  }
+
+  #selectorWhere(selector: QueueSelector, param: number): { sql: string; value: string } {
+    if (selector.messageId !== undefined) return { sql: `message_id = $${param}`, value: selector.messageId };
+    if (selector.domain !== undefined)
+      return { sql: `domain = $${param}`, value: selector.domain.toLowerCase() };
+    throw new Error('a queue selector needs a message id or a domain');
+  }
+
+  async retryNow(selector: QueueSelector, now: number): Promise<number> {
+    const { sql, value } = this.#selectorWhere(selector, 2);
+    const r = await this.#get(
+      `WITH changed AS (
+         UPDATE recipients SET next_attempt_at = $1, updated_at = $1 WHERE ${WAITING} AND ${sql}
+         RETURNING id, message_id, account_id, address
+       ), logged AS (
+         INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+         SELECT $1, 'retried', message_id, id, account_id, address, $3::jsonb FROM changed ORDER BY id
+       )
+       SELECT count(*) AS n FROM changed`,
+      [now, value, json({ reason: 'retry requested by an operator' })],
+    );
+    return num(r?.n ?? 0);
+  }
+
+  async cancel(selector: QueueSelector, now: number): Promise<number> {
+    const { sql, value } = this.#selectorWhere(selector, 2);
+    const r = await this.#get(
+      `WITH changed AS (
+         UPDATE recipients SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $1
+         WHERE state IN ('queued', 'deferred', 'delivering', 'held') AND ${sql}
+         RETURNING id, message_id, account_id, address
+       ), logged AS (
+         INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+         SELECT $1, 'cancelled', message_id, id, account_id, address, $3::jsonb FROM changed ORDER BY id
+       )
+       SELECT count(*) AS n FROM changed`,
+      [now, value, json({ reason: 'deleted from the queue by an operator' })],
+    );
+    return num(r?.n ?? 0);
+  }
+
+  async countByState(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const r of await this.#all('SELECT state, count(*) AS n FROM recipients GROUP BY state')) {
+      out[String(r.state)] = num(r.n);
+    }
+    return out;
+  }
+}

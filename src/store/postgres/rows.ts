@@ -1,0 +1,115 @@
+import type {
+  Account,
+  Credential,
+  CredentialKind,
+  EventRow,
+  EventType,
+  LeasedRecipient,
+  MessageRow,
+  RecipientRow,
+  RecipientState,
+} from '../types.ts';
+
+/**
+ * Values between the model and PostgreSQL rows. pg returns bigint (ids, epoch ms, counts) as
+ * strings, integer as numbers, bytea as Buffer and jsonb parsed; the model wants numbers.
+ */
+export type Row = Record<string, unknown>;
+
+// PostgreSQL refuses NUL in text and jsonb (SQLite stores it). Remote replies and header values
+// are not ours to trust: a NUL there must not make a batch of outcomes fail again on every retry.
+export const clean = (text: string): string => (text.includes('\0') ? text.replaceAll('\0', '') : text);
+export const json = (value: unknown): string =>
+  JSON.stringify(value ?? {}, (_key, v: unknown) => (typeof v === 'string' ? clean(v) : v));
+export const num = (value: unknown): number => Number(value);
+const numOrNull = (value: unknown): number | null => (value === null ? null : Number(value));
+const strOrNull = (value: unknown): string | null => (value === null ? null : String(value));
+// jsonb columns arrive parsed.
+export const obj = <T>(value: unknown): T => (value ?? {}) as T;
+
+export function toAccount(r: Row): Account {
+  return { id: String(r.id), name: String(r.name), createdAt: num(r.created_at), paused: r.paused === true };
+}
+
+export function toCredential(r: Row): Credential {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    kind: String(r.kind) as CredentialKind,
+    name: String(r.name),
+    secretHash: String(r.secret_hash),
+    cidrs: (r.cidrs ?? []) as string[],
+    createdAt: num(r.created_at),
+    revokedAt: numOrNull(r.revoked_at),
+  };
+}
+
+export function toMessage(r: Row): MessageRow {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    credentialId: strOrNull(r.credential_id),
+    mailFrom: String(r.mail_from),
+    messageIdHeader: String(r.message_id_header),
+    subject: String(r.subject),
+    size: num(r.size),
+    source: String(r.source),
+    clientIp: String(r.client_ip),
+    dsn: obj(r.dsn),
+    dsnOnFailure: r.dsn_on_failure === true,
+    receivedAt: num(r.received_at),
+  };
+}
+
+export function toRecipient(r: Row): RecipientRow {
+  return {
+    id: num(r.id),
+    messageId: String(r.message_id),
+    accountId: String(r.account_id),
+    address: String(r.address),
+    domain: String(r.domain),
+    state: String(r.state) as RecipientState,
+    attempts: num(r.attempts),
+    nextAttemptAt: num(r.next_attempt_at),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+    lastReply:
+      r.last_code === null
+        ? null
+        : {
+            code: num(r.last_code),
+            ...(r.last_enhanced === null ? {} : { enhanced: String(r.last_enhanced) }),
+            text: String(r.last_text ?? ''),
+          },
+    dsn: obj(r.dsn),
+    leaseOwner: strOrNull(r.lease_owner),
+    leaseUntil: numOrNull(r.lease_until),
+  };
+}
+
+export function toEvent(r: Row): EventRow {
+  return {
+    id: num(r.id),
+    at: num(r.at),
+    type: String(r.type) as EventType,
+    messageId: String(r.message_id),
+    recipientId: numOrNull(r.recipient_id),
+    accountId: String(r.account_id),
+    recipient: strOrNull(r.recipient),
+    data: obj(r.data),
+  };
+}
+
+export function toLeased(r: Row): LeasedRecipient {
+  return {
+    id: num(r.id),
+    messageId: String(r.message_id),
+    accountId: String(r.account_id),
+    address: String(r.address),
+    domain: String(r.domain),
+    attempts: num(r.attempts),
+    mailFrom: String(r.mail_from),
+    createdAt: num(r.created_at),
+    dsn: obj(r.dsn),
+  };
+}

@@ -1,0 +1,268 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import { Client, escapeIdentifier } from 'pg';
+import { newId } from '../../src/store/ids.ts';
+import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
+import type { NewMessage } from '../../src/store/types.ts';
+import { storeContract } from './contract.ts';
+
+// CI provides PostgreSQL at this address (trust auth); elsewhere the tests skip without it.
+const url = process.env.POSTBOTE_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
+const T0 = Date.parse('2026-11-28T12:00:00Z');
+
+/** A connected client for creating and dropping test schemas, or why there is none. */
+async function connectAdmin(): Promise<{ admin: Client } | { reason: string }> {
+  const admin = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  // A server that drops the connection later must not crash the test process.
+  admin.on('error', () => {});
+  const started = Date.now();
+  try {
+    await admin.connect();
+    return { admin };
+  } catch (err) {
+    await admin.end().catch(() => {});
+    // pg reports its connect timeout as a terminated connection; say what happened.
+    const why = Date.now() - started >= 2000 ? 'no answer within 2 s' : (err as Error).message;
+    return { reason: `PostgreSQL not reachable at ${url.replace(/\/\/[^@]*@/, '//…@')}: ${why}` };
+  }
+}
+
+const connected = await connectAdmin();
+
+if ('reason' in connected) {
+  if (process.env.CI) {
+    it('postgres: the database is reachable (required when CI is set)', () => assert.fail(connected.reason));
+  } else {
+    console.log(`# skipping the postgres store tests: ${connected.reason}`);
+    it('postgres store tests', { skip: connected.reason }, () => {});
+  }
+} else {
+  const { admin } = connected;
+  after(() => admin.end());
+
+  /** A fresh schema name; dropped by the returned function. */
+  const freshSchema = (): { schema: string; drop: () => Promise<void> } => {
+    const schema = `postbote_test_${randomBytes(6).toString('hex')}`;
+    return {
+      schema,
+      drop: async () => {
+        await admin.query(`DROP SCHEMA IF EXISTS ${escapeIdentifier(schema)} CASCADE`);
+      },
+    };
+  };
+
+  // One schema per contract test: each starts from a freshly migrated, empty database.
+  storeContract('postgres', async () => {
+    const { schema, drop } = freshSchema();
+    const store = new PostgresStore({ url, schema, poolSize: 4 });
+    await store.migrate();
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await drop();
+      },
+    };
+  });
+
+  describe('postgres store', () => {
+    it('two nodes migrating at once both succeed and apply each version once', async () => {
+      const { schema, drop } = freshSchema();
+      const a = new PostgresStore({ url, schema, poolSize: 2 });
+      const b = new PostgresStore({ url, schema, poolSize: 2 });
+      try {
+        await Promise.all([a.migrate(), b.migrate(), a.migrate()]);
+        const { rows } = await admin.query(
+          `SELECT version, count(*)::int AS n FROM ${escapeIdentifier(schema)}.schema_version GROUP BY version`,
+        );
+        assert.deepEqual(rows, [{ version: 1, n: 1 }]);
+        // Every table is in the schema, none in public.
+        const tables = await admin.query(
+          `SELECT table_name FROM information_schema.tables WHERE table_schema = $1 ORDER BY table_name`,
+          [schema],
+        );
+        assert.deepEqual(
+          tables.rows.map((r) => r.table_name),
+          ['accounts', 'credentials', 'events', 'messages', 'recipients', 'schema_version'],
+        );
+      } finally {
+        await a.close();
+        await b.close();
+        await drop();
+      }
+    });
+
+    it('refuses a schema newer than the code', async () => {
+      const { schema, drop } = freshSchema();
+      const store = new PostgresStore({ url, schema, poolSize: 1 });
+      try {
+        await store.migrate();
+        await admin.query(`INSERT INTO ${escapeIdentifier(schema)}.schema_version (version) VALUES (999)`);
+        await assert.rejects(store.migrate(), SchemaTooNewError);
+        await assert.rejects(store.migrate(), /version 999.*upgrade this node/);
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
+    it('returns numbers for ids and times, Buffers for bodies, objects for JSON', async () => {
+      const { schema, drop } = freshSchema();
+      const store = new PostgresStore({ url, schema, poolSize: 2 });
+      try {
+        await store.migrate();
+        await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        const body = Buffer.from([0x00, 0xff, 0x0d, 0x0a, 0x5c, 0x27, 0x22, 0x80]);
+        await store.insertMessages([
+          {
+            ...message('a1', ['x@one.test']),
+            id: 'm1',
+            body,
+            dsn: { ret: 'HDRS', envid: 'e"1\\' },
+            recipients: [{ address: 'x@one.test', domain: 'one.test', dsn: { notify: ['FAILURE'] } }],
+          },
+        ]);
+        assert.deepEqual(await store.getBody('m1'), body);
+        assert.ok((await store.getBody('m1')) instanceof Buffer);
+        assert.equal(await store.getBody('nope'), undefined);
+        assert.deepEqual((await store.getMessage('m1'))?.dsn, { ret: 'HDRS', envid: 'e"1\\' });
+        const [r] = await store.getRecipients('m1');
+        assert.equal(typeof r?.id, 'number');
+        assert.equal(r?.nextAttemptAt, T0);
+        assert.deepEqual(r?.dsn, { notify: ['FAILURE'] });
+        const [leased] = await store.leaseDue({ owner: 'n1', now: T0, limit: 5, leaseUntil: T0 + 1 });
+        assert.deepEqual(leased?.dsn, { notify: ['FAILURE'] });
+        assert.equal(leased?.createdAt, T0);
+        const [e] = await store.getEvents('m1');
+        assert.equal(typeof e?.id, 'number');
+        assert.deepEqual(e?.data, { size: body.length, source: 'smtp', clientIp: '127.0.0.1' });
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
+    it('records a remote reply containing NUL (PostgreSQL refuses NUL in text)', async () => {
+      const { schema, drop } = freshSchema();
+      const store = new PostgresStore({ url, schema, poolSize: 2 });
+      try {
+        await store.migrate();
+        await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        await store.insertMessages([{ ...message('a1', ['x@one.test']), id: 'm1', subject: 'h\0i' }]);
+        const [r] = await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
+        assert.ok(r);
+        const applied = await store.recordOutcomes('n1', [
+          {
+            at: T0 + 1,
+            recipientId: r.id,
+            messageId: 'm1',
+            accountId: 'a1',
+            recipient: r.address,
+            state: 'bounced',
+            attempted: true,
+            reply: { code: 550, enhanced: '5.1.1', text: 'no\0 such user' },
+            event: { type: 'bounced', data: { reply: { code: 550, text: 'no\0 such user' } } },
+          },
+        ]);
+        assert.deepEqual(applied, [r.id]);
+        assert.equal((await store.getMessage('m1'))?.subject, 'hi');
+        assert.deepEqual((await store.getRecipients('m1'))[0]?.lastReply, {
+          code: 550,
+          enhanced: '5.1.1',
+          text: 'no such user',
+        });
+        assert.deepEqual((await store.getEvents('m1')).at(-1)?.data, {
+          reply: { code: 550, text: 'no such user' },
+        });
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
+    it('two nodes leasing at the same time never lease the same recipient', async () => {
+      const { schema, drop } = freshSchema();
+      const nodes = [
+        { owner: 'node-a', store: new PostgresStore({ url, schema, poolSize: 3 }) },
+        { owner: 'node-b', store: new PostgresStore({ url, schema, poolSize: 3 }) },
+      ];
+      try {
+        const [first, second] = nodes.map((n) => n.store) as [PostgresStore, PostgresStore];
+        await Promise.all([first.migrate(), second.migrate()]);
+        await first.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        const messages = Array.from({ length: 10 }, (_, i) =>
+          message(
+            'a1',
+            Array.from({ length: 20 }, (_, j) => `r${i}-${j}@one.test`),
+          ),
+        );
+        await first.insertMessages(messages);
+        // Expired leases are part of the race too: 20 recipients leased by a node that died.
+        await first.leaseDue({ owner: 'dead', now: T0, limit: 20, leaseUntil: T0 + 10 });
+        // Warm both pools so the race starts with open connections on both sides.
+        await Promise.all([first.countByState(), second.countByState()]);
+        const now = T0 + 1000;
+        const taken = new Map<string, number[]>(nodes.map((n) => [n.owner, []]));
+        const worker = async (owner: string, store: PostgresStore): Promise<void> => {
+          for (;;) {
+            const batch = await store.leaseDue({ owner, now, limit: 20, leaseUntil: now + 60_000 });
+            if (batch.length === 0) return;
+            taken.get(owner)?.push(...batch.map((r) => r.id));
+          }
+        };
+        // Three parallel loops per node, on three connections each.
+        await Promise.all(nodes.flatMap((n) => [1, 2, 3].map(() => worker(n.owner, n.store))));
+        const all = [...taken.values()].flat();
+        assert.equal(all.length, 200, 'every lease is a different recipient');
+        assert.equal(new Set(all).size, 200);
+        // The store agrees on who holds each lease.
+        const holder = new Map<number, string | null>();
+        for (const m of messages)
+          for (const r of await first.getRecipients(m.id)) holder.set(r.id, r.leaseOwner);
+        for (const [owner, ids] of taken) for (const id of ids) assert.equal(holder.get(id), owner);
+        assert.deepEqual(await first.countByState(), { delivering: 200 });
+      } finally {
+        await Promise.all(nodes.map((n) => n.store.close()));
+        await drop();
+      }
+    });
+
+    it('releases only the given owner’s leases, and every lease with null', async () => {
+      const { schema, drop } = freshSchema();
+      const store = new PostgresStore({ url, schema, poolSize: 2 });
+      try {
+        await store.migrate();
+        await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        await store.insertMessages([message('a1', ['a@one.test', 'b@one.test', 'c@one.test'])]);
+        await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
+        await store.leaseDue({ owner: 'n2', now: T0, limit: 2, leaseUntil: T0 + 1000 });
+        assert.equal(await store.releaseLeases('n3', T0), 0);
+        assert.equal(await store.releaseLeases('n1', T0), 1);
+        assert.equal(await store.releaseLeases(null, T0), 2);
+        assert.deepEqual(await store.countByState(), { queued: 3 });
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+  });
+}
+
+function message(accountId: string, recipients: string[]): NewMessage {
+  return {
+    id: newId(T0),
+    accountId,
+    credentialId: null,
+    mailFrom: 'sender@example.com',
+    recipients: recipients.map((address) => ({ address, domain: address.split('@')[1] ?? '' })),
+    body: Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
+    messageIdHeader: '<m@example.com>',
+    subject: 'hi',
+    source: 'smtp',
+    clientIp: '127.0.0.1',
+    dsn: {},
+    dsnOnFailure: true,
+    receivedAt: T0,
+  };
+}
