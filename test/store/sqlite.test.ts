@@ -63,6 +63,19 @@ it('sqlite on a worker thread: errors keep their meaning across the thread', asy
   dir.cleanup();
 });
 
+it('sqlite on a worker thread: an argument that cannot cross the thread fails its call, not the process', async () => {
+  const dir = tempDir();
+  const store = createThreadedSqliteStore(join(dir.path, 'postbote.db'));
+  await store.migrate();
+  const bad = { id: 'x', name: 'x', createdAt: 1, oops: () => {} } as unknown as Parameters<
+    typeof store.createAccount
+  >[0];
+  await assert.rejects(store.createAccount(bad), /could not be sent to the store thread/);
+  assert.deepEqual(await store.listAccounts(), []);
+  await store.close();
+  dir.cleanup();
+});
+
 it('sqlite: runs with WAL and synchronous=FULL (250 means durable)', async () => {
   const dir = tempDir();
   const path = join(dir.path, 'postbote.db');

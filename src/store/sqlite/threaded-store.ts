@@ -92,7 +92,18 @@ function createStoreClient(
     scheduled = false;
     const batch = outbox;
     outbox = [];
-    if (!failure) channel.postMessage(batch);
+    if (failure) return;
+    try {
+      channel.postMessage(batch);
+    } catch (err) {
+      // An argument that cannot be cloned fails its batch, not the process.
+      for (const c of batch) {
+        pending
+          .get(c.id)
+          ?.reject(new Error(`store call ${c.method} could not be sent to the store thread`, { cause: err }));
+        pending.delete(c.id);
+      }
+    }
   };
 
   function call(method: keyof Store, args: unknown[] = []): Promise<unknown> {
