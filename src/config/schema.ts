@@ -122,7 +122,12 @@ export const schema = {
     window: leaf('int', 2000, 'Most recipients leased into memory at once.', positive),
     batch_size: leaf('int', 500, 'Recipients leased per store round trip.', positive),
     lease: leaf('duration', '60s', 'How long a lease protects a recipient being delivered.', positive),
-    max_connections_per_host: leaf('int', 10, 'Concurrent connections to one MX address.', positive),
+    max_connections_per_host: leaf(
+      'int',
+      20,
+      'Concurrent connections to one MX address (Postfix: 20 per destination).',
+      positive,
+    ),
     max_messages_per_connection: leaf(
       'int',
       100,

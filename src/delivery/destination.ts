@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { applyAddressPolicy } from '../dns/address-policy.ts';
 import { MxError, type MxLookup, resolveMxTargets } from '../dns/mx.ts';
 import type { RecipientDsn, Reply } from '../store/types.ts';
-import type { SessionPool } from './session-pool.ts';
+import type { DeliveryResult, SessionPool } from './session-pool.ts';
 
 export type AttemptOutcome = 'delivered' | 'temporary' | 'permanent';
 
@@ -12,6 +12,11 @@ export interface DeliveryRequest {
   recipients: string[];
   dsn: RecipientDsn;
   body: Buffer;
+  /**
+   * Called with the answer of a transaction a server took part in, before its connection is
+   * used again; the result returned afterwards is the same.
+   */
+  settle?: (result: DestinationResult) => Promise<void>;
 }
 
 export interface ConnectionInfo {
@@ -95,19 +100,25 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       const started = Date.now();
       for (const host of hosts) {
         for (const ip of host.addresses) {
+          const toResult = (res: DeliveryResult): DestinationResult => ({
+            recipients: res.recipients,
+            connection: {
+              mxHost: res.connection.mxHost,
+              ip: res.connection.ip,
+              port: res.connection.port,
+              ...(res.connection.localAddress ? { sourceIp: res.connection.localAddress } : {}),
+              tls: res.connection.tls ?? null,
+            },
+            durationMs: Date.now() - started,
+          });
+          const settle = request.settle;
           const res = await pool.deliver(
             { host: host.name, ip, port: options.port, starttls: options.starttls },
             { from: request.mailFrom, to: request.recipients, size, dsn, smtputf8 },
             request.body,
+            settle && ((answered) => settle(toResult(answered))),
           );
-          const connection: ConnectionInfo = {
-            mxHost: res.connection.mxHost,
-            ip: res.connection.ip,
-            port: res.connection.port,
-            ...(res.connection.localAddress ? { sourceIp: res.connection.localAddress } : {}),
-            tls: res.connection.tls ?? null,
-          };
-          last = { recipients: res.recipients, connection, durationMs: Date.now() - started };
+          last = toResult(res);
           if (!res.connectionFailed) return last;
           logger.debug(
             { domain: request.domain, mx: host.name, ip },

@@ -209,6 +209,12 @@ export class Scheduler {
       );
       return;
     }
+    // Outcomes are committed before the connection carries its next transaction (see settle).
+    let settled: Promise<void> | undefined;
+    const settle = (answer: DestinationResult): Promise<void> => {
+      settled ??= this.#settle(tx, answer);
+      return settled;
+    };
     try {
       result = await this.#o.destination.deliver({
         domain: tx.domain,
@@ -216,6 +222,7 @@ export class Scheduler {
         recipients: tx.recipients.map((r) => r.address),
         dsn: tx.recipients[0]?.dsn ?? {},
         body,
+        settle,
       });
     } catch (err) {
       logger.error({ err, messageId: tx.messageId, domain: tx.domain }, 'delivery failed unexpectedly');
@@ -231,6 +238,13 @@ export class Scheduler {
         })),
       };
     }
+    // DNS, policy and connection failures never reached a session: settle them now.
+    await settle(result);
+  }
+
+  /** Turns one transaction's answer into outcomes, records them, and queues DSNs. */
+  async #settle(tx: Transaction, result: DestinationResult): Promise<void> {
+    const { clock, logger } = this.#o;
     const now = clock();
     const outcomes: Outcome[] = [];
     const finals: FinalFailure[] = [];

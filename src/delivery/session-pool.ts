@@ -101,8 +101,19 @@ export interface PoolKeyStats {
   waiting: number;
 }
 
+export type BeforeRelease = (result: DeliveryResult) => Promise<void>;
+
 export interface SessionPool {
-  deliver(target: DeliveryTarget, envelope: TransactionEnvelope, body: Buffer): Promise<DeliveryResult>;
+  /**
+   * One transaction. `beforeRelease`, when given, runs with the answer of a transaction that
+   * reached the server, before its connection is used again (the scheduler commits outcomes there).
+   */
+  deliver(
+    target: DeliveryTarget,
+    envelope: TransactionEnvelope,
+    body: Buffer,
+    beforeRelease?: BeforeRelease,
+  ): Promise<DeliveryResult>;
   /** Rejects waiting deliveries, lets running ones finish within `graceMs` (default 5 s), QUITs every connection. */
   close(graceMs?: number): Promise<void>;
   stats(): PoolKeyStats[];
@@ -281,6 +292,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     envelope: TransactionEnvelope,
     body: Buffer,
     started: number,
+    beforeRelease: BeforeRelease | undefined,
   ): Promise<DeliveryResult> {
     const peer: ReplyPeer = { host: target.host, ip: target.ip, port: target.port };
     let pooled = await acquire(state);
@@ -330,16 +342,26 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     }
     pooled.transactions++;
     const result = await pooled.session.send(envelope, body);
-    release(state, pooled, {
-      reusable: result.reusable,
-      clean: result.recipients.every((r) => r.outcome === 'delivered'),
-    });
-    return {
+    const delivery: DeliveryResult = {
       connection: connectionInfo(target, pooled.session, reused),
       recipients: result.recipients,
       connectionFailed: false,
       durationMs: performance.now() - started,
     };
+    // The caller records the answer before this connection carries another transaction, so a
+    // crash can leave at most one answered-but-unrecorded transaction per connection.
+    if (beforeRelease) {
+      try {
+        await beforeRelease(delivery);
+      } catch (err) {
+        log?.warn({ key: state.key, err }, 'recording a delivery result failed');
+      }
+    }
+    release(state, pooled, {
+      reusable: result.reusable,
+      clean: result.recipients.every((r) => r.outcome === 'delivered'),
+    });
+    return delivery;
   }
 
   /** Closes a dead reused session but keeps its slot for the replacement connection. */
@@ -350,11 +372,11 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   }
 
   return {
-    deliver(target, envelope, body) {
+    deliver(target, envelope, body, beforeRelease) {
       if (closed) return Promise.reject(new SessionPoolError('POOL_CLOSED', 'session pool is closed'));
       const started = performance.now();
       const state = stateFor(target);
-      const promise = run(state, target, envelope, body, started);
+      const promise = run(state, target, envelope, body, started, beforeRelease);
       running.add(promise);
       const untrack = () => running.delete(promise);
       promise.then(untrack, untrack);

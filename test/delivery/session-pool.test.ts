@@ -93,6 +93,26 @@ describe('session pool', () => {
     assert.match(sink.transactions[0]!.mailParams, new RegExp(`SIZE=${body.length}`));
   });
 
+  it('holds a connection until its answer is recorded (beforeRelease) before the next transaction', async (t) => {
+    const { sink, pool, target } = await setup(t, {}, { maxConnectionsPerKey: 1 });
+    let recorded: () => void = () => {};
+    const recording = new Promise<void>((resolve) => (recorded = resolve));
+    const seen: string[] = [];
+    const first = pool.deliver(target, envelope(['a@example.net']), body, async (result) => {
+      seen.push(result.recipients[0]?.outcome ?? '');
+      await recording;
+    });
+    const second = pool.deliver(target, envelope(['b@example.net']), body);
+    await waitFor(() => seen.length === 1);
+    await sleep(50);
+    assert.equal(sink.transactions.length, 1, 'the second transaction waits for the first to be recorded');
+    recorded();
+    await Promise.all([first, second]);
+    assert.equal(sink.transactions.length, 2);
+    assert.deepEqual(seen, ['delivered']);
+    assert.equal(sink.connections.length, 1);
+  });
+
   it('sends RSET before reusing a session whose last transaction had a failure', async (t) => {
     const { sink, pool, target } = await setup(t, {
       respond: (cmd) =>
