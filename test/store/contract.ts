@@ -4,6 +4,32 @@ import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
 import type { NewMessage, Outcome } from '../../src/store/types.ts';
 
+export const T0 = Date.parse('2026-11-28T12:00:00Z');
+
+/** A small message for store tests; `overrides` replace any field. */
+export function sampleMessage(
+  accountId: string,
+  recipients: string[],
+  overrides: Partial<NewMessage> = {},
+): NewMessage {
+  return {
+    id: newId(T0),
+    accountId,
+    credentialId: null,
+    mailFrom: 'sender@example.com',
+    recipients: recipients.map((address) => ({ address, domain: address.split('@')[1] ?? '' })),
+    body: Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
+    messageIdHeader: '<m@example.com>',
+    subject: 'hi',
+    source: 'smtp',
+    clientIp: '127.0.0.1',
+    dsn: {},
+    dsnOnFailure: true,
+    receivedAt: T0,
+    ...overrides,
+  };
+}
+
 /**
  * The Store contract: every adapter runs these. `open` returns a fresh, migrated store and a
  * cleanup function.
@@ -12,8 +38,6 @@ export function storeContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  const T0 = Date.parse('2026-11-28T12:00:00Z');
-
   async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
     const { store, cleanup } = await open();
     try {
@@ -27,25 +51,6 @@ export function storeContract(
     const id = newId(T0);
     await store.createAccount({ id, name, createdAt: T0 });
     return id;
-  }
-
-  function message(accountId: string, recipients: string[], overrides: Partial<NewMessage> = {}): NewMessage {
-    return {
-      id: newId(T0),
-      accountId,
-      credentialId: null,
-      mailFrom: 'sender@example.com',
-      recipients: recipients.map((address) => ({ address, domain: address.split('@')[1] ?? '' })),
-      body: Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
-      messageIdHeader: '<m@example.com>',
-      subject: 'hi',
-      source: 'smtp',
-      clientIp: '127.0.0.1',
-      dsn: {},
-      dsnOnFailure: true,
-      receivedAt: T0,
-      ...overrides,
-    };
   }
 
   function outcome(
@@ -109,7 +114,7 @@ export function storeContract(
     it('inserts messages with one row per recipient and an accepted event each', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const m = message(accountId, ['a@one.test', 'b@two.test']);
+        const m = sampleMessage(accountId, ['a@one.test', 'b@two.test']);
         await store.insertMessages([m]);
         const recipients = await store.getRecipients(m.id);
         assert.deepEqual(
@@ -134,7 +139,7 @@ export function storeContract(
     it('concurrent inserts all commit (group commit) and a failing one fails alone', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const good = Array.from({ length: 50 }, () => message(accountId, ['x@one.test']));
+        const good = Array.from({ length: 50 }, () => sampleMessage(accountId, ['x@one.test']));
         const dup = good[0] as NewMessage;
         const results = await Promise.allSettled([
           ...good.map((m) => store.insertMessages([m])),
@@ -150,8 +155,10 @@ export function storeContract(
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
         const now = T0;
-        await store.insertMessages([message(accountId, ['a@one.test', 'b@one.test'])]);
-        await store.insertMessages([message(accountId, ['later@one.test'], { notBefore: now + 60_000 })]);
+        await store.insertMessages([sampleMessage(accountId, ['a@one.test', 'b@one.test'])]);
+        await store.insertMessages([
+          sampleMessage(accountId, ['later@one.test'], { notBefore: now + 60_000 }),
+        ]);
         const first = await store.leaseDue({ owner: 'n1', now, limit: 10, leaseUntil: now + 30_000 });
         assert.deepEqual(first.map((r) => r.address).sort(), ['a@one.test', 'b@one.test']);
         assert.equal(first[0]?.mailFrom, 'sender@example.com');
@@ -174,7 +181,7 @@ export function storeContract(
     it('renewed leases are not taken by others; released leases return to the queue', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        await store.insertMessages([message(accountId, ['a@one.test'])]);
+        await store.insertMessages([sampleMessage(accountId, ['a@one.test'])]);
         const [r] = await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
         assert.ok(r);
         await store.renewLeases({ owner: 'n1', ids: [r.id], leaseUntil: T0 + 10_000 });
@@ -191,7 +198,7 @@ export function storeContract(
     it('records outcomes: state, attempts, last reply, events; limits the batch to the lease', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const m = message(accountId, ['ok@one.test', 'later@one.test', 'bad@one.test']);
+        const m = sampleMessage(accountId, ['ok@one.test', 'later@one.test', 'bad@one.test']);
         await store.insertMessages([m]);
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
         const by = (a: string) => leased.find((r) => r.address === a)!;
@@ -231,7 +238,7 @@ export function storeContract(
     it('an outcome does not undo a cancel or touch a lease it does not hold; delivered always counts', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const m = message(accountId, ['a@one.test', 'b@one.test', 'c@one.test']);
+        const m = sampleMessage(accountId, ['a@one.test', 'b@one.test', 'c@one.test']);
         await store.insertMessages([m]);
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
         const by = (a: string) => leased.find((r) => r.address === a)!;
@@ -256,7 +263,7 @@ export function storeContract(
           ],
         );
         // Another owner's outcome for a recipient leased by n2 is not applied.
-        const m2 = message(accountId, ['d@one.test']);
+        const m2 = sampleMessage(accountId, ['d@one.test']);
         await store.insertMessages([m2]);
         const [d] = await store.leaseDue({ owner: 'n2', now: T0, limit: 10, leaseUntil: T0 + 1000 });
         assert.ok(d);
@@ -271,8 +278,8 @@ export function storeContract(
     it('lists messages by recipient and status; queue summary, retry and cancel', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const m1 = message(accountId, ['a@slow.test']);
-        const m2 = message(accountId, ['b@slow.test', 'c@fast.test']);
+        const m1 = sampleMessage(accountId, ['a@slow.test']);
+        const m2 = sampleMessage(accountId, ['b@slow.test', 'c@fast.test']);
         await store.insertMessages([m1, m2]);
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
         await store.recordOutcomes(

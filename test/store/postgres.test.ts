@@ -2,14 +2,11 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import { Client, escapeIdentifier } from 'pg';
-import { newId } from '../../src/store/ids.ts';
 import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
-import type { NewMessage } from '../../src/store/types.ts';
-import { storeContract } from './contract.ts';
+import { sampleMessage, storeContract, T0 } from './contract.ts';
 
 // CI provides PostgreSQL at this address (trust auth); elsewhere the tests skip without it.
 const url = process.env.POSTBOTE_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-const T0 = Date.parse('2026-11-28T12:00:00Z');
 
 /** A connected client for creating and dropping test schemas, or why there is none. */
 async function connectAdmin(): Promise<{ admin: Client } | { reason: string }> {
@@ -116,7 +113,7 @@ if ('reason' in connected) {
         const body = Buffer.from([0x00, 0xff, 0x0d, 0x0a, 0x5c, 0x27, 0x22, 0x80]);
         await store.insertMessages([
           {
-            ...message('a1', ['x@one.test']),
+            ...sampleMessage('a1', ['x@one.test']),
             id: 'm1',
             body,
             dsn: { ret: 'HDRS', envid: 'e"1\\' },
@@ -149,7 +146,7 @@ if ('reason' in connected) {
       try {
         await store.migrate();
         await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
-        await store.insertMessages([{ ...message('a1', ['x@one.test']), id: 'm1', subject: 'h\0i' }]);
+        await store.insertMessages([{ ...sampleMessage('a1', ['x@one.test']), id: 'm1', subject: 'h\0i' }]);
         const [r] = await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
         assert.ok(r);
         const applied = await store.recordOutcomes('n1', [
@@ -192,7 +189,7 @@ if ('reason' in connected) {
         await Promise.all([first.migrate(), second.migrate()]);
         await first.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
         const messages = Array.from({ length: 10 }, (_, i) =>
-          message(
+          sampleMessage(
             'a1',
             Array.from({ length: 20 }, (_, j) => `r${i}-${j}@one.test`),
           ),
@@ -234,7 +231,7 @@ if ('reason' in connected) {
       try {
         await store.migrate();
         await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
-        await store.insertMessages([message('a1', ['a@one.test', 'b@one.test', 'c@one.test'])]);
+        await store.insertMessages([sampleMessage('a1', ['a@one.test', 'b@one.test', 'c@one.test'])]);
         await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
         await store.leaseDue({ owner: 'n2', now: T0, limit: 2, leaseUntil: T0 + 1000 });
         assert.equal(await store.releaseLeases('n3', T0), 0);
@@ -247,22 +244,4 @@ if ('reason' in connected) {
       }
     });
   });
-}
-
-function message(accountId: string, recipients: string[]): NewMessage {
-  return {
-    id: newId(T0),
-    accountId,
-    credentialId: null,
-    mailFrom: 'sender@example.com',
-    recipients: recipients.map((address) => ({ address, domain: address.split('@')[1] ?? '' })),
-    body: Buffer.from('Subject: hi\r\n\r\nhello\r\n'),
-    messageIdHeader: '<m@example.com>',
-    subject: 'hi',
-    source: 'smtp',
-    clientIp: '127.0.0.1',
-    dsn: {},
-    dsnOnFailure: true,
-    receivedAt: T0,
-  };
 }
