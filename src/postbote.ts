@@ -10,7 +10,7 @@ import { acquirePidLock } from './pid-lock.ts';
 import { createSmtpServer } from './smtp/server/index.ts';
 import { isLoopback, submissionHandlers } from './smtp/submission.ts';
 import { loadCertificate } from './smtp/tls-certificate.ts';
-import { openThreadedStore } from './store/open.ts';
+import { openServerStore } from './store/open.ts';
 import type { Store } from './store/store.ts';
 
 export interface RunningPostbote {
@@ -44,7 +44,7 @@ export async function startPostbote(
     }
   };
   try {
-    const store = await openThreadedStore(config);
+    const store = await openServerStore(config);
     cleanups.push(() => store.close());
 
     const delivery = await startDeliveryThread({ config, store, logger });

@@ -51,7 +51,12 @@ export const schema = {
     url: leaf(
       'string',
       '',
-      'Empty = embedded SQLite in data_dir. (postgres:// is added by the PostgreSQL backend.)',
+      'Empty = embedded SQLite in data_dir; postgres://user@host:port/db = PostgreSQL.',
+      (v: string) =>
+        v === '' || /^postgres(ql)?:\/\//.test(v) ? undefined : 'must be empty (SQLite) or a postgres:// URL',
+    ),
+    schema: leaf('string', 'postbote', 'PostgreSQL schema holding the tables.', (v: string) =>
+      /^[a-z_][a-z0-9_]{0,62}$/.test(v) ? undefined : 'must be a lower-case SQL identifier',
     ),
   },
   log: {

@@ -5,14 +5,16 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../observability/logger.ts';
+import { openStore } from '../store/open.ts';
 import { storeFromPort } from '../store/sqlite/threaded-store.ts';
 import { startDeliveryEngine } from './engine.ts';
 
 if (!parentPort) throw new Error('the delivery engine thread must run in a worker thread');
 const port = parentPort;
-const { config, storePort } = workerData as { config: Config; storePort: MessagePort };
+const { config, storePort } = workerData as { config: Config; storePort: MessagePort | null };
 const logger = createLogger({ level: config.log.level, nodeId: config.node_id });
-const store = storeFromPort(storePort);
+// SQLite: the store thread's port. PostgreSQL: this thread's own pool.
+const store = storePort ? storeFromPort(storePort) : await openStore(config);
 
 try {
   const engine = await startDeliveryEngine({ config, store, logger });

@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { ThreadedStore } from '../store/sqlite/threaded-store.ts';
+import type { ServerStore } from '../store/open.ts';
 import type { DeliveryEngine } from './engine.ts';
 
 /**
@@ -11,13 +11,14 @@ import type { DeliveryEngine } from './engine.ts';
  */
 export async function startDeliveryThread(deps: {
   config: Config;
-  store: ThreadedStore;
+  /** A port to the SQLite thread, or null when this thread opens its own store (PostgreSQL). */
+  store: Pick<ServerStore, 'openPort'>;
   logger: Logger;
 }): Promise<DeliveryEngine> {
   const storePort = deps.store.openPort();
   const worker = new Worker(new URL('./thread-worker.ts', import.meta.url), {
     workerData: { config: deps.config, storePort },
-    transferList: [storePort],
+    transferList: storePort ? [storePort] : [],
     // Workers do not inherit --max-semi-space-size. Small limits keep the thread's footprint
     // down (100,000 queued: 330 -> 282 MB peak RSS for the process); what it holds grows with
     // the lease window (a few KB per leased recipient; bodies are external buffers), so the old

@@ -1,17 +1,10 @@
 import { join } from 'node:path';
+import type { MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import { PostgresStore } from './postgres/postgres-store.ts';
 import { SqliteStore } from './sqlite/sqlite-store.ts';
-import { createThreadedSqliteStore, type ThreadedStore } from './sqlite/threaded-store.ts';
+import { createThreadedSqliteStore } from './sqlite/threaded-store.ts';
 import type { Store } from './store.ts';
-
-function sqlitePath(config: Config): string {
-  if (config.database.url !== '') {
-    throw new Error(
-      `database.url "${config.database.url.replace(/\/\/[^@]*@/, '//…@')}": only the embedded SQLite store exists yet; leave database.url empty`,
-    );
-  }
-  return join(config.data_dir, 'postbote.db');
-}
 
 async function migrated<S extends Store>(store: S): Promise<S> {
   try {
@@ -23,15 +16,28 @@ async function migrated<S extends Store>(store: S): Promise<S> {
   return store;
 }
 
-/** Opens (and migrates) the store in-process: short CLI commands. */
-export function openStore(config: Config): Promise<Store> {
-  return migrated(new SqliteStore(sqlitePath(config)));
+function postgres(config: Config): PostgresStore {
+  return new PostgresStore({ url: config.database.url, schema: config.database.schema });
 }
 
+/** Opens (and migrates) the configured store in-process: CLI commands, and PostgreSQL everywhere. */
+export function openStore(config: Config): Promise<Store> {
+  if (config.database.url !== '') return migrated(postgres(config));
+  return migrated(new SqliteStore(join(config.data_dir, 'postbote.db')));
+}
+
+/** The server's store, and how another thread reaches it. */
+export type ServerStore = Store & { openPort(): MessagePort | null };
+
 /**
- * The server's store: SQLite on its own thread, so commits never block SMTP; the delivery
- * thread shares it through a port.
+ * The server's store. SQLite runs on its own thread (commits never block SMTP) and the
+ * delivery thread shares it through a port (`openPort`). PostgreSQL needs no thread of its
+ * own: the driver is asynchronous, and the delivery thread opens its own pool (`openPort`
+ * returns null).
  */
-export function openThreadedStore(config: Config): Promise<ThreadedStore> {
-  return migrated(createThreadedSqliteStore(sqlitePath(config)));
+export async function openServerStore(config: Config): Promise<ServerStore> {
+  if (config.database.url !== '') {
+    return Object.assign(await migrated(postgres(config)), { openPort: () => null });
+  }
+  return migrated(createThreadedSqliteStore(join(config.data_dir, 'postbote.db')));
 }

@@ -1,29 +1,9 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
-import { Client, escapeIdentifier } from 'pg';
+import { escapeIdentifier } from 'pg';
 import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
+import { connectAdmin, freshSchemaName, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
-
-// CI provides PostgreSQL at this address (trust auth); elsewhere the tests skip without it.
-const url = process.env.POSTBOTE_TEST_DATABASE_URL || 'postgres://postgres@127.0.0.1:5432/test';
-
-/** A connected client for creating and dropping test schemas, or why there is none. */
-async function connectAdmin(): Promise<{ admin: Client } | { reason: string }> {
-  const admin = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
-  // A server that drops the connection later must not crash the test process.
-  admin.on('error', () => {});
-  const started = Date.now();
-  try {
-    await admin.connect();
-    return { admin };
-  } catch (err) {
-    await admin.end().catch(() => {});
-    // pg reports its connect timeout as a terminated connection; say what happened.
-    const why = Date.now() - started >= 2000 ? 'no answer within 2 s' : (err as Error).message;
-    return { reason: `PostgreSQL not reachable at ${url.replace(/\/\/[^@]*@/, '//…@')}: ${why}` };
-  }
-}
 
 const connected = await connectAdmin();
 
@@ -40,7 +20,7 @@ if ('reason' in connected) {
 
   /** A fresh schema name; dropped by the returned function. */
   const freshSchema = (): { schema: string; drop: () => Promise<void> } => {
-    const schema = `postbote_test_${randomBytes(6).toString('hex')}`;
+    const schema = freshSchemaName('postbote_test');
     return {
       schema,
       drop: async () => {
