@@ -79,10 +79,11 @@ export async function startDeliveryEngine(deps: {
   // Crash recovery: on the embedded store this process is the only one (pid lock), so every
   // lease left behind by a previous run (whatever its node id) is taken back now instead of
   // after expiry.
-  if (config.database.url === '') {
-    const released = await store.releaseLeases(null, clock());
-    if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
-  }
+  // On a shared database only this node's own leases are its to take back, which a restart can
+  // recognise when node_id is configured (the default, hostname:pid, changes every run; then
+  // the leases expire after delivery.lease instead).
+  const released = await store.releaseLeases(config.database.url === '' ? null : config.node_id, clock());
+  if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
   scheduler.start();
   return {
     wake: () => scheduler.wake(),

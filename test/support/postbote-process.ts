@@ -1,7 +1,9 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { testDatabaseUrl } from './postgres.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const main = join(root, 'src', 'cli', 'main.ts');
@@ -17,6 +19,25 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
       server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
     });
   });
+}
+
+/**
+ * With POSTBOTE_TEST_STORE=postgres the processes run on PostgreSQL: one schema and one stable
+ * node id per data dir, so a restart on the same data dir finds its database and its leases.
+ */
+export const testStore = process.env.POSTBOTE_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite';
+/** Schemas created by this test process (drop them with dropTestSchemas). */
+export const testSchemas = new Set<string>();
+
+function storeEnv(dataDir: string): Record<string, string> {
+  if (testStore !== 'postgres') return {};
+  const id = createHash('sha256').update(dataDir).digest('hex').slice(0, 12);
+  testSchemas.add(`postbote_e2e_${id}`);
+  return {
+    POSTBOTE_DATABASE__URL: testDatabaseUrl,
+    POSTBOTE_DATABASE__SCHEMA: `postbote_e2e_${id}`,
+    POSTBOTE_NODE_ID: `e2e-${id}`,
+  };
 }
 
 export interface PostboteProcess {
@@ -48,6 +69,7 @@ export async function startPostboteProcess(options: {
   const submissionPort = options.submissionPort ?? (await freePort());
   const httpPort = options.httpPort ?? (await freePort());
   const env: Record<string, string> = {
+    ...storeEnv(options.dataDir),
     POSTBOTE_DATA_DIR: options.dataDir,
     POSTBOTE_SMTP__SUBMISSION__LISTEN: `127.0.0.1:${submissionPort}`,
     POSTBOTE_HTTP__LISTEN: `127.0.0.1:${httpPort}`,
@@ -124,7 +146,7 @@ function withoutPostboteVars(env: NodeJS.ProcessEnv): Record<string, string> {
 /** Runs the CLI with the given POSTBOTE_* environment; resolves stdout, rejects with stderr. */
 export async function runCli(args: string[], env: Record<string, string>): Promise<string> {
   const { stdout } = await run(process.execPath, [main, ...args], {
-    env: { ...withoutPostboteVars(process.env), ...env },
+    env: { ...withoutPostboteVars(process.env), ...storeEnv(env.POSTBOTE_DATA_DIR ?? ''), ...env },
     timeout: 30_000,
   });
   return stdout;

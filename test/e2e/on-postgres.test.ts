@@ -1,0 +1,34 @@
+/**
+ * The end-to-end suites again, on the PostgreSQL store: every Postbote process they start runs
+ * with database.url (a schema per data dir, dropped at the end). Skips where PostgreSQL is not
+ * reachable, fails in CI.
+ */
+import assert from 'node:assert/strict';
+import { after, it } from 'node:test';
+import { escapeIdentifier } from 'pg';
+import { connectAdmin } from '../support/postgres.ts';
+
+process.env.POSTBOTE_TEST_STORE = 'postgres';
+const connected = await connectAdmin();
+
+if ('reason' in connected) {
+  if (process.env.CI) {
+    it('e2e suites on postgres: the database is reachable (required when CI is set)', () =>
+      assert.fail(connected.reason));
+  } else {
+    console.log(`# skipping the e2e suites on postgres: ${connected.reason}`);
+    it('e2e suites on postgres', { skip: connected.reason }, () => {});
+  }
+} else {
+  const { admin } = connected;
+  const { testSchemas } = await import('../support/postbote-process.ts');
+  after(async () => {
+    for (const schema of testSchemas)
+      await admin.query(`DROP SCHEMA IF EXISTS ${escapeIdentifier(schema)} CASCADE`);
+    await admin.end();
+  });
+  await import('./relay.test.ts');
+  await import('./policy.test.ts');
+  await import('./cli.test.ts');
+  await import('./crash.test.ts');
+}
