@@ -1,7 +1,7 @@
 import type { Config } from '../config/schema.ts';
 import { createResolver } from '../dns/resolver.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Store } from '../store/store.ts';
+import { type Store, watchesDue } from '../store/store.ts';
 import { createMxDestination } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
 import { createRetryPolicy } from './retry-policy.ts';
@@ -85,9 +85,17 @@ export async function startDeliveryEngine(deps: {
   const released = await store.releaseLeases(config.database.url === '' ? null : config.node_id, clock());
   if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
   scheduler.start();
+  // Work committed by other nodes (PostgreSQL): wake on their notification, not the next poll.
+  const dueWatch = watchesDue(store)
+    ? await store.watchDue(
+        () => scheduler.wake(),
+        (err) => logger.warn({ err }, 'lost the due-work notification connection; reconnecting'),
+      )
+    : undefined;
   return {
     wake: () => scheduler.wake(),
     async stop() {
+      await dueWatch?.stop();
       await scheduler.stop();
       // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
       await pool.close(1000);

@@ -88,3 +88,16 @@ export interface Store {
   /** Counts by recipient state (health, metrics, tests). */
   countByState(): Promise<Record<string, number>>;
 }
+
+/**
+ * A store that can tell every node when work becomes due anywhere (PostgreSQL LISTEN/NOTIFY),
+ * so a message accepted on one node is picked up by another within milliseconds, not at its
+ * next poll. The embedded store needs none: its one process wakes its scheduler directly.
+ */
+export interface WatchesDue {
+  watchDue(onDue: () => void, onError?: (err: Error) => void): Promise<{ stop(): Promise<void> }>;
+}
+
+export function watchesDue(store: Store): store is Store & WatchesDue {
+  return typeof (store as Partial<WatchesDue>).watchDue === 'function';
+}

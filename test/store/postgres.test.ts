@@ -70,6 +70,40 @@ if ('reason' in connected) {
       }
     });
 
+    it('a node is told within moments when another node commits due work to its schema, not to others', async () => {
+      const ours = freshSchema();
+      const theirs = freshSchema();
+      const a = new PostgresStore({ url, schema: ours.schema, poolSize: 2 });
+      const b = new PostgresStore({ url, schema: ours.schema, poolSize: 2 });
+      const other = new PostgresStore({ url, schema: theirs.schema, poolSize: 2 });
+      let wakes = 0;
+      try {
+        await a.migrate();
+        await other.migrate();
+        await a.createAccount({ id: 'a1', name: 'shop', createdAt: T0 });
+        await other.createAccount({ id: 'a1', name: 'shop', createdAt: T0 });
+        const watch = await b.watchDue(() => wakes++);
+        try {
+          await other.insertMessages([sampleMessage('a1', ['x@one.test'])]);
+          await new Promise((r) => setTimeout(r, 300));
+          assert.equal(wakes, 0, 'work in another schema does not wake this one');
+          const started = Date.now();
+          await a.insertMessages([sampleMessage('a1', ['x@one.test'])]);
+          while (wakes === 0 && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 10));
+          assert.ok(wakes >= 1, 'woken by the other node');
+          assert.ok(Date.now() - started < 1000, `woken after ${Date.now() - started} ms`);
+        } finally {
+          await watch.stop();
+        }
+      } finally {
+        await a.close();
+        await b.close();
+        await other.close();
+        await ours.drop();
+        await theirs.drop();
+      }
+    });
+
     it('refuses a schema newer than the code', async () => {
       const { schema, drop } = freshSchema();
       const store = new PostgresStore({ url, schema, poolSize: 1 });

@@ -17,6 +17,7 @@ import type {
   RecipientRow,
   RecipientState,
 } from '../types.ts';
+import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
 import { migrations } from './migrations.ts';
 import {
   clean,
@@ -138,12 +139,14 @@ function insertMessagesStatement(messages: NewMessage[]): { text: string; values
  */
 export class PostgresStore implements Store {
   readonly #pool: Pool;
+  readonly #url: string;
   readonly #schema: string;
   #closed = false;
 
   constructor(options: PostgresStoreOptions) {
     if (options.schema === '') throw new Error('PostgresStore: schema must not be empty');
     this.#schema = options.schema;
+    this.#url = options.url;
     const searchPath = escapeIdentifier(options.schema);
     this.#pool = new Pool({
       connectionString: options.url,
@@ -309,14 +312,29 @@ export class PostgresStore implements Store {
     if (messages.length <= MESSAGES_PER_STATEMENT) {
       const { text, values } = insertMessagesStatement(messages);
       await this.#pool.query(text, values);
-      return;
+    } else {
+      await this.#transaction(async (client) => {
+        for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
+          const { text, values } = insertMessagesStatement(messages.slice(i, i + MESSAGES_PER_STATEMENT));
+          await client.query(text, values);
+        }
+      });
     }
-    await this.#transaction(async (client) => {
-      for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
-        const { text, values } = insertMessagesStatement(messages.slice(i, i + MESSAGES_PER_STATEMENT));
-        await client.query(text, values);
-      }
-    });
+    this.#notifyDue();
+  }
+
+  /**
+   * Tells every node's delivery engine that work is due (LISTEN/NOTIFY, see due-notifier.ts).
+   * After the commit, not awaited: the caller's reply must not wait for it, and a lost
+   * notification only delays delivery until the next poll.
+   */
+  #notifyDue(): void {
+    this.#pool.query('SELECT pg_notify($1, $2)', [DUE_CHANNEL, this.#schema]).catch(() => {});
+  }
+
+  /** Calls `onDue` whenever any node commits due work to this schema. */
+  watchDue(onDue: () => void, onError?: (err: Error) => void): Promise<DueWatch> {
+    return watchDue({ url: this.#url, schema: this.#schema, onDue, ...(onError ? { onError } : {}) });
   }
 
   async leaseDue(input: {
@@ -359,12 +377,15 @@ export class PostgresStore implements Store {
   }
 
   async releaseLeases(owner: string | null, now: number): Promise<number> {
-    return this.#run(
+    const n = await this.#run(
       `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
          lease_owner = NULL, lease_until = NULL, updated_at = $1
        WHERE state = 'delivering' AND ($2::text IS NULL OR lease_owner = $2)`,
       [now, owner],
     );
+    // A node shutting down hands its work back: the others can take it at once.
+    if (n > 0) this.#notifyDue();
+    return n;
   }
 
   async nextDueAt(): Promise<number | null> {
@@ -545,7 +566,9 @@ export class PostgresStore implements Store {
        SELECT count(*) AS n FROM changed`,
       [now, value, json({ reason: 'retry requested by an operator' })],
     );
-    return num(r?.n ?? 0);
+    const n = num(r?.n ?? 0);
+    if (n > 0) this.#notifyDue();
+    return n;
   }
 
   async cancel(selector: QueueSelector, now: number): Promise<number> {
