@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerAccounts } from './accounts.ts';
+import { registerCluster } from './cluster.ts';
 import { describeError, type GlobalOptions } from './context.ts';
 import { registerCredentials } from './credentials.ts';
 import { registerMessages } from './messages.ts';
@@ -19,6 +20,7 @@ registerAccounts(program, globals);
 registerCredentials(program, globals);
 registerMessages(program, globals);
 registerQueue(program, globals);
+registerCluster(program, globals);
 
 try {
   await program.parseAsync(process.argv);

@@ -8,6 +8,9 @@ import { createRetryPolicy } from './retry-policy.ts';
 import { Scheduler } from './scheduler.ts';
 import { createSessionPool } from './session-pool.ts';
 
+/** How often a node records that it is alive (`postbote cluster status` calls a node down after 3 missed). */
+export const HEARTBEAT_MS = 10_000;
+
 export interface DeliveryEngine {
   /** New mail was committed, or an operator asked for a retry. */
   wake(): void;
@@ -92,9 +95,23 @@ export async function startDeliveryEngine(deps: {
         (err) => logger.warn({ err }, 'lost the due-work notification connection; reconnecting'),
       )
     : undefined;
+  // Heartbeats: `postbote cluster status` shows which nodes are alive and what they do.
+  const startedAt = clock();
+  const beat = (): void => {
+    store
+      .heartbeat(
+        { id: config.node_id, startedAt, info: { ...scheduler.stats(), hostname: config.hostname } },
+        clock(),
+      )
+      .catch((err: unknown) => logger.warn({ err }, 'could not record the node heartbeat'));
+  };
+  beat();
+  const heartbeat = setInterval(beat, HEARTBEAT_MS);
+  heartbeat.unref();
   return {
     wake: () => scheduler.wake(),
     async stop() {
+      clearInterval(heartbeat);
       await dueWatch?.stop();
       await scheduler.stop();
       // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.

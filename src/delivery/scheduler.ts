@@ -55,6 +55,7 @@ export class Scheduler {
   #wake: (() => void) | undefined;
   #woken = false;
   #renewTimer: NodeJS.Timeout | undefined;
+  readonly #counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0 };
 
   constructor(options: SchedulerOptions) {
     this.#o = { pollMs: 1000, wakeDelayMs: 2, bodyCacheBytes: 16 * 1024 * 1024, ...options };
@@ -63,6 +64,11 @@ export class Scheduler {
 
   get inflight(): number {
     return this.#inflight.size;
+  }
+
+  /** Outcomes recorded since start, and recipients in flight now (heartbeats, status). */
+  stats(): { delivered: number; deferred: number; bounced: number; expired: number; inflight: number } {
+    return { ...this.#counts, inflight: this.#inflight.size };
   }
 
   start(): void {
@@ -317,6 +323,10 @@ export class Scheduler {
       );
     }
     const applied = await this.#record(outcomes);
+    const counts = this.#counts;
+    for (const o of outcomes) {
+      if (applied.has(o.recipientId) && o.state in counts) counts[o.state as keyof typeof counts]++;
+    }
     const recorded = finals.filter((f) => applied.has(f.recipient.id));
     if (recorded.length > 0) this.#o.onFinalFailure?.(recorded);
   }

@@ -8,6 +8,8 @@ import type {
   MessageRow,
   MessageSummary,
   NewMessage,
+  NodeHeartbeat,
+  NodeStatus,
   Outcome,
   QueueDomainSummary,
   QueueSelector,
@@ -87,6 +89,12 @@ export interface Store {
   cancel(selector: QueueSelector, now: number): Promise<number>;
   /** Counts by recipient state (health, metrics, tests). */
   countByState(): Promise<Record<string, number>>;
+
+  // cluster
+  /** Records that a node is alive (insert or update). */
+  heartbeat(node: NodeHeartbeat, now: number): Promise<void>;
+  /** Every node that ever reported, with the leases it holds now (`postbote cluster status`). */
+  clusterStatus(): Promise<NodeStatus[]>;
 }
 
 /**

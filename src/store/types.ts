@@ -222,3 +222,23 @@ export interface QueueSelector {
   messageId?: string;
   domain?: string;
 }
+
+/** One node's heartbeat: when it started, when it last reported, and what it reported. */
+export interface NodeHeartbeat {
+  id: string;
+  startedAt: number;
+  /** Counters since start and current figures, as the node reports them. */
+  info: {
+    delivered?: number;
+    deferred?: number;
+    bounced?: number;
+    inflight?: number;
+    [key: string]: unknown;
+  };
+}
+
+export interface NodeStatus extends NodeHeartbeat {
+  heartbeatAt: number;
+  /** Recipients this node holds leases on now. */
+  leases: number;
+}

@@ -147,6 +147,20 @@ if ('reason' in connected) {
       );
       assert.ok(bLogs > 0 && aLogs > 0, 'both nodes delivered some of the work');
       assert.ok(resultA.acknowledged.size === PER_NODE, 'node A took all of its load');
+
+      // postbote cluster status: both nodes known; A alive and delivering; B's leases taken over.
+      await new Promise((r) => setTimeout(r, 10_500)); // one more heartbeat of A
+      const status = JSON.parse(await a.cli(['cluster', 'status', '--json'])) as {
+        node: string;
+        alive: boolean;
+        leases: number;
+        delivered: number;
+      }[];
+      const nodeA = status.find((n) => n.node === 'node-a');
+      const nodeB = status.find((n) => n.node === 'node-b');
+      assert.ok(nodeA?.alive, 'node A reports heartbeats');
+      assert.ok((nodeA?.delivered ?? 0) > 0, 'node A counts its deliveries');
+      assert.equal(nodeB?.leases, 0, "node B's leases were taken over");
     });
   });
 }

@@ -275,6 +275,27 @@ export function storeContract(
       });
     });
 
+    it('keeps node heartbeats and reports the leases each node holds', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        await store.insertMessages([sampleMessage(accountId, ['a@one.test', 'b@one.test', 'c@one.test'])]);
+        await store.leaseDue({ owner: 'node-a', now: T0, limit: 2, leaseUntil: T0 + 60_000 });
+        await store.heartbeat({ id: 'node-a', startedAt: T0, info: { delivered: 1 } }, T0 + 10);
+        await store.heartbeat({ id: 'node-b', startedAt: T0, info: {} }, T0 + 10);
+        await store.heartbeat({ id: 'node-a', startedAt: T0, info: { delivered: 5, inflight: 2 } }, T0 + 20);
+        assert.deepEqual(await store.clusterStatus(), [
+          {
+            id: 'node-a',
+            startedAt: T0,
+            heartbeatAt: T0 + 20,
+            info: { delivered: 5, inflight: 2 },
+            leases: 2,
+          },
+          { id: 'node-b', startedAt: T0, heartbeatAt: T0 + 10, info: {}, leases: 0 },
+        ]);
+      });
+    });
+
     it('lists messages by recipient and status; queue summary, retry and cancel', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);

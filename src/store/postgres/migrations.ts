@@ -81,4 +81,13 @@ export const migrations: readonly string[][] = [
     )`,
     `CREATE INDEX events_message ON events(message_id, id)`,
   ],
+  // v2: node heartbeats (postbote cluster status)
+  [
+    `CREATE TABLE nodes (
+      id text COLLATE "C" PRIMARY KEY,
+      started_at bigint NOT NULL,
+      heartbeat_at bigint NOT NULL,
+      info jsonb NOT NULL DEFAULT '{}'
+    )`,
+  ],
 ];

@@ -11,6 +11,8 @@ import type {
   MessageRow,
   MessageSummary,
   NewMessage,
+  NodeHeartbeat,
+  NodeStatus,
   Outcome,
   QueueDomainSummary,
   QueueSelector,
@@ -594,5 +596,29 @@ export class PostgresStore implements Store {
       out[String(r.state)] = num(r.n);
     }
     return out;
+  }
+
+  async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO nodes (id, started_at, heartbeat_at, info) VALUES ($1, $2, $3, $4::jsonb)
+       ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+         info = excluded.info`,
+      [node.id, node.startedAt, now, json(node.info)],
+    );
+  }
+
+  async clusterStatus(): Promise<NodeStatus[]> {
+    const rows = await this.#all(
+      `SELECT n.id, n.started_at, n.heartbeat_at, n.info,
+         (SELECT count(*) FROM recipients r WHERE r.state = 'delivering' AND r.lease_owner = n.id) AS leases
+       FROM nodes n ORDER BY n.id`,
+    );
+    return rows.map((r) => ({
+      id: String(r.id),
+      startedAt: num(r.started_at),
+      heartbeatAt: num(r.heartbeat_at),
+      info: (r.info ?? {}) as NodeStatus['info'],
+      leases: num(r.leases),
+    }));
   }
 }

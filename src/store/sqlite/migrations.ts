@@ -72,4 +72,13 @@ export const migrations: readonly string[][] = [
     )`,
     `CREATE INDEX events_message ON events(message_id, id)`,
   ],
+  // v2: node heartbeats (postbote cluster status)
+  [
+    `CREATE TABLE nodes (
+      id TEXT PRIMARY KEY,
+      started_at INTEGER NOT NULL,
+      heartbeat_at INTEGER NOT NULL,
+      info TEXT NOT NULL DEFAULT '{}'
+    )`,
+  ],
 ];

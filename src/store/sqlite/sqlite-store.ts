@@ -14,6 +14,8 @@ import type {
   MessageRow,
   MessageSummary,
   NewMessage,
+  NodeHeartbeat,
+  NodeStatus,
   Outcome,
   QueueDomainSummary,
   QueueSelector,
@@ -617,5 +619,34 @@ export class SqliteStore implements Store {
       out[String(r.state)] = Number(r.n);
     }
     return out;
+  }
+
+  async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        `INSERT INTO nodes (id, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
+           info = excluded.info`,
+        node.id,
+        node.startedAt,
+        now,
+        json(node.info),
+      ),
+    );
+  }
+
+  async clusterStatus(): Promise<NodeStatus[]> {
+    const leases = new Map(
+      this.#all(
+        `SELECT lease_owner, COUNT(*) AS n FROM recipients WHERE state = 'delivering' GROUP BY lease_owner`,
+      ).map((r) => [String(r.lease_owner), Number(r.n)]),
+    );
+    return this.#all('SELECT * FROM nodes ORDER BY id').map((r) => ({
+      id: String(r.id),
+      startedAt: Number(r.started_at),
+      heartbeatAt: Number(r.heartbeat_at),
+      info: parse(r.info),
+      leases: leases.get(String(r.id)) ?? 0,
+    }));
   }
 }

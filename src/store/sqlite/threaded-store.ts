@@ -31,6 +31,8 @@ const METHODS = [
   'retryNow',
   'cancel',
   'countByState',
+  'heartbeat',
+  'clusterStatus',
 ] as const satisfies readonly (keyof Store)[];
 
 type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;
