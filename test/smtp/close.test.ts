@@ -40,10 +40,7 @@ describe('server close()', () => {
     });
     const c = await SmtpTestClient.connect(t.port);
     await c.hello();
-    await c.command('MAIL FROM:<a@example.com>');
-    await c.command('RCPT TO:<b@example.com>');
-    await c.command('DATA');
-    c.write('x\r\n.\r\n');
+    await c.sendSmallMessage();
     await inData;
     const closing = t.close();
     const stored = await c.read();

@@ -74,10 +74,7 @@ describe('handler failures', () => {
     try {
       const c = await SmtpTestClient.connect(t.port);
       await c.hello();
-      await c.command('MAIL FROM:<a@example.com>');
-      await c.command('RCPT TO:<b@example.com>');
-      await c.command('DATA');
-      c.write('x\r\n.\r\n');
+      await c.sendSmallMessage();
       const r = await c.read();
       assert.deepEqual([r.code, r.enhanced], [250, '2.0.0']);
       c.close();

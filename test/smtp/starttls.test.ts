@@ -145,10 +145,7 @@ describe('implicit TLS (secure: true)', () => {
       });
       const ehlo = await c.hello();
       assert.ok(!ehlo.lines.includes('STARTTLS'));
-      await c.command('MAIL FROM:<a@example.com>');
-      await c.command('RCPT TO:<b@example.com>');
-      await c.command('DATA');
-      c.write('x\r\n.\r\n');
+      await c.sendSmallMessage();
       assert.equal((await c.read()).code, 250);
       assert.equal(t.received.at(-1)?.session.secure, true);
       c.close();

@@ -28,10 +28,7 @@ describe('idle timeout', () => {
     try {
       const c = await SmtpTestClient.connect(t.port);
       await c.hello();
-      await c.command('MAIL FROM:<a@example.com>');
-      await c.command('RCPT TO:<b@example.com>');
-      await c.command('DATA');
-      c.write('x\r\n.\r\n');
+      await c.sendSmallMessage();
       assert.equal((await c.read(2000)).code, 250);
       c.close();
     } finally {

@@ -140,6 +140,17 @@ export class SmtpTestClient {
     return this.command(`EHLO ${name}`);
   }
 
+  /**
+   * MAIL, RCPT and DATA of a one-line message, then its data and terminator; the reply after
+   * the data is left for the caller to read (handlers under test decide it).
+   */
+  async sendSmallMessage(from = 'a@example.com', to = 'b@example.com'): Promise<void> {
+    await this.command(`MAIL FROM:<${from}>`);
+    await this.command(`RCPT TO:<${to}>`);
+    await this.command('DATA');
+    this.write('x\r\n.\r\n');
+  }
+
   /** STARTTLS handshake on the same socket (after the 220 was read). */
   upgrade(options: tls.ConnectionOptions = {}): Promise<void> {
     const raw = this.socket;
