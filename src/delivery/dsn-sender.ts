@@ -38,13 +38,15 @@ export function createDsnSender(deps: {
     const recipients: DsnRecipient[] = wanted.map((f) => {
       const reply = f.outcome.reply;
       const expired = f.outcome.state === 'expired';
+      // The remote's own enhanced code when it gave one; otherwise 4.4.7 (delivery time expired)
+      // or 5.0.0 (other permanent failure), RFC 3463.
       const status =
         reply?.enhanced && /^[45]\./.test(reply.enhanced) ? reply.enhanced : expired ? '4.4.7' : '5.0.0';
       return {
         address: f.recipient.address,
         ...(f.recipient.dsn.orcpt ? { originalRecipient: f.recipient.dsn.orcpt } : {}),
         action: 'failed',
-        status: expired && status.startsWith('2') ? '4.4.7' : status,
+        status,
         ...(f.remoteMta ? { remoteMta: f.remoteMta } : {}),
         ...(reply && reply.code >= 400
           ? {

@@ -62,10 +62,6 @@ export class Scheduler {
     this.#bodies = new BodyCache((id) => options.store.getBody(id), this.#o.bodyCacheBytes);
   }
 
-  get inflight(): number {
-    return this.#inflight.size;
-  }
-
   /** Outcomes recorded since start, and recipients in flight now (heartbeats, status). */
   stats(): { delivered: number; deferred: number; bounced: number; expired: number; inflight: number } {
     return { ...this.#counts, inflight: this.#inflight.size };

@@ -76,6 +76,24 @@ describe('config', () => {
     dir.cleanup();
   });
 
+  it('database.url is empty (SQLite) or a postgres:// URL, and the schema a plain identifier', () => {
+    const dir = tempDir();
+    const problems = problemsOf(() =>
+      loadConfig({
+        cwd: dir.path,
+        env: { POSTBOTE_DATABASE__URL: 'mysql://db/postbote', POSTBOTE_DATABASE__SCHEMA: 'Bad-Name' },
+      }),
+    );
+    assert.deepEqual([...problems].sort(), [
+      'database.schema: must be a lower-case SQL identifier (from POSTBOTE_DATABASE__SCHEMA)',
+      'database.url: must be empty (SQLite) or a postgres:// URL (from POSTBOTE_DATABASE__URL)',
+    ]);
+    const ok = loadConfig({ cwd: dir.path, env: { POSTBOTE_DATABASE__URL: 'postgres://pb@db:5432/mail' } });
+    assert.equal(ok.database.url, 'postgres://pb@db:5432/mail');
+    assert.equal(ok.database.schema, 'postbote');
+    dir.cleanup();
+  });
+
   it('a missing --config file or broken YAML is one clear line', () => {
     const dir = tempDir();
     assert.match(
