@@ -90,4 +90,15 @@ export const migrations: readonly string[][] = [
       info jsonb NOT NULL DEFAULT '{}'
     )`,
   ],
+  // v3: cluster-wide connection limits (delivery/connection-permits.ts)
+  [
+    `CREATE TABLE connection_slots (
+      key text COLLATE "C" NOT NULL,
+      slot integer NOT NULL,
+      holder text COLLATE "C" NOT NULL DEFAULT '',
+      expires_at bigint NOT NULL DEFAULT 0,
+      PRIMARY KEY (key, slot)
+    )`,
+    `CREATE INDEX connection_slots_holder ON connection_slots(holder) WHERE holder <> ''`,
+  ],
 ];
