@@ -19,6 +19,7 @@ export function registerCluster(program: Command, globals: () => GlobalOptions):
           startedAt: iso(n.startedAt),
           leases: n.leases,
           inflight: n.info.inflight ?? 0,
+          connections: n.info.connections ?? 0,
           delivered: n.info.delivered ?? 0,
           deferred: n.info.deferred ?? 0,
           bounced: n.info.bounced ?? 0,

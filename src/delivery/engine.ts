@@ -1,7 +1,8 @@
 import type { Config } from '../config/schema.ts';
 import { createResolver } from '../dns/resolver.ts';
 import type { Logger } from '../observability/logger.ts';
-import { type Store, watchesDue } from '../store/store.ts';
+import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts';
+import { type ConnectionPermits, createClusterPermits } from './connection-permits.ts';
 import { createMxDestination } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
 import { createRetryPolicy } from './retry-policy.ts';
@@ -33,6 +34,19 @@ export async function startDeliveryEngine(deps: {
   const clock = deps.clock ?? Date.now;
   const random = deps.random ?? Math.random;
   const delivery = config.delivery;
+  // Several nodes on one database: the per-host connection limit holds across all of them.
+  // Slots left by an earlier run of this node id are its own to take back now.
+  let permits: ConnectionPermits | undefined;
+  if (sharesConnectionSlots(store)) {
+    await store.connectionSlots.releaseSlots(config.node_id, null);
+    permits = createClusterPermits({
+      slots: store.connectionSlots,
+      holder: config.node_id,
+      leaseMs: delivery.lease,
+      clock,
+      logger,
+    });
+  }
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
   const pool = createSessionPool({
     maxConnectionsPerKey: delivery.max_connections_per_host,
@@ -44,6 +58,7 @@ export async function startDeliveryEngine(deps: {
     // Every leased recipient may wait for a connection: never refuse work the window admitted.
     maxQueuePerKey: delivery.window,
     logger,
+    ...(permits ? { permits } : {}),
   });
   const destination = createMxDestination({
     resolver,
@@ -97,10 +112,15 @@ export async function startDeliveryEngine(deps: {
     : undefined;
   // Heartbeats: `postbote cluster status` shows which nodes are alive and what they do.
   const startedAt = clock();
+  const openConnections = (): number => pool.stats().reduce((n, key) => n + key.open, 0);
   const beat = (): void => {
     store
       .heartbeat(
-        { id: config.node_id, startedAt, info: { ...scheduler.stats(), hostname: config.hostname } },
+        {
+          id: config.node_id,
+          startedAt,
+          info: { ...scheduler.stats(), connections: openConnections(), hostname: config.hostname },
+        },
         clock(),
       )
       .catch((err: unknown) => logger.warn({ err }, 'could not record the node heartbeat'));
@@ -116,6 +136,7 @@ export async function startDeliveryEngine(deps: {
       await scheduler.stop();
       // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
       await pool.close(1000);
+      await permits?.stop();
     },
   };
 }

@@ -10,6 +10,7 @@
  * (that is the shaper's job) — it only bounds connections and reuses them.
  */
 import type { SecureVersion } from 'node:tls';
+import type { ConnectionPermits, Permit } from './connection-permits.ts';
 import { type ReplyPeer, replyFromError } from './smtp-reply.ts';
 import {
   openSession,
@@ -46,6 +47,14 @@ export interface SessionPoolOptions {
   logger?: PoolLogger;
   /** MX certificates are rarely valid for the MX name (RFC 7435): verify nothing by default. */
   tls?: { rejectUnauthorized?: boolean; minVersion?: SecureVersion };
+  /**
+   * Cluster-wide limit: before it opens a connection the pool also takes one of the cluster's
+   * `maxConnectionsPerKey` permits for the destination host (IP, port, source address), and
+   * keeps it while the connection lives. When every permit is held elsewhere, deliveries wait
+   * and the pool asks again after `permitRetryMs` (default 250, jittered).
+   */
+  permits?: ConnectionPermits;
+  permitRetryMs?: number;
 }
 
 export interface DeliveryTarget {
@@ -140,11 +149,16 @@ interface PooledSession {
   clean: boolean;
   /** performance.now() when it went idle. */
   idleSince: number;
+  /** The cluster permit this connection holds (options.permits). */
+  permit: Permit | undefined;
 }
 
 // A session idle longer than this is probed with RSET before reuse; a hot one is not, as
 // nodemailer's own pool does: RSET per message was a round trip per message for nothing.
 const PROBE_AFTER_IDLE_MS = 1000;
+
+// After QUIT the session ends within its close grace (1 s); past this, free its slot anyway.
+const SLOT_RELEASE_BACKSTOP_MS = 3000;
 
 interface Waiter {
   resolve(session: PooledSession | undefined): void;
@@ -160,6 +174,8 @@ interface KeyState {
   /** Most recently used last: reuse takes from the end so older sessions idle out. */
   idle: PooledSession[];
   waiters: Waiter[];
+  /** Every cluster permit was taken at the last try: open nothing new until the retry timer. */
+  permitsExhausted: boolean;
 }
 
 export function createSessionPool(options: SessionPoolOptions): SessionPool {
@@ -177,6 +193,8 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   };
   const tlsOptions = { rejectUnauthorized: false, minVersion: 'TLSv1.2' as SecureVersion, ...options.tls };
   const log = options.logger;
+  const permits = options.permits;
+  const permitRetryMs = options.permitRetryMs ?? 250;
 
   const states = new Map<string, KeyState>();
   const live = new Set<SmtpSession>();
@@ -197,21 +215,54 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       .join('|');
     let state = states.get(key);
     if (!state) {
-      state = { key, target, ehloName, open: 0, idle: [], waiters: [] };
+      state = { key, target, ehloName, open: 0, idle: [], waiters: [], permitsExhausted: false };
       states.set(key, state);
     }
     return state;
   }
 
   function forget(state: KeyState): void {
-    if (state.open === 0 && state.waiters.length === 0) states.delete(state.key);
+    if (state.open === 0 && state.waiters.length === 0 && !state.permitsExhausted) states.delete(state.key);
+  }
+
+  /**
+   * A cluster permit for a new connection of `state`, or undefined after giving back the local
+   * slot reserved for it: every permit is held elsewhere, so new connections wait for the retry
+   * timer while idle sessions of this node still serve the waiters.
+   */
+  async function takePermit(state: KeyState, target: DeliveryTarget): Promise<Permit | undefined> {
+    if (!permits) return undefined;
+    let permit: Permit | undefined;
+    try {
+      permit = await permits.tryAcquire(
+        [target.ip, target.port, target.localAddress ?? '*'].map(String).join('|'),
+        maxConnections,
+      );
+    } catch (err) {
+      log?.warn({ key: state.key, err }, 'could not take a cluster connection slot; retrying');
+    }
+    if (permit) return permit;
+    state.open--;
+    if (!state.permitsExhausted) {
+      state.permitsExhausted = true;
+      const timer = setTimeout(
+        () => {
+          state.permitsExhausted = false;
+          pump(state);
+        },
+        permitRetryMs * (0.5 + Math.random()),
+      );
+      timer.unref();
+    }
+    pump(state);
+    return undefined;
   }
 
   /** An idle session to reuse, or undefined meaning "a slot is reserved: open one". */
   function acquire(state: KeyState): Promise<PooledSession | undefined> {
     const idle = takeIdle(state);
     if (idle) return Promise.resolve(idle);
-    if (state.open < maxConnections) {
+    if (state.open < maxConnections && !state.permitsExhausted) {
       state.open++;
       return Promise.resolve(undefined);
     }
@@ -235,7 +286,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       const idle = takeIdle(state);
       if (idle) {
         state.waiters.shift()!.resolve(idle);
-      } else if (state.open < maxConnections) {
+      } else if (state.open < maxConnections && !state.permitsExhausted) {
         state.open++;
         state.waiters.shift()!.resolve(undefined);
       } else {
@@ -252,9 +303,22 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     const index = state.idle.indexOf(pooled);
     if (index >= 0) state.idle.splice(index, 1);
     pooled.session.quit();
-    state.open--;
     log?.debug({ key: state.key, reason, transactions: pooled.transactions }, 'smtp session closed');
-    pump(state);
+    // The slot stays taken until the connection is closed: the receiver counts it until then,
+    // and a limit of N must mean N at its end. QUIT gives the peer 1 s before the socket is
+    // destroyed; the timer is a backstop so a slot can never leak.
+    let backstop: NodeJS.Timeout | undefined;
+    void Promise.race([
+      pooled.session.whenEnded,
+      new Promise<void>((resolve) => {
+        backstop = setTimeout(resolve, SLOT_RELEASE_BACKSTOP_MS);
+      }),
+    ]).then(() => {
+      clearTimeout(backstop);
+      pooled.permit?.release();
+      state.open--;
+      pump(state);
+    });
   }
 
   function release(
@@ -266,6 +330,8 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     pooled.idleSince = performance.now();
     if (!result.reusable || closed || pooled.session.ended) {
       retire(state, pooled, 'not reusable');
+    } else if (pooled.permit?.lost) {
+      retire(state, pooled, 'cluster connection slot lost');
     } else if (pooled.transactions >= maxMessages) {
       retire(state, pooled, 'max messages per connection');
     } else {
@@ -275,8 +341,15 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     }
   }
 
-  function track(state: KeyState, session: SmtpSession): PooledSession {
-    const pooled: PooledSession = { session, transactions: 0, retired: false, clean: true, idleSince: 0 };
+  function track(state: KeyState, session: SmtpSession, permit: Permit | undefined): PooledSession {
+    const pooled: PooledSession = {
+      session,
+      transactions: 0,
+      retired: false,
+      clean: true,
+      idleSince: 0,
+      permit,
+    };
     live.add(session);
     // A server may close an idle session at any time (its own idle timeout, a 421).
     void session.whenEnded.then(() => {
@@ -296,14 +369,23 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   ): Promise<DeliveryResult> {
     const peer: ReplyPeer = { host: target.host, ip: target.ip, port: target.port };
     let pooled = await acquire(state);
+    // Without an idle session, a slot was reserved; in a cluster it also needs a permit.
+    let permit: Permit | undefined;
+    while (!pooled && permits) {
+      permit = await takePermit(state, target);
+      if (permit) break;
+      pooled = await acquire(state);
+    }
     let reused = false;
     if (pooled && (!pooled.clean || performance.now() - pooled.idleSince > PROBE_AFTER_IDLE_MS)) {
       // RSET clears a failed transaction and doubles as a liveness probe: a session the server
-      // dropped while idle fails here, before our transaction started, and the slot is reused.
+      // dropped while idle fails here, before our transaction started, and the slot (with its
+      // permit) is reused.
       try {
         await pooled.session.reset();
       } catch {
         retireKeepingSlot(state, pooled);
+        permit = pooled.permit;
         pooled = undefined;
       }
     }
@@ -319,7 +401,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
           tls: tlsOptions,
           ...timeouts,
         });
-        pooled = track(state, session);
+        pooled = track(state, session, permit);
         if (session.tlsFallback) {
           log?.warn(
             { key: state.key, mx: target.host },
@@ -328,6 +410,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
         }
         log?.debug({ key: state.key, mx: target.host, tls: session.tls }, 'smtp session opened');
       } catch (err) {
+        permit?.release();
         state.open--;
         pump(state);
         const { reply, outcome } = replyFromError(err, peer, 'session');

@@ -183,13 +183,17 @@ function wrap(conn: SMTPConnection, options: SessionOptions, tlsFallback: boolea
   let ended = false;
   let quitTimer: NodeJS.Timeout | undefined;
   const whenEnded = new Promise<void>((resolve) => {
+    if (conn.destroyed) {
+      ended = true;
+      resolve();
+      return;
+    }
     conn.once('end', () => {
       ended = true;
       clearTimeout(quitTimer);
       resolve();
     });
   });
-  if (conn.destroyed) ended = true;
 
   return {
     tls: sessionTls,

@@ -109,3 +109,37 @@ export interface WatchesDue {
 export function watchesDue(store: Store): store is Store & WatchesDue {
   return typeof (store as Partial<WatchesDue>).watchDue === 'function';
 }
+
+/** One cluster-wide connection slot: `slot` of the slots of `key`. */
+export interface SlotRef {
+  key: string;
+  slot: number;
+}
+
+/**
+ * Connection slots shared by every node (PostgreSQL), so a per-destination connection limit
+ * holds across the cluster: a node leases one of `limit` slots of a key before it connects and
+ * gives it back when the connection closes. Times are the caller's clock, like recipient leases.
+ */
+export interface ConnectionSlotStore {
+  /** Takes a free (or expired) slot until `until`; undefined when all `limit` are held. */
+  acquireSlot(input: {
+    key: string;
+    limit: number;
+    holder: string;
+    now: number;
+    until: number;
+  }): Promise<number | undefined>;
+  /** Extends slots `holder` still holds; returns those (a slot lost after expiry is missing). */
+  renewSlots(input: { holder: string; slots: SlotRef[]; until: number }): Promise<SlotRef[]>;
+  /** Frees the given slots of `holder`, or all of them (`null`: start-up, shutdown). */
+  releaseSlots(holder: string, slots: SlotRef[] | null): Promise<number>;
+}
+
+export interface SharesConnectionSlots {
+  readonly connectionSlots: ConnectionSlotStore;
+}
+
+export function sharesConnectionSlots(store: Store): store is Store & SharesConnectionSlots {
+  return (store as Partial<SharesConnectionSlots>).connectionSlots !== undefined;
+}

@@ -233,6 +233,8 @@ export interface NodeHeartbeat {
     deferred?: number;
     bounced?: number;
     inflight?: number;
+    /** Outbound SMTP connections open now. */
+    connections?: number;
     [key: string]: unknown;
   };
 }

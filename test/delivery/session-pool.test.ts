@@ -1,12 +1,14 @@
 import assert from 'node:assert/strict';
 import { before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createClusterPermits } from '../../src/delivery/connection-permits.ts';
 import {
   createSessionPool,
   type DeliveryTarget,
   SessionPoolError,
   type SessionPoolOptions,
 } from '../../src/delivery/session-pool.ts';
+import { MemorySlots } from '../support/memory-slots.ts';
 import {
   generateSelfSignedCert,
   type ScriptedSinkOptions,
@@ -391,6 +393,61 @@ describe('session pool', () => {
       pool.stats().map((s) => [s.open, s.busy, s.idle, s.waiting]),
       [[3, 0, 3, 0]],
     );
+  });
+
+  it('with cluster permits, two nodes together never exceed the limit, and waiting ones get slots as they free', async (t) => {
+    const slow = {
+      respond: (cmd: { verb: string }) => (cmd.verb === 'DATA_END' ? { delayMs: 15 } : undefined),
+    };
+    const slots = new MemorySlots();
+    const permitsA = createClusterPermits({ slots, holder: 'a', leaseMs: 60_000 });
+    const permitsB = createClusterPermits({ slots, holder: 'b', leaseMs: 60_000 });
+    const {
+      sink,
+      pool: a,
+      target,
+    } = await setup(t, slow, {
+      maxConnectionsPerKey: 3,
+      permits: permitsA,
+      permitRetryMs: 20,
+      idleTimeoutMs: 50,
+    });
+    const b = createSessionPool({
+      maxConnectionsPerKey: 3,
+      ehloName: 'relay.postbote.test',
+      permits: permitsB,
+      permitRetryMs: 20,
+      idleTimeoutMs: 50,
+    });
+    t.after(async () => {
+      await b.close();
+      await permitsA.stop();
+      await permitsB.stop();
+    });
+    const results = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        (i % 2 ? a : b).deliver(target, envelope([`r${i}@example.net`]), body),
+      ),
+    );
+    assert.ok(results.every((r) => r.recipients[0]?.outcome === 'delivered'));
+    assert.equal(sink.transactions.length, 40);
+    assert.equal(sink.maxConcurrent, 3);
+    // Idle sessions close and give their slots back.
+    await waitFor(() => slots.heldBy('a') === 0 && slots.heldBy('b') === 0);
+  });
+
+  it('closes a connection after its transaction when its cluster slot was lost', async (t) => {
+    const slots = new MemorySlots();
+    const permits = createClusterPermits({ slots, holder: 'a', leaseMs: 30 });
+    t.after(() => permits.stop());
+    const { sink, pool, target } = await setup(t, {}, { permits, maxConnectionsPerKey: 1 });
+    await pool.deliver(target, envelope(), body);
+    // Another node takes the slot (as if ours had expired while this node stalled).
+    for (const row of slots.rows.values()) row.holder = 'b';
+    await sleep(40);
+    await pool.deliver(target, envelope(), body);
+    await waitFor(() => !sink.connections[0]!.open);
+    assert.equal(pool.stats().length, 0);
   });
 
   it('serves waiting deliveries first in, first out', async (t) => {

@@ -270,5 +270,66 @@ if ('reason' in connected) {
         await drop();
       }
     });
+
+    it('connection slots: at most `limit` held across nodes; expired ones are retaken; renew keeps only own', async () => {
+      const { schema, drop } = freshSchema();
+      const a = new PostgresStore({ url, schema, poolSize: 6 });
+      const b = new PostgresStore({ url, schema, poolSize: 6 });
+      try {
+        await a.migrate();
+        const take = (store: PostgresStore, holder: string, now = T0) =>
+          store.connectionSlots.acquireSlot({ key: 'mx|25|*', limit: 3, holder, now, until: now + 1000 });
+        // Twelve takers at once on two pools: exactly three slots go out, all different.
+        const got = await Promise.all(
+          Array.from({ length: 12 }, (_, i) => take(i % 2 ? a : b, i % 2 ? 'a' : 'b')),
+        );
+        const taken = got.filter((slot) => slot !== undefined);
+        assert.equal(taken.length, 3);
+        assert.deepEqual([...taken].sort(), [0, 1, 2]);
+        // Another key has its own slots.
+        assert.equal(
+          await a.connectionSlots.acquireSlot({
+            key: 'other|25|*',
+            limit: 1,
+            holder: 'a',
+            now: T0,
+            until: T0 + 1000,
+          }),
+          0,
+        );
+        // After expiry, another holder takes a slot; the old holder's renewal no longer keeps it.
+        const held = got
+          .map((slot, i) => ({ slot, holder: i % 2 ? 'a' : 'b' }))
+          .filter((x): x is { slot: number; holder: string } => x.slot !== undefined);
+        const first = held[0]!;
+        const thief = first.holder === 'a' ? 'b' : 'a';
+        assert.equal(await take(b, thief, T0 + 1000), 0);
+        const mine = held
+          .filter((h) => h.holder === first.holder)
+          .map((h) => ({ key: 'mx|25|*', slot: h.slot }));
+        const renewed = await a.connectionSlots.renewSlots({
+          holder: first.holder,
+          slots: mine,
+          until: T0 + 5000,
+        });
+        assert.deepEqual(
+          renewed.map((r) => r.slot).sort(),
+          // slot 0 is the thief's now
+          mine
+            .map((m) => m.slot)
+            .filter((slot) => slot !== 0)
+            .sort(),
+        );
+        // Release frees a slot for the next taker; null frees all of a holder's.
+        assert.equal(await a.connectionSlots.releaseSlots(thief, [{ key: 'mx|25|*', slot: 0 }]), 1);
+        assert.equal(await take(a, 'c', T0 + 1000), 0);
+        assert.equal(await a.connectionSlots.releaseSlots('c', null), 1);
+        assert.equal(await a.connectionSlots.releaseSlots('nobody', null), 0);
+      } finally {
+        await a.close();
+        await b.close();
+        await drop();
+      }
+    });
   });
 }

@@ -1,6 +1,6 @@
 import { escapeIdentifier, Pool, type PoolClient } from 'pg';
 import { SchemaTooNewError } from '../errors.ts';
-import type { Store } from '../store.ts';
+import type { SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
   Credential,
@@ -19,6 +19,7 @@ import type {
   RecipientRow,
   RecipientState,
 } from '../types.ts';
+import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
 import { migrations } from './migrations.ts';
 import {
@@ -139,8 +140,10 @@ function insertMessagesStatement(messages: NewMessage[]): { text: string; values
  * with synchronous_commit on; concurrent commits share WAL flushes in the server, so there is no
  * group-commit queue here.
  */
-export class PostgresStore implements Store {
+export class PostgresStore implements Store, SharesConnectionSlots {
   readonly #pool: Pool;
+  /** Cluster-wide connection limits (delivery/connection-permits.ts). */
+  readonly connectionSlots: PostgresConnectionSlots;
   readonly #url: string;
   readonly #schema: string;
   #closed = false;
@@ -168,6 +171,7 @@ export class PostgresStore implements Store {
       },
     });
     this.#pool.on('error', options.onIdleError ?? (() => {}));
+    this.connectionSlots = new PostgresConnectionSlots(this.#pool);
   }
 
   async #all(text: string, values: unknown[] = []): Promise<Row[]> {

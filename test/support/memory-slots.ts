@@ -1,0 +1,44 @@
+import type { ConnectionSlotStore, SlotRef } from '../../src/store/store.ts';
+
+/** ConnectionSlotStore in memory, with the PostgreSQL adapter's semantics (for pool tests). */
+export class MemorySlots implements ConnectionSlotStore {
+  readonly rows = new Map<string, { holder: string; expiresAt: number }>();
+
+  async acquireSlot(input: { key: string; limit: number; holder: string; now: number; until: number }) {
+    for (let slot = 0; slot < input.limit; slot++) {
+      const id = `${input.key}#${slot}`;
+      const row = this.rows.get(id);
+      if (!row || row.holder === '' || row.expiresAt <= input.now) {
+        this.rows.set(id, { holder: input.holder, expiresAt: input.until });
+        return slot;
+      }
+    }
+    return undefined;
+  }
+
+  async renewSlots(input: { holder: string; slots: SlotRef[]; until: number }) {
+    return input.slots.filter((s) => {
+      const row = this.rows.get(`${s.key}#${s.slot}`);
+      if (row?.holder !== input.holder) return false;
+      row.expiresAt = input.until;
+      return true;
+    });
+  }
+
+  async releaseSlots(holder: string, slots: SlotRef[] | null) {
+    let n = 0;
+    for (const [id, row] of this.rows) {
+      if (row.holder !== holder) continue;
+      if (slots && !slots.some((s) => id === `${s.key}#${s.slot}`)) continue;
+      row.holder = '';
+      row.expiresAt = 0;
+      n++;
+    }
+    return n;
+  }
+
+  /** Slots currently held by `holder` (any expiry). */
+  heldBy(holder: string): number {
+    return [...this.rows.values()].filter((r) => r.holder === holder).length;
+  }
+}
