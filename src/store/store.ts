@@ -11,6 +11,7 @@ import type {
   NodeHeartbeat,
   NodeStatus,
   Outcome,
+  PurgeBatch,
   QueueDomainSummary,
   QueueSelector,
   RecipientRow,
@@ -89,6 +90,22 @@ export interface Store {
   cancel(selector: QueueSelector, now: number): Promise<number>;
   /** Counts by recipient state (health, metrics, tests). */
   countByState(): Promise<Record<string, number>>;
+
+  // retention (maintenance/retention.ts)
+  // A message is finished when every recipient is in a final state (FINAL_STATES); a message with
+  // any recipient queued, delivering, deferred or held is never touched. Each call is one short
+  // transaction over at most `limit` messages, oldest first; callers loop until a call returns
+  // fewer than `limit`, so a large purge never holds a long lock.
+  /**
+   * Deletes the bodies of finished messages received before `before`; their metadata,
+   * recipients and events stay (`MessageRow.bodyPurged`). Returns how many bodies it deleted.
+   */
+  purgeBodies(batch: PurgeBatch): Promise<number>;
+  /**
+   * Deletes finished messages received before `before` entirely, with their recipients and
+   * events. Returns how many messages it deleted.
+   */
+  purgeMessages(batch: PurgeBatch): Promise<number>;
 
   // cluster
   /** Records that a node is alive (insert or update). */

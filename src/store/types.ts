@@ -99,6 +99,19 @@ export interface MessageRow {
   dsn: MessageDsn;
   dsnOnFailure: boolean;
   receivedAt: number;
+  /**
+   * The body was deleted by retention (`retention.bodies`): `getBody` returns undefined while
+   * the metadata, recipients and events remain. `size` is still the size it had.
+   */
+  bodyPurged: boolean;
+}
+
+/** One batch of a retention purge (see Store.purgeBodies / purgeMessages). */
+export interface PurgeBatch {
+  /** Only messages received strictly before this time (epoch ms) are touched. */
+  before: number;
+  /** At most this many messages per call (one short transaction each). */
+  limit: number;
 }
 
 export interface Reply {

@@ -334,5 +334,156 @@ export function storeContract(
         assert.ok((await store.getEvents(m1.id)).some((e) => e.type === 'cancelled'));
       });
     });
+
+    describe('retention', () => {
+      const DAY = 86_400_000;
+      const cutoff = T0 - 7 * DAY;
+
+      /**
+       * Messages around the cutoff, received `daysAgo` before T0 (or at an exact time), and
+       * delivery outcomes that leave them finished or not:
+       *   delivered, mixed (delivered + bounced), cancelled: finished, older than the cutoff
+       *   atCutoff (received exactly at it) and fresh (1 day old): finished, not older
+       *   waiting (queued), halfway (delivered + deferred): not finished, older
+       */
+      async function seedAroundCutoff(store: Store) {
+        const accountId = await seedAccount(store);
+        const at = (receivedAt: number, recipients: string[]) =>
+          sampleMessage(accountId, recipients, {
+            receivedAt,
+            body: Buffer.from(`Subject: ${recipients[0]}\r\n\r\nbody\r\n`),
+          });
+        const m = {
+          delivered: at(cutoff - 3 * DAY, ['ok@one.test']),
+          mixed: at(cutoff - 2 * DAY, ['ok2@one.test', 'gone@one.test']),
+          cancelled: at(cutoff - 1, ['drop@one.test']),
+          atCutoff: at(cutoff, ['edge@one.test']),
+          fresh: at(T0 - DAY, ['new@one.test']),
+          waiting: at(cutoff - 4 * DAY, ['wait@one.test']),
+          halfway: at(cutoff - 5 * DAY, ['half-ok@one.test', 'half-later@one.test']),
+        };
+        await store.insertMessages(Object.values(m));
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 100, leaseUntil: T0 + 60_000 });
+        const by = (a: string) => leased.find((r) => r.address === a)!;
+        const bounced = {
+          state: 'bounced' as const,
+          reply: { code: 550, enhanced: '5.1.1', text: 'no such user' },
+          event: { type: 'bounced' as const, data: {} },
+        };
+        await store.recordOutcomes('n1', [
+          outcome(by('ok@one.test'), {}),
+          outcome(by('ok2@one.test'), {}),
+          outcome(by('gone@one.test'), bounced),
+          outcome(by('edge@one.test'), {}),
+          outcome(by('new@one.test'), {}),
+          outcome(by('half-ok@one.test'), {}),
+          outcome(by('half-later@one.test'), {
+            state: 'deferred',
+            nextAttemptAt: T0 + 600_000,
+            event: { type: 'deferred', data: {} },
+          }),
+        ]);
+        await store.releaseLeases('n1', T0);
+        await store.cancel({ messageId: m.cancelled.id }, T0);
+        return m;
+      }
+
+      it('purgeBodies deletes the bodies of finished messages received before the cutoff, nothing else', async () => {
+        await withStore(async (store) => {
+          const m = await seedAroundCutoff(store);
+          const eventsBefore = await store.getEvents(m.mixed.id);
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 100 }), 3);
+          for (const gone of [m.delivered, m.mixed, m.cancelled]) {
+            assert.equal(await store.getBody(gone.id), undefined, 'body deleted');
+            const row = await store.getMessage(gone.id);
+            assert.equal(row?.bodyPurged, true);
+            assert.equal(row?.size, gone.body.length, 'the size it had');
+            assert.equal(row?.subject, 'hi');
+          }
+          for (const kept of [m.atCutoff, m.fresh, m.waiting, m.halfway]) {
+            assert.deepEqual(await store.getBody(kept.id), kept.body, 'body kept');
+            assert.equal((await store.getMessage(kept.id))?.bodyPurged, false);
+          }
+          // Recipients and events stay with the metadata.
+          assert.deepEqual(
+            (await store.getRecipients(m.mixed.id)).map((r) => [r.address, r.state]),
+            [
+              ['ok2@one.test', 'delivered'],
+              ['gone@one.test', 'bounced'],
+            ],
+          );
+          assert.deepEqual(await store.getEvents(m.mixed.id), eventsBefore);
+          const listed = await store.listMessages({ limit: 100 });
+          assert.equal(listed.find((x) => x.id === m.delivered.id)?.bodyPurged, true);
+          assert.equal(listed.find((x) => x.id === m.fresh.id)?.bodyPurged, false);
+          // Nothing left to do: a second run changes nothing.
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 100 }), 0);
+          // One millisecond later, the message received exactly at the old cutoff goes too.
+          assert.equal(await store.purgeBodies({ before: cutoff + 1, limit: 100 }), 1);
+          assert.equal(await store.getBody(m.atCutoff.id), undefined);
+        });
+      });
+
+      it('purgeMessages deletes finished messages before the cutoff with their recipients and events', async () => {
+        await withStore(async (store) => {
+          const m = await seedAroundCutoff(store);
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 100 }), 3);
+          for (const gone of [m.delivered, m.mixed, m.cancelled]) {
+            assert.equal(await store.getMessage(gone.id), undefined);
+            assert.equal(await store.getBody(gone.id), undefined);
+            assert.deepEqual(await store.getRecipients(gone.id), []);
+            assert.deepEqual(await store.getEvents(gone.id), []);
+          }
+          for (const kept of [m.atCutoff, m.fresh, m.waiting, m.halfway]) {
+            assert.equal((await store.getMessage(kept.id))?.id, kept.id);
+            assert.deepEqual(await store.getBody(kept.id), kept.body);
+            assert.equal((await store.getRecipients(kept.id)).length, kept.recipients.length);
+            assert.ok((await store.getEvents(kept.id)).length >= kept.recipients.length);
+          }
+          assert.deepEqual(
+            (await store.listMessages({ limit: 100 })).map((x) => x.id).sort(),
+            [m.atCutoff.id, m.fresh.id, m.waiting.id, m.halfway.id].sort(),
+          );
+          assert.deepEqual(await store.countByState(), { delivered: 3, deferred: 1, queued: 1 });
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 100 }), 0);
+          // The unfinished ones stay however old they are; the finished ones go once old enough.
+          assert.equal(await store.purgeMessages({ before: T0 + DAY, limit: 100 }), 2);
+          assert.deepEqual(
+            (await store.listMessages({ limit: 100 })).map((x) => x.id).sort(),
+            [m.waiting.id, m.halfway.id].sort(),
+          );
+        });
+      });
+
+      it('purges in batches of at most `limit` messages, oldest first', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const messages = [5, 3, 4, 1, 2].map((daysAgo) =>
+            sampleMessage(accountId, [`r${daysAgo}@one.test`], { receivedAt: cutoff - daysAgo * DAY }),
+          );
+          await store.insertMessages(messages);
+          for (const x of messages) await store.cancel({ messageId: x.id }, T0);
+          const byAge = [...messages].sort((a, b) => a.receivedAt - b.receivedAt);
+          const withBody = async () =>
+            (await Promise.all(byAge.map(async (x) => ((await store.getBody(x.id)) ? 1 : 0)))).join('');
+          const stored = async () =>
+            (await Promise.all(byAge.map(async (x) => ((await store.getMessage(x.id)) ? 1 : 0)))).join('');
+
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 2 }), 2);
+          assert.equal(await withBody(), '00111');
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 2 }), 2);
+          assert.equal(await withBody(), '00001');
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 2 }), 1);
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 2 }), 0);
+
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 3 }), 3);
+          assert.equal(await stored(), '00011');
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 3 }), 2);
+          assert.equal(await stored(), '00000');
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 3 }), 0);
+          assert.deepEqual(await store.countByState(), {});
+        });
+      });
+    });
   });
 }

@@ -14,11 +14,13 @@ import type {
   NodeHeartbeat,
   NodeStatus,
   Outcome,
+  PurgeBatch,
   QueueDomainSummary,
   QueueSelector,
   RecipientRow,
   RecipientState,
 } from '../types.ts';
+import { FINAL_STATES } from '../types.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
 import { migrations } from './migrations.ts';
@@ -61,6 +63,9 @@ const MESSAGES_PER_STATEMENT = 2000;
 const WAITING = `state IN ('queued', 'deferred')`;
 const MESSAGE_COLUMNS = `id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
   client_ip, dsn, dsn_on_failure, received_at`;
+/** Every recipient of message `m` is final (an unknown state counts as unfinished). */
+const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+  AND r.state NOT IN (${FINAL_STATES.map((state) => `'${state}'`).join(', ')}))`;
 
 /**
  * One statement inserts a chunk of messages, their recipients and one `accepted` event per
@@ -462,7 +467,10 @@ export class PostgresStore implements Store, SharesConnectionSlots {
   }
 
   async getMessage(id: string): Promise<MessageRow | undefined> {
-    const r = await this.#get(`SELECT ${MESSAGE_COLUMNS} FROM messages WHERE id = $1`, [id]);
+    const r = await this.#get(
+      `SELECT ${MESSAGE_COLUMNS}, body IS NULL AS body_purged FROM messages WHERE id = $1`,
+      [id],
+    );
     return r && toMessage(r);
   }
 
@@ -480,7 +488,7 @@ export class PostgresStore implements Store, SharesConnectionSlots {
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
     const rows = await this.#all(
       `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
-         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at
+         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.body IS NULL AS body_purged
        FROM messages m
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT $${values.push(limit)}`,
       values,
@@ -600,6 +608,35 @@ export class PostgresStore implements Store, SharesConnectionSlots {
       out[String(r.state)] = num(r.n);
     }
     return out;
+  }
+
+  // Candidates are locked with SKIP LOCKED: a `postbote gc` running beside the cluster's own
+  // retention task takes other messages instead of waiting for the same ones.
+  async purgeBodies({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#run(
+      `WITH doomed AS (
+         SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < $1 AND ${FINISHED}
+         ORDER BY m.received_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       )
+       UPDATE messages SET body = NULL FROM doomed WHERE messages.id = doomed.id`,
+      [before, limit],
+    );
+  }
+
+  async purgeMessages({ before, limit }: PurgeBatch): Promise<number> {
+    // One statement: the recipients' foreign key is checked at its end, when both are gone.
+    return this.#run(
+      `WITH doomed AS (
+         SELECT m.id FROM messages m WHERE m.received_at < $1 AND ${FINISHED}
+         ORDER BY m.received_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       ), events_gone AS (
+         DELETE FROM events WHERE message_id IN (SELECT id FROM doomed)
+       ), recipients_gone AS (
+         DELETE FROM recipients WHERE message_id IN (SELECT id FROM doomed)
+       )
+       DELETE FROM messages WHERE id IN (SELECT id FROM doomed)`,
+      [before, limit],
+    );
   }
 
   async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {

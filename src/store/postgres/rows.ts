@@ -58,6 +58,7 @@ export function toMessage(r: Row): MessageRow {
     dsn: obj(r.dsn),
     dsnOnFailure: r.dsn_on_failure === true,
     receivedAt: num(r.received_at),
+    bodyPurged: r.body_purged === true,
   };
 }
 

@@ -81,4 +81,10 @@ export const migrations: readonly string[][] = [
       info TEXT NOT NULL DEFAULT '{}'
     )`,
   ],
+  // v3: retention (maintenance/retention.ts) finds the oldest messages without scanning the table;
+  // the partial index skips bodies already deleted, which otherwise sit first in every batch.
+  [
+    `CREATE INDEX messages_received ON messages(received_at)`,
+    `CREATE INDEX messages_received_with_body ON messages(received_at) WHERE body IS NOT NULL`,
+  ],
 ];

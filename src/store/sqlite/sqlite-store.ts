@@ -17,11 +17,13 @@ import type {
   NodeHeartbeat,
   NodeStatus,
   Outcome,
+  PurgeBatch,
   QueueDomainSummary,
   QueueSelector,
   RecipientRow,
   RecipientState,
 } from '../types.ts';
+import { FINAL_STATES } from '../types.ts';
 import { CommitQueue } from './commit-queue.ts';
 import { migrations } from './migrations.ts';
 
@@ -68,6 +70,7 @@ function toMessage(r: Row): MessageRow {
     dsn: parse(r.dsn),
     dsnOnFailure: Number(r.dsn_on_failure) === 1,
     receivedAt: Number(r.received_at),
+    bodyPurged: Number(r.body_purged) === 1,
   };
 }
 
@@ -111,6 +114,9 @@ function toEvent(r: Row): EventRow {
 }
 
 const WAITING = `state IN ('queued', 'deferred')`;
+/** Every recipient of message `m` is final (an unknown state counts as unfinished). */
+const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+  AND r.state NOT IN (${FINAL_STATES.map((state) => `'${state}'`).join(', ')}))`;
 
 /**
  * The embedded store on node:sqlite. WAL with synchronous=FULL makes every COMMIT durable;
@@ -464,7 +470,7 @@ export class SqliteStore implements Store {
   async getMessage(id: string): Promise<MessageRow | undefined> {
     const r = this.#get(
       `SELECT id, account_id, credential_id, mail_from, message_id_header, subject, size, source, client_ip, dsn,
-         dsn_on_failure, received_at FROM messages WHERE id = ?`,
+         dsn_on_failure, received_at, body IS NULL AS body_purged FROM messages WHERE id = ?`,
       id,
     );
     return r && toMessage(r);
@@ -496,7 +502,7 @@ export class SqliteStore implements Store {
     params.push(Math.min(Math.max(filter.limit ?? 50, 1), 1000));
     const rows = this.#all(
       `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
-         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at
+         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.body IS NULL AS body_purged
        FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`,
       ...params,
     );
@@ -619,6 +625,35 @@ export class SqliteStore implements Store {
       out[String(r.state)] = Number(r.n);
     }
     return out;
+  }
+
+  async purgeBodies({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#queue.run(() =>
+      this.#run(
+        `UPDATE messages SET body = NULL WHERE id IN (
+           SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < ? AND ${FINISHED}
+           ORDER BY m.received_at LIMIT ?)`,
+        before,
+        limit,
+      ),
+    );
+  }
+
+  async purgeMessages({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#queue.run(() => {
+      const doomed = this.#all(
+        `SELECT m.id FROM messages m WHERE m.received_at < ? AND ${FINISHED} ORDER BY m.received_at LIMIT ?`,
+        before,
+        limit,
+      );
+      for (const r of doomed) {
+        const id = String(r.id);
+        this.#run('DELETE FROM events WHERE message_id = ?', id);
+        this.#run('DELETE FROM recipients WHERE message_id = ?', id);
+        this.#run('DELETE FROM messages WHERE id = ?', id);
+      }
+      return doomed.length;
+    });
   }
 
   async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {

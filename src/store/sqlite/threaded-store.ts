@@ -31,6 +31,8 @@ const METHODS = [
   'retryNow',
   'cancel',
   'countByState',
+  'purgeBodies',
+  'purgeMessages',
   'heartbeat',
   'clusterStatus',
 ] as const satisfies readonly (keyof Store)[];
