@@ -16,6 +16,14 @@ export function parseDuration(value: unknown): number | undefined {
   return Math.round(Number(match[1]) * (durationUnits[unit] ?? 1000));
 }
 
+/** A duration in the largest unit that writes it exactly: `7d`, `90m`, `1500ms`. */
+export function formatDuration(ms: number): string {
+  for (const [unit, size] of Object.entries(durationUnits).reverse()) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
 /** Parses a byte size; a bare number means bytes. Returns undefined when invalid. */
 export function parseSize(value: unknown): number | undefined {
   if (typeof value === 'number') return Number.isInteger(value) && value >= 0 ? value : undefined;

@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration, parseSize } from './duration.ts';
-import { type Config, type Leaf, type Section, schema } from './schema.ts';
+import { type Config, type Leaf, relations, type Section, schema } from './schema.ts';
 
 /** Thrown when the configuration is invalid; `problems` has one line per key. */
 export class ConfigError extends Error {
@@ -229,6 +229,11 @@ export function loadConfig(options: LoadOptions = {}): Config {
     }
   }
   const built = build(schema, fileNode, options.overrides, [], walk);
+  if (walk.problems.length > 0) throw new ConfigError(walk.problems);
+  for (const relation of relations) {
+    const problem = relation(built as unknown as Config);
+    if (problem) walk.problems.push(problem);
+  }
   if (walk.problems.length > 0) throw new ConfigError(walk.problems);
   const config = built as Record<string, unknown> & { hostname: string; node_id: string };
   if (config.hostname === '') config.hostname = osHostname();

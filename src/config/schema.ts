@@ -3,6 +3,8 @@
  * validation) lives in load.ts; this file is the reference operators read.
  */
 
+import { formatDuration } from './duration.ts';
+
 export type LeafType = 'string' | 'int' | 'bool' | 'list' | 'duration' | 'size' | 'listen' | 'hostports';
 
 export interface Leaf {
@@ -154,6 +156,22 @@ export const schema = {
       max_age: leaf('duration', '5d', 'Give up (expired) after this time in the queue.', positive),
     },
   },
+  // Data protection: what is kept of a message once every recipient is final (delivered,
+  // bounced, expired, cancelled, suppressed). Nothing waiting for delivery is ever deleted.
+  retention: {
+    bodies: leaf(
+      'duration',
+      '7d',
+      'Delete the bodies of finished messages received longer ago than this (metadata stays).',
+      positive,
+    ),
+    metadata: leaf(
+      'duration',
+      '90d',
+      'Delete finished messages received longer ago than this entirely, with recipients and events.',
+      positive,
+    ),
+  },
 } as const satisfies Section;
 
 type LeafValue<L extends Leaf> = L['type'] extends 'int' | 'duration' | 'size'
@@ -168,3 +186,14 @@ type ConfigOf<S> = { readonly [K in keyof S]: S[K] extends Leaf ? LeafValue<S[K]
 
 /** The validated, frozen configuration. Durations are milliseconds, sizes bytes. */
 export type Config = ConfigOf<typeof schema>;
+
+/**
+ * Rules between keys, checked once every key is valid on its own. Each returns a problem line
+ * (starting with the key to change) or undefined.
+ */
+export const relations: readonly ((config: Config) => string | undefined)[] = [
+  ({ retention }) =>
+    retention.bodies <= retention.metadata
+      ? undefined
+      : `retention.bodies: must not be longer than retention.metadata (${formatDuration(retention.bodies)} > ${formatDuration(retention.metadata)}); a body is deleted with its message at the latest`,
+];

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { parseDuration, parseSize } from '../../src/config/duration.ts';
+import { formatDuration, parseDuration, parseSize } from '../../src/config/duration.ts';
 import { ConfigError, loadConfig, parseHostPort } from '../../src/config/load.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -94,6 +94,32 @@ describe('config', () => {
     dir.cleanup();
   });
 
+  it('retention: bodies after 7 days, everything after 90; bodies may not outlive their message', () => {
+    const dir = tempDir();
+    const defaults = loadConfig({ cwd: dir.path, env: {} });
+    assert.equal(defaults.retention.bodies, 7 * 86_400_000);
+    assert.equal(defaults.retention.metadata, 90 * 86_400_000);
+    const same = loadConfig({
+      cwd: dir.path,
+      env: { POSTBOTE_RETENTION__BODIES: '30d', POSTBOTE_RETENTION__METADATA: '720h' },
+    });
+    assert.equal(same.retention.bodies, same.retention.metadata);
+    assert.deepEqual(
+      problemsOf(() =>
+        loadConfig({ cwd: dir.path, env: {}, overrides: { retention: { bodies: '100d', metadata: '90d' } } }),
+      ),
+      [
+        'retention.bodies: must not be longer than retention.metadata (100d > 90d); a body is deleted with its message at the latest',
+      ],
+    );
+    // Each key's own problem is reported first, without the comparison on a value that is not there.
+    assert.deepEqual(
+      problemsOf(() => loadConfig({ cwd: dir.path, env: { POSTBOTE_RETENTION__METADATA: '0' } })),
+      ['retention.metadata: must be greater than 0 (from POSTBOTE_RETENTION__METADATA)'],
+    );
+    dir.cleanup();
+  });
+
   it('a missing --config file or broken YAML is one clear line', () => {
     const dir = tempDir();
     assert.match(
@@ -111,6 +137,8 @@ describe('config', () => {
     assert.equal(parseDuration(30), 30_000);
     assert.equal(parseDuration('250ms'), 250);
     assert.equal(parseDuration('5 days'), undefined);
+    assert.equal(parseDuration('7d'), 604_800_000);
+    assert.deepEqual([604_800_000, 5_400_000, 1500, 0].map(formatDuration), ['7d', '90m', '1500ms', '0ms']);
     assert.equal(parseSize('25MB'), 26_214_400);
     assert.equal(parseSize('-1'), undefined);
     assert.deepEqual(parseHostPort('[::1]:25'), { host: '::1', port: 25 });
