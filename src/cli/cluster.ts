@@ -15,6 +15,8 @@ export function registerCluster(program: Command, globals: () => GlobalOptions):
           node: n.id,
           // Three missed heartbeats: the node is gone (its leases expire and others take them).
           alive: now - n.heartbeatAt < 3 * HEARTBEAT_MS,
+          // Runs the periodic tasks (retention, …); one node at a time.
+          leader: n.info.leader === true,
           heartbeatAgeSeconds: Math.round((now - n.heartbeatAt) / 1000),
           startedAt: iso(n.startedAt),
           leases: n.leases,

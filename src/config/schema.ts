@@ -171,6 +171,12 @@ export const schema = {
       'Delete finished messages received longer ago than this entirely, with recipients and events.',
       positive,
     ),
+    interval: leaf(
+      'duration',
+      '1h',
+      'How often the elected node applies the retention policy (also at its election).',
+      positive,
+    ),
   },
 } as const satisfies Section;
 

@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import { createResolver } from '../dns/resolver.ts';
+import { startMaintenance } from '../maintenance/maintenance.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts';
 import { type ConnectionPermits, createClusterPermits } from './connection-permits.ts';
@@ -110,6 +111,8 @@ export async function startDeliveryEngine(deps: {
         (err) => logger.warn({ err }, 'lost the due-work notification connection; reconnecting'),
       )
     : undefined;
+  // Cluster housekeeping (retention, …) on the elected node.
+  const maintenance = await startMaintenance({ config, store, logger, clock });
   // Heartbeats: `postbote cluster status` shows which nodes are alive and what they do.
   const startedAt = clock();
   const openConnections = (): number => pool.stats().reduce((n, key) => n + key.open, 0);
@@ -119,7 +122,12 @@ export async function startDeliveryEngine(deps: {
         {
           id: config.node_id,
           startedAt,
-          info: { ...scheduler.stats(), connections: openConnections(), hostname: config.hostname },
+          info: {
+            ...scheduler.stats(),
+            connections: openConnections(),
+            leader: maintenance.isLeader(),
+            hostname: config.hostname,
+          },
         },
         clock(),
       )
@@ -132,6 +140,7 @@ export async function startDeliveryEngine(deps: {
     wake: () => scheduler.wake(),
     async stop() {
       clearInterval(heartbeat);
+      await maintenance.stop();
       await dueWatch?.stop();
       await scheduler.stop();
       // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.

@@ -17,6 +17,12 @@ import type {
   RecipientRow,
 } from './types.ts';
 
+export interface LeaderLock {
+  /** This node holds the lock now (as far as it knows). */
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
 /**
  * The store port: everything Postbote persists goes through this async interface. Adapters
  * (sqlite now, postgres later) pass the same contract tests in test/store/. No business rules
@@ -112,6 +118,8 @@ export interface Store {
   heartbeat(node: NodeHeartbeat, now: number): Promise<void>;
   /** Every node that ever reported, with the leases it holds now (`postbote cluster status`). */
   clusterStatus(): Promise<NodeStatus[]>;
+  /** Removes nodes whose last heartbeat is older than `before`; returns how many. */
+  forgetNodes(before: number): Promise<number>;
 }
 
 /**
@@ -155,6 +163,18 @@ export interface ConnectionSlotStore {
 
 export interface SharesConnectionSlots {
   readonly connectionSlots: ConnectionSlotStore;
+}
+
+/**
+ * A store that elects one node among those sharing it (PostgreSQL advisory lock) to run the
+ * periodic tasks. The embedded store has one node, which is always the leader.
+ */
+export interface ElectsLeader {
+  startLeaderLock(options?: { checkMs?: number; onError?: (err: Error) => void }): Promise<LeaderLock>;
+}
+
+export function electsLeader(store: Store): store is Store & ElectsLeader {
+  return typeof (store as Partial<ElectsLeader>).startLeaderLock === 'function';
 }
 
 export function sharesConnectionSlots(store: Store): store is Store & SharesConnectionSlots {

@@ -248,6 +248,8 @@ export interface NodeHeartbeat {
     inflight?: number;
     /** Outbound SMTP connections open now. */
     connections?: number;
+    /** Elected to run the periodic tasks. */
+    leader?: boolean;
     [key: string]: unknown;
   };
 }

@@ -64,8 +64,9 @@ if ('reason' in connected) {
           'mx.cluster.test': { A: ['127.0.0.2'] },
         },
       });
-      a = await startPostboteProcess({ dataDir: dirA.path, env: envFor('node-a') });
+      // B first: it wins the leader election, so its kill below also tests the takeover.
       b = await startPostboteProcess({ dataDir: dirB.path, env: envFor('node-b') });
+      a = await startPostboteProcess({ dataDir: dirA.path, env: envFor('node-a') });
       await a.cli(['accounts', 'create', 'load']);
       await a.cli(['credentials', 'create', '--account', 'load', '--ip', '127.0.0.0/8']);
     });
@@ -85,6 +86,18 @@ if ('reason' in connected) {
       assert.ok(a && b);
       // Both nodes must see the IP credential (re-read every 5 s) before the load starts.
       await new Promise((r) => setTimeout(r, 5500));
+      const before = JSON.parse(await a.cli(['cluster', 'status', '--json'])) as {
+        node: string;
+        leader: boolean;
+      }[];
+      assert.deepEqual(
+        before.map((n) => [n.node, n.leader]),
+        [
+          ['node-a', false],
+          ['node-b', true],
+        ],
+        'one leader: the node that started first',
+      );
       const stopB = new AbortController();
       const load = (node: PostboteProcess, rcpt: string, signal?: AbortSignal): LoadRun =>
         startLoad({
@@ -155,12 +168,14 @@ if ('reason' in connected) {
         alive: boolean;
         leases: number;
         delivered: number;
+        leader: boolean;
       }[];
       const nodeA = status.find((n) => n.node === 'node-a');
       const nodeB = status.find((n) => n.node === 'node-b');
       assert.ok(nodeA?.alive, 'node A reports heartbeats');
       assert.ok((nodeA?.delivered ?? 0) > 0, 'node A counts its deliveries');
       assert.equal(nodeB?.leases, 0, "node B's leases were taken over");
+      assert.ok(nodeA?.leader, 'node A took over the periodic tasks from the killed leader');
     });
   });
 }

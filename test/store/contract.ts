@@ -293,6 +293,13 @@ export function storeContract(
           },
           { id: 'node-b', startedAt: T0, heartbeatAt: T0 + 10, info: {}, leases: 0 },
         ]);
+        // Nodes not heard of since `before` are forgotten (their leases are long expired).
+        assert.equal(await store.forgetNodes(T0 + 10), 0);
+        assert.equal(await store.forgetNodes(T0 + 11), 1);
+        assert.deepEqual(
+          (await store.clusterStatus()).map((n) => n.id),
+          ['node-a'],
+        );
       });
     });
 

@@ -1,6 +1,6 @@
 import { escapeIdentifier, Pool, type PoolClient } from 'pg';
 import { SchemaTooNewError } from '../errors.ts';
-import type { SharesConnectionSlots, Store } from '../store.ts';
+import type { ElectsLeader, LeaderLock, SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
   Credential,
@@ -23,6 +23,7 @@ import type {
 import { FINAL_STATES } from '../types.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
+import { startLeaderLock } from './leader-lock.ts';
 import { migrations } from './migrations.ts';
 import {
   clean,
@@ -145,7 +146,7 @@ function insertMessagesStatement(messages: NewMessage[]): { text: string; values
  * with synchronous_commit on; concurrent commits share WAL flushes in the server, so there is no
  * group-commit queue here.
  */
-export class PostgresStore implements Store, SharesConnectionSlots {
+export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader {
   readonly #pool: Pool;
   /** Cluster-wide connection limits (delivery/connection-permits.ts). */
   readonly connectionSlots: PostgresConnectionSlots;
@@ -341,6 +342,11 @@ export class PostgresStore implements Store, SharesConnectionSlots {
    */
   #notifyDue(): void {
     this.#pool.query('SELECT pg_notify($1, $2)', [DUE_CHANNEL, this.#schema]).catch(() => {});
+  }
+
+  /** Competes for leadership of this schema's nodes (periodic tasks) on a dedicated connection. */
+  startLeaderLock(options: { checkMs?: number; onError?: (err: Error) => void } = {}): Promise<LeaderLock> {
+    return startLeaderLock({ url: this.#url, schema: this.#schema, ...options });
   }
 
   /** Calls `onDue` whenever any node commits due work to this schema. */
@@ -646,6 +652,10 @@ export class PostgresStore implements Store, SharesConnectionSlots {
          info = excluded.info`,
       [node.id, node.startedAt, now, json(node.info)],
     );
+  }
+
+  async forgetNodes(before: number): Promise<number> {
+    return this.#run('DELETE FROM nodes WHERE heartbeat_at < $1', [before]);
   }
 
   async clusterStatus(): Promise<NodeStatus[]> {

@@ -670,6 +670,10 @@ export class SqliteStore implements Store {
     );
   }
 
+  async forgetNodes(before: number): Promise<number> {
+    return this.#queue.run(() => this.#run('DELETE FROM nodes WHERE heartbeat_at < ?', before));
+  }
+
   async clusterStatus(): Promise<NodeStatus[]> {
     const leases = new Map(
       this.#all(

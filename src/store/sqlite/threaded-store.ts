@@ -35,6 +35,7 @@ const METHODS = [
   'purgeMessages',
   'heartbeat',
   'clusterStatus',
+  'forgetNodes',
 ] as const satisfies readonly (keyof Store)[];
 
 type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;

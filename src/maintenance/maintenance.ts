@@ -1,0 +1,70 @@
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../observability/logger.ts';
+import { electsLeader, type LeaderLock, type Store } from '../store/store.ts';
+import { type PeriodicTasks, startPeriodicTasks } from './periodic.ts';
+import { runRetention } from './retention.ts';
+
+/** How often the leader forgets nodes gone for a day. */
+const FORGET_NODES_EVERY_MS = 60 * 60_000;
+/** A node silent this long is dropped from `postbote cluster status` (its leases expired long ago). */
+export const FORGET_NODES_AFTER_MS = 24 * 60 * 60_000;
+
+export interface Maintenance {
+  isLeader(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * The node's share of cluster housekeeping: it competes for leadership (PostgreSQL advisory
+ * lock; the embedded store's single node always leads) and, while it leads, runs the periodic
+ * tasks: retention (`retention.*`) and forgetting nodes gone for a day.
+ */
+export async function startMaintenance(deps: {
+  config: Config;
+  store: Store;
+  logger: Logger;
+  clock?: () => number;
+}): Promise<Maintenance> {
+  const { config, store, logger } = deps;
+  const clock = deps.clock ?? Date.now;
+  const lock: LeaderLock = electsLeader(store)
+    ? await store.startLeaderLock({
+        onError: (err) => logger.warn({ err }, 'lost the leader election connection; retrying'),
+      })
+    : { isLeader: () => true, stop: async () => {} };
+  const periodic: PeriodicTasks = startPeriodicTasks({
+    isLeader: () => lock.isLeader(),
+    clock,
+    logger,
+    tasks: [
+      {
+        name: 'retention',
+        everyMs: config.retention.interval,
+        run: async (now, signal) => {
+          const result = await runRetention(
+            store,
+            { bodiesMs: config.retention.bodies, metadataMs: config.retention.metadata },
+            now,
+            { signal },
+          );
+          return result.bodies + result.messages > 0 || !result.complete ? { ...result } : undefined;
+        },
+      },
+      {
+        name: 'forget-nodes',
+        everyMs: FORGET_NODES_EVERY_MS,
+        run: async (now) => {
+          const forgotten = await store.forgetNodes(now - FORGET_NODES_AFTER_MS);
+          return forgotten > 0 ? { forgotten } : undefined;
+        },
+      },
+    ],
+  });
+  return {
+    isLeader: () => periodic.isLeader(),
+    async stop() {
+      await periodic.stop();
+      await lock.stop();
+    },
+  };
+}
