@@ -4,6 +4,7 @@ import { registerAccounts } from './accounts.ts';
 import { registerCluster } from './cluster.ts';
 import { describeError, type GlobalOptions } from './context.ts';
 import { registerCredentials } from './credentials.ts';
+import { registerGc } from './gc.ts';
 import { registerMessages } from './messages.ts';
 import { registerQueue } from './queue.ts';
 import { registerStart } from './start.ts';
@@ -21,6 +22,7 @@ registerCredentials(program, globals);
 registerMessages(program, globals);
 registerQueue(program, globals);
 registerCluster(program, globals);
+registerGc(program, globals);
 
 try {
   await program.parseAsync(process.argv);

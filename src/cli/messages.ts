@@ -97,7 +97,7 @@ export function registerMessages(program: Command, globals: () => GlobalOptions)
         );
         out.write(`  envelope:   ${message.mailFrom || '<>'}\n`);
         out.write(
-          `  message-id: ${message.messageIdHeader}\n  subject:    ${message.subject}\n  size:       ${message.size} bytes\n`,
+          `  message-id: ${message.messageIdHeader}\n  subject:    ${message.subject}\n  size:       ${message.size} bytes${message.bodyPurged ? ' (body deleted by retention)' : ''}\n`,
         );
         out.write('\nRecipients\n');
         for (const r of recipients) {

@@ -30,5 +30,6 @@ if ('reason' in connected) {
   await import('./relay.test.ts');
   await import('./policy.test.ts');
   await import('./cli.test.ts');
+  await import('./gc.test.ts');
   await import('./crash.test.ts');
 }

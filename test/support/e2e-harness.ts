@@ -346,6 +346,7 @@ export interface MessageJson {
     accountId: string;
     messageIdHeader: string;
     subject: string;
+    bodyPurged: boolean;
   };
   recipients: { address: string; state: string; attempts: number; lastReply: ReplyJson | null }[];
   events: EventJson[];

@@ -1,0 +1,35 @@
+import type { Command } from 'commander';
+import { formatDuration } from '../config/duration.ts';
+import { runRetention } from '../maintenance/retention.ts';
+import { type GlobalOptions, iso, output, withStore } from './context.ts';
+
+export function registerGc(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('gc')
+    .description(
+      'apply the retention policy now: delete finished messages older than retention.metadata and the bodies of those older than retention.bodies',
+    )
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      await withStore(globals(), async (store, config) => {
+        const { bodies: bodiesMs, metadata: metadataMs } = config.retention;
+        const now = Date.now();
+        const result = await runRetention(store, { bodiesMs, metadataMs }, now);
+        const row = {
+          messages: result.messages,
+          bodies: result.bodies,
+          messagesReceivedBefore: iso(now - metadataMs),
+          bodiesReceivedBefore: iso(now - bodiesMs),
+          durationMs: Date.now() - now,
+        };
+        if (opts.json) {
+          output([row], true);
+          return;
+        }
+        process.stdout.write(
+          `${row.messages} message(s) deleted with their recipients and events: finished and received before ${row.messagesReceivedBefore} (retention.metadata ${formatDuration(metadataMs)})\n` +
+            `${row.bodies} message body(ies) deleted: finished and received before ${row.bodiesReceivedBefore} (retention.bodies ${formatDuration(bodiesMs)})\n`,
+        );
+      });
+    });
+}
