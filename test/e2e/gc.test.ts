@@ -19,7 +19,7 @@ import {
   submit,
   waitForEvent,
 } from '../support/e2e-harness.ts';
-import { type PostboteProcess, runCli, startPostboteProcess } from '../support/postbote-process.ts';
+import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 interface GcRow {
@@ -131,5 +131,52 @@ describe('postbote gc', { timeout: 60_000 }, () => {
       );
       return true;
     });
+  });
+});
+
+describe('retention as a periodic task', { timeout: 60_000 }, () => {
+  const dir = tempDir('postbote-e2e-retention-');
+  let dns: TestDnsServer;
+  let postbote: PostboteProcess;
+
+  before(async () => {
+    dns = await startDnsServer({ zones: { 'nullmx.test': { MX: [{ preference: 0, exchange: '.' }] } } });
+    const env = {
+      POSTBOTE_DATA_DIR: dir.path,
+      POSTBOTE_DNS__SERVERS: dns.address,
+      POSTBOTE_DELIVERY__DSN: 'false',
+      POSTBOTE_RETENTION__BODIES: '1s',
+      POSTBOTE_RETENTION__METADATA: '1h',
+      POSTBOTE_RETENTION__INTERVAL: '1s',
+    };
+    await runCli(['accounts', 'create', 'shop'], env);
+    await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], env);
+    postbote = await startPostboteProcess({ dataDir: dir.path, env });
+  });
+
+  after(async () => {
+    await stopPostbote(postbote);
+    await dns?.close();
+    dir.cleanup();
+  });
+
+  it('the running node (the leader of its one-node cluster) deletes old bodies by itself', async () => {
+    const to = 'nobody@nullmx.test';
+    const id = await submit(postbote.submissionPort, {
+      from: 'shop@sender.test',
+      to: [to],
+      message: simpleMessage({ from: 'shop@sender.test', to, subject: 'soon forgotten' }),
+    });
+    await waitForEvent(postbote, id, 'bounced');
+    await waitFor(async () => (await showMessage(postbote, id)).message.bodyPurged || undefined, {
+      what: 'the body deleted by the retention task',
+      timeoutMs: 10_000,
+      intervalMs: 250,
+    });
+    const status = JSON.parse(await postbote.cli(['cluster', 'status', '--json'])) as { leader: boolean }[];
+    assert.deepEqual(
+      status.map((n) => n.leader),
+      [true],
+    );
   });
 });

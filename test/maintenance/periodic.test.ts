@@ -71,7 +71,14 @@ describe('periodic tasks', () => {
             throw new Error('database on fire');
           },
         },
-        { name: 'fine', everyMs: 100, run: async () => ((okRuns += 1), undefined) },
+        {
+          name: 'fine',
+          everyMs: 100,
+          run: async () => {
+            okRuns++;
+            return undefined;
+          },
+        },
       ],
       isLeader: () => true,
       clock: () => now,
