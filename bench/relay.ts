@@ -13,10 +13,19 @@
  *                    [--no-postfix] [--no-queue-test] [--queue-test] [--log-level warn]
  *                    [--profile DIR] [--timeout 900] [--keep]
  *
+ * With `--store postgres` (relay-postgres.ts) it is the PostgreSQL benchmark instead: the same
+ * load through SQLite with 1 node and PostgreSQL with each node count of --nodes, duplicates
+ * counted at the sink, per-node shares; or, with --kill-after N, the kill demo (relay-kill.ts):
+ * two nodes, node-b killed with SIGKILL once the sink has N messages. No Postfix or memory phase.
+ *
+ *   npm run bench -- --store postgres [--nodes 1,2] [--no-sqlite] [--database-url URL]
+ *                    [--messages 20000] [--sessions 20] [--size 2000] [--log-level warn]
+ *                    [--timeout 900] [--keep]
+ *   npm run bench -- --store postgres --kill-after 5000 [--lease 10s] [--messages 20000] …
+ *
  * See bench/README.md for what each figure means. Not part of `npm test`.
  */
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
@@ -27,15 +36,27 @@ import { countStates, createBenchAccount, readStoreFigures, startPostboteNode } 
 import { postfixAvailable, postfixVersion, startPostfixRelay } from './lib/postfix-relay.ts';
 import {
   Cleanup,
-  cpuSeconds,
-  machineBusySeconds,
   procStatusKb,
   rssBreakdownKb,
   sampleMemory,
   sleep,
   storageWriteBytes,
 } from './lib/processes.ts';
+import {
+  backgroundNote,
+  cpuMeter,
+  dur,
+  int,
+  machineLines,
+  mb,
+  out,
+  percentile,
+  rate,
+  table,
+  verdict,
+} from './lib/report.ts';
 import { runSource, type SourceRun, smtpToolsInstalled, startSink } from './lib/smtp-tools.ts';
+import { runPostgresBench } from './relay-postgres.ts';
 
 const { values: args } = parseArgs({
   allowNegative: true,
@@ -50,6 +71,12 @@ const { values: args } = parseArgs({
     profile: { type: 'string' },
     timeout: { type: 'string', default: '900' },
     keep: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'sqlite' },
+    nodes: { type: 'string' },
+    sqlite: { type: 'boolean', default: true },
+    'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/test' },
+    'kill-after': { type: 'string' },
+    lease: { type: 'string', default: '10s' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -58,7 +85,11 @@ if (args.help) {
   process.stdout.write(
     'npm run bench -- [--messages 20000] [--sessions 20] [--size 2000] [--queue-messages 100000]\n' +
       '                 [--no-postfix] [--no-queue-test | --queue-test] [--log-level warn]\n' +
-      '                 [--profile DIR] [--timeout 900] [--keep]\nSee bench/README.md.\n',
+      '                 [--profile DIR] [--timeout 900] [--keep]\n' +
+      'npm run bench -- --store postgres [--nodes 1,2] [--no-sqlite] [--database-url URL]\n' +
+      '                 [--messages 20000] [--sessions 20] [--size 2000] [--log-level warn] [--timeout 900] [--keep]\n' +
+      'npm run bench -- --store postgres --kill-after N [--lease 10s] [--messages 20000] …\n' +
+      'See bench/README.md.\n',
   );
   process.exit(0);
 }
@@ -88,6 +119,34 @@ for (const [name, v] of Object.entries({
     process.exit(2);
   }
 }
+const POSTGRES = args.store === 'postgres';
+const fail = (message: string): never => {
+  process.stderr.write(`${message}\n`);
+  process.exit(2);
+};
+if (args.store !== 'sqlite' && !POSTGRES) fail('--store must be sqlite or postgres');
+const given = (o: string): boolean =>
+  process.argv.some((a) => a === `--${o}` || a.startsWith(`--${o}=`) || a === `--no-${o}`);
+const postgresOnly = ['nodes', 'sqlite', 'kill-after', 'lease', 'database-url'] as const;
+const sqliteOnly = ['postfix', 'queue-test', 'profile'] as const;
+if (!POSTGRES) {
+  for (const o of postgresOnly) if (given(o)) fail(`--${o} needs --store postgres`);
+} else {
+  for (const o of sqliteOnly)
+    if (given(o))
+      fail(
+        `--${o}: the Postfix, memory and profile phases run only without --store postgres (npm run bench)`,
+      );
+}
+const NODES = (args.nodes ?? '1,2').split(',').map(Number);
+if (NODES.some((n) => !Number.isInteger(n) || n < 1 || n > 26))
+  fail('--nodes must be a list like 1,2 (1 to 26 nodes)');
+const KILL_AFTER = args['kill-after'] === undefined ? undefined : Number(args['kill-after']);
+if (KILL_AFTER !== undefined && (!Number.isInteger(KILL_AFTER) || KILL_AFTER <= 0 || KILL_AFTER >= N)) {
+  fail('--kill-after must be a positive integer below --messages');
+}
+if (!/^\d+(ms|s|m)$/.test(args.lease)) fail('--lease must be a duration like 10s');
+
 if (!smtpToolsInstalled()) {
   process.stderr.write('bench/relay.ts needs smtp-source and smtp-sink (apt-get install postfix)\n');
   process.exit(2);
@@ -110,52 +169,9 @@ interface Row {
   notes: string[];
 }
 
-// ---------------------------------------------------------------------------------------------
-// Formatting
-
-const int = (v: number): string => Math.round(v).toLocaleString('en-US');
-const rate = (v: number | undefined): string => (v === undefined || !Number.isFinite(v) ? '-' : int(v));
-const dur = (ms: number | undefined): string =>
-  ms === undefined ? '-' : ms < 10_000 ? `${int(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
-const mb = (kb: number | undefined): string => (kb === undefined ? '-' : `${(kb / 1024).toFixed(0)} MB`);
-const out = (line = ''): void => {
-  process.stdout.write(`${line}\n`);
-};
-const percentile = (sorted: number[], p: number): number | undefined =>
-  sorted.length === 0
-    ? undefined
-    : sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-
-function table(headers: string[], rows: string[][], rightAligned: Set<number>): string[] {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const fmt = (cells: string[]): string =>
-    cells
-      .map((c, i) => (rightAligned.has(i) ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [fmt(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)];
-}
-
-/** CPU used on the machine during a phase by us (bench + children) and by everything else. */
-function cpuMeter(): () => { wallS: number; oursS: number; othersCores: number } {
-  const t0 = Date.now();
-  const m0 = machineBusySeconds();
-  const s0 = cpuSeconds('self', true);
-  return () => {
-    const wallS = (Date.now() - t0) / 1000;
-    const oursS = cpuSeconds('self', true) - s0;
-    const othersS = Math.max(0, machineBusySeconds() - m0 - oursS);
-    return { wallS, oursS, othersCores: othersS / Math.max(wallS, 0.001) };
-  };
-}
-
-function backgroundNote(meter: ReturnType<typeof cpuMeter>, row: Row): void {
-  const { othersCores } = meter();
-  if (othersCores >= 0.15) {
-    row.notes.push(
-      `other processes on the machine used ${othersCores.toFixed(2)} cores on average during this phase: figures are pessimistic`,
-    );
-  }
+function backgroundNoteFor(meter: ReturnType<typeof cpuMeter>, row: Row): void {
+  const note = backgroundNote(meter());
+  if (note) row.notes.push(note);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -209,7 +225,7 @@ async function phaseDirect(ctx: Context): Promise<Row> {
   if (arrived.at) row.sinkEndToEndPerS = (N * 1000) / (arrived.at - src.startedAt);
   row.endToEndPerS = row.sinkEndToEndPerS;
   if (sink.messages !== N) row.notes.push(`the sink counted ${sink.messages} messages, expected ${N}`);
-  backgroundNote(meter, row);
+  backgroundNoteFor(meter, row);
   return row;
 }
 
@@ -294,7 +310,7 @@ async function phasePostbote(ctx: Context): Promise<Row> {
       `accept→delivered: p90 ${dur(percentile(f.latenciesMs, 90))}, max ${dur(f.latenciesMs.at(-1))}`,
     );
   }
-  backgroundNote(meter, row);
+  backgroundNoteFor(meter, row);
   if (profiled && args.profile) printProfile(args.profile, node.child.pid);
   return row;
 }
@@ -367,7 +383,7 @@ async function phasePostfix(ctx: Context): Promise<Row> {
     `maillog: ${log.sent} sent, ${log.deferred} deferred, ${log.bounced} bounced; sink counted ${sink.messages}; ` +
       'p50/p99 are Postfix’s own delay= (arrival → sent, 10 ms resolution)',
   );
-  backgroundNote(meter, row);
+  backgroundNoteFor(meter, row);
   return row;
 }
 
@@ -441,46 +457,16 @@ async function phaseQueue(ctx: Context): Promise<Row> {
       `${(f.diskBytes / 1048576).toFixed(0)} MB on disk; Postbote CPU ${cpu.toFixed(1)} s; ` +
       `RSS at the end ${mb(rssNow)}: ${breakdownText(breakdown)}`,
   );
-  backgroundNote(meter, row);
+  backgroundNoteFor(meter, row);
   return row;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Report
 
-/** The commit measured, and whether the work tree differed from it (others edit src/ too). */
-function codeVersion(): string {
-  const git = (args: string[]): string =>
-    execFileSync('git', args, {
-      cwd: join(import.meta.dirname, '..'),
-      encoding: 'utf8',
-      timeout: 10_000,
-    });
-  try {
-    const head = git(['rev-parse', '--short', 'HEAD']).trim();
-    const changed = git(['status', '--porcelain', '--', 'src'])
-      .split('\n')
-      .filter(Boolean)
-      .map((l) => l.slice(3));
-    return changed.length === 0
-      ? `${head} (src/ clean)`
-      : `${head} + uncommitted changes in src/: ${changed.join(', ')}`;
-  } catch {
-    return 'unknown (not a git work tree)';
-  }
-}
-
 function machine(): string[] {
-  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
   return [
-    `date      ${new Date().toISOString()}`,
-    `machine   ${cpu}, ${os.availableParallelism()} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GB RAM, Linux ${os.release()}`,
-    `software  node ${process.version}, postfix ${postfixVersionText}`,
-    `code      ${codeVersion()}`,
-    `load      ${os
-      .loadavg()
-      .map((l) => l.toFixed(2))
-      .join(' ')} (1/5/15 min load average at start)`,
+    ...machineLines(`node ${process.version}, postfix ${postfixVersionText}`),
     `workload  smtp-source -s ${SESSIONS} -m ${N} -l ${SIZE} (one message per connection), from ${FROM} to ${TO}`,
     `postbote  log level ${LOG_LEVEL} (POSTBOTE_LOG__LEVEL), other settings default; SQLite WAL, synchronous=FULL`,
   ];
@@ -526,8 +512,6 @@ function report(rows: Row[]): void {
   const queued = rows.find((r) => r.scenario.includes('queued'));
   out();
   out('Targets (2-core dev machine)');
-  const verdict = (ok: boolean | undefined): string =>
-    ok === undefined ? 'not measured' : ok ? 'PASS' : 'FAIL';
   const ratio =
     postbote?.sinkEndToEndPerS && postfix?.sinkEndToEndPerS
       ? postbote.sinkEndToEndPerS / postfix.sinkEndToEndPerS
@@ -643,4 +627,18 @@ async function main(): Promise<void> {
   }
 }
 
-await main();
+if (POSTGRES) {
+  await runPostgresBench({
+    messages: N,
+    sessions: SESSIONS,
+    size: SIZE,
+    logLevel: LOG_LEVEL,
+    timeoutMs: PHASE_TIMEOUT_MS,
+    keep: args.keep,
+    databaseUrl: args['database-url'],
+    nodes: NODES,
+    sqlite: args.sqlite,
+    ...(KILL_AFTER !== undefined ? { killAfter: KILL_AFTER } : {}),
+    lease: args.lease,
+  });
+} else await main();

@@ -28,19 +28,31 @@ function baseEnv(dataDir: string): NodeJS.ProcessEnv {
   return { ...env, POSTBOTE_DATA_DIR: dataDir, POSTBOTE_HOSTNAME: 'postbote.bench.test' };
 }
 
-/** `postbote accounts create bench` and `credentials create --account bench --ip 127.0.0.0/8`. */
-export async function createBenchAccount(dataDir: string): Promise<void> {
-  const env = baseEnv(dataDir);
-  await run(process.execPath, [main, 'accounts', 'create', 'bench'], { env, timeout: 60_000 });
-  await run(process.execPath, [main, 'credentials', 'create', '--account', 'bench', '--ip', '127.0.0.0/8'], {
-    env,
-    timeout: 60_000,
-  });
+/** Runs `postbote ARGS` (the CLI) against the store the environment selects; resolves with stdout. */
+export async function runCli(
+  dataDir: string,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<string> {
+  const env = { ...baseEnv(dataDir), ...extraEnv };
+  const { stdout } = await run(process.execPath, [main, ...args], { env, timeout: 60_000 });
+  return stdout;
+}
+
+/**
+ * `postbote accounts create bench` and `credentials create --account bench --ip 127.0.0.0/8`;
+ * `extraEnv` adds settings (the PostgreSQL URL and schema: the account then lives there).
+ */
+export async function createBenchAccount(dataDir: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<void> {
+  await runCli(dataDir, ['accounts', 'create', 'bench'], extraEnv);
+  await runCli(dataDir, ['credentials', 'create', '--account', 'bench', '--ip', '127.0.0.0/8'], extraEnv);
 }
 
 export interface PostboteNode {
   readonly child: Child;
   readonly submissionPort: number;
+  readonly httpPort: number;
+  /** The SQLite store (meaningless when the node runs on PostgreSQL). */
   readonly dbPath: string;
   /** Log lines written so far, by pino level name. */
   readonly logLevels: Record<string, number>;
@@ -68,6 +80,8 @@ export async function startPostboteNode(options: {
   logLevel: string;
   /** Write a V8 CPU profile of the whole run into this directory. */
   cpuProfileDir?: string;
+  /** More POSTBOTE_* settings (database URL and schema, node id, EHLO name, lease). */
+  env?: NodeJS.ProcessEnv;
   cleanup: Cleanup;
   name: string;
 }): Promise<PostboteNode> {
@@ -81,6 +95,7 @@ export async function startPostboteNode(options: {
     POSTBOTE_DELIVERY__PORT: String(options.deliveryPort),
     POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
     POSTBOTE_LOG__LEVEL: options.logLevel,
+    ...options.env,
   };
   // The V8 flag `npm start` and bin/postbote use (see package.json).
   const nodeArgs = [
@@ -132,6 +147,7 @@ export async function startPostboteNode(options: {
   return {
     child,
     submissionPort,
+    httpPort,
     dbPath: join(options.dataDir, 'postbote.db'),
     logLevels,
     recentLogs,
@@ -173,8 +189,54 @@ export interface StoreFigures {
   /** accept → delivered per recipient, ms, sorted ascending. */
   latenciesMs: number[];
   deferredEvents: number;
-  /** postbote.db plus its WAL, bytes. */
+  /** postbote.db plus its WAL, bytes (PostgreSQL: the schema's tables with indexes and TOAST). */
   diskBytes: number;
+}
+
+/** One row of the events table, as both store adapters keep it. */
+export interface EventRow {
+  type: string;
+  at: number;
+  recipientId: number;
+}
+
+/**
+ * The report's figures from the `accepted`, `delivered` and `deferred` events (the events table
+ * has no index on recipient_id in either store: the join is done here, in memory).
+ */
+export function figuresFromEvents(
+  events: Iterable<EventRow>,
+  rest: Pick<StoreFigures, 'messages' | 'states' | 'diskBytes'>,
+): StoreFigures {
+  const acceptedAt = new Map<number, number>();
+  const delivered: { recipient: number; at: number }[] = [];
+  let deferredEvents = 0;
+  let firstAcceptedAt: number | undefined;
+  let lastAcceptedAt: number | undefined;
+  let lastDeliveredAt: number | undefined;
+  for (const { type, at, recipientId } of events) {
+    if (type === 'accepted') {
+      acceptedAt.set(recipientId, at);
+      firstAcceptedAt = firstAcceptedAt === undefined ? at : Math.min(firstAcceptedAt, at);
+      lastAcceptedAt = lastAcceptedAt === undefined ? at : Math.max(lastAcceptedAt, at);
+    } else if (type === 'delivered') {
+      delivered.push({ recipient: recipientId, at });
+      lastDeliveredAt = lastDeliveredAt === undefined ? at : Math.max(lastDeliveredAt, at);
+    } else if (type === 'deferred') deferredEvents++;
+  }
+  const latenciesMs = delivered
+    .map((d) => d.at - (acceptedAt.get(d.recipient) ?? d.at))
+    .sort((a, b) => a - b);
+  return {
+    ...rest,
+    acceptedCount: acceptedAt.size,
+    ...(firstAcceptedAt !== undefined ? { firstAcceptedAt } : {}),
+    ...(lastAcceptedAt !== undefined ? { lastAcceptedAt } : {}),
+    deliveredCount: delivered.length,
+    ...(lastDeliveredAt !== undefined ? { lastDeliveredAt } : {}),
+    latenciesMs,
+    deferredEvents,
+  };
 }
 
 /** Everything the report needs from the store, read after the run. */
@@ -186,46 +248,16 @@ export function readStoreFigures(dbPath: string): StoreFigures {
       states[String(r.state)] = Number(r.n);
     }
     const messages = Number(db.prepare('SELECT COUNT(*) AS n FROM messages').get()?.n ?? 0);
-    // events has no index on recipient_id: join in memory rather than in SQL.
-    const acceptedAt = new Map<number, number>();
-    const delivered: { recipient: number; at: number }[] = [];
-    let deferredEvents = 0;
-    let firstAcceptedAt: number | undefined;
-    let lastAcceptedAt: number | undefined;
-    let lastDeliveredAt: number | undefined;
     const rows = db
       .prepare(
         "SELECT type, at, recipient_id FROM events WHERE type IN ('accepted', 'delivered', 'deferred')",
       )
       .all();
-    for (const r of rows) {
-      const at = Number(r.at);
-      const recipient = Number(r.recipient_id);
-      if (r.type === 'accepted') {
-        acceptedAt.set(recipient, at);
-        firstAcceptedAt = firstAcceptedAt === undefined ? at : Math.min(firstAcceptedAt, at);
-        lastAcceptedAt = lastAcceptedAt === undefined ? at : Math.max(lastAcceptedAt, at);
-      } else if (r.type === 'delivered') {
-        delivered.push({ recipient, at });
-        lastDeliveredAt = lastDeliveredAt === undefined ? at : Math.max(lastDeliveredAt, at);
-      } else deferredEvents++;
-    }
-    const latenciesMs = delivered
-      .map((d) => d.at - (acceptedAt.get(d.recipient) ?? d.at))
-      .sort((a, b) => a - b);
     const size = (p: string): number => (existsSync(p) ? statSync(p).size : 0);
-    return {
-      messages,
-      states,
-      acceptedCount: acceptedAt.size,
-      ...(firstAcceptedAt !== undefined ? { firstAcceptedAt } : {}),
-      ...(lastAcceptedAt !== undefined ? { lastAcceptedAt } : {}),
-      deliveredCount: delivered.length,
-      ...(lastDeliveredAt !== undefined ? { lastDeliveredAt } : {}),
-      latenciesMs,
-      deferredEvents,
-      diskBytes: size(dbPath) + size(`${dbPath}-wal`),
-    };
+    return figuresFromEvents(
+      rows.map((r) => ({ type: String(r.type), at: Number(r.at), recipientId: Number(r.recipient_id) })),
+      { messages, states, diskBytes: size(dbPath) + size(`${dbPath}-wal`) },
+    );
   } finally {
     db.close();
   }
