@@ -265,9 +265,12 @@ function report(ctx: PostgresBenchContext, rows: ScenarioRow[]): void {
   out(
     `  (${int(N)} messages each; smtp-source's own wall time, client side: ${rows.map((r) => `${r.scenario} ${rate(r.clientAcceptPerS)}`).join(', ')} msgs/s)`,
   );
-  out();
-  out('Deliveries per node (the EHLO name each message arrived with at the sink):');
-  for (const r of rows.filter((x) => x.nodes > 1)) {
+  const clustered = rows.filter((x) => x.nodes > 1);
+  if (clustered.length > 0) {
+    out();
+    out('Deliveries per node (the EHLO name each message arrived with at the sink):');
+  }
+  for (const r of clustered) {
     const total = r.byNode.reduce((a, b) => a + b.delivered, 0);
     out(
       `  ${r.scenario}: ${r.byNode.map((b) => `${b.id} ${int(b.delivered)} (${pct(b.delivered, total)})`).join(', ')}`,
