@@ -31,8 +31,23 @@ function isLeaf(node: Leaf | Section): node is Leaf {
 }
 
 /** Converts a raw value (YAML scalar or env string) to the leaf's type, or returns a problem. */
-function convert(leaf: Leaf, raw: unknown, fromEnv: boolean): { value: unknown } | { problem: string } {
+function convert(
+  leaf: Leaf,
+  raw: unknown,
+  fromEnv: boolean,
+): { value: unknown } | { problem: string } | { problems: string[] } {
   switch (leaf.type) {
+    case 'data': {
+      let value = raw;
+      if (fromEnv) {
+        try {
+          value = parseYaml(String(raw));
+        } catch (err) {
+          return { problem: `not valid YAML: ${(err as Error).message.split('\n')[0]}` };
+        }
+      }
+      return leaf.parse?.(value) ?? { value };
+    }
     case 'string':
       return typeof raw === 'string' || (fromEnv && raw !== undefined)
         ? { value: String(raw) }
@@ -162,6 +177,11 @@ function build(
       source = 'override';
     }
     const converted = convert(node, raw, fromEnv);
+    if ('problems' in converted) {
+      // Each names the place inside the value: `[0].smarthost: …`, `.google.max_connections: …`.
+      for (const p of converted.problems) walk.problems.push(`${name}${p} (from ${source})`);
+      continue;
+    }
     if ('problem' in converted) {
       walk.problems.push(`${name}: ${converted.problem} (from ${source})`);
       continue;

@@ -5,7 +5,19 @@
 
 import { formatDuration } from './duration.ts';
 
-export type LeafType = 'string' | 'int' | 'bool' | 'list' | 'duration' | 'size' | 'listen' | 'hostports';
+export type LeafType =
+  | 'string'
+  | 'int'
+  | 'bool'
+  | 'list'
+  | 'duration'
+  | 'size'
+  | 'listen'
+  | 'hostports'
+  | 'data';
+
+/** What a structured (`data`) key's parser returns: the typed value, or one line per problem. */
+export type DataResult<T> = { value: T } | { problems: string[] };
 
 export interface Leaf {
   readonly type: LeafType;
@@ -13,7 +25,30 @@ export interface Leaf {
   /** Extra check on the parsed value; returns a problem description or undefined. */
   readonly check?: (value: never) => string | undefined;
   readonly doc: string;
+  /**
+   * `data` keys only: turns the raw YAML value (or the environment variable's text, parsed as
+   * YAML, e.g. a flow list `[{...}]`) into the typed value. Each problem starts with the place
+   * below the key (`[0].host: …`, `.google.max_connections: …`, or `: …` for the whole value).
+   */
+  readonly parse?: (raw: unknown) => DataResult<unknown>;
 }
+
+/** A structured key (lists of objects, maps): egress sources, routes, shaping overrides. */
+export interface DataLeaf<T> extends Leaf {
+  readonly type: 'data';
+  readonly parse: (raw: unknown) => DataResult<T>;
+}
+
+export const dataLeaf = <T>(
+  def: unknown,
+  doc: string,
+  parse: (raw: unknown) => DataResult<T>,
+): DataLeaf<T> => ({
+  type: 'data',
+  default: def,
+  doc,
+  parse,
+});
 
 export interface Section {
   readonly [key: string]: Leaf | Section;
@@ -180,13 +215,16 @@ export const schema = {
   },
 } as const satisfies Section;
 
-type LeafValue<L extends Leaf> = L['type'] extends 'int' | 'duration' | 'size'
-  ? number
-  : L['type'] extends 'bool'
-    ? boolean
-    : L['type'] extends 'list' | 'hostports'
-      ? readonly string[]
-      : string;
+type LeafValue<L extends Leaf> =
+  L extends DataLeaf<infer T>
+    ? T
+    : L['type'] extends 'int' | 'duration' | 'size'
+      ? number
+      : L['type'] extends 'bool'
+        ? boolean
+        : L['type'] extends 'list' | 'hostports'
+          ? readonly string[]
+          : string;
 
 type ConfigOf<S> = { readonly [K in keyof S]: S[K] extends Leaf ? LeafValue<S[K]> : ConfigOf<S[K]> };
 
