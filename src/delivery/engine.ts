@@ -10,6 +10,9 @@ import { createRetryPolicy } from './retry-policy.ts';
 import { Scheduler } from './scheduler.ts';
 import { createSessionPool } from './session-pool.ts';
 
+/** Wake-ups by other nodes' notifications are at least this far apart. */
+const REMOTE_WAKE_MS = 10;
+
 /** How often a node records that it is alive (`postbote cluster status` calls a node down after 3 missed). */
 export const HEARTBEAT_MS = 10_000;
 
@@ -105,10 +108,27 @@ export async function startDeliveryEngine(deps: {
   if (released > 0) logger.info({ released }, 'released leases left by an earlier run');
   scheduler.start();
   // Work committed by other nodes (PostgreSQL): wake on their notification, not the next poll.
+  // Under load every intake commit of every node notifies; at most one wake per
+  // REMOTE_WAKE_MS lets each lease take what several commits made due.
+  let remoteWake: NodeJS.Timeout | undefined;
+  let lastRemoteWake = 0;
+  const wakeFromRemote = (): void => {
+    if (remoteWake) return;
+    const wait = lastRemoteWake + REMOTE_WAKE_MS - performance.now();
+    if (wait <= 0) {
+      lastRemoteWake = performance.now();
+      scheduler.wake();
+      return;
+    }
+    remoteWake = setTimeout(() => {
+      remoteWake = undefined;
+      lastRemoteWake = performance.now();
+      scheduler.wake();
+    }, wait);
+  };
   const dueWatch = watchesDue(store)
-    ? await store.watchDue(
-        () => scheduler.wake(),
-        (err) => logger.warn({ err }, 'lost the due-work notification connection; reconnecting'),
+    ? await store.watchDue(wakeFromRemote, (err) =>
+        logger.warn({ err }, 'lost the due-work notification connection; reconnecting'),
       )
     : undefined;
   // Cluster housekeeping (retention, …) on the elected node.
@@ -140,6 +160,7 @@ export async function startDeliveryEngine(deps: {
     wake: () => scheduler.wake(),
     async stop() {
       clearInterval(heartbeat);
+      clearTimeout(remoteWake);
       await maintenance.stop();
       await dueWatch?.stop();
       await scheduler.stop();

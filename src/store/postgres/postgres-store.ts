@@ -21,6 +21,7 @@ import type {
   RecipientState,
 } from '../types.ts';
 import { FINAL_STATES } from '../types.ts';
+import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
 import { startLeaderLock } from './leader-lock.ts';
@@ -60,6 +61,8 @@ const MIGRATION_LOCK = 0x706f7374; // 'post'
 
 // Bind parameters per statement are limited to 65,535: messages are inserted in chunks.
 const MESSAGES_PER_STATEMENT = 2000;
+// Outcomes travel as arrays (one parameter per column), so only the statement's size bounds them.
+const OUTCOMES_PER_STATEMENT = 5000;
 
 const WAITING = `state IN ('queued', 'deferred')`;
 const MESSAGE_COLUMNS = `id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
@@ -73,7 +76,10 @@ const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.
  * recipient: a single round trip and, outside a transaction, a single commit. Recipients come
  * as parallel arrays (unnest) so the statement text depends only on the number of messages.
  */
-function insertMessagesStatement(messages: NewMessage[]): { text: string; values: unknown[] } {
+function insertMessagesStatement(
+  messages: NewMessage[],
+  schema: string,
+): { text: string; values: unknown[] } {
   const values: unknown[] = [];
   const rows: string[] = [];
   const rcpt = {
@@ -115,7 +121,17 @@ function insertMessagesStatement(messages: NewMessage[]): { text: string; values
     }
   }
   const a = values.length;
-  values.push(rcpt.messageId, rcpt.accountId, rcpt.address, rcpt.domain, rcpt.due, rcpt.createdAt, rcpt.dsn);
+  values.push(
+    rcpt.messageId,
+    rcpt.accountId,
+    rcpt.address,
+    rcpt.domain,
+    rcpt.due,
+    rcpt.createdAt,
+    rcpt.dsn,
+    DUE_CHANNEL,
+    schema,
+  );
   // The recipients' foreign key to messages is checked at the end of the statement, when the
   // messages inserted by the first CTE exist. ORDER BY keeps ids (and so events) in input order.
   const text = `WITH m AS (
@@ -130,11 +146,15 @@ function insertMessagesStatement(messages: NewMessage[]): { text: string; values
         WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, ord)
       ORDER BY ord
       RETURNING id, message_id, account_id, address, created_at
+    ), due AS (
+      -- Every node's delivery engine is told at commit (see due-notifier.ts), with no round trip
+      -- of its own; a SELECT in a WITH runs only when referenced, hence the join below.
+      SELECT pg_notify($${a + 8}, $${a + 9}) IS NULL AS sent
     )
     INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
     SELECT r.created_at, 'accepted', r.message_id, r.id, r.account_id, r.address,
       jsonb_build_object('size', m.size, 'source', m.source, 'clientIp', m.client_ip)
-    FROM r JOIN m ON m.id = r.message_id
+    FROM r JOIN m ON m.id = r.message_id CROSS JOIN due
     ORDER BY r.id`;
   return { text, values };
 }
@@ -153,6 +173,19 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   readonly #url: string;
   readonly #schema: string;
   #closed = false;
+  #notifying = false;
+  #notifyAgain = false;
+  // Group commit (batcher.ts): concurrent intake commits and concurrent outcome commits each
+  // share one statement.
+  readonly #inserts = new Batcher<NewMessage, void>(
+    (messages) => this.#insertNow(messages),
+    MESSAGES_PER_STATEMENT,
+  );
+  // The delivery engine asks for one body per transaction; those asked for while a read is
+  // running come back together in the next one.
+  readonly #bodies = new Batcher<string, Map<string, Buffer>>((ids) => this.#loadBodies(ids), 200);
+  /** One batcher per lease owner (in practice the one node id of this process). */
+  readonly #outcomes = new Map<string, Batcher<Outcome, Set<number>>>();
 
   constructor(options: PostgresStoreOptions) {
     if (options.schema === '') throw new Error('PostgresStore: schema must not be empty');
@@ -321,18 +354,24 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   async insertMessages(messages: NewMessage[]): Promise<void> {
     if (messages.length === 0) return;
+    await this.#inserts.add(messages);
+  }
+
+  async #insertNow(messages: NewMessage[]): Promise<void> {
     if (messages.length <= MESSAGES_PER_STATEMENT) {
-      const { text, values } = insertMessagesStatement(messages);
+      const { text, values } = insertMessagesStatement(messages, this.#schema);
       await this.#pool.query(text, values);
     } else {
       await this.#transaction(async (client) => {
         for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
-          const { text, values } = insertMessagesStatement(messages.slice(i, i + MESSAGES_PER_STATEMENT));
+          const { text, values } = insertMessagesStatement(
+            messages.slice(i, i + MESSAGES_PER_STATEMENT),
+            this.#schema,
+          );
           await client.query(text, values);
         }
       });
     }
-    this.#notifyDue();
   }
 
   /**
@@ -341,7 +380,22 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
    * notification only delays delivery until the next poll.
    */
   #notifyDue(): void {
-    this.#pool.query('SELECT pg_notify($1, $2)', [DUE_CHANNEL, this.#schema]).catch(() => {});
+    // Coalesced: while one notification is on its way, later ones become a single follow-up.
+    if (this.#notifying) {
+      this.#notifyAgain = true;
+      return;
+    }
+    this.#notifying = true;
+    this.#pool
+      .query('SELECT pg_notify($1, $2)', [DUE_CHANNEL, this.#schema])
+      .catch(() => {})
+      .finally(() => {
+        this.#notifying = false;
+        if (this.#notifyAgain) {
+          this.#notifyAgain = false;
+          this.#notifyDue();
+        }
+      });
   }
 
   /** Competes for leadership of this schema's nodes (periodic tasks) on a dedicated connection. */
@@ -416,13 +470,32 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async getBody(messageId: string): Promise<Buffer | undefined> {
-    const r = await this.#get('SELECT body FROM messages WHERE id = $1', [messageId]);
-    if (!r || r.body === null) return undefined;
-    return r.body as Buffer;
+    return (await this.#bodies.add([messageId])).get(messageId);
+  }
+
+  async #loadBodies(ids: string[]): Promise<Map<string, Buffer>> {
+    const rows = await this.#all(
+      'SELECT id, body FROM messages WHERE id = ANY($1::text[]) AND body IS NOT NULL',
+      [[...new Set(ids)]],
+    );
+    return new Map(rows.map((r) => [String(r.id), r.body as Buffer]));
   }
 
   async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<number[]> {
     if (outcomes.length === 0) return [];
+    let batcher = this.#outcomes.get(owner);
+    if (!batcher) {
+      batcher = new Batcher(
+        async (merged) => new Set(await this.#recordForOwner(owner, merged)),
+        OUTCOMES_PER_STATEMENT,
+      );
+      this.#outcomes.set(owner, batcher);
+    }
+    const applied = await batcher.add(outcomes);
+    return outcomes.map((o) => o.recipientId).filter((id) => applied.has(id));
+  }
+
+  async #recordForOwner(owner: string, outcomes: Outcome[]): Promise<number[]> {
     const col = <T>(pick: (o: Outcome) => T): T[] => outcomes.map(pick);
     // One statement: the batch is atomic, and an event is written only for an applied outcome.
     // The lease condition is rechecked on the newest row version if a concurrent write (a cancel,
