@@ -3,6 +3,13 @@
  * validation) lives in load.ts; this file is the reference operators read.
  */
 
+import {
+  parseJitterKey,
+  parseProvidersKey,
+  parseRulesKey,
+  parseSitesKey,
+  shapingProblems,
+} from '../delivery/shaping/config.ts';
 import { formatDuration } from './duration.ts';
 
 export type LeafType =
@@ -213,6 +220,40 @@ export const schema = {
       positive,
     ),
   },
+  // Traffic shaping per (egress source, site); shipped provider data and rules in
+  // src/delivery/shaping/providers.yaml, the written forms in src/delivery/shaping/config.ts.
+  shaping: {
+    providers: dataLeaf(
+      {},
+      'Providers added or overriding the shipped ones: name → { mx: [suffixes], limits… }.',
+      parseProvidersKey,
+    ),
+    sites: dataLeaf(
+      {},
+      'Limits per site: MX host suffix, exact MX host set "a,b" or host:name:port → limits.',
+      parseSitesKey,
+    ),
+    rules: dataLeaf(
+      [],
+      'Adaptive rules added to the shipped ones (same name replaces; enabled: false switches off).',
+      parseRulesKey,
+    ),
+    circuit: {
+      failures: leaf(
+        'int',
+        5,
+        'Consecutive connection failures to a site before it is left alone.',
+        (v: number) => (v >= 1 && v <= 1000 ? undefined : 'must be between 1 and 1000'),
+      ),
+      backoff: leaf(
+        'duration',
+        '5m',
+        'How long a site is left alone before one trial connection.',
+        (v: number) => (v > 0 && v <= 86_400_000 ? undefined : 'must be greater than 0 and at most 1d'),
+      ),
+      jitter: dataLeaf('20%', 'Random spread of the backoff: 20% or 0.2 = ±20 %.', parseJitterKey),
+    },
+  },
 } as const satisfies Section;
 
 type LeafValue<L extends Leaf> =
@@ -240,4 +281,5 @@ export const relations: readonly ((config: Config) => string | undefined)[] = [
     retention.bodies <= retention.metadata
       ? undefined
       : `retention.bodies: must not be longer than retention.metadata (${formatDuration(retention.bodies)} > ${formatDuration(retention.metadata)}); a body is deleted with its message at the latest`,
+  ({ shaping }) => shapingProblems(shaping).join('; ') || undefined,
 ];
