@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { applyAddressPolicy } from '../dns/address-policy.ts';
 import { MxError, type MxLookup, resolveMxTargets } from '../dns/mx.ts';
 import type { RecipientDsn, Reply } from '../store/types.ts';
-import type { DeliveryResult, SessionPool } from './session-pool.ts';
+import type { DeliveryResult, SessionPool, TargetHost } from './session-pool.ts';
+import type { ShapingPolicy } from './shaping/policy.ts';
 
 export type AttemptOutcome = 'delivered' | 'temporary' | 'permanent';
 
@@ -17,6 +18,8 @@ export interface DeliveryRequest {
    * used again; the result returned afterwards is the same.
    */
   settle?: (result: DestinationResult) => Promise<void>;
+  /** Lower goes first when connections are scarce (0 transactional, 1 broadcast). */
+  priority?: number;
 }
 
 export interface ConnectionInfo {
@@ -30,6 +33,8 @@ export interface ConnectionInfo {
 export interface DestinationResult {
   recipients: { address: string; outcome: AttemptOutcome; reply: Reply }[];
   connection?: ConnectionInfo;
+  /** The site it went to (shaping), when the domain resolved. */
+  site?: string;
   durationMs?: number;
 }
 
@@ -43,6 +48,8 @@ export interface MxDestinationOptions {
   port: number;
   allowPrivate: boolean;
   starttls: 'opportunistic' | 'required' | 'none';
+  /** Sites (MX rollup) and their limits; without it each MX host set is its own site with the pool's limits. */
+  shaping?: Pick<ShapingPolicy, 'siteOf' | 'limitsFor'>;
   random?: () => number;
   logger: Logger;
 }
@@ -54,9 +61,11 @@ function all(request: DeliveryRequest, outcome: AttemptOutcome, reply: Reply): D
 }
 
 /**
- * Delivery by MX (RFC 5321 §5.1): resolve, drop addresses the policy refuses, then try each
- * host's addresses in order until one accepts a session. Connection-level failures move on to
- * the next address; anything said inside a session is the answer.
+ * Delivery by MX (RFC 5321 §5.1): resolve, drop addresses the policy refuses, and hand the
+ * site (the MX host set, rolled up by provider: shaping/site.ts) with every address in
+ * preference order to the pool, which connects to the first that holds a session.
+ * Connection-level failures move on to the next address; anything said inside a session is the
+ * answer.
  */
 export function createMxDestination(options: MxDestinationOptions): Destination {
   const { resolver, pool, logger } = options;
@@ -96,40 +105,51 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
         ...(request.dsn.notify ? { notify: request.dsn.notify } : {}),
         ...(request.dsn.orcpt ? { orcpt: request.dsn.orcpt } : {}),
       };
-      let last: DestinationResult | undefined;
+      // Every address of every host, in preference order: the pool tries them in turn.
+      const targets: TargetHost[] = hosts.flatMap((h) => h.addresses.map((ip) => ({ host: h.name, ip })));
+      const names = hosts.map((h) => h.name);
+      const site = options.shaping ? options.shaping.siteOf(names) : undefined;
+      const siteKey = site?.key ?? [...new Set(names.map((n) => n.toLowerCase()))].sort().join(',');
+      const limits = site && options.shaping?.limitsFor(site);
+      const starttls = limits?.tls ?? options.starttls;
       const started = Date.now();
-      for (const host of hosts) {
-        for (const ip of host.addresses) {
-          const toResult = (res: DeliveryResult): DestinationResult => ({
-            recipients: res.recipients,
-            connection: {
-              mxHost: res.connection.mxHost,
-              ip: res.connection.ip,
-              port: res.connection.port,
-              ...(res.connection.localAddress ? { sourceIp: res.connection.localAddress } : {}),
-              tls: res.connection.tls ?? null,
-            },
-            durationMs: Date.now() - started,
-          });
-          const settle = request.settle;
-          const res = await pool.deliver(
-            { host: host.name, ip, port: options.port, starttls: options.starttls },
-            { from: request.mailFrom, to: request.recipients, size, dsn, smtputf8 },
-            request.body,
-            settle && ((answered) => settle(toResult(answered))),
-          );
-          last = toResult(res);
-          if (!res.connectionFailed) return last;
-          logger.debug(
-            { domain: request.domain, mx: host.name, ip },
-            'MX address failed; trying the next one',
-          );
-        }
-      }
-      // Every address failed at connection level: a temporary failure for all.
-      return (
-        last ?? all(request, 'temporary', { code: 451, enhanced: '4.4.1', text: 'no MX host reachable' })
+      const toResult = (res: DeliveryResult): DestinationResult => ({
+        recipients: res.recipients,
+        connection: {
+          mxHost: res.connection.mxHost,
+          ip: res.connection.ip,
+          port: res.connection.port,
+          ...(res.connection.localAddress ? { sourceIp: res.connection.localAddress } : {}),
+          tls: res.connection.tls ?? null,
+        },
+        site: siteKey,
+        durationMs: Date.now() - started,
+      });
+      const settle = request.settle;
+      const res = await pool.deliver(
+        {
+          site: siteKey,
+          hosts: targets,
+          port: options.port,
+          starttls,
+          ...(limits
+            ? {
+                limits: {
+                  maxConnections: limits.maxConnections,
+                  maxMessagesPerConnection: limits.maxMessagesPerConnection,
+                },
+              }
+            : {}),
+        },
+        { from: request.mailFrom, to: request.recipients, size, dsn, smtputf8 },
+        request.body,
+        settle && ((answered) => settle(toResult(answered))),
+        { priority: request.priority ?? 0 },
       );
+      if (res.connectionFailed) {
+        logger.debug({ domain: request.domain, site: siteKey }, 'no MX host of the site took a session');
+      }
+      return toResult(res);
     },
   };
 }

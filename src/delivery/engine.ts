@@ -9,6 +9,7 @@ import { createDsnSender } from './dsn-sender.ts';
 import { createRetryPolicy } from './retry-policy.ts';
 import { Scheduler } from './scheduler.ts';
 import { createSessionPool } from './session-pool.ts';
+import { createShapingPolicy } from './shaping/policy.ts';
 
 /** Wake-ups by other nodes' notifications are at least this far apart. */
 const REMOTE_WAKE_MS = 10;
@@ -64,7 +65,10 @@ export async function startDeliveryEngine(deps: {
     logger,
     ...(permits ? { permits } : {}),
   });
+  // Sites (MX rollup by provider) and their limits: shaping/ with the shipped provider data.
+  const shaping = createShapingPolicy(config);
   const destination = createMxDestination({
+    shaping,
     resolver,
     pool,
     port: delivery.port,

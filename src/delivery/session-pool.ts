@@ -1,7 +1,10 @@
 /**
  * A pool of outbound SMTP sessions, keyed by everything that makes two connections
- * interchangeable: target IP and port, source address, EHLO name, STARTTLS policy and
- * AUTH user. A session carries up to `maxMessagesPerConnection` transactions
+ * interchangeable: the site (the MX host set of a destination, or a smarthost) and port,
+ * source address, EHLO name, STARTTLS policy and AUTH user. A new connection tries the site's
+ * hosts in order (MX preference) until one holds a session, skipping hosts that failed within
+ * the last minute while another is left; so the limits count connections to the site, whichever
+ * of its hosts they reach. A session carries up to `maxMessagesPerConnection` transactions
  * (connect → [AUTH] → send → send …, RSET after a failed one), which is what receivers expect from a
  * well-behaved sender and saves a TCP + TLS handshake per message.
  *
@@ -57,11 +60,20 @@ export interface SessionPoolOptions {
   permitRetryMs?: number;
 }
 
-export interface DeliveryTarget {
-  /** The MX host name (SNI and reply texts). */
+export interface TargetHost {
+  /** The MX host name (reply texts, connection info). */
   host: string;
   ip: string;
+}
+
+export interface DeliveryTarget {
+  /** What the limits count (delivery/shaping/site.ts): all connections to these hosts. */
+  site: string;
+  /** Where to connect, in order of preference; at least one. */
+  hosts: TargetHost[];
   port: number;
+  /** Per-site limits (traffic shaping); the pool's options where absent. */
+  limits?: { maxConnections?: number; maxMessagesPerConnection?: number };
   /** Source IP to bind (the egress source). */
   localAddress?: string;
   starttls: StartTlsPolicy;
@@ -99,7 +111,7 @@ export interface DeliveryResult {
 
 export interface PoolKeyStats {
   key: string;
-  ip: string;
+  site: string;
   port: number;
   localAddress: string | undefined;
   ehloName: string;
@@ -122,6 +134,7 @@ export interface SessionPool {
     envelope: TransactionEnvelope,
     body: Buffer,
     beforeRelease?: BeforeRelease,
+    options?: { priority?: number },
   ): Promise<DeliveryResult>;
   /** Rejects waiting deliveries, lets running ones finish within `graceMs` (default 5 s), QUITs every connection. */
   close(graceMs?: number): Promise<void>;
@@ -151,6 +164,8 @@ interface PooledSession {
   idleSince: number;
   /** The cluster permit this connection holds (options.permits). */
   permit: Permit | undefined;
+  /** The host it is connected to. */
+  peer: TargetHost;
 }
 
 // A session idle longer than this is probed with RSET before reuse; a hot one is not, as
@@ -159,11 +174,19 @@ const PROBE_AFTER_IDLE_MS = 1000;
 
 // After QUIT the session ends within its close grace (1 s); past this, free its slot anyway.
 const SLOT_RELEASE_BACKSTOP_MS = 3000;
+const SLOT_LINGER_MS = 5;
+
+type SessionFailure = ReturnType<typeof replyFromError> & { peer: TargetHost };
 
 interface Waiter {
+  /** Lower first (0 transactional, 1 broadcast); first come, first served within one. */
+  priority: number;
   resolve(session: PooledSession | undefined): void;
   reject(err: Error): void;
 }
+
+// A host that refused a connection is tried last for this long (another host of the site first).
+const HOST_PENALTY_MS = 60_000;
 
 interface KeyState {
   key: string;
@@ -173,7 +196,12 @@ interface KeyState {
   open: number;
   /** Most recently used last: reuse takes from the end so older sessions idle out. */
   idle: PooledSession[];
+  /** Sorted by priority, then arrival. */
   waiters: Waiter[];
+  maxConnections: number;
+  maxMessages: number;
+  /** Hosts whose last connection attempt failed: ip → when. */
+  failedHosts: Map<string, number>;
   /** Every cluster permit was taken at the last try: open nothing new until the retry timer. */
   permitsExhausted: boolean;
 }
@@ -204,7 +232,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   function stateFor(target: DeliveryTarget): KeyState {
     const ehloName = target.ehloName ?? options.ehloName;
     const key = [
-      target.ip,
+      target.site,
       target.port,
       target.localAddress ?? '*',
       ehloName,
@@ -215,9 +243,24 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       .join('|');
     let state = states.get(key);
     if (!state) {
-      state = { key, target, ehloName, open: 0, idle: [], waiters: [], permitsExhausted: false };
+      state = {
+        key,
+        target,
+        ehloName,
+        open: 0,
+        idle: [],
+        waiters: [],
+        maxConnections,
+        maxMessages,
+        failedHosts: new Map(),
+        permitsExhausted: false,
+      };
       states.set(key, state);
     }
+    // The latest limits apply (an adaptive rule may have changed them); the latest host list too.
+    state.target = target;
+    state.maxConnections = target.limits?.maxConnections ?? maxConnections;
+    state.maxMessages = target.limits?.maxMessagesPerConnection ?? maxMessages;
     return state;
   }
 
@@ -235,8 +278,8 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     let permit: Permit | undefined;
     try {
       permit = await permits.tryAcquire(
-        [target.ip, target.port, target.localAddress ?? '*'].map(String).join('|'),
-        maxConnections,
+        [target.site, target.port, target.localAddress ?? '*'].map(String).join('|'),
+        state.maxConnections,
       );
     } catch (err) {
       log?.warn({ key: state.key, err }, 'could not take a cluster connection slot; retrying');
@@ -259,19 +302,28 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   }
 
   /** An idle session to reuse, or undefined meaning "a slot is reserved: open one". */
-  function acquire(state: KeyState): Promise<PooledSession | undefined> {
-    const idle = takeIdle(state);
-    if (idle) return Promise.resolve(idle);
-    if (state.open < maxConnections && !state.permitsExhausted) {
-      state.open++;
-      return Promise.resolve(undefined);
+  function acquire(state: KeyState, priority: number): Promise<PooledSession | undefined> {
+    // Waiters of a higher priority go first, even ahead of an idle session's next taker.
+    const ahead = state.waiters.length > 0 && state.waiters[0]!.priority <= priority;
+    if (!ahead) {
+      const idle = takeIdle(state);
+      if (idle) return Promise.resolve(idle);
+      if (state.open < state.maxConnections && !state.permitsExhausted) {
+        state.open++;
+        return Promise.resolve(undefined);
+      }
     }
     if (state.waiters.length >= maxQueue) {
       return Promise.reject(
         new SessionPoolError('QUEUE_FULL', `more than ${maxQueue} deliveries waiting for ${state.key}`),
       );
     }
-    return new Promise((resolve, reject) => state.waiters.push({ resolve, reject }));
+    return new Promise((resolve, reject) => {
+      const waiter = { priority, resolve, reject };
+      const at = state.waiters.findIndex((w) => w.priority > priority);
+      if (at === -1) state.waiters.push(waiter);
+      else state.waiters.splice(at, 0, waiter);
+    });
   }
 
   function takeIdle(state: KeyState): PooledSession | undefined {
@@ -286,7 +338,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       const idle = takeIdle(state);
       if (idle) {
         state.waiters.shift()!.resolve(idle);
-      } else if (state.open < maxConnections && !state.permitsExhausted) {
+      } else if (state.open < state.maxConnections && !state.permitsExhausted) {
         state.open++;
         state.waiters.shift()!.resolve(undefined);
       } else {
@@ -313,12 +365,16 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       new Promise<void>((resolve) => {
         backstop = setTimeout(resolve, SLOT_RELEASE_BACKSTOP_MS);
       }),
-    ]).then(() => {
-      clearTimeout(backstop);
-      pooled.permit?.release();
-      state.open--;
-      pump(state);
-    });
+    ])
+      // Our close reaches the receiver a moment after our socket ends; a new connection opened
+      // at once could arrive first and be counted beside the old one.
+      .then(() => new Promise((resolve) => setTimeout(resolve, SLOT_LINGER_MS)))
+      .then(() => {
+        clearTimeout(backstop);
+        pooled.permit?.release();
+        state.open--;
+        pump(state);
+      });
   }
 
   function release(
@@ -332,7 +388,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       retire(state, pooled, 'not reusable');
     } else if (pooled.permit?.lost) {
       retire(state, pooled, 'cluster connection slot lost');
-    } else if (pooled.transactions >= maxMessages) {
+    } else if (pooled.transactions >= state.maxMessages || state.open > state.maxConnections) {
       retire(state, pooled, 'max messages per connection');
     } else {
       state.idle.push(pooled);
@@ -341,9 +397,15 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     }
   }
 
-  function track(state: KeyState, session: SmtpSession, permit: Permit | undefined): PooledSession {
+  function track(
+    state: KeyState,
+    session: SmtpSession,
+    peer: TargetHost,
+    permit: Permit | undefined,
+  ): PooledSession {
     const pooled: PooledSession = {
       session,
+      peer,
       transactions: 0,
       retired: false,
       clean: true,
@@ -366,15 +428,15 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     body: Buffer,
     started: number,
     beforeRelease: BeforeRelease | undefined,
+    priority: number,
   ): Promise<DeliveryResult> {
-    const peer: ReplyPeer = { host: target.host, ip: target.ip, port: target.port };
-    let pooled = await acquire(state);
+    let pooled = await acquire(state, priority);
     // Without an idle session, a slot was reserved; in a cluster it also needs a permit.
     let permit: Permit | undefined;
     while (!pooled && permits) {
       permit = await takePermit(state, target);
       if (permit) break;
-      pooled = await acquire(state);
+      pooled = await acquire(state, priority);
     }
     let reused = false;
     if (pooled && (!pooled.clean || performance.now() - pooled.idleSince > PROBE_AFTER_IDLE_MS)) {
@@ -391,42 +453,25 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     }
     if (pooled) reused = true;
     if (!pooled) {
-      try {
-        const session = await openSession({
-          peer,
-          localAddress: target.localAddress,
-          ehloName: state.ehloName,
-          starttls: target.starttls,
-          auth: target.auth,
-          tls: tlsOptions,
-          ...timeouts,
-        });
-        pooled = track(state, session, permit);
-        if (session.tlsFallback) {
-          log?.warn(
-            { key: state.key, mx: target.host },
-            'STARTTLS handshake failed, delivering in plaintext',
-          );
-        }
-        log?.debug({ key: state.key, mx: target.host, tls: session.tls }, 'smtp session opened');
-      } catch (err) {
+      const opened = await open(state, target);
+      if ('failure' in opened) {
         permit?.release();
         state.open--;
         pump(state);
-        const { reply, outcome } = replyFromError(err, peer, 'session');
-        log?.info({ key: state.key, mx: target.host, reply }, 'smtp session failed');
+        const { reply, outcome, peer } = opened.failure;
         return {
-          connection: connectionInfo(target, undefined, false),
+          connection: connectionInfo(target, peer, undefined, false),
           recipients: envelope.to.map((address) => ({ address, outcome, reply })),
           connectionFailed: true,
           durationMs: performance.now() - started,
         };
       }
+      pooled = track(state, opened.session, opened.peer, permit);
     }
     pooled.transactions++;
     const result = await pooled.session.send(envelope, body);
     const delivery: DeliveryResult = {
-      connection: connectionInfo(target, pooled.session, reused),
+      connection: connectionInfo(target, pooled.peer, pooled.session, reused),
       recipients: result.recipients,
       connectionFailed: false,
       durationMs: performance.now() - started,
@@ -447,6 +492,50 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     return delivery;
   }
 
+  /**
+   * A session with the first of the site's hosts that holds one (MX preference), trying hosts
+   * that failed in the last minute only after the others. Any failure to set up a session
+   * (refused, timeout, greeting 4xx/5xx, TLS or EHLO/AUTH failure) moves on to the next host;
+   * when all fail, the last failure is the answer.
+   */
+  async function open(
+    state: KeyState,
+    target: DeliveryTarget,
+  ): Promise<{ session: SmtpSession; peer: TargetHost } | { failure: SessionFailure }> {
+    const now = performance.now();
+    const recent = (h: TargetHost): boolean =>
+      now - (state.failedHosts.get(h.ip) ?? -Infinity) < HOST_PENALTY_MS;
+    const order = [...target.hosts.filter((h) => !recent(h)), ...target.hosts.filter(recent)];
+    let failure: SessionFailure | undefined;
+    for (const host of order) {
+      const peer: ReplyPeer = { host: host.host, ip: host.ip, port: target.port };
+      try {
+        const session = await openSession({
+          peer,
+          localAddress: target.localAddress,
+          ehloName: state.ehloName,
+          starttls: target.starttls,
+          auth: target.auth,
+          tls: tlsOptions,
+          ...timeouts,
+        });
+        state.failedHosts.delete(host.ip);
+        if (session.tlsFallback) {
+          log?.warn({ key: state.key, mx: host.host }, 'STARTTLS handshake failed, delivering in plaintext');
+        }
+        log?.debug({ key: state.key, mx: host.host, tls: session.tls }, 'smtp session opened');
+        return { session, peer: host };
+      } catch (err) {
+        state.failedHosts.set(host.ip, performance.now());
+        const { reply, outcome } = replyFromError(err, peer, 'session');
+        log?.info({ key: state.key, mx: host.host, ip: host.ip, reply }, 'smtp session failed');
+        failure = { reply, outcome, peer: host };
+      }
+    }
+    if (!failure) throw new RangeError(`no host to connect to for ${state.key}`);
+    return { failure };
+  }
+
   /** Closes a dead reused session but keeps its slot for the replacement connection. */
   function retireKeepingSlot(state: KeyState, pooled: PooledSession): void {
     pooled.retired = true;
@@ -455,11 +544,13 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   }
 
   return {
-    deliver(target, envelope, body, beforeRelease) {
+    deliver(target, envelope, body, beforeRelease, options = {}) {
       if (closed) return Promise.reject(new SessionPoolError('POOL_CLOSED', 'session pool is closed'));
+      if (target.hosts.length === 0)
+        return Promise.reject(new RangeError(`no hosts for site ${target.site}`));
       const started = performance.now();
       const state = stateFor(target);
-      const promise = run(state, target, envelope, body, started, beforeRelease);
+      const promise = run(state, target, envelope, body, started, beforeRelease, options.priority ?? 0);
       running.add(promise);
       const untrack = () => running.delete(promise);
       promise.then(untrack, untrack);
@@ -492,7 +583,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     stats() {
       return [...states.values()].map((state) => ({
         key: state.key,
-        ip: state.target.ip,
+        site: state.target.site,
         port: state.target.port,
         localAddress: state.target.localAddress,
         ehloName: state.ehloName,
@@ -507,12 +598,13 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
 
 function connectionInfo(
   target: DeliveryTarget,
+  peer: TargetHost,
   session: SmtpSession | undefined,
   reused: boolean,
 ): DeliveryConnection {
   const info: DeliveryConnection = {
-    mxHost: target.host,
-    ip: target.ip,
+    mxHost: peer.host,
+    ip: peer.ip,
     port: target.port,
     localAddress: session?.localAddress ?? target.localAddress,
     reused,
