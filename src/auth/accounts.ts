@@ -3,19 +3,17 @@ import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
 import type { Account, Credential } from '../store/types.ts';
 import { parseCidr } from './cidr.ts';
+import { AuthInputError } from './errors.ts';
 import { hashSecret } from './secret-hash.ts';
+import { requireStream } from './streams.ts';
 
-/** A problem with what an operator asked for (bad name, unknown account, duplicate). */
-export class AuthInputError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'AuthInputError';
-  }
-}
+export { AuthInputError };
 
 const ACCOUNT_NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
 const SMTP_USERNAME = /^[\x21-\x7e]{1,128}$/;
 const API_KEY_PREFIX = 'pb_';
+/** Account weights: an account's share of each lane against the others (store/lease-plan.ts). */
+export const MAX_WEIGHT = 1000;
 
 export async function createAccount(store: Store, name: string, now: number): Promise<Account> {
   if (!ACCOUNT_NAME.test(name)) {
@@ -25,6 +23,15 @@ export async function createAccount(store: Store, name: string, now: number): Pr
   }
   if (await store.getAccountByName(name)) throw new AuthInputError(`account "${name}" already exists`);
   return store.createAccount({ id: newId(now), name, createdAt: now });
+}
+
+/** Sets the account's weight: a whole number from 1 to MAX_WEIGHT (default 1). */
+export async function setAccountWeight(store: Store, account: Account, weight: number): Promise<Account> {
+  if (!Number.isInteger(weight) || weight < 1 || weight > MAX_WEIGHT) {
+    throw new AuthInputError(`weight must be a whole number from 1 to ${MAX_WEIGHT}`);
+  }
+  await store.setAccountWeight(account.id, weight);
+  return { ...account, weight };
 }
 
 export async function requireAccount(store: Store, name: string): Promise<Account> {
@@ -39,10 +46,14 @@ export interface IssuedCredential {
   secret?: string;
 }
 
-export type CredentialRequest =
+export type CredentialRequest = (
   | { kind: 'smtp'; username: string }
   | { kind: 'api' }
-  | { kind: 'ip'; cidrs: string[] };
+  | { kind: 'ip'; cidrs: string[] }
+) & {
+  /** The stream of messages that name none; it must exist for the account (default `outbound`). */
+  stream?: string;
+};
 
 export async function createCredential(
   store: Store,
@@ -50,7 +61,9 @@ export async function createCredential(
   request: CredentialRequest,
   now: number,
 ): Promise<IssuedCredential> {
-  const base = { id: newId(now), accountId: account.id, createdAt: now, revokedAt: null };
+  const defaultStream =
+    request.stream === undefined ? '' : (await requireStream(store, account, request.stream)).name;
+  const base = { id: newId(now), accountId: account.id, createdAt: now, revokedAt: null, defaultStream };
   switch (request.kind) {
     case 'smtp': {
       if (!SMTP_USERNAME.test(request.username)) {

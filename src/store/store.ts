@@ -4,6 +4,7 @@ import type {
   CredentialKind,
   EventRow,
   LeasedRecipient,
+  LeaseRequest,
   MessageFilter,
   MessageRow,
   MessageSummary,
@@ -15,6 +16,7 @@ import type {
   QueueDomainSummary,
   QueueSelector,
   RecipientRow,
+  Stream,
 } from './types.ts';
 
 export interface LeaderLock {
@@ -38,6 +40,8 @@ export interface Store {
   getAccount(id: string): Promise<Account | undefined>;
   getAccountByName(name: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
+  /** Sets the account's share within each lane (Account.weight); false when there is no such account. */
+  setAccountWeight(id: string, weight: number): Promise<boolean>;
   createCredential(input: Credential): Promise<Credential>;
   getCredential(id: string): Promise<Credential | undefined>;
   /** Active (not revoked) credential of a kind by name (SMTP username or API key prefix). */
@@ -48,6 +52,15 @@ export interface Store {
     includeRevoked?: boolean;
   }): Promise<Credential[]>;
   revokeCredential(id: string, at: number): Promise<boolean>;
+
+  // streams (auth/streams.ts). The default streams (DEFAULT_STREAMS) have no rows: these two
+  // methods add them to every existing account, so callers never see an account without them.
+  /** Stores a stream; refuses a name the account already has a row for. */
+  createStream(input: Omit<Stream, 'isDefault'>): Promise<Stream>;
+  /** The account's streams by name, the defaults included; [] for an unknown account. */
+  listStreams(accountId: string): Promise<Stream[]>;
+  /** One stream of the account (a default one too); undefined for an unknown account or name. */
+  getStream(accountId: string, name: string): Promise<Stream | undefined>;
 
   // intake
   /**
@@ -60,13 +73,11 @@ export interface Store {
   /**
    * Leases up to `limit` due recipients (queued/deferred with nextAttemptAt <= now, or
    * delivering with an expired lease) to `owner` until `leaseUntil`, committed before return.
+   * Order (store/lease-plan.ts): expired leases first, then transactional recipients, then
+   * broadcast ones, each lane within its `lanes` limit; within a lane the accounts with due work
+   * share the batch in proportion to their weights, oldest due first within an account.
    */
-  leaseDue(input: {
-    owner: string;
-    now: number;
-    limit: number;
-    leaseUntil: number;
-  }): Promise<LeasedRecipient[]>;
+  leaseDue(input: LeaseRequest): Promise<LeasedRecipient[]>;
   renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void>;
   /**
    * Returns leased-but-unfinished recipients of `owner` to the queue (shutdown); `null` releases

@@ -8,7 +8,44 @@ export interface Account {
   name: string;
   createdAt: number;
   paused: boolean;
+  /**
+   * The account's share of each lane against the other accounts with due work of the same kind
+   * (an account of weight 2 gets twice the recipients per lease batch of one of weight 1).
+   */
+  weight: number;
 }
+
+/**
+ * A stream's kind is its lane: every due transactional recipient is leased before any broadcast
+ * one. In lease order.
+ */
+export const STREAM_KINDS = ['transactional', 'broadcast'] as const;
+export type StreamKind = (typeof STREAM_KINDS)[number];
+
+/** A named lane inside an account (see docs/architecture.md, "Streams and lanes"). */
+export interface Stream {
+  accountId: string;
+  /** Lower case, unique within the account. */
+  name: string;
+  kind: StreamKind;
+  /** The egress pool its mail leaves from; '' = the default pool of its kind (config). */
+  pool: string;
+  createdAt: number;
+  /**
+   * One of DEFAULT_STREAMS. Every account has them without a row (the store lists them with
+   * the account's createdAt), so nodes of any version and accounts created before streams
+   * existed have them too.
+   */
+  isDefault: boolean;
+}
+
+/** The streams every account has: `outbound` (transactional) and `broadcast`. */
+export const DEFAULT_STREAMS: readonly { name: string; kind: StreamKind }[] = [
+  { name: 'outbound', kind: 'transactional' },
+  { name: 'broadcast', kind: 'broadcast' },
+];
+/** The stream of a message that names none (no header, no API field, no credential default). */
+export const DEFAULT_STREAM = 'outbound';
 
 export type CredentialKind = 'smtp' | 'api' | 'ip';
 
@@ -24,6 +61,8 @@ export interface Credential {
   cidrs: string[];
   createdAt: number;
   revokedAt: number | null;
+  /** The stream of messages that name none; '' = the account's default (`outbound`). */
+  defaultStream: string;
 }
 
 export type RecipientState =
@@ -84,6 +123,9 @@ export interface NewMessage {
   receivedAt: number;
   /** First delivery attempt no earlier than this (default: receivedAt). */
   notBefore?: number;
+  /** The stream (default `outbound`, e.g. DSNs) and its kind, stored on every recipient. */
+  stream?: string;
+  kind?: StreamKind;
 }
 
 export interface MessageRow {
@@ -99,6 +141,7 @@ export interface MessageRow {
   dsn: MessageDsn;
   dsnOnFailure: boolean;
   receivedAt: number;
+  stream: string;
   /**
    * The body was deleted by retention (`retention.bodies`): `getBody` returns undefined while
    * the metadata, recipients and events remain. `size` is still the size it had.
@@ -135,6 +178,8 @@ export interface RecipientRow {
   dsn: RecipientDsn;
   leaseOwner: string | null;
   leaseUntil: number | null;
+  stream: string;
+  kind: StreamKind;
 }
 
 export type EventType =
@@ -186,6 +231,23 @@ export interface LeasedRecipient {
   mailFrom: string;
   createdAt: number;
   dsn: RecipientDsn;
+  stream: string;
+  /** Its lane: transactional recipients go before broadcast ones. */
+  kind: StreamKind;
+}
+
+/** What Store.leaseDue takes: who leases, until when, and how many of each lane. */
+export interface LeaseRequest {
+  owner: string;
+  now: number;
+  /** Most recipients in the batch, all lanes together. */
+  limit: number;
+  leaseUntil: number;
+  /**
+   * Most recipients of a lane in this batch, within `limit` (a lane not named has no limit of
+   * its own). Expired leases count against their lane too.
+   */
+  lanes?: Partial<Record<StreamKind, number>>;
 }
 
 /** The result of one delivery attempt for one recipient, written in one batch. */

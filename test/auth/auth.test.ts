@@ -1,9 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { AuthInputError, createAccount, createCredential } from '../../src/auth/accounts.ts';
+import {
+  AuthInputError,
+  createAccount,
+  createCredential,
+  setAccountWeight,
+} from '../../src/auth/accounts.ts';
 import { Authenticator } from '../../src/auth/authenticator.ts';
 import { cidrMatcher } from '../../src/auth/cidr.ts';
 import { hashSecret, verifySecret } from '../../src/auth/secret-hash.ts';
+import { createStream, requireStream } from '../../src/auth/streams.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { fakeClock } from '../support/fake-clock.ts';
 
@@ -47,6 +53,79 @@ describe('auth', () => {
     );
     await assert.rejects(createAccount(store, 'shop', 7), /already exists/);
     await assert.rejects(createAccount(store, 'bad name', 7), /not valid/);
+    await store.close();
+  });
+
+  it('streams: names are checked and stored in lower case; defaults exist and cannot be created again', async () => {
+    const store = await memoryStore();
+    const account = await createAccount(store, 'shop', 1);
+    const news = await createStream(store, account, { name: ' News ', kind: 'broadcast', pool: 'Bulk' }, 2);
+    assert.deepEqual([news.name, news.kind, news.pool, news.isDefault], ['news', 'broadcast', 'bulk', false]);
+    await assert.rejects(
+      createStream(store, account, { name: 'news', kind: 'broadcast' }, 3),
+      /already has a stream "news"/,
+    );
+    await assert.rejects(
+      createStream(store, account, { name: 'Outbound', kind: 'transactional' }, 3),
+      /default stream/,
+    );
+    await assert.rejects(
+      createStream(store, account, { name: 'x y', kind: 'broadcast' }, 3),
+      /stream name "x y" is not valid/,
+    );
+    await assert.rejects(
+      createStream(store, account, { name: 'x', kind: 'bulk' }, 3),
+      /transactional or broadcast/,
+    );
+    await assert.rejects(
+      createStream(store, account, { name: 'x', kind: 'broadcast', pool: '-' }, 3),
+      /pool name/,
+    );
+    assert.equal((await requireStream(store, account, 'NEWS')).name, 'news');
+    assert.equal((await requireStream(store, account, 'broadcast')).kind, 'broadcast');
+    await assert.rejects(
+      requireStream(store, account, 'nope'),
+      /has no stream "nope" \(see: postbote streams list --account shop\)/,
+    );
+    await store.close();
+  });
+
+  it('credentials: a default stream must exist for the account', async () => {
+    const store = await memoryStore();
+    const account = await createAccount(store, 'shop', 1);
+    const other = await createAccount(store, 'other', 1);
+    await createStream(store, other, { name: 'news', kind: 'broadcast' }, 2);
+    await assert.rejects(
+      createCredential(store, account, { kind: 'smtp', username: 'app', stream: 'news' }, 3),
+      /account "shop" has no stream "news"/,
+    );
+    assert.equal(await store.findCredential('smtp', 'app'), undefined, 'nothing created');
+    await createStream(store, account, { name: 'news', kind: 'broadcast' }, 4);
+    const issued = await createCredential(
+      store,
+      account,
+      { kind: 'smtp', username: 'app', stream: 'News' },
+      5,
+    );
+    assert.equal(issued.credential.defaultStream, 'news');
+    assert.equal((await store.findCredential('smtp', 'app'))?.defaultStream, 'news');
+    const plain = await createCredential(store, account, { kind: 'api' }, 6);
+    assert.equal(plain.credential.defaultStream, '', 'no default: outbound');
+    await store.close();
+  });
+
+  it('account weights are whole numbers from 1 to 1000', async () => {
+    const store = await memoryStore();
+    const account = await createAccount(store, 'shop', 1);
+    assert.equal(account.weight, 1);
+    assert.equal((await setAccountWeight(store, account, 4)).weight, 4);
+    assert.equal((await store.getAccount(account.id))?.weight, 4);
+    for (const bad of [0, -1, 1.5, 1001, Number.NaN]) {
+      await assert.rejects(
+        setAccountWeight(store, account, bad),
+        /weight must be a whole number from 1 to 1000/,
+      );
+    }
     await store.close();
   });
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
-import type { NewMessage, Outcome } from '../../src/store/types.ts';
+import type { LeaseRequest, NewMessage, Outcome, StreamKind } from '../../src/store/types.ts';
 
 export const T0 = Date.parse('2026-11-28T12:00:00Z');
 
@@ -88,7 +88,7 @@ export function storeContract(
     it('stores credentials, finds active ones by kind and name, revokes', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const base = { accountId, createdAt: T0, revokedAt: null, cidrs: [] as string[] };
+        const base = { accountId, createdAt: T0, revokedAt: null, cidrs: [] as string[], defaultStream: '' };
         await store.createCredential({ ...base, id: 'c1', kind: 'smtp', name: 'app', secretHash: 'h1' });
         await store.createCredential({
           ...base,
@@ -99,6 +99,7 @@ export function storeContract(
           cidrs: ['10.0.0.0/8'],
         });
         assert.equal((await store.findCredential('smtp', 'app'))?.id, 'c1');
+        assert.equal((await store.getCredential('c1'))?.defaultStream, '');
         assert.equal(await store.findCredential('api', 'app'), undefined);
         assert.deepEqual((await store.listCredentials({ kind: 'ip' }))[0]?.cidrs, ['10.0.0.0/8']);
         assert.equal(await store.revokeCredential('c1', T0 + 1), true);
@@ -106,8 +107,16 @@ export function storeContract(
         assert.equal(await store.findCredential('smtp', 'app'), undefined);
         assert.equal((await store.listCredentials({ includeRevoked: true })).length, 2);
         // The name is free again once revoked.
-        await store.createCredential({ ...base, id: 'c3', kind: 'smtp', name: 'app', secretHash: 'h3' });
+        await store.createCredential({
+          ...base,
+          id: 'c3',
+          kind: 'smtp',
+          name: 'app',
+          secretHash: 'h3',
+          defaultStream: 'news',
+        });
         assert.equal((await store.findCredential('smtp', 'app'))?.id, 'c3');
+        assert.equal((await store.findCredential('smtp', 'app'))?.defaultStream, 'news');
       });
     });
 
@@ -339,6 +348,254 @@ export function storeContract(
         assert.equal(await store.cancel({ messageId: m1.id }, T0 + 3000), 1);
         assert.equal((await store.getRecipients(m1.id))[0]?.state, 'cancelled');
         assert.ok((await store.getEvents(m1.id)).some((e) => e.type === 'cancelled'));
+      });
+    });
+
+    describe('streams and lanes', () => {
+      /** Leases one batch and counts it by account name and kind, e.g. { 'a/broadcast': 10 }. */
+      async function leaseCounts(
+        store: Store,
+        names: Map<string, string>,
+        request: Partial<LeaseRequest> & { limit: number },
+      ): Promise<Record<string, number>> {
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, leaseUntil: T0 + 60_000, ...request });
+        const counts: Record<string, number> = {};
+        for (const r of leased) {
+          const key = `${names.get(r.accountId)}/${r.kind}`;
+          counts[key] = (counts[key] ?? 0) + 1;
+        }
+        return counts;
+      }
+
+      /** Accounts by name, with due recipients per kind: { a: { broadcast: 1000 } }. */
+      async function seedLanes(
+        store: Store,
+        backlog: Record<string, Partial<Record<StreamKind, number>>>,
+      ): Promise<Map<string, string>> {
+        const names = new Map<string, string>();
+        for (const [name, kinds] of Object.entries(backlog)) {
+          const accountId = await seedAccount(store, name);
+          names.set(accountId, name);
+          for (const [kind, n] of Object.entries(kinds)) {
+            const addresses = Array.from({ length: n ?? 0 }, (_, i) => `${name}-${kind}-${i}@one.test`);
+            const stream = kind === 'broadcast' ? 'broadcast' : 'outbound';
+            await store.insertMessages([
+              sampleMessage(accountId, addresses, { stream, kind: kind as StreamKind }),
+            ]);
+          }
+        }
+        return names;
+      }
+
+      it('every account has the default streams without rows; created ones are listed with them', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          assert.deepEqual(await store.listStreams(accountId), [
+            { accountId, name: 'broadcast', kind: 'broadcast', pool: '', createdAt: T0, isDefault: true },
+            { accountId, name: 'outbound', kind: 'transactional', pool: '', createdAt: T0, isDefault: true },
+          ]);
+          const news = {
+            accountId,
+            name: 'news',
+            kind: 'broadcast' as const,
+            pool: 'bulk',
+            createdAt: T0 + 5,
+          };
+          assert.deepEqual(await store.createStream(news), { ...news, isDefault: false });
+          await store.createStream({ ...news, name: 'alerts', kind: 'transactional', pool: '' });
+          await assert.rejects(store.createStream(news), 'a stream name is unique within its account');
+          assert.deepEqual(
+            (await store.listStreams(accountId)).map((s) => [s.name, s.kind, s.pool, s.isDefault]),
+            [
+              ['alerts', 'transactional', '', false],
+              ['broadcast', 'broadcast', '', true],
+              ['news', 'broadcast', 'bulk', false],
+              ['outbound', 'transactional', '', true],
+            ],
+          );
+          assert.deepEqual(await store.getStream(accountId, 'news'), { ...news, isDefault: false });
+          assert.equal((await store.getStream(accountId, 'outbound'))?.kind, 'transactional');
+          assert.equal(await store.getStream(accountId, 'nope'), undefined);
+          // Another account has the defaults only; an unknown account has nothing.
+          const other = await seedAccount(store, 'other');
+          assert.equal(await store.getStream(other, 'news'), undefined);
+          assert.equal((await store.listStreams(other)).length, 2);
+          assert.deepEqual(await store.listStreams('no-such-account'), []);
+          assert.equal(await store.getStream('no-such-account', 'outbound'), undefined);
+        });
+      });
+
+      it('accounts weigh 1 until set otherwise', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          assert.equal((await store.getAccount(accountId))?.weight, 1);
+          assert.equal(await store.setAccountWeight(accountId, 5), true);
+          assert.equal((await store.getAccountByName('acme'))?.weight, 5);
+          assert.equal((await store.listAccounts())[0]?.weight, 5);
+          assert.equal(await store.setAccountWeight('no-such-account', 5), false);
+        });
+      });
+
+      it('stores the stream on the message and the stream and kind on its recipients', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const news = sampleMessage(accountId, ['a@one.test'], { stream: 'news', kind: 'broadcast' });
+          const plain = sampleMessage(accountId, ['b@one.test']);
+          await store.insertMessages([news, plain]);
+          assert.equal((await store.getMessage(news.id))?.stream, 'news');
+          assert.equal((await store.getMessage(plain.id))?.stream, 'outbound', 'the default stream');
+          assert.deepEqual(
+            (await store.getRecipients(news.id)).map((r) => [r.stream, r.kind]),
+            [['news', 'broadcast']],
+          );
+          assert.deepEqual(
+            (await store.getRecipients(plain.id)).map((r) => [r.stream, r.kind]),
+            [['outbound', 'transactional']],
+          );
+          const listed = await store.listMessages({});
+          assert.deepEqual(
+            listed.map((m) => [m.id, m.stream]).sort(),
+            [
+              [news.id, 'news'],
+              [plain.id, 'outbound'],
+            ].sort(),
+          );
+          const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+          assert.deepEqual(leased.map((r) => [r.address, r.stream, r.kind]).sort(), [
+            ['a@one.test', 'news', 'broadcast'],
+            ['b@one.test', 'outbound', 'transactional'],
+          ]);
+        });
+      });
+
+      it('transactional recipients are leased before broadcast ones, however old the broadcast ones are', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const older = Array.from({ length: 5 }, (_, i) => `old${i}@one.test`);
+          await store.insertMessages([
+            sampleMessage(accountId, older, {
+              stream: 'broadcast',
+              kind: 'broadcast',
+              receivedAt: T0 - 60_000,
+            }),
+            sampleMessage(accountId, ['t1@one.test', 't2@one.test', 't3@one.test']),
+          ]);
+          const first = await store.leaseDue({ owner: 'n1', now: T0, limit: 4, leaseUntil: T0 + 1000 });
+          assert.deepEqual(first.map((r) => r.kind).sort(), [
+            'broadcast',
+            'transactional',
+            'transactional',
+            'transactional',
+          ]);
+          const rest = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+          assert.equal(rest.length, 4);
+          assert.ok(rest.every((r) => r.kind === 'broadcast'));
+        });
+      });
+
+      it('within a lane, one account’s backlog does not starve another: shares follow the weights', async () => {
+        await withStore(async (store) => {
+          const names = await seedLanes(store, { a: { broadcast: 1000 }, b: { broadcast: 10 } });
+          assert.deepEqual(await leaseCounts(store, names, { limit: 20 }), {
+            'a/broadcast': 10,
+            'b/broadcast': 10,
+          });
+          // b has nothing left: a gets the whole next batch.
+          assert.deepEqual(await leaseCounts(store, names, { limit: 20 }), { 'a/broadcast': 20 });
+        });
+        await withStore(async (store) => {
+          const names = await seedLanes(store, { a: { broadcast: 1000 }, b: { broadcast: 1000 } });
+          const a = [...names].find(([, n]) => n === 'a')?.[0] ?? '';
+          await store.setAccountWeight(a, 3);
+          assert.deepEqual(await leaseCounts(store, names, { limit: 20 }), {
+            'a/broadcast': 15,
+            'b/broadcast': 5,
+          });
+        });
+      });
+
+      it('what an account cannot use of its share goes to the others, in either lane', async () => {
+        await withStore(async (store) => {
+          const names = await seedLanes(store, {
+            a: { transactional: 100, broadcast: 1000 },
+            b: { transactional: 3, broadcast: 2 },
+            c: { broadcast: 1000 },
+          });
+          // b has 3 transactional of its 15: a gets the other 27, and nothing is left for broadcast.
+          assert.deepEqual(await leaseCounts(store, names, { limit: 30 }), {
+            'a/transactional': 27,
+            'b/transactional': 3,
+          });
+          const next = await leaseCounts(store, names, { limit: 30 });
+          // a has 73 transactional left: the lane still comes first.
+          assert.deepEqual(next, { 'a/transactional': 30 });
+          await leaseCounts(store, names, { limit: 43 });
+          // Transactional is done: 24 broadcast are 8 each, b has 2, a and c share its other 6.
+          const broadcast = await leaseCounts(store, names, { limit: 24 });
+          assert.deepEqual(broadcast, { 'a/broadcast': 11, 'b/broadcast': 2, 'c/broadcast': 11 });
+        });
+      });
+
+      it('lane limits cap each kind within the batch; the other lane gets the rest', async () => {
+        await withStore(async (store) => {
+          const names = await seedLanes(store, { a: { transactional: 50, broadcast: 50 } });
+          assert.deepEqual(await leaseCounts(store, names, { limit: 10, lanes: { transactional: 3 } }), {
+            'a/transactional': 3,
+            'a/broadcast': 7,
+          });
+          assert.deepEqual(await leaseCounts(store, names, { limit: 10, lanes: { broadcast: 0 } }), {
+            'a/transactional': 10,
+          });
+          assert.deepEqual(
+            await leaseCounts(store, names, { limit: 10, lanes: { transactional: 0, broadcast: 4 } }),
+            {
+              'a/broadcast': 4,
+            },
+          );
+          assert.deepEqual(await leaseCounts(store, names, { limit: 0 }), {});
+        });
+      });
+
+      it('expired leases come first and count against their lane', async () => {
+        await withStore(async (store) => {
+          const names = await seedLanes(store, { a: { broadcast: 2 } });
+          await store.leaseDue({ owner: 'dead', now: T0, limit: 10, leaseUntil: T0 - 1 });
+          const b = await seedAccount(store, 'b');
+          names.set(b, 'b');
+          await store.insertMessages([sampleMessage(b, ['t1@one.test', 't2@one.test', 't3@one.test'])]);
+          // The dead node's broadcast work goes before b's due transactional mail.
+          assert.deepEqual(await leaseCounts(store, names, { limit: 3 }), {
+            'a/broadcast': 2,
+            'b/transactional': 1,
+          });
+        });
+        await withStore(async (store) => {
+          const names = await seedLanes(store, { a: { broadcast: 2, transactional: 3 } });
+          await store.leaseDue({
+            owner: 'dead',
+            now: T0,
+            limit: 10,
+            lanes: { transactional: 0 },
+            leaseUntil: T0 - 1,
+          });
+          assert.deepEqual(await leaseCounts(store, names, { limit: 10, lanes: { broadcast: 1 } }), {
+            'a/broadcast': 1,
+            'a/transactional': 3,
+          });
+        });
+      });
+
+      it('within an account, the oldest due recipients go first', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          await store.insertMessages([
+            sampleMessage(accountId, ['new@one.test'], { receivedAt: T0 }),
+            sampleMessage(accountId, ['old@one.test'], { receivedAt: T0 - 5000 }),
+            sampleMessage(accountId, ['later@one.test'], { receivedAt: T0, notBefore: T0 + 5000 }),
+          ]);
+          const [first] = await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 1000 });
+          assert.equal(first?.address, 'old@one.test');
+        });
       });
     });
 

@@ -74,6 +74,7 @@ if ('reason' in connected) {
             'nodes',
             'recipients',
             'schema_version',
+            'streams',
           ],
         );
       } finally {
@@ -246,6 +247,68 @@ if ('reason' in connected) {
           for (const r of await first.getRecipients(m.id)) holder.set(r.id, r.leaseOwner);
         for (const [owner, ids] of taken) for (const id of ids) assert.equal(holder.get(id), owner);
         assert.deepEqual(await first.countByState(), { delivering: 200 });
+      } finally {
+        await Promise.all(nodes.map((n) => n.store.close()));
+        await drop();
+      }
+    });
+
+    it('two nodes leasing by lanes and weights at the same time never lease the same recipient', async () => {
+      const { schema, drop } = freshSchema();
+      const nodes = [
+        { owner: 'node-a', store: new PostgresStore({ url, schema, poolSize: 3 }) },
+        { owner: 'node-b', store: new PostgresStore({ url, schema, poolSize: 3 }) },
+      ];
+      try {
+        const [first, second] = nodes.map((n) => n.store) as [PostgresStore, PostgresStore];
+        await Promise.all([first.migrate(), second.migrate()]);
+        for (const id of ['a1', 'a2', 'a3']) await first.createAccount({ id, name: id, createdAt: T0 });
+        await first.setAccountWeight('a2', 3);
+        const addresses = (prefix: string, n: number) =>
+          Array.from({ length: n }, (_, i) => `${prefix}${i}@one.test`);
+        const broadcast = { stream: 'broadcast', kind: 'broadcast' as const };
+        const messages = [
+          sampleMessage('a1', addresses('a1b', 150), broadcast),
+          sampleMessage('a1', addresses('a1t', 30)),
+          sampleMessage('a2', addresses('a2b', 120), broadcast),
+          sampleMessage('a3', addresses('a3t', 50)),
+          sampleMessage('a3', addresses('a3b', 10), broadcast),
+        ];
+        await first.insertMessages(messages);
+        // A node that died holding leases of both kinds.
+        await first.leaseDue({ owner: 'dead', now: T0, limit: 25, leaseUntil: T0 + 10 });
+        await first.leaseDue({
+          owner: 'dead',
+          now: T0,
+          limit: 5,
+          lanes: { transactional: 0 },
+          leaseUntil: T0 + 10,
+        });
+        await Promise.all([first.countByState(), second.countByState()]);
+        const now = T0 + 1000;
+        const taken = new Map<string, number[]>(nodes.map((n) => [n.owner, []]));
+        const worker = async (owner: string, store: PostgresStore): Promise<void> => {
+          for (;;) {
+            const batch = await store.leaseDue({
+              owner,
+              now,
+              limit: 20,
+              lanes: { broadcast: 15 },
+              leaseUntil: now + 60_000,
+            });
+            if (batch.length === 0) return;
+            taken.get(owner)?.push(...batch.map((r) => r.id));
+          }
+        };
+        await Promise.all(nodes.flatMap((n) => [1, 2, 3].map(() => worker(n.owner, n.store))));
+        const all = [...taken.values()].flat();
+        assert.equal(all.length, 360, 'every recipient leased');
+        assert.equal(new Set(all).size, 360, 'none twice');
+        const holder = new Map<number, string | null>();
+        for (const m of messages)
+          for (const r of await first.getRecipients(m.id)) holder.set(r.id, r.leaseOwner);
+        for (const [owner, ids] of taken) for (const id of ids) assert.equal(holder.get(id), owner);
+        assert.deepEqual(await first.countByState(), { delivering: 360 });
       } finally {
         await Promise.all(nodes.map((n) => n.store.close()));
         await drop();

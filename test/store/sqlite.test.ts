@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
+import { migrations } from '../../src/store/sqlite/migrations.ts';
 import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { createThreadedSqliteStore, storeFromPort } from '../../src/store/sqlite/threaded-store.ts';
 import type { Store } from '../../src/store/store.ts';
@@ -100,5 +101,52 @@ it('sqlite: refuses a schema newer than the code', async () => {
   const again = new SqliteStore(path);
   await assert.rejects(again.migrate(), SchemaTooNewError);
   await again.close();
+  dir.cleanup();
+});
+
+it('sqlite: the streams schema (v4) only adds: earlier data gets the defaults, v3 statements still work', async () => {
+  const dir = tempDir();
+  const path = join(dir.path, 'postbote.db');
+  const db = new DatabaseSync(path);
+  db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL)');
+  for (const [i, version] of migrations.slice(0, 3).entries()) {
+    for (const sql of version) db.exec(sql);
+    db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(i + 1);
+  }
+  // What a v3 node writes: no stream, weight or kind anywhere.
+  const v3Insert = (id: string) => {
+    db.prepare(
+      `INSERT INTO messages (id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
+         client_ip, dsn, dsn_on_failure, received_at, body) VALUES (?, 'a1', NULL, '', '', '', 1, 'smtp', '', '{}', 0, 1, x'00')`,
+    ).run(id);
+    db.prepare(
+      `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
+         updated_at, dsn) VALUES (?, 'a1', 'x@one.test', 'one.test', 'queued', 1, 1, 1, '{}')`,
+    ).run(id);
+  };
+  db.exec(`INSERT INTO accounts (id, name, created_at) VALUES ('a1', 'old', 1)`);
+  db.exec(
+    `INSERT INTO credentials (id, account_id, kind, name, secret_hash, created_at) VALUES ('c1', 'a1', 'smtp', 'u', 'h', 1)`,
+  );
+  v3Insert('m-before');
+  const store = new SqliteStore(path);
+  await store.migrate();
+  v3Insert('m-after');
+  db.close();
+  assert.equal((await store.getAccount('a1'))?.weight, 1);
+  assert.equal((await store.getCredential('c1'))?.defaultStream, '');
+  assert.deepEqual(
+    (await store.listStreams('a1')).map((s) => s.name),
+    ['broadcast', 'outbound'],
+  );
+  for (const id of ['m-before', 'm-after']) {
+    assert.equal((await store.getMessage(id))?.stream, 'outbound');
+    assert.deepEqual(
+      (await store.getRecipients(id)).map((r) => [r.stream, r.kind]),
+      [['outbound', 'transactional']],
+    );
+  }
+  assert.equal((await store.leaseDue({ owner: 'n', now: 1, limit: 10, leaseUntil: 2 })).length, 2);
+  await store.close();
   dir.cleanup();
 });

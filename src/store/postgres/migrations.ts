@@ -107,4 +107,25 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX messages_received ON messages(received_at)`,
     `CREATE INDEX messages_received_with_body ON messages(received_at) WHERE body IS NOT NULL`,
   ],
+  // v5: streams and lanes. Every column has a constant default (no table rewrite), so a node of v4
+  // keeps working beside this one (its messages go to `outbound`, transactional). The lease query
+  // reads recipients_lane: per lane and account, the due ones in order (docs/architecture.md,
+  // "Streams and lanes").
+  [
+    `CREATE TABLE streams (
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      name text COLLATE "C" NOT NULL,
+      kind text NOT NULL CHECK (kind IN ('transactional', 'broadcast')),
+      pool text NOT NULL DEFAULT '',
+      created_at bigint NOT NULL,
+      PRIMARY KEY (account_id, name)
+    )`,
+    `ALTER TABLE accounts ADD COLUMN weight integer NOT NULL DEFAULT 1`,
+    `ALTER TABLE credentials ADD COLUMN default_stream text NOT NULL DEFAULT ''`,
+    `ALTER TABLE messages ADD COLUMN stream text COLLATE "C" NOT NULL DEFAULT 'outbound'`,
+    `ALTER TABLE recipients ADD COLUMN stream text COLLATE "C" NOT NULL DEFAULT 'outbound'`,
+    `ALTER TABLE recipients ADD COLUMN kind text COLLATE "C" NOT NULL DEFAULT 'transactional'`,
+    `CREATE INDEX recipients_lane ON recipients(kind, account_id, next_attempt_at)
+      WHERE state IN ('queued', 'deferred')`,
+  ],
 ];

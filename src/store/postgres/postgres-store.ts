@@ -1,5 +1,7 @@
 import { escapeIdentifier, Pool, type PoolClient } from 'pg';
+import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
+import { type LaneClaim, type LeasedInLane, type LeasePass, LeasePlan } from '../lease-plan.ts';
 import type { ElectsLeader, LeaderLock, SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
@@ -7,6 +9,7 @@ import type {
   CredentialKind,
   EventRow,
   LeasedRecipient,
+  LeaseRequest,
   MessageFilter,
   MessageRow,
   MessageSummary,
@@ -19,8 +22,10 @@ import type {
   QueueSelector,
   RecipientRow,
   RecipientState,
+  Stream,
+  StreamKind,
 } from '../types.ts';
-import { FINAL_STATES } from '../types.ts';
+import { DEFAULT_STREAM, FINAL_STATES, STREAM_KINDS } from '../types.ts';
 import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
@@ -37,6 +42,7 @@ import {
   toLeased,
   toMessage,
   toRecipient,
+  toStream,
 } from './rows.ts';
 
 export { SchemaTooNewError };
@@ -66,7 +72,11 @@ const OUTCOMES_PER_STATEMENT = 5000;
 
 const WAITING = `state IN ('queued', 'deferred')`;
 const MESSAGE_COLUMNS = `id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
-  client_ip, dsn, dsn_on_failure, received_at`;
+  client_ip, dsn, dsn_on_failure, received_at, stream`;
+// A pass after the first tops up accounts that filled their share (lease-plan.ts); each costs a
+// round trip, so a call stops after this many (the usual mixes need one or two) and what is left
+// goes to the scheduler's next lease, which every finished delivery wakes.
+const LEASE_PASSES = 3;
 /** Every recipient of message `m` is final (an unknown state counts as unfinished). */
 const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
   AND r.state NOT IN (${FINAL_STATES.map((state) => `'${state}'`).join(', ')}))`;
@@ -90,6 +100,8 @@ function insertMessagesStatement(
     due: [] as number[],
     createdAt: [] as number[],
     dsn: [] as string[],
+    stream: [] as string[],
+    kind: [] as string[],
   };
   for (const m of messages) {
     const first = values.length;
@@ -106,10 +118,11 @@ function insertMessagesStatement(
       json(m.dsn),
       m.dsnOnFailure,
       m.receivedAt,
+      m.stream ?? DEFAULT_STREAM,
       // A Buffer parameter travels in binary: no hex or escape encoding of the body.
       m.body,
     );
-    rows.push(`(${Array.from({ length: 13 }, (_, i) => `$${first + i + 1}`).join(', ')})`);
+    rows.push(`(${Array.from({ length: 14 }, (_, i) => `$${first + i + 1}`).join(', ')})`);
     for (const r of m.recipients) {
       rcpt.messageId.push(m.id);
       rcpt.accountId.push(m.accountId);
@@ -118,6 +131,8 @@ function insertMessagesStatement(
       rcpt.due.push(m.notBefore ?? m.receivedAt);
       rcpt.createdAt.push(m.receivedAt);
       rcpt.dsn.push(json(r.dsn));
+      rcpt.stream.push(m.stream ?? DEFAULT_STREAM);
+      rcpt.kind.push(m.kind ?? 'transactional');
     }
   }
   const a = values.length;
@@ -132,6 +147,8 @@ function insertMessagesStatement(
     DUE_CHANNEL,
     schema,
   );
+  const kindParam = values.push(rcpt.stream, rcpt.kind);
+  const streamParam = kindParam - 1;
   // The recipients' foreign key to messages is checked at the end of the statement, when the
   // messages inserted by the first CTE exist. ORDER BY keeps ids (and so events) in input order.
   const text = `WITH m AS (
@@ -139,11 +156,11 @@ function insertMessagesStatement(
       RETURNING id, size, source, client_ip
     ), r AS (
       INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-        updated_at, dsn)
-      SELECT message_id, account_id, address, domain, 'queued', due, created_at, created_at, dsn
+        updated_at, dsn, stream, kind)
+      SELECT message_id, account_id, address, domain, 'queued', due, created_at, created_at, dsn, stream, kind
       FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
-        $${a + 6}::bigint[], $${a + 7}::jsonb[])
-        WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, ord)
+        $${a + 6}::bigint[], $${a + 7}::jsonb[], $${streamParam}::text[], $${kindParam}::text[])
+        WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, ord)
       ORDER BY ord
       RETURNING id, message_id, account_id, address, created_at
     ), due AS (
@@ -293,7 +310,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       input.name,
       input.createdAt,
     ]);
-    return { ...input, paused: false };
+    return { ...input, paused: false, weight: 1 };
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
@@ -310,11 +327,57 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return (await this.#all('SELECT * FROM accounts ORDER BY name COLLATE "C"')).map(toAccount);
   }
 
+  async setAccountWeight(id: string, weight: number): Promise<boolean> {
+    return (await this.#run('UPDATE accounts SET weight = $1 WHERE id = $2', [weight, id])) > 0;
+  }
+
+  async createStream(input: Omit<Stream, 'isDefault'>): Promise<Stream> {
+    await this.#run(
+      'INSERT INTO streams (account_id, name, kind, pool, created_at) VALUES ($1, $2, $3, $4, $5)',
+      [input.accountId, input.name, input.kind, input.pool, input.createdAt],
+    );
+    return { ...input, isDefault: isDefaultStream(input.name) };
+  }
+
+  async listStreams(accountId: string): Promise<Stream[]> {
+    const rows = await this.#all(
+      `SELECT a.created_at AS account_created_at, s.* FROM accounts a
+       LEFT JOIN streams s ON s.account_id = a.id WHERE a.id = $1`,
+      [accountId],
+    );
+    const [first] = rows;
+    if (!first) return [];
+    const streams = rows.filter((r) => r.name !== null).map(toStream);
+    return withDefaultStreams(accountId, num(first.account_created_at), streams);
+  }
+
+  async getStream(accountId: string, name: string): Promise<Stream | undefined> {
+    const r = await this.#get(
+      `SELECT a.created_at AS account_created_at, s.* FROM accounts a
+       LEFT JOIN streams s ON s.account_id = a.id AND s.name = $2 WHERE a.id = $1`,
+      [accountId, name],
+    );
+    if (!r) return undefined;
+    if (r.name !== null) return toStream(r);
+    return withDefaultStreams(accountId, num(r.account_created_at), []).find((s) => s.name === name);
+  }
+
   async createCredential(c: Credential): Promise<Credential> {
     await this.#run(
-      `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [c.id, c.accountId, c.kind, c.name, c.secretHash, JSON.stringify(c.cidrs), c.createdAt, c.revokedAt],
+      `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at,
+         default_stream)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        c.id,
+        c.accountId,
+        c.kind,
+        c.name,
+        c.secretHash,
+        JSON.stringify(c.cidrs),
+        c.createdAt,
+        c.revokedAt,
+        c.defaultStream,
+      ],
     );
     return c;
   }
@@ -408,34 +471,132 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return watchDue({ url: this.#url, schema: this.#schema, onDue, ...(onError ? { onError } : {}) });
   }
 
-  async leaseDue(input: {
-    owner: string;
-    now: number;
-    limit: number;
-    leaseUntil: number;
-  }): Promise<LeasedRecipient[]> {
-    // Two locking subqueries, because FOR UPDATE is not allowed over a UNION and an OR of the two
-    // conditions would bitmap-scan every due row on each call. Expired leases come first (older
-    // work of a dead node; there are few), then the earliest due ones through recipients_due,
-    // which stops after the rows it needs. SKIP LOCKED lets nodes leasing at the same time take
-    // disjoint rows; a row another node leased since our snapshot fails the recheck and is skipped.
+  async leaseDue(input: LeaseRequest): Promise<LeasedRecipient[]> {
+    if (Math.floor(input.limit) <= 0) return [];
+    const plan = new LeasePlan(input, await this.#findDue(input));
+    const leased: LeasedRecipient[] = [];
+    let pass = plan.next();
+    for (let n = 0; pass && n < LEASE_PASSES; n++, pass = plan.next()) {
+      let rows: Row[];
+      try {
+        rows = await this.#leasePass(input, pass);
+      } catch (err) {
+        // The leases of earlier passes are committed: returning them beats leaving them to wait
+        // a lease period. The scheduler's next call meets the failure again if it persists.
+        if (leased.length > 0) break;
+        throw err;
+      }
+      plan.record(
+        pass,
+        rows.map(
+          (r): LeasedInLane => ({
+            kind: String(r.kind) as StreamKind,
+            accountId: String(r.account_id),
+            expired: r.expired === true,
+          }),
+        ),
+      );
+      leased.push(...rows.map(toLeased));
+    }
+    return leased;
+  }
+
+  /**
+   * What is there to lease, without locking anything: expired leases per kind (counted up to the
+   * limit; there are few), and every (lane, account) pair with due work, with the account's
+   * weight. The pairs come from a skip scan of recipients_lane (a recursive CTE: one index seek
+   * per pair with waiting recipients, whatever its backlog) and one seek each to see whether
+   * anything of it is due. Every lane but the last also gets its due recipients counted (up to
+   * what the lane could take), so the first pass can size the next lane's budget; the last lane
+   * needs no count: accounts that fill their share are topped up by the next pass.
+   */
+  async #findDue(
+    input: LeaseRequest,
+  ): Promise<{ expired: Partial<Record<StreamKind, number>>; claims: LaneClaim[] }> {
+    const limit = Math.max(0, Math.floor(input.limit));
+    const counted = STREAM_KINDS.slice(0, -1);
+    const countCap = Math.min(limit, Math.max(...counted.map((k) => input.lanes?.[k] ?? limit)));
     const rows = await this.#all(
-      `WITH expired AS (
-         SELECT id FROM recipients WHERE state = 'delivering' AND lease_until < $1
-         LIMIT $2 FOR UPDATE SKIP LOCKED
-       ), due AS (
-         SELECT id FROM recipients WHERE ${WAITING} AND next_attempt_at <= $1
-         ORDER BY next_attempt_at
-         LIMIT $2 - (SELECT count(*) FROM expired) FOR UPDATE SKIP LOCKED
+      `WITH RECURSIVE pairs AS (
+         (SELECT kind, account_id FROM recipients WHERE ${WAITING} ORDER BY kind, account_id LIMIT 1)
+         UNION ALL
+         SELECT next.kind, next.account_id FROM pairs p CROSS JOIN LATERAL (
+           SELECT q.kind, q.account_id FROM recipients q
+           WHERE q.${WAITING} AND (q.kind, q.account_id) > (p.kind, p.account_id)
+           ORDER BY q.kind, q.account_id LIMIT 1) next
        )
-       UPDATE recipients r SET state = 'delivering', lease_owner = $3, lease_until = $4, updated_at = $1
-       FROM messages m
-       WHERE r.id IN (SELECT id FROM expired UNION ALL SELECT id FROM due) AND m.id = r.message_id
-       RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn,
-         m.mail_from`,
-      [input.now, Math.max(0, Math.floor(input.limit)), input.owner, input.leaseUntil],
+       SELECT p.kind, p.account_id, a.weight, false AS expired,
+         CASE WHEN p.kind = ANY($3::text[]) THEN (SELECT count(*) FROM (
+           SELECT 1 FROM recipients q WHERE q.${WAITING} AND q.kind = p.kind AND q.account_id = p.account_id
+             AND q.next_attempt_at <= $1 LIMIT $2) c) END AS due
+       FROM pairs p JOIN accounts a ON a.id = p.account_id
+       WHERE EXISTS (SELECT 1 FROM recipients q WHERE q.${WAITING} AND q.kind = p.kind
+         AND q.account_id = p.account_id AND q.next_attempt_at <= $1)
+       UNION ALL
+       SELECT kind, NULL, NULL, true, count(*) FROM (
+         SELECT kind FROM recipients WHERE state = 'delivering' AND lease_until < $1 LIMIT $4) e
+       GROUP BY kind`,
+      [input.now, countCap, counted, limit],
     );
-    return rows.map(toLeased);
+    const expired: Partial<Record<StreamKind, number>> = {};
+    const claims: LaneClaim[] = [];
+    for (const r of rows) {
+      const kind = String(r.kind) as StreamKind;
+      // A kind this code does not know (a newer node's) waits for a node that does.
+      if (!STREAM_KINDS.includes(kind)) continue;
+      if (r.expired === true) expired[kind] = num(r.due);
+      else
+        claims.push({
+          kind,
+          accountId: String(r.account_id),
+          weight: num(r.weight),
+          due: r.due === null ? Number.POSITIVE_INFINITY : num(r.due),
+        });
+    }
+    return { expired, claims };
+  }
+
+  /**
+   * One pass of the plan in one statement: expired leases by kind, then each account's share of
+   * its lane, oldest due first. Every locking subquery is a range scan of one index that stops
+   * after the rows it may take (recipients_leased per kind, recipients_lane per lane and
+   * account), and locks only rows the UPDATE then leases. FOR UPDATE is not allowed over a
+   * UNION, hence one lateral subquery per kind and per account. SKIP LOCKED lets nodes leasing at
+   * the same time take disjoint rows; a row another node leased since our snapshot fails the
+   * recheck and is skipped, so that account comes up short and gets no top-up this call.
+   */
+  async #leasePass(input: LeaseRequest, pass: LeasePass): Promise<Row[]> {
+    return this.#all(
+      `WITH expired AS (
+         SELECT x.id FROM unnest($4::text[], $5::int[]) AS e(kind, n)
+         CROSS JOIN LATERAL (
+           SELECT q.id FROM recipients q WHERE q.state = 'delivering' AND q.lease_until < $1 AND q.kind = e.kind
+           ORDER BY q.lease_until LIMIT e.n FOR UPDATE SKIP LOCKED) x
+       ), due AS (
+         SELECT x.id FROM unnest($6::text[], $7::text[], $8::int[]) AS s(kind, account_id, share)
+         CROSS JOIN LATERAL (
+           SELECT q.id FROM recipients q
+           WHERE q.${WAITING} AND q.kind = s.kind AND q.account_id = s.account_id AND q.next_attempt_at <= $1
+           ORDER BY q.next_attempt_at LIMIT s.share FOR UPDATE SKIP LOCKED) x
+       ), picked AS (
+         SELECT id, true AS expired FROM expired UNION ALL SELECT id, false FROM due
+       )
+       UPDATE recipients r SET state = 'delivering', lease_owner = $2, lease_until = $3, updated_at = $1
+       FROM picked p, messages m
+       WHERE r.id = p.id AND m.id = r.message_id
+       RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn, r.stream,
+         r.kind, m.mail_from, p.expired`,
+      [
+        input.now,
+        input.owner,
+        input.leaseUntil,
+        STREAM_KINDS,
+        STREAM_KINDS.map((kind) => pass.expired[kind]),
+        pass.shares.map((s) => s.kind),
+        pass.shares.map((s) => s.accountId),
+        pass.shares.map((s) => s.share),
+      ],
+    );
   }
 
   async renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void> {
@@ -567,7 +728,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
     const rows = await this.#all(
       `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
-         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.body IS NULL AS body_purged
+         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.stream, m.body IS NULL AS body_purged
        FROM messages m
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT $${values.push(limit)}`,
       values,

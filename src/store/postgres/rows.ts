@@ -1,3 +1,4 @@
+import { isDefaultStream } from '../default-streams.ts';
 import type {
   Account,
   Credential,
@@ -8,6 +9,8 @@ import type {
   MessageRow,
   RecipientRow,
   RecipientState,
+  Stream,
+  StreamKind,
 } from '../types.ts';
 
 /**
@@ -28,7 +31,25 @@ const strOrNull = (value: unknown): string | null => (value === null ? null : St
 export const obj = <T>(value: unknown): T => (value ?? {}) as T;
 
 export function toAccount(r: Row): Account {
-  return { id: String(r.id), name: String(r.name), createdAt: num(r.created_at), paused: r.paused === true };
+  return {
+    id: String(r.id),
+    name: String(r.name),
+    createdAt: num(r.created_at),
+    paused: r.paused === true,
+    weight: num(r.weight),
+  };
+}
+
+export function toStream(r: Row): Stream {
+  const name = String(r.name);
+  return {
+    accountId: String(r.account_id),
+    name,
+    kind: String(r.kind) as StreamKind,
+    pool: String(r.pool),
+    createdAt: num(r.created_at),
+    isDefault: isDefaultStream(name),
+  };
 }
 
 export function toCredential(r: Row): Credential {
@@ -41,6 +62,7 @@ export function toCredential(r: Row): Credential {
     cidrs: (r.cidrs ?? []) as string[],
     createdAt: num(r.created_at),
     revokedAt: numOrNull(r.revoked_at),
+    defaultStream: String(r.default_stream ?? ''),
   };
 }
 
@@ -58,6 +80,7 @@ export function toMessage(r: Row): MessageRow {
     dsn: obj(r.dsn),
     dsnOnFailure: r.dsn_on_failure === true,
     receivedAt: num(r.received_at),
+    stream: String(r.stream),
     bodyPurged: r.body_purged === true,
   };
 }
@@ -85,6 +108,8 @@ export function toRecipient(r: Row): RecipientRow {
     dsn: obj(r.dsn),
     leaseOwner: strOrNull(r.lease_owner),
     leaseUntil: numOrNull(r.lease_until),
+    stream: String(r.stream),
+    kind: String(r.kind) as StreamKind,
   };
 }
 
@@ -112,5 +137,7 @@ export function toLeased(r: Row): LeasedRecipient {
     mailFrom: String(r.mail_from),
     createdAt: num(r.created_at),
     dsn: obj(r.dsn),
+    stream: String(r.stream),
+    kind: String(r.kind) as StreamKind,
   };
 }

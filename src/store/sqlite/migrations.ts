@@ -87,4 +87,24 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX messages_received ON messages(received_at)`,
     `CREATE INDEX messages_received_with_body ON messages(received_at) WHERE body IS NOT NULL`,
   ],
+  // v4: streams and lanes. Every column has a default, so a node of v3 keeps working beside this
+  // one (its messages go to `outbound`, transactional). The lease query reads recipients_lane:
+  // per lane and account, the due ones in order (docs/architecture.md, "Streams and lanes").
+  [
+    `CREATE TABLE streams (
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      name TEXT NOT NULL,
+      kind TEXT NOT NULL CHECK (kind IN ('transactional', 'broadcast')),
+      pool TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (account_id, name)
+    )`,
+    `ALTER TABLE accounts ADD COLUMN weight INTEGER NOT NULL DEFAULT 1`,
+    `ALTER TABLE credentials ADD COLUMN default_stream TEXT NOT NULL DEFAULT ''`,
+    `ALTER TABLE messages ADD COLUMN stream TEXT NOT NULL DEFAULT 'outbound'`,
+    `ALTER TABLE recipients ADD COLUMN stream TEXT NOT NULL DEFAULT 'outbound'`,
+    `ALTER TABLE recipients ADD COLUMN kind TEXT NOT NULL DEFAULT 'transactional'`,
+    `CREATE INDEX recipients_lane ON recipients(kind, account_id, next_attempt_at)
+      WHERE state IN ('queued', 'deferred')`,
+  ],
 ];

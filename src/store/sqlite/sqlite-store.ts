@@ -1,7 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
+import { type LaneClaim, type LeasePass, LeasePlan } from '../lease-plan.ts';
 import type { Store } from '../store.ts';
 import type {
   Account,
@@ -10,6 +12,7 @@ import type {
   EventRow,
   EventType,
   LeasedRecipient,
+  LeaseRequest,
   MessageFilter,
   MessageRow,
   MessageSummary,
@@ -22,8 +25,10 @@ import type {
   QueueSelector,
   RecipientRow,
   RecipientState,
+  Stream,
+  StreamKind,
 } from '../types.ts';
-import { FINAL_STATES } from '../types.ts';
+import { DEFAULT_STREAM, FINAL_STATES, STREAM_KINDS } from '../types.ts';
 import { CommitQueue } from './commit-queue.ts';
 import { migrations } from './migrations.ts';
 
@@ -40,6 +45,19 @@ function toAccount(r: Row): Account {
     name: String(r.name),
     createdAt: Number(r.created_at),
     paused: Number(r.paused) === 1,
+    weight: Number(r.weight),
+  };
+}
+
+function toStream(r: Row): Stream {
+  const name = String(r.name);
+  return {
+    accountId: String(r.account_id),
+    name,
+    kind: String(r.kind) as StreamKind,
+    pool: String(r.pool),
+    createdAt: Number(r.created_at),
+    isDefault: isDefaultStream(name),
   };
 }
 
@@ -53,6 +71,7 @@ function toCredential(r: Row): Credential {
     cidrs: parse<string[]>(r.cidrs),
     createdAt: Number(r.created_at),
     revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
+    defaultStream: String(r.default_stream ?? ''),
   };
 }
 
@@ -70,6 +89,7 @@ function toMessage(r: Row): MessageRow {
     dsn: parse(r.dsn),
     dsnOnFailure: Number(r.dsn_on_failure) === 1,
     receivedAt: Number(r.received_at),
+    stream: String(r.stream),
     bodyPurged: Number(r.body_purged) === 1,
   };
 }
@@ -97,6 +117,8 @@ function toRecipient(r: Row): RecipientRow {
     dsn: parse(r.dsn),
     leaseOwner: r.lease_owner === null ? null : String(r.lease_owner),
     leaseUntil: r.lease_until === null ? null : Number(r.lease_until),
+    stream: String(r.stream),
+    kind: String(r.kind) as StreamKind,
   };
 }
 
@@ -198,7 +220,7 @@ export class SqliteStore implements Store {
         input.createdAt,
       ),
     );
-    return { ...input, paused: false };
+    return { ...input, paused: false, weight: 1 };
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
@@ -215,11 +237,51 @@ export class SqliteStore implements Store {
     return this.#all('SELECT * FROM accounts ORDER BY name').map(toAccount);
   }
 
+  async setAccountWeight(id: string, weight: number): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run('UPDATE accounts SET weight = ? WHERE id = ?', weight, id),
+    );
+    return changed > 0;
+  }
+
+  async createStream(input: Omit<Stream, 'isDefault'>): Promise<Stream> {
+    await this.#queue.run(() =>
+      this.#run(
+        'INSERT INTO streams (account_id, name, kind, pool, created_at) VALUES (?, ?, ?, ?, ?)',
+        input.accountId,
+        input.name,
+        input.kind,
+        input.pool,
+        input.createdAt,
+      ),
+    );
+    return { ...input, isDefault: isDefaultStream(input.name) };
+  }
+
+  async listStreams(accountId: string): Promise<Stream[]> {
+    const account = this.#get('SELECT created_at FROM accounts WHERE id = ?', accountId);
+    if (!account) return [];
+    const rows = this.#all('SELECT * FROM streams WHERE account_id = ? ORDER BY name', accountId).map(
+      toStream,
+    );
+    return withDefaultStreams(accountId, Number(account.created_at), rows);
+  }
+
+  async getStream(accountId: string, name: string): Promise<Stream | undefined> {
+    const r = this.#get('SELECT * FROM streams WHERE account_id = ? AND name = ?', accountId, name);
+    if (r) return toStream(r);
+    if (!isDefaultStream(name)) return undefined;
+    const account = this.#get('SELECT created_at FROM accounts WHERE id = ?', accountId);
+    if (!account) return undefined;
+    return withDefaultStreams(accountId, Number(account.created_at), []).find((s) => s.name === name);
+  }
+
   async createCredential(c: Credential): Promise<Credential> {
     await this.#queue.run(() =>
       this.#run(
-        `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at,
+           default_stream)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         c.id,
         c.accountId,
         c.kind,
@@ -228,6 +290,7 @@ export class SqliteStore implements Store {
         JSON.stringify(c.cidrs),
         c.createdAt,
         c.revokedAt,
+        c.defaultStream,
       ),
     );
     return c;
@@ -275,10 +338,12 @@ export class SqliteStore implements Store {
   async insertMessages(messages: NewMessage[]): Promise<void> {
     await this.#queue.run(() => {
       for (const m of messages) {
+        const stream = m.stream ?? DEFAULT_STREAM;
+        const kind = m.kind ?? 'transactional';
         this.#run(
           `INSERT INTO messages (id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
-             client_ip, dsn, dsn_on_failure, received_at, body)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             client_ip, dsn, dsn_on_failure, received_at, body, stream)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           m.id,
           m.accountId,
           m.credentialId,
@@ -292,14 +357,26 @@ export class SqliteStore implements Store {
           m.dsnOnFailure ? 1 : 0,
           m.receivedAt,
           m.body,
+          stream,
         );
         const due = m.notBefore ?? m.receivedAt;
         for (const r of m.recipients) {
           const res = this.#stmt(
             `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-               updated_at, dsn)
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?)`,
-          ).run(m.id, m.accountId, r.address, r.domain, due, m.receivedAt, m.receivedAt, json(r.dsn));
+               updated_at, dsn, stream, kind)
+             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+          ).run(
+            m.id,
+            m.accountId,
+            r.address,
+            r.domain,
+            due,
+            m.receivedAt,
+            m.receivedAt,
+            json(r.dsn),
+            stream,
+            kind,
+          );
           this.#insertEvent(
             m.receivedAt,
             'accepted',
@@ -339,28 +416,27 @@ export class SqliteStore implements Store {
     );
   }
 
-  async leaseDue(input: {
-    owner: string;
-    now: number;
-    limit: number;
-    leaseUntil: number;
-  }): Promise<LeasedRecipient[]> {
+  async leaseDue(input: LeaseRequest): Promise<LeasedRecipient[]> {
     return this.#queue.run(() => {
-      const rows = this.#all(
-        `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_until = ?, updated_at = ?
-         WHERE id IN (
-           SELECT id FROM recipients WHERE ${WAITING} AND next_attempt_at <= ?
-           UNION ALL
-           SELECT id FROM recipients WHERE state = 'delivering' AND lease_until < ?
-           LIMIT ?)
-         RETURNING id, message_id, account_id, address, domain, attempts, created_at, dsn`,
-        input.owner,
-        input.leaseUntil,
-        input.now,
-        input.now,
-        input.now,
-        input.limit,
-      );
+      const plan = new LeasePlan(input, {
+        expired: this.#expiredByKind(input),
+        claims: this.#dueClaims(input.now),
+      });
+      // No other writer can come between these statements (one connection, one transaction), so
+      // every pass is exact: passes continue until the batch is full or nothing more is due.
+      const rows: Row[] = [];
+      for (let pass = plan.next(); pass; pass = plan.next()) {
+        const leased = this.#leasePass(input, pass);
+        plan.record(
+          pass,
+          leased.map((r) => ({
+            kind: String(r.kind) as StreamKind,
+            accountId: String(r.account_id),
+            expired: r.expired === 1,
+          })),
+        );
+        rows.push(...leased);
+      }
       const senders = new Map<string, string>();
       return rows.map((r): LeasedRecipient => {
         const messageId = String(r.message_id);
@@ -381,9 +457,102 @@ export class SqliteStore implements Store {
           mailFrom,
           createdAt: Number(r.created_at),
           dsn: parse(r.dsn),
+          stream: String(r.stream),
+          kind: String(r.kind) as StreamKind,
         };
       });
     });
+  }
+
+  /** Expired leases per kind, counted up to the batch limit (a dead node's work; few). */
+  #expiredByKind(input: LeaseRequest): Partial<Record<StreamKind, number>> {
+    const counts: Partial<Record<StreamKind, number>> = {};
+    for (const r of this.#all(
+      `SELECT kind, COUNT(*) AS n FROM (
+         SELECT kind FROM recipients WHERE state = 'delivering' AND lease_until < ? LIMIT ?)
+       GROUP BY kind`,
+      input.now,
+      Math.max(0, Math.floor(input.limit)),
+    )) {
+      counts[String(r.kind) as StreamKind] = Number(r.n);
+    }
+    return counts;
+  }
+
+  /**
+   * The (lane, account) pairs with due work and the account's weight. A skip scan over
+   * recipients_lane: one index seek per pair that has waiting recipients (due or not), whatever
+   * the size of its backlog, and one more per pair to see whether anything of it is due.
+   */
+  #dueClaims(now: number): LaneClaim[] {
+    const claims: LaneClaim[] = [];
+    let at = this.#get(
+      `SELECT kind, account_id FROM recipients WHERE ${WAITING} ORDER BY kind, account_id LIMIT 1`,
+    );
+    while (at) {
+      const kind = String(at.kind) as StreamKind;
+      const accountId = String(at.account_id);
+      const due = this.#get(
+        `SELECT a.weight FROM accounts a WHERE a.id = ? AND EXISTS (
+           SELECT 1 FROM recipients WHERE ${WAITING} AND kind = ? AND account_id = ? AND next_attempt_at <= ?)`,
+        accountId,
+        kind,
+        accountId,
+        now,
+      );
+      // A kind this code does not know (a newer node's) waits for a node that does.
+      if (due && STREAM_KINDS.includes(kind)) {
+        claims.push({ kind, accountId, weight: Number(due.weight), due: Number.POSITIVE_INFINITY });
+      }
+      at = this.#get(
+        `SELECT kind, account_id FROM recipients WHERE ${WAITING} AND (kind, account_id) > (?, ?)
+         ORDER BY kind, account_id LIMIT 1`,
+        kind,
+        accountId,
+      );
+    }
+    return claims;
+  }
+
+  /** Leases one pass of the plan: expired leases by kind, then each account's share, oldest due first. */
+  #leasePass(input: LeaseRequest, pass: LeasePass): Row[] {
+    const lease = `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_until = ?, updated_at = ?`;
+    const returning = `RETURNING id, message_id, account_id, address, domain, attempts, created_at, dsn, stream, kind`;
+    const rows: Row[] = [];
+    for (const kind of STREAM_KINDS) {
+      if (pass.expired[kind] <= 0) continue;
+      const expired = this.#all(
+        `${lease} WHERE id IN (
+           SELECT id FROM recipients WHERE state = 'delivering' AND lease_until < ? AND kind = ?
+           ORDER BY lease_until LIMIT ?)
+         ${returning}`,
+        input.owner,
+        input.leaseUntil,
+        input.now,
+        input.now,
+        kind,
+        pass.expired[kind],
+      );
+      rows.push(...expired.map((r) => ({ ...r, expired: 1 })));
+    }
+    for (const { kind, accountId, share } of pass.shares) {
+      rows.push(
+        ...this.#all(
+          `${lease} WHERE id IN (
+             SELECT id FROM recipients WHERE ${WAITING} AND kind = ? AND account_id = ? AND next_attempt_at <= ?
+             ORDER BY next_attempt_at LIMIT ?)
+           ${returning}`,
+          input.owner,
+          input.leaseUntil,
+          input.now,
+          kind,
+          accountId,
+          input.now,
+          share,
+        ),
+      );
+    }
+    return rows;
   }
 
   async renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void> {
@@ -470,7 +639,7 @@ export class SqliteStore implements Store {
   async getMessage(id: string): Promise<MessageRow | undefined> {
     const r = this.#get(
       `SELECT id, account_id, credential_id, mail_from, message_id_header, subject, size, source, client_ip, dsn,
-         dsn_on_failure, received_at, body IS NULL AS body_purged FROM messages WHERE id = ?`,
+         dsn_on_failure, received_at, stream, body IS NULL AS body_purged FROM messages WHERE id = ?`,
       id,
     );
     return r && toMessage(r);
@@ -502,7 +671,7 @@ export class SqliteStore implements Store {
     params.push(Math.min(Math.max(filter.limit ?? 50, 1), 1000));
     const rows = this.#all(
       `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
-         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.body IS NULL AS body_purged
+         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.stream, m.body IS NULL AS body_purged
        FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`,
       ...params,
     );
