@@ -37,6 +37,27 @@ export function headerValue(fields: [string, string][], name: string): string | 
   return fields.find(([n]) => n === name)?.[1];
 }
 
+/**
+ * Removes every field named `name` (lower case), continuation lines included, from the header
+ * block; every other byte stays as it was. Returns the message itself when there is none.
+ */
+export function removeHeaders(message: Buffer, name: string): Buffer {
+  const length = headerLength(message);
+  const lines = message.subarray(0, length).toString('latin1').split('\r\n');
+  const kept: string[] = [];
+  let removing = false;
+  for (const line of lines) {
+    const continuation = line.length > 0 && (line[0] === ' ' || line[0] === '\t');
+    if (!continuation) {
+      const colon = line.indexOf(':');
+      removing = colon > 0 && line.slice(0, colon).trim().toLowerCase() === name;
+    }
+    if (!removing) kept.push(line);
+  }
+  if (kept.length === lines.length) return message;
+  return Buffer.concat([Buffer.from(kept.join('\r\n'), 'latin1'), message.subarray(length)]);
+}
+
 /** Prepends header lines (each without CRLF) to the message. */
 export function prependHeaders(message: Buffer, lines: string[]): Buffer {
   const parts: Buffer[] = [];

@@ -3,6 +3,9 @@ import type { Store } from '../store/store.ts';
 import type { MessageDsn, NewMessage, NewRecipient, RecipientDsn } from '../store/types.ts';
 import { recipientDomain } from './address.ts';
 import { prepareMessage, type TraceInfo } from './prepare.ts';
+import { chooseStream, createStreamResolver, UnknownStreamError } from './streams.ts';
+
+export { UnknownStreamError };
 
 export interface Submission {
   accountId: string;
@@ -14,6 +17,10 @@ export interface Submission {
   clientIp: string;
   dsn: MessageDsn;
   trace: Omit<TraceInfo, 'hostname' | 'queueId' | 'now' | 'recipient' | 'clientIp'>;
+  /** The stream named by the request itself (the HTTP API); wins over X-Postbote-Stream. */
+  stream?: string;
+  /** The credential's default stream ('' or absent: `outbound`), when nothing else names one. */
+  defaultStream?: string;
 }
 
 export interface IntakeOptions {
@@ -24,6 +31,8 @@ export interface IntakeOptions {
   dsnOnFailure: boolean;
   /** Called after each durable commit, to wake the delivery scheduler. */
   onAccepted?: () => void;
+  /** How long a looked-up stream is remembered (default 10 s). */
+  streamCacheMs?: number;
 }
 
 /** A recipient the intake refuses, with the reason (mapped to SMTP/HTTP errors by callers). */
@@ -37,11 +46,17 @@ export class InvalidRecipientError extends Error {
 }
 
 /**
- * Turns a submission into one stored message with one row per recipient. The returned
- * promise resolves only after the store's durable commit: callers answer 250/202 then.
+ * Turns a submission into one stored message with one row per recipient, in the stream it
+ * names (UnknownStreamError when its account has no such stream: nothing is stored). The
+ * returned promise resolves only after the store's durable commit: callers answer 250/202 then.
  */
 export function createIntake(options: IntakeOptions) {
   const { store, clock, hostname } = options;
+  const streams = createStreamResolver({
+    store,
+    clock,
+    ...(options.streamCacheMs === undefined ? {} : { cacheMs: options.streamCacheMs }),
+  });
 
   async function submit(submission: Submission): Promise<{ id: string }> {
     const receivedAt = clock();
@@ -60,6 +75,13 @@ export function createIntake(options: IntakeOptions) {
       now: new Date(receivedAt),
       ...(only ? { recipient: only } : {}),
     });
+    const chosen = chooseStream({
+      ...(submission.stream === undefined ? {} : { api: submission.stream }),
+      ...(prepared.streamHeader === undefined ? {} : { header: prepared.streamHeader }),
+      ...(submission.defaultStream ? { credential: submission.defaultStream } : {}),
+    });
+    const stream = await streams.resolve(submission.accountId, chosen.name);
+    if (!stream) throw new UnknownStreamError(chosen.name, chosen.source);
     const message: NewMessage = {
       id,
       accountId: submission.accountId,
@@ -74,6 +96,8 @@ export function createIntake(options: IntakeOptions) {
       dsn: submission.dsn,
       dsnOnFailure: options.dsnOnFailure && submission.mailFrom !== '',
       receivedAt,
+      stream: stream.name,
+      kind: stream.kind,
     };
     await store.insertMessages([message]);
     options.onAccepted?.();

@@ -1,6 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import libmime from 'libmime';
-import { foldHeader, headerValue, prependHeaders, readHeaders } from './headers.ts';
+import { foldHeader, headerValue, prependHeaders, readHeaders, removeHeaders } from './headers.ts';
+
+/** Names the message's stream; read and removed by intake, never delivered. */
+export const STREAM_HEADER = 'x-postbote-stream';
 
 export interface TraceInfo {
   heloName: string;
@@ -19,6 +22,8 @@ export interface PreparedMessage {
   body: Buffer;
   messageIdHeader: string;
   subject: string;
+  /** The first X-Postbote-Stream value, as written (every such field is removed from `body`). */
+  streamHeader?: string;
 }
 
 /** RFC 5322 date-time in UTC. */
@@ -36,12 +41,14 @@ function decodeSubject(raw: string | undefined): string {
 }
 
 /**
- * Adds the trace header (Received, RFC 5321 §4.4) and, where missing, Message-ID and Date
- * (RFC 5322 §3.6; submission servers may add them per RFC 6409 §8). Returns the new bytes
- * and the fields listings show.
+ * Takes out our own control header (X-Postbote-Stream), adds the trace header (Received,
+ * RFC 5321 §4.4) and, where missing, Message-ID and Date (RFC 5322 §3.6; submission servers
+ * may add them per RFC 6409 §8). Returns the new bytes and the fields listings show.
  */
-export function prepareMessage(raw: Buffer, trace: TraceInfo): PreparedMessage {
-  const fields = readHeaders(raw);
+export function prepareMessage(submitted: Buffer, trace: TraceInfo): PreparedMessage {
+  const fields = readHeaders(submitted);
+  const streamHeader = headerValue(fields, STREAM_HEADER)?.trim();
+  const raw = streamHeader === undefined ? submitted : removeHeaders(submitted, STREAM_HEADER);
   const added: string[] = [];
   const tlsComment = trace.tls ? ` (using ${trace.tls.protocol} with cipher ${trace.tls.cipher})` : '';
   const helo = trace.heloName.replace(/[^\x21-\x7e]/g, '') || 'unknown';
@@ -61,5 +68,6 @@ export function prepareMessage(raw: Buffer, trace: TraceInfo): PreparedMessage {
     body: prependHeaders(raw, added),
     messageIdHeader,
     subject: decodeSubject(headerValue(fields, 'subject')),
+    ...(streamHeader === undefined ? {} : { streamHeader }),
   };
 }

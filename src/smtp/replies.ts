@@ -106,6 +106,17 @@ export const replies = Object.freeze({
    * `smtpd_forbid_bare_newline = reject` choice; 5.6.11 as Exchange Online uses it).
    */
   bareNewlineInData: reply(550, '5.6.11', 'Bare LF/CR not allowed in message data'),
+  /**
+   * The message names a stream its account does not have; `namedBy` says where the name came
+   * from (the X-Postbote-Stream header, the credential's default). X.6.0: something in the content made it undeliverable (RFC 3463 §3.7); 554
+   * is the end-of-data failure (RFC 5321 §4.2.2). Permanent: resending the same will not help.
+   */
+  unknownStream: (name: string, namedBy: string): SmtpReply =>
+    reply(
+      554,
+      '5.6.0',
+      `Unknown stream "${name.replace(/[^\x20-\x7e]/g, '?').slice(0, 64)}" (${namedBy}) for this account`,
+    ),
 
   // --- STARTTLS (RFC 3207 §4) ---
   readyTls: reply(220, '2.0.0', 'Ready to start TLS'),

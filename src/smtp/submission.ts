@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { recipientDomain } from '../intake/address.ts';
-import { type Intake, InvalidRecipientError } from '../intake/intake.ts';
+import { type Intake, InvalidRecipientError, UnknownStreamError } from '../intake/intake.ts';
 import type { Credential, DsnNotify, MessageDsn, RecipientDsn } from '../store/types.ts';
 import { replies, type SmtpReply } from './replies.ts';
 import type { SmtpHandlers, SmtpParams, SmtpSession } from './server/types.ts';
@@ -101,6 +101,7 @@ export function submissionHandlers(deps: {
             return dsn ? { address: r.address, dsn } : { address: r.address };
           }),
           raw: message,
+          defaultStream: user.credential.defaultStream,
           source: 'smtp',
           clientIp: session.remoteAddress,
           dsn: messageDsn(envelope.mailFrom.params),
@@ -124,6 +125,15 @@ export function submissionHandlers(deps: {
         return replies.queued(id);
       } catch (err) {
         if (err instanceof InvalidRecipientError) return replies.invalidAddress;
+        if (err instanceof UnknownStreamError) {
+          logger.info(
+            { session: session.id, ip: session.remoteAddress, stream: err.stream, from: err.source },
+            'message refused: unknown stream',
+          );
+          const namedBy =
+            err.source === 'header' ? 'X-Postbote-Stream' : `the ${err.source}'s default stream`;
+          return replies.unknownStream(err.stream, namedBy);
+        }
         logger.error({ err, session: session.id }, 'could not store the message; answered 451');
         return replies.storeUnavailable;
       }

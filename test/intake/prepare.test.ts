@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { recipientDomain } from '../../src/intake/address.ts';
-import { headerLength, readHeaders } from '../../src/intake/headers.ts';
+import { headerLength, readHeaders, removeHeaders } from '../../src/intake/headers.ts';
 import { prepareMessage } from '../../src/intake/prepare.ts';
 
 const trace = {
@@ -60,6 +60,29 @@ describe('intake: prepare', () => {
       ['subject', 'one two'],
       ['x-a', 'b'],
     ]);
+  });
+
+  it('removes every X-Postbote-Stream field with its continuation lines, every other byte kept', () => {
+    const head =
+      'From: a@example.com\r\nX-Postbote-Stream:\r\n\tnews\r\nX-Keep: 1\r\n x-postbote-stream: no\r\n';
+    const rest = 'x-POSTBOTE-stream : other\r\nSubject: s\r\n\r\nX-Postbote-Stream: body line\r\n';
+    const raw = Buffer.from(head + rest, 'latin1');
+    assert.equal(
+      removeHeaders(raw, 'x-postbote-stream').toString('latin1'),
+      'From: a@example.com\r\nX-Keep: 1\r\n x-postbote-stream: no\r\nSubject: s\r\n\r\nX-Postbote-Stream: body line\r\n',
+      'the folded continuation of X-Keep stays; the body is not headers',
+    );
+    const only = Buffer.from('X-Postbote-Stream: news\r\n\r\nbody\r\n');
+    assert.equal(removeHeaders(only, 'x-postbote-stream').toString(), '\r\nbody\r\n');
+    const none = Buffer.from('Subject: s\r\n\r\nbody\r\n');
+    assert.equal(removeHeaders(none, 'x-postbote-stream'), none, 'untouched: the same buffer');
+    const out = prepareMessage(raw, trace);
+    assert.equal(out.streamHeader, 'news');
+    assert.doesNotMatch(
+      out.body.subarray(0, headerLength(out.body)).toString(),
+      /postbote-stream :|Stream:\r\n/i,
+    );
+    assert.equal(prepareMessage(none, trace).streamHeader, undefined);
   });
 
   it('normalises recipient domains: case, IDN to punycode, literals; refuses unusable ones', () => {
