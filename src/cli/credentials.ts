@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { type CredentialRequest, createCredential, requireAccount } from '../auth/accounts.ts';
+import { nameProblem, normaliseStreamName } from '../auth/streams.ts';
 import { CliError, type GlobalOptions, iso, output, withStore } from './context.ts';
 
 interface CreateOptions {
@@ -7,6 +8,7 @@ interface CreateOptions {
   smtp?: string;
   api?: boolean;
   ip?: string;
+  stream?: string;
   json?: boolean;
 }
 
@@ -21,18 +23,24 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
     .option('--smtp <username>', 'an SMTP AUTH username (a password is generated)')
     .option('--api', 'an API key')
     .option('--ip <cidrs>', 'comma-separated CIDRs allowed to relay without AUTH')
+    .option('--stream <name>', 'the stream of messages that name none (default: outbound); must exist')
     .option('--json', 'print JSON')
     .action(async (opts: CreateOptions) => {
       const kinds = [opts.smtp !== undefined, opts.api === true, opts.ip !== undefined].filter(
         Boolean,
       ).length;
       if (kinds !== 1) throw new CliError('give exactly one of --smtp USER, --api or --ip CIDR[,CIDR]', 2);
-      const request: CredentialRequest =
-        opts.smtp !== undefined
+      const problem =
+        opts.stream === undefined ? undefined : nameProblem('stream', normaliseStreamName(opts.stream));
+      if (problem) throw new CliError(problem, 2);
+      const request: CredentialRequest = {
+        ...(opts.smtp !== undefined
           ? { kind: 'smtp', username: opts.smtp }
           : opts.api
             ? { kind: 'api' }
-            : { kind: 'ip', cidrs: (opts.ip ?? '').split(',').filter((c) => c.trim() !== '') };
+            : { kind: 'ip', cidrs: (opts.ip ?? '').split(',').filter((c) => c.trim() !== '') }),
+        ...(opts.stream === undefined ? {} : { stream: opts.stream }),
+      };
       await withStore(globals(), async (store) => {
         const account = await requireAccount(store, opts.account);
         const { credential, secret } = await createCredential(store, account, request, Date.now());
@@ -41,6 +49,7 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
           account: account.name,
           kind: credential.kind,
           name: credential.name,
+          stream: credential.defaultStream || 'outbound',
           ...(credential.kind === 'ip' ? { cidrs: credential.cidrs } : {}),
           ...(secret !== undefined ? { secret } : {}),
         };
@@ -58,6 +67,7 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
         } else {
           process.stdout.write(`  allowed:  ${credential.cidrs.join(', ')}\n`);
         }
+        if (credential.defaultStream) process.stdout.write(`  stream:   ${credential.defaultStream}\n`);
         if (secret !== undefined)
           process.stdout.write('  The secret is shown only now; it is stored hashed.\n');
       });
@@ -82,6 +92,7 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
             account: accounts.get(c.accountId) ?? c.accountId,
             kind: c.kind,
             name: c.name,
+            stream: c.defaultStream || 'outbound',
             createdAt: iso(c.createdAt),
             revokedAt: iso(c.revokedAt),
           })),

@@ -8,6 +8,7 @@ import { registerGc } from './gc.ts';
 import { registerMessages } from './messages.ts';
 import { registerQueue } from './queue.ts';
 import { registerStart } from './start.ts';
+import { registerStreams } from './streams.ts';
 
 const program = new Command('postbote')
   .description('Postbote: self-hosted email delivery (SMTP relay and send API)')
@@ -18,6 +19,7 @@ const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
 registerStart(program, globals);
 registerAccounts(program, globals);
+registerStreams(program, globals);
 registerCredentials(program, globals);
 registerMessages(program, globals);
 registerQueue(program, globals);

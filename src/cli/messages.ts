@@ -67,6 +67,7 @@ export function registerMessages(program: Command, globals: () => GlobalOptions)
               id: m.id,
               received: iso(m.receivedAt),
               from: m.mailFrom || '<>',
+              stream: m.stream,
               to: m.recipients.length === 1 ? m.recipients[0]?.address : `${m.recipients.length} recipients`,
               status: summarise(m.recipients.map((r) => r.state)),
               subject: m.subject.length > 50 ? `${m.subject.slice(0, 47)}...` : m.subject,
@@ -96,6 +97,7 @@ export function registerMessages(program: Command, globals: () => GlobalOptions)
           `  received:   ${iso(message.receivedAt)} from ${message.clientIp} via ${message.source}\n`,
         );
         out.write(`  envelope:   ${message.mailFrom || '<>'}\n`);
+        out.write(`  stream:     ${message.stream}${recipients[0] ? ` (${recipients[0].kind})` : ''}\n`);
         out.write(
           `  message-id: ${message.messageIdHeader}\n  subject:    ${message.subject}\n  size:       ${message.size} bytes${message.bodyPurged ? ' (body deleted by retention)' : ''}\n`,
         );

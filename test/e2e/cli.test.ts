@@ -106,6 +106,18 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       message: simpleMessage({ from: 'shop@sender.test', to, subject }),
     });
 
+  /** A CLI command's exit code and output, failing or not. */
+  const cliResult = (args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> =>
+    new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [main, ...args],
+        { env: { ...withoutPostbote(process.env), ...postbote.env }, timeout: 15_000 },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr }),
+      );
+    });
+
   const queueSummary = async (): Promise<QueueRow[]> =>
     JSON.parse(await postbote.cli(['queue', 'summary', '--json'])) as QueueRow[];
 
@@ -204,6 +216,137 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
     );
     const summary = await queueSummary();
     assert.ok(!summary.some((r) => r.domain === 'slow.test'), 'a cancelled recipient is not in the queue');
+  });
+
+  it('streams: a credential with --stream sends there, X-Postbote-Stream overrides it, messages show the stream', async () => {
+    const created = await postbote.cli([
+      'streams',
+      'create',
+      '--account',
+      'shop',
+      'News',
+      '--kind',
+      'broadcast',
+    ]);
+    assert.match(created, /^broadcast stream "news" created for account "shop"$/m);
+    await postbote.cli([
+      'streams',
+      'create',
+      '--account',
+      'shop',
+      'alerts',
+      '--kind',
+      'transactional',
+      '--pool',
+      'p1',
+    ]);
+    const streams = JSON.parse(await postbote.cli(['streams', 'list', '--account', 'shop', '--json'])) as {
+      name: string;
+      kind: string;
+      pool: string;
+      default: boolean;
+    }[];
+    assert.deepEqual(
+      streams.map((x) => [x.name, x.kind, x.pool, x.default]),
+      [
+        ['alerts', 'transactional', 'p1', false],
+        ['broadcast', 'broadcast', '', true],
+        ['news', 'broadcast', '', false],
+        ['outbound', 'transactional', '', true],
+      ],
+    );
+    const [login] = JSON.parse(
+      await postbote.cli([
+        'credentials',
+        'create',
+        '--account',
+        'shop',
+        '--smtp',
+        'newsletter',
+        '--stream',
+        'news',
+        '--json',
+      ]),
+    ) as { secret: string; stream: string }[];
+    assert.equal(login?.stream, 'news');
+    // nullmx.test bounces at once: nothing stays in the queue the other tests look at.
+    const sendAs = (subject: string, headers = '') =>
+      submit(postbote.submissionPort, {
+        auth: { user: 'newsletter', password: login?.secret ?? '' },
+        from: 'shop@sender.test',
+        to: ['reader@nullmx.test'],
+        message: headers + simpleMessage({ from: 'shop@sender.test', to: 'reader@nullmx.test', subject }),
+      });
+    const byDefault = await sendAs('by the credential default');
+    const byHeader = await sendAs('by the header', 'X-Postbote-Stream: alerts\r\n');
+    const shown = await showMessage(postbote, byDefault);
+    assert.equal(shown.message.stream, 'news');
+    assert.deepEqual(
+      shown.recipients.map((r) => [r.stream, r.kind]),
+      [['news', 'broadcast']],
+    );
+    assert.deepEqual(
+      (await showMessage(postbote, byHeader)).recipients.map((r) => [r.stream, r.kind]),
+      [['alerts', 'transactional']],
+    );
+    assert.match(
+      await postbote.cli(['messages', 'show', byHeader]),
+      /^ {2}stream: {5}alerts \(transactional\)$/m,
+    );
+    const listed = await listMessages(postbote, ['--account', 'shop']);
+    assert.equal(listed.find((m) => m.id === byDefault)?.stream, 'news');
+    assert.equal(listed.find((m) => m.id === byHeader)?.stream, 'alerts');
+  });
+
+  it('streams, weights and credential streams: bad input is refused with a clear message and exit code 2', async () => {
+    const fails = async (args: string[], code: number, message: RegExp) => {
+      const result = await cliResult(args);
+      assert.equal(result.code, code, `${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, message);
+    };
+    await fails(
+      ['streams', 'create', '--account', 'shop', 'x', '--kind', 'bulk'],
+      2,
+      /--kind must be transactional or broadcast/,
+    );
+    await fails(
+      ['streams', 'create', '--account', 'shop', 'a b', '--kind', 'broadcast'],
+      2,
+      /stream name "a b" is not valid/,
+    );
+    await fails(['streams', 'create', '--account', 'shop', 'y'], 2, /required option '--kind <kind>'/);
+    await fails(
+      ['accounts', 'set-weight', 'shop', '0'],
+      2,
+      /weight must be a whole number from 1 to 1000, not "0"/,
+    );
+    await fails(['accounts', 'set-weight', 'shop', 'two'], 2, /weight must be a whole number/);
+    await fails(
+      ['credentials', 'create', '--account', 'shop', '--api', '--stream', 'a b'],
+      2,
+      /stream name "a b" is not valid/,
+    );
+    // Names that are well formed but do not exist (or exist already): exit 1, like an unknown account.
+    await fails(
+      ['streams', 'create', '--account', 'shop', 'outbound', '--kind', 'broadcast'],
+      1,
+      /"outbound" is a default stream/,
+    );
+    await fails(
+      ['credentials', 'create', '--account', 'shop', '--api', '--stream', 'nope'],
+      1,
+      /account "shop" has no stream "nope"/,
+    );
+    await fails(['accounts', 'set-weight', 'nobody', '2'], 1, /no account named "nobody"/);
+    assert.match(
+      await postbote.cli(['accounts', 'set-weight', 'shop', '3']),
+      /^account "shop" now has weight 3$/m,
+    );
+    const accounts = JSON.parse(await postbote.cli(['accounts', 'list', '--json'])) as {
+      name: string;
+      weight: number;
+    }[];
+    assert.equal(accounts.find((a) => a.name === 'shop')?.weight, 3);
   });
 
   it('an invalid configuration stops `postbote start` with exit code 2 and a line naming the key', async () => {

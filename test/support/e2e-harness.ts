@@ -347,8 +347,16 @@ export interface MessageJson {
     messageIdHeader: string;
     subject: string;
     bodyPurged: boolean;
+    stream: string;
   };
-  recipients: { address: string; state: string; attempts: number; lastReply: ReplyJson | null }[];
+  recipients: {
+    address: string;
+    state: string;
+    attempts: number;
+    lastReply: ReplyJson | null;
+    stream: string;
+    kind: string;
+  }[];
   events: EventJson[];
 }
 
@@ -357,6 +365,7 @@ export interface ListedMessage {
   mailFrom: string;
   source: string;
   subject: string;
+  stream: string;
   recipients: { address: string; state: string }[];
 }
 
