@@ -3,6 +3,7 @@ import { applyAddressPolicy } from '../dns/address-policy.ts';
 import { MxError, type MxLookup, resolveMxTargets } from '../dns/mx.ts';
 import type { RecipientDsn, Reply } from '../store/types.ts';
 import type { DeliveryResult, SessionPool, TargetHost } from './session-pool.ts';
+import type { AdaptiveShaper } from './shaping/adaptive.ts';
 import type { ShapingPolicy } from './shaping/policy.ts';
 
 export type AttemptOutcome = 'delivered' | 'temporary' | 'permanent';
@@ -20,6 +21,9 @@ export interface DeliveryRequest {
   settle?: (result: DestinationResult) => Promise<void>;
   /** Lower goes first when connections are scarce (0 transactional, 1 broadcast). */
   priority?: number;
+  /** Whose mail (adaptive shaping rules may suspend an account or one of its streams). */
+  account?: string;
+  stream?: string;
 }
 
 export interface ConnectionInfo {
@@ -35,6 +39,8 @@ export interface DestinationResult {
   connection?: ConnectionInfo;
   /** The site it went to (shaping), when the domain resolved. */
   site?: string;
+  /** Not before this time (epoch ms): the site is suspended or its circuit is open. */
+  retryAt?: number;
   durationMs?: number;
 }
 
@@ -50,6 +56,9 @@ export interface MxDestinationOptions {
   starttls: 'opportunistic' | 'required' | 'none';
   /** Sites (MX rollup) and their limits; without it each MX host set is its own site with the pool's limits. */
   shaping?: Pick<ShapingPolicy, 'siteOf' | 'limitsFor'>;
+  /** Adaptive rules: replies may throttle or suspend a site, a stream or an account. */
+  adaptive?: AdaptiveShaper;
+  clock?: () => number;
   random?: () => number;
   logger: Logger;
 }
@@ -69,6 +78,7 @@ function all(request: DeliveryRequest, outcome: AttemptOutcome, reply: Reply): D
  */
 export function createMxDestination(options: MxDestinationOptions): Destination {
   const { resolver, pool, logger } = options;
+  const clock = options.clock ?? Date.now;
 
   return {
     async deliver(request: DeliveryRequest): Promise<DestinationResult> {
@@ -112,6 +122,31 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       const siteKey = site?.key ?? [...new Set(names.map((n) => n.toLowerCase()))].sort().join(',');
       const limits = site && options.shaping?.limitsFor(site);
       const starttls = limits?.tls ?? options.starttls;
+      const source = '*';
+      const context = {
+        source,
+        site: siteKey,
+        ...(site?.provider ? { provider: site.provider } : {}),
+        ...(request.account ? { account: request.account } : {}),
+        ...(request.stream ? { stream: request.stream } : {}),
+      };
+      const adaptive = options.adaptive;
+      const suspendedUntil = adaptive?.suspendedUntil(context, clock());
+      if (suspendedUntil !== undefined) {
+        const why = adaptive
+          ?.active(clock())
+          .find((a) => a.kind !== 'throttle' && a.until === suspendedUntil);
+        return {
+          ...all(request, 'temporary', {
+            code: 451,
+            enhanced: '4.7.0',
+            text: `sending suspended until ${new Date(suspendedUntil).toISOString()}${why ? ` by rule ${why.rule} (${why.reply})` : ''}`,
+          }),
+          site: siteKey,
+          retryAt: suspendedUntil,
+        };
+      }
+      const throttle = adaptive?.throttleFor(source, siteKey, clock());
       const started = Date.now();
       const toResult = (res: DeliveryResult): DestinationResult => ({
         recipients: res.recipients,
@@ -124,6 +159,7 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
         },
         site: siteKey,
         durationMs: Date.now() - started,
+        ...(res.retryAt !== undefined ? { retryAt: res.retryAt } : {}),
       });
       const settle = request.settle;
       const res = await pool.deliver(
@@ -132,11 +168,21 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
           hosts: targets,
           port: options.port,
           starttls,
-          ...(limits
+          source,
+          ...(limits || throttle
             ? {
                 limits: {
-                  maxConnections: limits.maxConnections,
-                  maxMessagesPerConnection: limits.maxMessagesPerConnection,
+                  ...(limits
+                    ? {
+                        maxConnections: limits.maxConnections,
+                        maxMessagesPerConnection: limits.maxMessagesPerConnection,
+                        rates: limits.rates,
+                        ...(limits.maxNewConnectionsPerMinute !== undefined
+                          ? { maxNewConnectionsPerMinute: limits.maxNewConnectionsPerMinute }
+                          : {}),
+                      }
+                    : {}),
+                  ...(throttle ? { throttle } : {}),
                 },
               }
             : {}),
@@ -148,6 +194,16 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       );
       if (res.connectionFailed) {
         logger.debug({ domain: request.domain, site: siteKey }, 'no MX host of the site took a session');
+      }
+      // Each distinct answer counts once per transaction towards the rules' thresholds.
+      if (adaptive && res.retryAt === undefined) {
+        const seen = new Set<string>();
+        for (const { reply } of res.recipients) {
+          const key = `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          adaptive.observe(reply, context, clock());
+        }
       }
       return toResult(res);
     },

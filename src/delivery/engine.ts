@@ -9,7 +9,10 @@ import { createDsnSender } from './dsn-sender.ts';
 import { createRetryPolicy } from './retry-policy.ts';
 import { Scheduler } from './scheduler.ts';
 import { createSessionPool } from './session-pool.ts';
+import { createAdaptiveShaper, describeAction } from './shaping/adaptive.ts';
+import { createCircuitBreaker } from './shaping/circuit.ts';
 import { createShapingPolicy } from './shaping/policy.ts';
+import { createRateLimiter } from './shaping/rate-limiter.ts';
 
 /** Wake-ups by other nodes' notifications are at least this far apart. */
 const REMOTE_WAKE_MS = 10;
@@ -53,6 +56,44 @@ export async function startDeliveryEngine(deps: {
     });
   }
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
+  // Traffic shaping (delivery/shaping/): sites and their limits, message rates, adaptive rules
+  // on replies, a circuit breaker per (source, site). Its state is this node's own.
+  const shaping = createShapingPolicy(config);
+  const limiter = createRateLimiter();
+  const circuit = createCircuitBreaker(shaping.circuit, random, (event) =>
+    logger.info(
+      { circuit: event.key, state: event.type, failures: event.failures, until: event.until },
+      'site circuit',
+    ),
+  );
+  const adaptive = createAdaptiveShaper({
+    rules: shaping.rules,
+    onEvent: (event) => {
+      logger.warn(
+        {
+          shaping: event.type,
+          rule: event.action.rule,
+          scope: event.action.scopeKey,
+          until: event.action.until,
+        },
+        `${event.type}: ${describeAction(event.action)}`,
+      );
+      scheduleExpiry();
+    },
+  });
+  let expiryTimer: NodeJS.Timeout | undefined;
+  const scheduleExpiry = (): void => {
+    clearTimeout(expiryTimer);
+    const next = adaptive.nextExpiry();
+    if (next === undefined) return;
+    expiryTimer = setTimeout(() => adaptive.expire(clock()), Math.max(0, next - clock()));
+    expiryTimer.unref();
+  };
+  const sweeper = setInterval(() => {
+    limiter.sweep(clock());
+    circuit.sweep(clock());
+  }, 60_000);
+  sweeper.unref();
   const pool = createSessionPool({
     maxConnectionsPerKey: delivery.max_connections_per_host,
     maxMessagesPerConnection: delivery.max_messages_per_connection,
@@ -64,11 +105,14 @@ export async function startDeliveryEngine(deps: {
     maxQueuePerKey: delivery.window,
     logger,
     ...(permits ? { permits } : {}),
+    limiter,
+    circuit,
+    clock,
   });
-  // Sites (MX rollup by provider) and their limits: shaping/ with the shipped provider data.
-  const shaping = createShapingPolicy(config);
   const destination = createMxDestination({
     shaping,
+    adaptive,
+    clock,
     resolver,
     pool,
     port: delivery.port,
@@ -165,6 +209,8 @@ export async function startDeliveryEngine(deps: {
     async stop() {
       clearInterval(heartbeat);
       clearTimeout(remoteWake);
+      clearTimeout(expiryTimer);
+      clearInterval(sweeper);
       await maintenance.stop();
       await dueWatch?.stop();
       await scheduler.stop();

@@ -227,6 +227,7 @@ export class Scheduler {
         dsn: tx.recipients[0]?.dsn ?? {},
         body,
         settle,
+        account: tx.recipients[0]?.accountId ?? '',
       });
     } catch (err) {
       logger.error({ err, messageId: tx.messageId, domain: tx.domain }, 'delivery failed unexpectedly');
@@ -277,6 +278,10 @@ export class Scheduler {
         outcome = { ...base, state: 'bounced', attempted: true, reply, event: { type: 'bounced', data } };
       } else {
         const decision = this.#o.retryPolicy.next(attempt, r.createdAt, now);
+        // A suspended site or an open circuit says when it is worth trying again.
+        if ('retryAt' in decision && result.retryAt !== undefined && result.retryAt > decision.retryAt) {
+          decision.retryAt = result.retryAt;
+        }
         outcome =
           'expired' in decision
             ? {

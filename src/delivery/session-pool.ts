@@ -14,6 +14,9 @@
  */
 import type { SecureVersion } from 'node:tls';
 import type { ConnectionPermits, Permit } from './connection-permits.ts';
+import type { CircuitBreaker } from './shaping/circuit.ts';
+import type { RateLimiter, Throttle } from './shaping/rate-limiter.ts';
+import type { MessageRates } from './shaping/spec.ts';
 import { type ReplyPeer, replyFromError } from './smtp-reply.ts';
 import {
   openSession,
@@ -58,6 +61,14 @@ export interface SessionPoolOptions {
    */
   permits?: ConnectionPermits;
   permitRetryMs?: number;
+  /**
+   * Traffic shaping per (source, site): message rates and new connections per minute from the
+   * target's limits (shaping/rate-limiter.ts), and a circuit breaker that stops connecting to a
+   * site after consecutive connection failures (shaping/circuit.ts). Times from `clock`.
+   */
+  limiter?: RateLimiter;
+  circuit?: CircuitBreaker;
+  clock?: () => number;
 }
 
 export interface TargetHost {
@@ -73,7 +84,16 @@ export interface DeliveryTarget {
   hosts: TargetHost[];
   port: number;
   /** Per-site limits (traffic shaping); the pool's options where absent. */
-  limits?: { maxConnections?: number; maxMessagesPerConnection?: number };
+  limits?: {
+    maxConnections?: number;
+    maxMessagesPerConnection?: number;
+    rates?: MessageRates;
+    /** An adaptive rule's slow-down in force. */
+    throttle?: Throttle;
+    maxNewConnectionsPerMinute?: number;
+  };
+  /** The egress source's name (shaping keys); '*' when there is one default source. */
+  source?: string;
   /** Source IP to bind (the egress source). */
   localAddress?: string;
   starttls: StartTlsPolicy;
@@ -107,6 +127,8 @@ export interface DeliveryResult {
    */
   connectionFailed: boolean;
   durationMs: number;
+  /** Not before this time (epoch ms): the site's circuit is open after repeated connection failures. */
+  retryAt?: number;
 }
 
 export interface PoolKeyStats {
@@ -202,6 +224,9 @@ interface KeyState {
   maxMessages: number;
   /** Hosts whose last connection attempt failed: ip → when. */
   failedHosts: Map<string, number>;
+  /** Deliveries waiting for the site's message rate, by priority then arrival. */
+  paced: { priority: number; resolve: () => void; reject: (err: Error) => void }[];
+  paceTimer: NodeJS.Timeout | undefined;
   /** Every cluster permit was taken at the last try: open nothing new until the retry timer. */
   permitsExhausted: boolean;
 }
@@ -222,6 +247,9 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   const tlsOptions = { rejectUnauthorized: false, minVersion: 'TLSv1.2' as SecureVersion, ...options.tls };
   const log = options.logger;
   const permits = options.permits;
+  const limiter = options.limiter;
+  const circuit = options.circuit;
+  const clock = options.clock ?? Date.now;
   const permitRetryMs = options.permitRetryMs ?? 250;
 
   const states = new Map<string, KeyState>();
@@ -253,6 +281,8 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
         maxConnections,
         maxMessages,
         failedHosts: new Map(),
+        paced: [],
+        paceTimer: undefined,
         permitsExhausted: false,
       };
       states.set(key, state);
@@ -265,7 +295,74 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
   }
 
   function forget(state: KeyState): void {
-    if (state.open === 0 && state.waiters.length === 0 && !state.permitsExhausted) states.delete(state.key);
+    if (
+      state.open === 0 &&
+      state.waiters.length === 0 &&
+      state.paced.length === 0 &&
+      !state.permitsExhausted
+    ) {
+      states.delete(state.key);
+    }
+  }
+
+  /** `<source>|<site>`: what rates, throttles and circuits are kept per. */
+  function shapingKey(target: DeliveryTarget): string {
+    return `${target.source ?? '*'}|${target.site}`;
+  }
+
+  function rateLimited(target: DeliveryTarget): boolean {
+    const l = target.limits;
+    return !!l && (!!l.throttle || !!l.rates?.perSecond || !!l.rates?.perMinute || !!l.rates?.perHour);
+  }
+
+  /**
+   * Resolves when the site's message rate allows one more transaction (counted then). Waiters
+   * go in priority order: a transactional message is the next one sent, not the last in line.
+   */
+  function pace(state: KeyState, priority: number): Promise<void> {
+    if (!limiter || !rateLimited(state.target)) return Promise.resolve();
+    if (state.paced.length === 0 && !state.paceTimer) {
+      const limits = state.target.limits ?? {};
+      if (
+        limiter.reserve(
+          shapingKey(state.target),
+          { rates: limits.rates ?? {}, ...(limits.throttle ? { throttle: limits.throttle } : {}) },
+          clock(),
+        ) === 0
+      ) {
+        return Promise.resolve();
+      }
+    }
+    return new Promise((resolve, reject) => {
+      const waiter = { priority, resolve, reject };
+      const at = state.paced.findIndex((w) => w.priority > priority);
+      if (at === -1) state.paced.push(waiter);
+      else state.paced.splice(at, 0, waiter);
+      releasePaced(state);
+    });
+  }
+
+  function releasePaced(state: KeyState): void {
+    if (state.paceTimer || !limiter) return;
+    while (state.paced.length > 0) {
+      const limits = state.target.limits ?? {};
+      const wait = rateLimited(state.target)
+        ? limiter.reserve(
+            shapingKey(state.target),
+            { rates: limits.rates ?? {}, ...(limits.throttle ? { throttle: limits.throttle } : {}) },
+            clock(),
+          )
+        : 0;
+      if (wait > 0) {
+        state.paceTimer = setTimeout(() => {
+          state.paceTimer = undefined;
+          releasePaced(state);
+        }, wait);
+        return;
+      }
+      state.paced.shift()!.resolve();
+    }
+    forget(state);
   }
 
   /**
@@ -430,6 +527,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     beforeRelease: BeforeRelease | undefined,
     priority: number,
   ): Promise<DeliveryResult> {
+    await pace(state, priority);
     let pooled = await acquire(state, priority);
     // Without an idle session, a slot was reserved; in a cluster it also needs a permit.
     let permit: Permit | undefined;
@@ -453,7 +551,25 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     }
     if (pooled) reused = true;
     if (!pooled) {
-      const opened = await open(state, target);
+      const key = shapingKey(target);
+      // A site that failed at connection level too often is left alone for a while: its mail
+      // waits (deferred until then), nothing is sent, no connection is tried.
+      const closedFor = circuit?.check(key, clock()) ?? 0;
+      const opened =
+        closedFor > 0
+          ? { failure: circuitOpen(target, closedFor) }
+          : await (async () => {
+              for (;;) {
+                const wait =
+                  limiter?.reserveConnection(key, target.limits?.maxNewConnectionsPerMinute, clock()) ?? 0;
+                if (wait === 0) break;
+                await new Promise((resolve) => setTimeout(resolve, wait));
+              }
+              const result = await open(state, target);
+              if ('failure' in result) circuit?.failure(key, clock());
+              else circuit?.success(key, clock());
+              return result;
+            })();
       if ('failure' in opened) {
         permit?.release();
         state.open--;
@@ -464,6 +580,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
           recipients: envelope.to.map((address) => ({ address, outcome, reply })),
           connectionFailed: true,
           durationMs: performance.now() - started,
+          ...(closedFor > 0 ? { retryAt: clock() + closedFor } : {}),
         };
       }
       pooled = track(state, opened.session, opened.peer, permit);
@@ -536,6 +653,19 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     return { failure };
   }
 
+  function circuitOpen(target: DeliveryTarget, ms: number): SessionFailure {
+    const status = circuit?.status(shapingKey(target));
+    return {
+      outcome: 'temporary',
+      reply: {
+        code: 451,
+        enhanced: '4.4.1',
+        text: `not connecting to ${target.site} for ${Math.ceil(ms / 1000)} s: ${status?.failures ?? 'repeated'} connection failures in a row`,
+      },
+      peer: target.hosts[0]!,
+    };
+  }
+
   /** Closes a dead reused session but keeps its slot for the replacement connection. */
   function retireKeepingSlot(state: KeyState, pooled: PooledSession): void {
     pooled.retired = true;
@@ -560,9 +690,10 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     async close(graceMs = 5000) {
       closed = true;
       for (const state of states.values()) {
-        for (const waiter of state.waiters.splice(0)) {
+        for (const waiter of [...state.waiters.splice(0), ...state.paced.splice(0)]) {
           waiter.reject(new SessionPoolError('POOL_CLOSED', 'session pool closed while waiting'));
         }
+        clearTimeout(state.paceTimer);
         for (const pooled of [...state.idle]) retire(state, pooled, 'pool closed');
       }
       // Running deliveries get `graceMs` to finish (their release() sees `closed` and QUITs);

@@ -8,6 +8,8 @@ import {
   SessionPoolError,
   type SessionPoolOptions,
 } from '../../src/delivery/session-pool.ts';
+import { createCircuitBreaker } from '../../src/delivery/shaping/circuit.ts';
+import { createRateLimiter } from '../../src/delivery/shaping/rate-limiter.ts';
 import { MemorySlots } from '../support/memory-slots.ts';
 import {
   generateSelfSignedCert,
@@ -530,6 +532,70 @@ describe('session pool', () => {
     }
     assert.equal(sink.connections.length, 2);
     assert.equal(failures.length, 1, 'the refusing host is not tried again first');
+  });
+
+  it('paces transactions to the site rate: never more than the limit in any second, priority first', async (t) => {
+    const { sink, pool, target } = await setup(
+      t,
+      {},
+      { maxConnectionsPerKey: 3, limiter: createRateLimiter() },
+    );
+    const paced = { ...target, limits: { rates: { perSecond: 20 } } };
+    const sentAt: number[] = [];
+    const order: string[] = [];
+    const send = (to: string, priority: number) =>
+      pool.deliver(paced, envelope([to]), body, undefined, { priority }).then(() => {
+        sentAt.push(performance.now());
+        order.push(to);
+      });
+    const bulk = Array.from({ length: 30 }, (_, i) => send(`bulk${i}@example.net`, 1));
+    await sleep(50);
+    const urgent = send('urgent@example.net', 0);
+    await Promise.all([...bulk, urgent]);
+    assert.equal(sink.transactions.length, 31);
+    sentAt.sort((a, b) => a - b);
+    for (let i = 0; i < sentAt.length; i++) {
+      const inWindow = sentAt.filter((x) => x >= sentAt[i]! && x < sentAt[i]! + 1000).length;
+      assert.ok(inWindow <= 20 + 1, `${inWindow} transactions within one second`);
+    }
+    assert.ok(order.indexOf('urgent@example.net') < 5, `urgent was #${order.indexOf('urgent@example.net')}`);
+  });
+
+  it('opens the circuit after consecutive connection failures: no more tries until the backoff ends', async (t) => {
+    const port = await unusedPort();
+    let now = 1_000_000;
+    const failures: object[] = [];
+    const pool = createSessionPool({
+      maxConnectionsPerKey: 1,
+      ehloName: 'relay.postbote.test',
+      connectTimeoutMs: 2000,
+      circuit: createCircuitBreaker({ failures: 2, backoffMs: 60_000, jitter: 0 }, () => 0.5),
+      clock: () => now,
+      logger: {
+        debug: () => {},
+        warn: () => {},
+        info: (obj, msg) => msg === 'smtp session failed' && failures.push(obj),
+      },
+    });
+    t.after(() => pool.close());
+    const dead: DeliveryTarget = {
+      site: 'mx.down.test',
+      hosts: [{ host: 'mx.down.test', ip: '127.0.0.1' }],
+      port,
+      starttls: 'none',
+    };
+    const results = [];
+    for (let i = 0; i < 3; i++) results.push(await pool.deliver(dead, envelope(), body));
+    assert.equal(failures.length, 2, 'the third delivery does not connect');
+    assert.ok(results.every((r) => r.connectionFailed && r.recipients[0]?.outcome === 'temporary'));
+    assert.equal(results[2]!.retryAt, now + 60_000);
+    assert.match(
+      results[2]!.recipients[0]!.reply.text,
+      /not connecting to mx\.down\.test for 60 s: 2 connection failures/,
+    );
+    now += 60_000;
+    await pool.deliver(dead, envelope(), body);
+    assert.equal(failures.length, 3, 'after the backoff one trial connects');
   });
 
   it('serves waiting deliveries first in, first out', async (t) => {
