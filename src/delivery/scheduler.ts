@@ -5,6 +5,9 @@ import { BodyCache } from './body-cache.ts';
 import type { Destination, DestinationResult } from './destination.ts';
 import type { RetryPolicy } from './retry-policy.ts';
 
+/** The part of the lease window broadcast mail may fill; the rest is kept for transactional mail. */
+const BROADCAST_SHARE = 0.8;
+
 export interface SchedulerOptions {
   store: Store;
   /** Delivers one transaction to a domain (MX resolution, host fallback, SMTP). */
@@ -49,6 +52,8 @@ export class Scheduler {
   readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure'>> & Pick<SchedulerOptions, 'onFinalFailure'>;
   readonly #bodies: BodyCache;
   readonly #inflight = new Set<number>();
+  /** Broadcast recipients among #inflight: they may fill only part of the window. */
+  #inflightBroadcast = 0;
   readonly #running = new Set<Promise<void>>();
   #stopping = false;
   #loop: Promise<void> | undefined;
@@ -107,10 +112,19 @@ export class Scheduler {
         continue;
       }
       const limit = Math.min(room, batchSize);
+      // Broadcast mail never takes the whole window: transactional mail accepted during a
+      // campaign is leased at once, and the pool serves it first (priority 0).
+      const broadcastRoom = Math.max(0, Math.floor(window * BROADCAST_SHARE) - this.#inflightBroadcast);
       const now = clock();
       let leased: LeasedRecipient[] = [];
       try {
-        leased = await store.leaseDue({ owner, now, limit, leaseUntil: now + leaseMs });
+        leased = await store.leaseDue({
+          owner,
+          now,
+          limit,
+          leaseUntil: now + leaseMs,
+          lanes: { broadcast: Math.min(limit, broadcastRoom) },
+        });
       } catch (err) {
         this.#o.logger.error({ err }, 'could not lease due recipients; retrying');
       }
@@ -120,7 +134,10 @@ export class Scheduler {
       if (leased.length === limit) continue;
       // Work is flowing: new work wakes us, so only an empty lease asks when the next is due
       // (a query per loop turn was a third of the statements under load, bench/relay.ts).
-      await this.#sleep(leased.length > 0 ? this.#o.pollMs : await this.#untilDue());
+      // With the broadcast share full, due broadcast mail waits for a delivery to finish (which
+      // wakes us), not for its due time, which has passed.
+      const broadcastFull = leased.filter((r) => r.kind === 'broadcast').length >= broadcastRoom;
+      await this.#sleep(leased.length > 0 || broadcastFull ? this.#o.pollMs : await this.#untilDue());
     }
   }
 
@@ -170,6 +187,7 @@ export class Scheduler {
       // still in flight here, so it must not be sent a second time.
       if (this.#inflight.has(r.id)) continue;
       this.#inflight.add(r.id);
+      if (r.kind === 'broadcast') this.#inflightBroadcast++;
       // RFC 3461 NOTIFY/ORCPT are per RCPT but nodemailer applies them per envelope, so
       // recipients with different DSN parameters travel in different transactions.
       const key = `${r.messageId}\0${r.domain}\0${JSON.stringify(r.dsn)}`;
@@ -183,7 +201,10 @@ export class Scheduler {
     for (const tx of groups.values()) {
       const job = this.#deliver(tx).finally(() => {
         this.#running.delete(job);
-        for (const r of tx.recipients) this.#inflight.delete(r.id);
+        for (const r of tx.recipients) {
+          this.#inflight.delete(r.id);
+          if (r.kind === 'broadcast') this.#inflightBroadcast--;
+        }
         this.wake();
       });
       this.#running.add(job);
@@ -228,6 +249,8 @@ export class Scheduler {
         body,
         settle,
         account: tx.recipients[0]?.accountId ?? '',
+        stream: tx.recipients[0]?.stream ?? '',
+        priority: tx.recipients[0]?.kind === 'broadcast' ? 1 : 0,
       });
     } catch (err) {
       logger.error({ err, messageId: tx.messageId, domain: tx.domain }, 'delivery failed unexpectedly');

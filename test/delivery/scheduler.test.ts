@@ -65,8 +65,9 @@ async function setup(options: { answer: Answer; window?: number; hold?: Promise<
     dsnOnFailure: true,
     onAccepted: () => scheduler.wake(),
   });
-  const submit = (to: string[]) =>
+  const submit = (to: string[], stream?: string) =>
     intake.submit({
+      ...(stream ? { stream } : {}),
       accountId: 'acct',
       credentialId: null,
       mailFrom: 'sender@example.com',
@@ -161,6 +162,28 @@ describe('delivery scheduler', () => {
     release();
     await waitFor(async () => (await t.store.countByState()).delivered === 20, { what: 'all delivered' });
     assert.ok(t.maxInflight() <= 5);
+    await t.scheduler.stop();
+    await t.store.close();
+  });
+
+  it('keeps part of the window for transactional mail while a broadcast backlog fills the rest', async () => {
+    let release: () => void = () => {};
+    const hold = new Promise<void>((r) => (release = r));
+    const t = await setup({ answer: () => 'delivered', window: 10, hold });
+    t.scheduler.start();
+    for (let i = 0; i < 30; i++) await t.submit([`bulk${i}@d${i}.test`], 'broadcast');
+    await waitFor(() => t.calls.length === 8 || undefined, { what: 'the broadcast share of the window' });
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(t.calls.length, 8, 'broadcast fills 80% of the window, no more');
+    await t.submit(['reset@shop.test']);
+    await waitFor(() => t.calls.find((c) => c.recipients[0] === 'reset@shop.test') || undefined, {
+      what: 'the transactional message dispatched at once',
+    });
+    const urgent = t.calls.find((c) => c.recipients[0] === 'reset@shop.test');
+    assert.equal(urgent?.priority, 0);
+    assert.equal(t.calls[0]?.priority, 1);
+    release();
+    await waitFor(async () => (await t.store.countByState()).delivered === 31, { what: 'all delivered' });
     await t.scheduler.stop();
     await t.store.close();
   });
