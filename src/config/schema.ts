@@ -4,6 +4,14 @@
  */
 
 import {
+  checkPoolName,
+  egressRelation,
+  parseAccountPoolsKey,
+  parsePoolsKey,
+  parseRoutesKey,
+  parseSourcesKey,
+} from '../delivery/routing/config.ts';
+import {
   parseJitterKey,
   parseProvidersKey,
   parseRulesKey,
@@ -254,6 +262,36 @@ export const schema = {
       jitter: dataLeaf('20%', 'Random spread of the backoff: 20% or 0.2 = ±20 %.', parseJitterKey),
     },
   },
+  // Egress sources, pools and routes; written forms and examples in src/delivery/routing/config.ts.
+  egress: {
+    sources: dataLeaf(
+      [{ name: 'default', address: '' }],
+      "Local addresses mail leaves from: [{ name, address ('' = OS chooses), ehlo ('' = global), warmup? }].",
+      parseSourcesKey,
+    ),
+    pools: dataLeaf(
+      { default: ['default'] },
+      'Pool name → sources with weights: [ip-1, ip-2] or [{ source: ip-1, weight: 3 }].',
+      parsePoolsKey,
+    ),
+    transactional_pool: leaf(
+      'string',
+      'default',
+      'Pool of transactional streams that name none.',
+      checkPoolName,
+    ),
+    broadcast_pool: leaf('string', 'default', 'Pool of broadcast streams that name none.', checkPoolName),
+    account_pools: dataLeaf(
+      {},
+      'Account name → pool, for the account’s streams that name none.',
+      parseAccountPoolsKey,
+    ),
+  },
+  routes: dataLeaf(
+    [],
+    'Ordered routing rules (first match wins; none = MX): { name, match, via: mx|smarthost|hold, smarthost?, fallback? }.',
+    parseRoutesKey,
+  ),
 } as const satisfies Section;
 
 type LeafValue<L extends Leaf> =
@@ -282,4 +320,5 @@ export const relations: readonly ((config: Config) => string | undefined)[] = [
       ? undefined
       : `retention.bodies: must not be longer than retention.metadata (${formatDuration(retention.bodies)} > ${formatDuration(retention.metadata)}); a body is deleted with its message at the latest`,
   ({ shaping }) => shapingProblems(shaping).join('; ') || undefined,
+  egressRelation,
 ];
