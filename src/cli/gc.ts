@@ -7,7 +7,7 @@ export function registerGc(program: Command, globals: () => GlobalOptions): void
   program
     .command('gc')
     .description(
-      'apply the retention policy now: delete finished messages older than retention.metadata and the bodies of those older than retention.bodies',
+      'apply the retention policy now: delete finished messages (and traffic shaping events) older than retention.metadata and the bodies of those older than retention.bodies',
     )
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
@@ -18,6 +18,7 @@ export function registerGc(program: Command, globals: () => GlobalOptions): void
         const row = {
           messages: result.messages,
           bodies: result.bodies,
+          shapingEvents: result.shapingEvents,
           messagesReceivedBefore: iso(now - metadataMs),
           bodiesReceivedBefore: iso(now - bodiesMs),
           durationMs: Date.now() - now,
@@ -28,7 +29,8 @@ export function registerGc(program: Command, globals: () => GlobalOptions): void
         }
         process.stdout.write(
           `${row.messages} message(s) deleted with their recipients and events: finished and received before ${row.messagesReceivedBefore} (retention.metadata ${formatDuration(metadataMs)})\n` +
-            `${row.bodies} message body(ies) deleted: finished and received before ${row.bodiesReceivedBefore} (retention.bodies ${formatDuration(bodiesMs)})\n`,
+            `${row.bodies} message body(ies) deleted: finished and received before ${row.bodiesReceivedBefore} (retention.bodies ${formatDuration(bodiesMs)})\n` +
+            `${row.shapingEvents} traffic shaping event(s) deleted: ended before ${row.messagesReceivedBefore} (retention.metadata)\n`,
         );
       });
     });

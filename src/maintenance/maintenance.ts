@@ -47,7 +47,9 @@ export async function startMaintenance(deps: {
             now,
             { signal },
           );
-          return result.bodies + result.messages > 0 || !result.complete ? { ...result } : undefined;
+          return result.bodies + result.messages + result.shapingEvents > 0 || !result.complete
+            ? { ...result }
+            : undefined;
         },
       },
       {

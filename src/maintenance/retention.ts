@@ -4,7 +4,10 @@ import type { Store } from '../store/store.ts';
 export interface RetentionPolicy {
   /** Bodies of finished messages received longer ago than this are deleted. */
   bodiesMs: number;
-  /** Finished messages received longer ago than this are deleted with recipients and events. */
+  /**
+   * Finished messages received longer ago than this are deleted with recipients and events, and
+   * traffic shaping events that ended longer ago.
+   */
   metadataMs: number;
 }
 
@@ -22,11 +25,13 @@ export interface RetentionResult {
   bodies: number;
   /** Messages deleted entirely. */
   messages: number;
+  /** Traffic shaping events deleted (Store.purgeShapingEvents). */
+  shapingEvents: number;
   /** False when `signal` stopped the run before everything due was deleted. */
   complete: boolean;
 }
 
-export type RetentionStore = Pick<Store, 'purgeBodies' | 'purgeMessages'>;
+export type RetentionStore = Pick<Store, 'purgeBodies' | 'purgeMessages' | 'purgeShapingEvents'>;
 
 // A batch holds the SQLite write lock for its transaction: 500 messages (20 KB bodies, two
 // recipients, three events) took 16 ms median, 34 ms at most, fsync included (2 cores), so intake
@@ -37,7 +42,8 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 /**
  * Applies the retention policy as of `now`: first deletes finished messages older than
  * `metadataMs` (so their bodies are not deleted one step earlier for nothing), then the bodies of
- * finished messages older than `bodiesMs`. Runs batch after batch until a batch comes back short,
+ * finished messages older than `bodiesMs`, then traffic shaping events that ended more than
+ * `metadataMs` ago. Runs batch after batch until a batch comes back short,
  * yielding between batches; never touches a message with a recipient still waiting for delivery.
  * Safe to run on several nodes at once (each batch is its own transaction), though the cluster
  * runs it on its elected node only.
@@ -72,5 +78,8 @@ export async function runRetention(
 
   const messages = await drain((limit) => store.purgeMessages({ before: now - policy.metadataMs, limit }));
   const bodies = await drain((limit) => store.purgeBodies({ before: now - policy.bodiesMs, limit }));
-  return { bodies, messages, complete };
+  const shapingEvents = await drain((limit) =>
+    store.purgeShapingEvents({ before: now - policy.metadataMs, limit }),
+  );
+  return { bodies, messages, shapingEvents, complete };
 }

@@ -9,13 +9,16 @@ import type {
   MessageRow,
   MessageSummary,
   NewMessage,
+  NewShapingEvent,
   NodeHeartbeat,
   NodeStatus,
   Outcome,
   PurgeBatch,
   QueueDomainSummary,
   QueueSelector,
+  QueueSiteSummary,
   RecipientRow,
+  ShapingEventRow,
   Stream,
 } from './types.ts';
 
@@ -101,12 +104,27 @@ export interface Store {
   getRecipients(messageId: string): Promise<RecipientRow[]>;
   getEvents(messageId: string): Promise<EventRow[]>;
   queueSummary(now: number): Promise<QueueDomainSummary[]>;
+  /**
+   * Waiting and delivering recipients by the site of their last attempt (Outcome.site), most
+   * recipients first; ready = due at `now`, scheduled = due later.
+   */
+  queueSiteSummary(now: number): Promise<QueueSiteSummary[]>;
   /** Makes matching queued/deferred recipients due now; returns how many. */
   retryNow(selector: QueueSelector, now: number): Promise<number>;
   /** Cancels matching recipients that are not final; returns how many. */
   cancel(selector: QueueSelector, now: number): Promise<number>;
   /** Counts by recipient state (health, metrics, tests). */
   countByState(): Promise<Record<string, number>>;
+
+  // traffic shaping state of the nodes' delivery engines (delivery/shaping-events.ts)
+  /** Appends shaping events (one short write for the batch). */
+  recordShapingEvents(events: NewShapingEvent[]): Promise<void>;
+  /**
+   * What is in force at `now`: for each (node, rule, scope) the latest event, when it is not an
+   * ending one (SHAPING_END_TYPES) and its `until` is later than `now`. Soonest to end first.
+   * Whether its node is still alive (and has not restarted since) is the caller's question.
+   */
+  activeShaping(now: number): Promise<ShapingEventRow[]>;
 
   // retention (maintenance/retention.ts)
   // A message is finished when every recipient is in a final state (FINAL_STATES); a message with
@@ -123,6 +141,11 @@ export interface Store {
    * events. Returns how many messages it deleted.
    */
   purgeMessages(batch: PurgeBatch): Promise<number>;
+  /**
+   * Deletes shaping events that happened before `before` and ended before it too (`until`), so
+   * nothing still in force loses its event. Returns how many it deleted.
+   */
+  purgeShapingEvents(batch: PurgeBatch): Promise<number>;
 
   // cluster
   /** Records that a node is alive (insert or update). */

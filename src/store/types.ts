@@ -180,6 +180,8 @@ export interface RecipientRow {
   leaseUntil: number | null;
   stream: string;
   kind: StreamKind;
+  /** The site of its last attempt (Outcome.site); '' before one went to a site. */
+  lastSite: string;
 }
 
 export type EventType =
@@ -266,6 +268,11 @@ export interface Outcome {
   attempted: boolean;
   reply: Reply | null;
   event: { type: EventType; data: EventData } | null;
+  /**
+   * The site this attempt went to (delivery/shaping/site.ts key), kept on the recipient as its
+   * last site for `queue summary`; unset leaves the one it had (DNS failed, a lease released).
+   */
+  site?: string;
 }
 
 export interface MessageFilter {
@@ -293,6 +300,74 @@ export interface QueueDomainSummary {
   reasons: { text: string; count: number }[];
 }
 
+/** Waiting recipients by the site of their last attempt (`postbote queue summary`). */
+export interface QueueSiteSummary {
+  /**
+   * The site key of the recipients' last attempt; '' = no site yet: never attempted, or their
+   * domain's MX did not resolve when they were.
+   */
+  site: string;
+  /** queued/deferred and due now: waiting for a connection (the ready queue). */
+  ready: number;
+  /** queued/deferred with their next attempt later (the scheduled queue). */
+  scheduled: number;
+  delivering: number;
+  oldestAt: number;
+  /** Distinct recipient domains among them. */
+  domains: number;
+  /** Most common last replies of deferred recipients, most frequent first (at most 3). */
+  reasons: { text: string; count: number }[];
+}
+
+/** Adaptive actions (adaptive.ts) and circuits (circuit.ts) as they change. */
+export const SHAPING_EVENT_TYPES = [
+  'triggered',
+  'extended',
+  'expired',
+  'lifted',
+  'opened',
+  'half_open',
+  'closed',
+] as const;
+export type ShapingEventType = (typeof SHAPING_EVENT_TYPES)[number];
+/** The event types that end what they are about: nothing of it is in force afterwards. */
+export const SHAPING_END_TYPES: readonly ShapingEventType[] = ['expired', 'lifted', 'closed'];
+export type ShapingEventKind = 'throttle' | 'suspend_site' | 'suspend_stream' | 'suspend_account' | 'circuit';
+
+/**
+ * One change of a node's traffic shaping state: its engine keeps the state in memory and writes
+ * these so that other processes (`postbote queue summary`) can see what is in force.
+ */
+export interface NewShapingEvent {
+  at: number;
+  /** The node whose engine holds the state (config node_id). */
+  nodeId: string;
+  type: ShapingEventType;
+  /** The adaptive rule's name, or `circuit`. */
+  rule: string;
+  kind: ShapingEventKind;
+  /** `site:<source>|<site>`, `stream:<account>/<stream>` or `account:<account>` (adaptive.ts). */
+  scopeKey: string;
+  /** Throttles: the rate as written (`60/min`). */
+  rate?: string;
+  /**
+   * When the action ends or the circuit allows a trial (half-open: when the trial is given up);
+   * for the ending types, when it ended.
+   */
+  until: number;
+  /**
+   * The reply that triggered or extended it (circuits: why they opened). Stored as one line,
+   * control characters removed, at most SHAPING_REPLY_MAX characters.
+   */
+  reply?: string;
+}
+
+export const SHAPING_REPLY_MAX = 300;
+
+export interface ShapingEventRow extends Required<NewShapingEvent> {
+  id: number;
+}
+
 export interface QueueSelector {
   messageId?: string;
   domain?: string;
@@ -312,6 +387,8 @@ export interface NodeHeartbeat {
     connections?: number;
     /** Elected to run the periodic tasks. */
     leader?: boolean;
+    /** Outbound connections open now per site, the 20 sites with most. */
+    sites?: { site: string; open: number }[];
     [key: string]: unknown;
   };
 }

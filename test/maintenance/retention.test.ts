@@ -10,27 +10,29 @@ import { tempDir } from '../support/temp-dir.ts';
 const DAY = 86_400_000;
 const policy = { bodiesMs: 7 * DAY, metadataMs: 90 * DAY };
 
-/** A store with `due` messages to delete and `bodies` bodies, recording every call. */
-function fakeStore(due: { messages: number; bodies: number }) {
+/** A store with `due` messages, bodies and shaping events to delete, recording every call. */
+function fakeStore(due: { messages: number; bodies: number; shaping?: number }) {
   const calls: string[] = [];
-  const take = (kind: 'messages' | 'bodies', batch: PurgeBatch): number => {
-    const n = Math.min(due[kind], batch.limit);
-    due[kind] -= n;
+  const left = { shaping: 0, ...due };
+  const take = (kind: 'messages' | 'bodies' | 'shaping', batch: PurgeBatch): number => {
+    const n = Math.min(left[kind], batch.limit);
+    left[kind] -= n;
     calls.push(`${kind} before=${(T0 - batch.before) / DAY}d limit=${batch.limit} -> ${n}`);
     return n;
   };
   const store: RetentionStore = {
     purgeMessages: async (batch) => take('messages', batch),
     purgeBodies: async (batch) => take('bodies', batch),
+    purgeShapingEvents: async (batch) => take('shaping', batch),
   };
   return { store, calls };
 }
 
 describe('runRetention', () => {
-  it('deletes old messages first, then old bodies, in batches until one comes back short', async () => {
-    const { store, calls } = fakeStore({ messages: 5, bodies: 4 });
+  it('deletes old messages first, then old bodies, then old shaping events, in batches until one comes back short', async () => {
+    const { store, calls } = fakeStore({ messages: 5, bodies: 4, shaping: 1 });
     const result = await runRetention(store, policy, T0, { batchSize: 2 });
-    assert.deepEqual(result, { messages: 5, bodies: 4, complete: true });
+    assert.deepEqual(result, { messages: 5, bodies: 4, shapingEvents: 1, complete: true });
     assert.deepEqual(calls, [
       'messages before=90d limit=2 -> 2',
       'messages before=90d limit=2 -> 2',
@@ -38,6 +40,7 @@ describe('runRetention', () => {
       'bodies before=7d limit=2 -> 2',
       'bodies before=7d limit=2 -> 2',
       'bodies before=7d limit=2 -> 0',
+      'shaping before=90d limit=2 -> 1',
     ]);
   });
 
@@ -62,7 +65,7 @@ describe('runRetention', () => {
         if (calls.length === 2) controller.abort();
       },
     });
-    assert.deepEqual(result, { messages: 6, bodies: 0, complete: false });
+    assert.deepEqual(result, { messages: 6, bodies: 0, shapingEvents: 0, complete: false });
     assert.equal(calls.length, 2);
   });
 
@@ -85,14 +88,33 @@ describe('runRetention', () => {
       const waiting = at(200);
       await store.insertMessages([...ancient, ...old, recent, waiting]);
       for (const m of [...ancient, ...old, recent]) await store.cancel({ messageId: m.id }, T0);
+      const throttle = (at: number, until: number) => ({
+        at,
+        nodeId: 'n1',
+        type: 'triggered' as const,
+        rule: 'generic-421-try-again-later',
+        kind: 'throttle' as const,
+        scopeKey: 'site:*|provider:google',
+        until,
+      });
+      // A throttle that ended 100 days ago goes; one of 10 days ago stays.
+      await store.recordShapingEvents([
+        throttle(T0 - 100 * DAY, T0 - 100 * DAY + 1_800_000),
+        throttle(T0 - 10 * DAY, T0 - 10 * DAY + 1_800_000),
+      ]);
 
       const result = await runRetention(store, policy, T0, { batchSize: 2 });
-      assert.deepEqual(result, { messages: 3, bodies: 4, complete: true });
+      assert.deepEqual(result, { messages: 3, bodies: 4, shapingEvents: 1, complete: true });
       for (const m of ancient) assert.equal(await store.getMessage(m.id), undefined);
       for (const m of old) assert.equal((await store.getMessage(m.id))?.bodyPurged, true);
       assert.deepEqual(await store.getBody(recent.id), recent.body);
       assert.deepEqual(await store.getBody(waiting.id), waiting.body, 'a queued message is never touched');
-      assert.deepEqual(await runRetention(store, policy, T0), { messages: 0, bodies: 0, complete: true });
+      assert.deepEqual(await runRetention(store, policy, T0), {
+        messages: 0,
+        bodies: 0,
+        shapingEvents: 0,
+        complete: true,
+      });
     } finally {
       await store.close();
       dir.cleanup();

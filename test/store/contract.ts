@@ -2,7 +2,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
-import type { LeaseRequest, NewMessage, Outcome, StreamKind } from '../../src/store/types.ts';
+import {
+  type LeaseRequest,
+  type NewMessage,
+  type NewShapingEvent,
+  type Outcome,
+  type Reply,
+  SHAPING_REPLY_MAX,
+  type StreamKind,
+} from '../../src/store/types.ts';
 
 export const T0 = Date.parse('2026-11-28T12:00:00Z');
 
@@ -348,6 +356,298 @@ export function storeContract(
         assert.equal(await store.cancel({ messageId: m1.id }, T0 + 3000), 1);
         assert.equal((await store.getRecipients(m1.id))[0]?.state, 'cancelled');
         assert.ok((await store.getEvents(m1.id)).some((e) => e.type === 'cancelled'));
+      });
+    });
+
+    it('remembers the site of each attempt; the queue by site: ready, scheduled, delivering, reasons', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const google = 'provider:google';
+        const mxSet = 'mx1.b.test,mx2.b.test';
+        const m = sampleMessage(accountId, [
+          'a1@gmail.test',
+          'a2@gmail.test',
+          'a3@workspace.test',
+          'b@b.test',
+          'c@nodns.test',
+          'd@gmail.test',
+        ]);
+        await store.insertMessages([m]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 60_000 });
+        const by = (a: string) => leased.find((r) => r.address === a)!;
+        const tryLater: Reply = { code: 421, enhanced: '4.7.0', text: 'Try again later' };
+        const deferred = (nextAttemptAt: number, site?: string, reply = tryLater): Partial<Outcome> => ({
+          state: 'deferred',
+          nextAttemptAt,
+          reply,
+          event: { type: 'deferred', data: {} },
+          ...(site === undefined ? {} : { site }),
+        });
+        await store.recordOutcomes('n1', [
+          outcome(by('a1@gmail.test'), deferred(T0 + 600_000, google)),
+          outcome(by('a2@gmail.test'), deferred(T0 + 500, google)),
+          outcome(by('a3@workspace.test'), deferred(T0 + 600_000, google)),
+          outcome(by('b@b.test'), deferred(T0 + 600_000, mxSet, { code: 451, text: 'greylisted' })),
+          // The domain did not resolve: no site.
+          outcome(
+            by('c@nodns.test'),
+            deferred(T0 + 600_000, undefined, { code: 451, enhanced: '4.4.3', text: 'DNS timeout' }),
+          ),
+        ]);
+        // d@gmail.test stays leased (delivering) and has no site yet; a newcomer is queued.
+        const later = sampleMessage(accountId, ['e@new.test'], { receivedAt: T0 + 100 });
+        await store.insertMessages([later]);
+        const site = async (address: string) =>
+          (await store.getRecipients(address === 'e@new.test' ? later.id : m.id)).find(
+            (r) => r.address === address,
+          )?.lastSite;
+        assert.equal(await site('a1@gmail.test'), google);
+        assert.equal(await site('b@b.test'), mxSet);
+        assert.equal(await site('c@nodns.test'), '');
+        assert.equal(await site('e@new.test'), '');
+
+        // Most recipients first, then by site ('' before the others).
+        assert.deepEqual(await store.queueSiteSummary(T0 + 1000), [
+          {
+            site: '',
+            ready: 1,
+            scheduled: 1,
+            delivering: 1,
+            oldestAt: T0,
+            domains: 3,
+            reasons: [{ text: '451 4.4.3 DNS timeout', count: 1 }],
+          },
+          {
+            site: google,
+            ready: 1,
+            scheduled: 2,
+            delivering: 0,
+            oldestAt: T0,
+            domains: 2,
+            reasons: [{ text: '421 4.7.0 Try again later', count: 3 }],
+          },
+          {
+            site: mxSet,
+            ready: 0,
+            scheduled: 1,
+            delivering: 0,
+            oldestAt: T0,
+            domains: 1,
+            reasons: [{ text: '451 greylisted', count: 1 }],
+          },
+        ]);
+
+        // A later outcome without a site (a lease handed back, DNS failing) keeps the site it had;
+        // one with a site replaces it.
+        const again = await store.leaseDue({
+          owner: 'n1',
+          now: T0 + 1000,
+          limit: 10,
+          leaseUntil: T0 + 60_000,
+        });
+        const a2 = again.find((r) => r.address === 'a2@gmail.test')!;
+        const e = again.find((r) => r.address === 'e@new.test')!;
+        await store.recordOutcomes('n1', [
+          outcome(a2, deferred(T0 + 900_000, undefined)),
+          outcome(e, deferred(T0 + 900_000, 'mx.new.test')),
+        ]);
+        assert.equal(await site('a2@gmail.test'), google);
+        assert.equal(await site('e@new.test'), 'mx.new.test');
+        // Delivered recipients leave the summary.
+        await store.recordOutcomes('n1', [outcome(by('d@gmail.test'), { site: google })]);
+        assert.deepEqual(
+          (await store.queueSiteSummary(T0 + 2000)).map((x) => [
+            x.site,
+            x.ready + x.scheduled + x.delivering,
+          ]),
+          [
+            [google, 3],
+            ['', 1],
+            ['mx.new.test', 1],
+            [mxSet, 1],
+          ],
+        );
+      });
+    });
+
+    describe('traffic shaping events', () => {
+      const HOUR = 3_600_000;
+      const event = (e: Partial<NewShapingEvent>): NewShapingEvent => ({
+        at: T0,
+        nodeId: 'n1',
+        type: 'triggered',
+        rule: 'generic-421-try-again-later',
+        kind: 'throttle',
+        scopeKey: 'site:*|provider:google',
+        rate: '60/min',
+        until: T0 + HOUR,
+        reply: '421 4.7.0 Try again later',
+        ...e,
+      });
+
+      it('what is in force: the latest event of each (node, rule, scope), unless it ended', async () => {
+        await withStore(async (store) => {
+          await store.recordShapingEvents([]);
+          await store.recordShapingEvents([
+            // Extended: the latest event, with the later until, is what is in force.
+            event({}),
+            event({ type: 'extended', at: T0 + 60_000, until: T0 + HOUR + 60_000, reply: '421 4.7.0 again' }),
+            // The same rule and scope on another node is that node's own.
+            event({ nodeId: 'n2', until: T0 + 2 * HOUR }),
+            // Lifted by an operator: its until is still ahead, but it ended.
+            event({
+              rule: 'yahoo-ts03',
+              kind: 'suspend_site',
+              scopeKey: 'site:*|provider:yahoo',
+              rate: '',
+              until: T0 + 4 * HOUR,
+            }),
+            event({
+              type: 'lifted',
+              at: T0 + 10,
+              rule: 'yahoo-ts03',
+              kind: 'suspend_site',
+              scopeKey: 'site:*|provider:yahoo',
+              rate: '',
+              until: T0 + 4 * HOUR,
+            }),
+            // Ran out without an `expired` event (its node was gone by then).
+            event({
+              rule: 'short',
+              scopeKey: 'account:a1',
+              kind: 'suspend_account',
+              rate: '',
+              until: T0 + 500,
+            }),
+          ]);
+          await store.recordShapingEvents([
+            // A circuit that opened and is half-open now; another that opened and closed again.
+            event({
+              type: 'opened',
+              rule: 'circuit',
+              kind: 'circuit',
+              scopeKey: 'site:*|mx.down.test',
+              rate: '',
+              until: T0 + 300_000,
+              reply: '5 consecutive connection failures',
+            }),
+            event({
+              type: 'half_open',
+              at: T0 + 300_000,
+              rule: 'circuit',
+              kind: 'circuit',
+              scopeKey: 'site:*|mx.down.test',
+              rate: '',
+              until: T0 + 420_000,
+              reply: '5 consecutive connection failures',
+            }),
+            event({
+              type: 'opened',
+              rule: 'circuit',
+              kind: 'circuit',
+              scopeKey: 'site:*|mx.back.test',
+              rate: '',
+              until: T0 + 300_000,
+            }),
+            event({
+              type: 'closed',
+              at: T0 + 1000,
+              rule: 'circuit',
+              kind: 'circuit',
+              scopeKey: 'site:*|mx.back.test',
+              rate: '',
+              until: T0 + 1000,
+            }),
+          ]);
+          const active = await store.activeShaping(T0 + 300_500);
+          assert.deepEqual(
+            active.map((a) => [a.nodeId, a.type, a.rule, a.kind, a.scopeKey, a.rate, a.until - T0, a.reply]),
+            [
+              [
+                'n1',
+                'half_open',
+                'circuit',
+                'circuit',
+                'site:*|mx.down.test',
+                '',
+                420_000,
+                '5 consecutive connection failures',
+              ],
+              [
+                'n1',
+                'extended',
+                'generic-421-try-again-later',
+                'throttle',
+                'site:*|provider:google',
+                '60/min',
+                HOUR + 60_000,
+                '421 4.7.0 again',
+              ],
+              [
+                'n2',
+                'triggered',
+                'generic-421-try-again-later',
+                'throttle',
+                'site:*|provider:google',
+                '60/min',
+                2 * HOUR,
+                '421 4.7.0 Try again later',
+              ],
+            ],
+          );
+          assert.ok(active.every((a) => Number.isInteger(a.id) && a.id > 0));
+          assert.equal(active[1]?.at, T0 + 60_000);
+          // Nothing is in force once every until has passed.
+          assert.deepEqual(await store.activeShaping(T0 + 2 * HOUR), []);
+          // An action triggered again after it ended is in force again.
+          await store.recordShapingEvents([
+            event({ type: 'expired', at: T0 + 2 * HOUR, nodeId: 'n2', until: T0 + 2 * HOUR }),
+            event({ at: T0 + 3 * HOUR, nodeId: 'n2', until: T0 + 4 * HOUR }),
+          ]);
+          assert.deepEqual(
+            (await store.activeShaping(T0 + 3 * HOUR)).map((a) => [a.nodeId, a.until - T0]),
+            [['n2', 4 * HOUR]],
+          );
+        });
+      });
+
+      it('stores a reply as one line without control characters, at most SHAPING_REPLY_MAX long', async () => {
+        await withStore(async (store) => {
+          await store.recordShapingEvents([
+            event({ reply: '421-4.7.0 first\r\n421 4.7.0 sec\0ond\tline\x1b[31m' }),
+            event({ scopeKey: 'site:*|long', reply: `421 ${'x'.repeat(2000)}` }),
+            event({ scopeKey: 'site:*|none', reply: undefined, rate: undefined }),
+          ]);
+          const active = await store.activeShaping(T0);
+          const reply = (scope: string) => active.find((a) => a.scopeKey === scope);
+          assert.equal(reply('site:*|provider:google')?.reply, '421-4.7.0 first 421 4.7.0 sec ond line [31m');
+          assert.equal(reply('site:*|long')?.reply.length, SHAPING_REPLY_MAX);
+          assert.match(reply('site:*|long')?.reply ?? '', /^421 x+…$/);
+          assert.equal(reply('site:*|none')?.reply, '');
+          assert.equal(reply('site:*|none')?.rate, '');
+        });
+      });
+
+      it('purgeShapingEvents deletes events that happened and ended before the cutoff, in batches', async () => {
+        await withStore(async (store) => {
+          const DAY = 24 * HOUR;
+          await store.recordShapingEvents([
+            event({ at: T0 - 100 * DAY, until: T0 - 100 * DAY + HOUR }),
+            event({ type: 'expired', at: T0 - 100 * DAY + HOUR, until: T0 - 100 * DAY + HOUR }),
+            event({ scopeKey: 'site:*|b', at: T0 - 95 * DAY, until: T0 - 95 * DAY + HOUR }),
+            // Old, but still in force at the cutoff (a long suspension): kept.
+            event({ scopeKey: 'site:*|c', kind: 'suspend_site', at: T0 - 91 * DAY, until: T0 + DAY }),
+            event({ scopeKey: 'site:*|d', at: T0 - DAY }),
+          ]);
+          const cutoff = T0 - 90 * DAY;
+          assert.equal(await store.purgeShapingEvents({ before: cutoff, limit: 2 }), 2);
+          assert.equal(await store.purgeShapingEvents({ before: cutoff, limit: 2 }), 1);
+          assert.equal(await store.purgeShapingEvents({ before: cutoff, limit: 2 }), 0);
+          assert.deepEqual(
+            (await store.activeShaping(T0 - DAY)).map((a) => a.scopeKey),
+            ['site:*|d', 'site:*|c'],
+          );
+        });
       });
     });
 

@@ -74,6 +74,7 @@ if ('reason' in connected) {
             'nodes',
             'recipients',
             'schema_version',
+            'shaping_events',
             'streams',
           ],
         );

@@ -128,4 +128,26 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX recipients_lane ON recipients(kind, account_id, next_attempt_at)
       WHERE state IN ('queued', 'deferred')`,
   ],
+  // v6: traffic shaping visible outside the delivery engine. shaping_events: append-only changes
+  // of each node's adaptive actions and circuits (`queue summary` shows what is in force; retention
+  // deletes old ones); recipients.last_site: the site of the last attempt, for the per-site queue
+  // (a constant default: no table rewrite, and a node of v5 keeps working beside this one).
+  [
+    `CREATE TABLE shaping_events (
+      id bigserial PRIMARY KEY,
+      at bigint NOT NULL,
+      node_id text COLLATE "C" NOT NULL,
+      type text NOT NULL,
+      rule text COLLATE "C" NOT NULL,
+      kind text NOT NULL,
+      scope_key text COLLATE "C" NOT NULL,
+      rate text NOT NULL DEFAULT '',
+      until bigint NOT NULL,
+      reply text NOT NULL DEFAULT ''
+    )`,
+    `CREATE INDEX shaping_events_until ON shaping_events(until)`,
+    `CREATE INDEX shaping_events_scope ON shaping_events(scope_key, rule, node_id, id)`,
+    `CREATE INDEX shaping_events_at ON shaping_events(at)`,
+    `ALTER TABLE recipients ADD COLUMN last_site text COLLATE "C" NOT NULL DEFAULT ''`,
+  ],
 ];

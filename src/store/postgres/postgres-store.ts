@@ -2,6 +2,7 @@ import { escapeIdentifier, Pool, type PoolClient } from 'pg';
 import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasedInLane, type LeasePass, LeasePlan } from '../lease-plan.ts';
+import { oneLine } from '../one-line.ts';
 import type { ElectsLeader, LeaderLock, SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
@@ -14,18 +15,27 @@ import type {
   MessageRow,
   MessageSummary,
   NewMessage,
+  NewShapingEvent,
   NodeHeartbeat,
   NodeStatus,
   Outcome,
   PurgeBatch,
   QueueDomainSummary,
   QueueSelector,
+  QueueSiteSummary,
   RecipientRow,
   RecipientState,
+  ShapingEventRow,
   Stream,
   StreamKind,
 } from '../types.ts';
-import { DEFAULT_STREAM, FINAL_STATES, STREAM_KINDS } from '../types.ts';
+import {
+  DEFAULT_STREAM,
+  FINAL_STATES,
+  SHAPING_END_TYPES,
+  SHAPING_REPLY_MAX,
+  STREAM_KINDS,
+} from '../types.ts';
 import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
@@ -36,12 +46,14 @@ import {
   json,
   num,
   type Row,
+  replyText,
   toAccount,
   toCredential,
   toEvent,
   toLeased,
   toMessage,
   toRecipient,
+  toShapingEvent,
   toStream,
 } from './rows.ts';
 
@@ -664,15 +676,17 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     const rows = await this.#all(
       `WITH o AS (
          SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
-           $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[])
+           $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
+           $16::text[])
            WITH ORDINALITY AS x(id, state, attempted, next_attempt_at, has_reply, code, enhanced, reply_text, at,
-             event_type, event_data, message_id, account_id, recipient, ord)
+             event_type, event_data, message_id, account_id, recipient, site, ord)
        ), applied AS (
          UPDATE recipients r SET state = o.state, attempts = r.attempts + o.attempted,
            next_attempt_at = COALESCE(o.next_attempt_at, r.next_attempt_at),
            last_code = COALESCE(o.code, r.last_code),
            last_enhanced = CASE WHEN o.has_reply THEN o.enhanced ELSE r.last_enhanced END,
            last_text = COALESCE(o.reply_text, r.last_text),
+           last_site = COALESCE(o.site, r.last_site),
            lease_owner = NULL, lease_until = NULL, updated_at = o.at
          FROM o
          WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1) OR o.state = 'delivered')
@@ -701,6 +715,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         col((o) => o.messageId),
         col((o) => o.accountId),
         col((o) => o.recipient),
+        col((o) => (o.site === undefined ? null : clean(o.site))),
       ],
     );
     return rows.map((r) => num(r.id));
@@ -793,11 +808,75 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       ages: { underHour: num(r.under_hour), underDay: num(r.under_day), older: num(r.older) },
       reasons: reasons
         .filter((x) => x.domain === r.domain)
-        .map((x) => ({
-          text: [x.last_code, x.last_enhanced, x.last_text].filter((p) => p !== null && p !== '').join(' '),
-          count: num(x.n),
-        })),
+        .map((x) => ({ text: replyText(x), count: num(x.n) })),
     }));
+  }
+
+  async queueSiteSummary(now: number): Promise<QueueSiteSummary[]> {
+    const rows = await this.#all(
+      `SELECT last_site,
+         count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1) AS ready,
+         count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at > $1) AS scheduled,
+         count(*) FILTER (WHERE state = 'delivering') AS delivering,
+         MIN(created_at) AS oldest, count(DISTINCT domain) AS domains
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       GROUP BY last_site ORDER BY count(*) DESC, last_site`,
+      [now],
+    );
+    // The three most common last replies of each site's deferred recipients.
+    const reasons = await this.#all(
+      `SELECT last_site, last_code, last_enhanced, last_text, n FROM (
+         SELECT last_site, last_code, last_enhanced, last_text, count(*) AS n,
+           row_number() OVER (PARTITION BY last_site ORDER BY count(*) DESC, last_code, last_text) AS rank
+         FROM recipients WHERE state = 'deferred' AND last_code IS NOT NULL
+         GROUP BY last_site, last_code, last_enhanced, last_text) x
+       WHERE rank <= 3 ORDER BY last_site, rank`,
+    );
+    return rows.map((r) => ({
+      site: String(r.last_site),
+      ready: num(r.ready),
+      scheduled: num(r.scheduled),
+      delivering: num(r.delivering),
+      oldestAt: num(r.oldest),
+      domains: num(r.domains),
+      reasons: reasons
+        .filter((x) => x.last_site === r.last_site)
+        .map((x) => ({ text: replyText(x), count: num(x.n) })),
+    }));
+  }
+
+  async recordShapingEvents(events: NewShapingEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    const col = <T>(pick: (e: NewShapingEvent) => T): T[] => events.map(pick);
+    await this.#run(
+      `INSERT INTO shaping_events (at, node_id, type, rule, kind, scope_key, rate, until, reply)
+       SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+         $8::bigint[], $9::text[])`,
+      [
+        col((e) => e.at),
+        col((e) => clean(e.nodeId)),
+        col((e) => e.type),
+        col((e) => clean(e.rule)),
+        col((e) => e.kind),
+        col((e) => clean(e.scopeKey)),
+        col((e) => clean(e.rate ?? '')),
+        col((e) => e.until),
+        col((e) => oneLine(e.reply ?? '', SHAPING_REPLY_MAX)),
+      ],
+    );
+  }
+
+  async activeShaping(now: number): Promise<ShapingEventRow[]> {
+    // Candidates by the until index; each must be the latest of its (scope, rule, node).
+    const rows = await this.#all(
+      `SELECT * FROM shaping_events e
+       WHERE e.until > $1 AND e.type <> ALL($2::text[])
+         AND NOT EXISTS (SELECT 1 FROM shaping_events l
+           WHERE l.scope_key = e.scope_key AND l.rule = e.rule AND l.node_id = e.node_id AND l.id > e.id)
+       ORDER BY e.until, e.scope_key, e.rule, e.node_id`,
+      [now, SHAPING_END_TYPES],
+    );
+    return rows.map(toShapingEvent);
   }
 
   #selectorWhere(selector: QueueSelector, param: number): { sql: string; value: string } {
@@ -875,6 +954,14 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          DELETE FROM recipients WHERE message_id IN (SELECT id FROM doomed)
        )
        DELETE FROM messages WHERE id IN (SELECT id FROM doomed)`,
+      [before, limit],
+    );
+  }
+
+  async purgeShapingEvents({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#run(
+      `DELETE FROM shaping_events WHERE id IN (
+         SELECT id FROM shaping_events WHERE at < $1 AND until < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
       [before, limit],
     );
   }

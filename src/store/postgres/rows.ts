@@ -9,6 +9,9 @@ import type {
   MessageRow,
   RecipientRow,
   RecipientState,
+  ShapingEventKind,
+  ShapingEventRow,
+  ShapingEventType,
   Stream,
   StreamKind,
 } from '../types.ts';
@@ -110,6 +113,7 @@ export function toRecipient(r: Row): RecipientRow {
     leaseUntil: numOrNull(r.lease_until),
     stream: String(r.stream),
     kind: String(r.kind) as StreamKind,
+    lastSite: String(r.last_site ?? ''),
   };
 }
 
@@ -140,4 +144,24 @@ export function toLeased(r: Row): LeasedRecipient {
     stream: String(r.stream),
     kind: String(r.kind) as StreamKind,
   };
+}
+
+export function toShapingEvent(r: Row): ShapingEventRow {
+  return {
+    id: num(r.id),
+    at: num(r.at),
+    nodeId: String(r.node_id),
+    type: String(r.type) as ShapingEventType,
+    rule: String(r.rule),
+    kind: String(r.kind) as ShapingEventKind,
+    scopeKey: String(r.scope_key),
+    rate: String(r.rate),
+    until: num(r.until),
+    reply: String(r.reply),
+  };
+}
+
+/** A recipient's last reply as one line: `421 4.7.0 try again later`. */
+export function replyText(r: Row): string {
+  return [r.last_code, r.last_enhanced, r.last_text].filter((p) => p !== null && p !== '').join(' ');
 }

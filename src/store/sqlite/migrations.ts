@@ -107,4 +107,25 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX recipients_lane ON recipients(kind, account_id, next_attempt_at)
       WHERE state IN ('queued', 'deferred')`,
   ],
+  // v5: traffic shaping visible outside the delivery engine. shaping_events: append-only changes
+  // of each node's adaptive actions and circuits (`queue summary` shows what is in force; retention
+  // deletes old ones); recipients.last_site: the site of the last attempt, for the per-site queue.
+  [
+    `CREATE TABLE shaping_events (
+      id INTEGER PRIMARY KEY,
+      at INTEGER NOT NULL,
+      node_id TEXT NOT NULL,
+      type TEXT NOT NULL,
+      rule TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      scope_key TEXT NOT NULL,
+      rate TEXT NOT NULL DEFAULT '',
+      until INTEGER NOT NULL,
+      reply TEXT NOT NULL DEFAULT ''
+    )`,
+    `CREATE INDEX shaping_events_until ON shaping_events(until)`,
+    `CREATE INDEX shaping_events_scope ON shaping_events(scope_key, rule, node_id, id)`,
+    `CREATE INDEX shaping_events_at ON shaping_events(at)`,
+    `ALTER TABLE recipients ADD COLUMN last_site TEXT NOT NULL DEFAULT ''`,
+  ],
 ];

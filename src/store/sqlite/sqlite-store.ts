@@ -4,6 +4,7 @@ import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlit
 import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasePass, LeasePlan } from '../lease-plan.ts';
+import { oneLine } from '../one-line.ts';
 import type { Store } from '../store.ts';
 import type {
   Account,
@@ -17,18 +18,29 @@ import type {
   MessageRow,
   MessageSummary,
   NewMessage,
+  NewShapingEvent,
   NodeHeartbeat,
   NodeStatus,
   Outcome,
   PurgeBatch,
   QueueDomainSummary,
   QueueSelector,
+  QueueSiteSummary,
   RecipientRow,
   RecipientState,
+  ShapingEventKind,
+  ShapingEventRow,
+  ShapingEventType,
   Stream,
   StreamKind,
 } from '../types.ts';
-import { DEFAULT_STREAM, FINAL_STATES, STREAM_KINDS } from '../types.ts';
+import {
+  DEFAULT_STREAM,
+  FINAL_STATES,
+  SHAPING_END_TYPES,
+  SHAPING_REPLY_MAX,
+  STREAM_KINDS,
+} from '../types.ts';
 import { CommitQueue } from './commit-queue.ts';
 import { migrations } from './migrations.ts';
 
@@ -119,7 +131,28 @@ function toRecipient(r: Row): RecipientRow {
     leaseUntil: r.lease_until === null ? null : Number(r.lease_until),
     stream: String(r.stream),
     kind: String(r.kind) as StreamKind,
+    lastSite: String(r.last_site ?? ''),
   };
+}
+
+function toShapingEvent(r: Row): ShapingEventRow {
+  return {
+    id: Number(r.id),
+    at: Number(r.at),
+    nodeId: String(r.node_id),
+    type: String(r.type) as ShapingEventType,
+    rule: String(r.rule),
+    kind: String(r.kind) as ShapingEventKind,
+    scopeKey: String(r.scope_key),
+    rate: String(r.rate),
+    until: Number(r.until),
+    reply: String(r.reply),
+  };
+}
+
+/** A deferred recipient's last reply as one line: `421 4.7.0 try again later`. */
+function replyText(r: Row): string {
+  return [r.last_code, r.last_enhanced, r.last_text].filter((p) => p !== null && p !== '').join(' ');
 }
 
 function toEvent(r: Row): EventRow {
@@ -604,7 +637,8 @@ export class SqliteStore implements Store {
         const changed = this.#run(
           `UPDATE recipients SET state = ?, attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at),
              last_code = COALESCE(?, last_code), last_enhanced = CASE WHEN ? IS NULL THEN last_enhanced ELSE ? END,
-             last_text = COALESCE(?, last_text), lease_owner = NULL, lease_until = NULL, updated_at = ?
+             last_text = COALESCE(?, last_text), last_site = COALESCE(?, last_site), lease_owner = NULL,
+             lease_until = NULL, updated_at = ?
            WHERE id = ? AND ((state = 'delivering' AND lease_owner = ?) OR ? = 'delivered')`,
           o.state,
           o.attempted ? 1 : 0,
@@ -613,6 +647,7 @@ export class SqliteStore implements Store {
           o.reply ? 1 : null,
           o.reply?.enhanced ?? null,
           o.reply?.text ?? null,
+          o.site ?? null,
           o.at,
           o.recipientId,
           owner,
@@ -721,13 +756,72 @@ export class SqliteStore implements Store {
       reasons: reasons
         .filter((x) => x.domain === r.domain)
         .slice(0, 3)
-        .map((x) => ({
-          text: [x.last_code, x.last_enhanced, x.last_text].filter((p) => p !== null && p !== '').join(' '),
-          count: Number(x.n),
-        })),
+        .map((x) => ({ text: replyText(x), count: Number(x.n) })),
     }));
   }
 
+  async queueSiteSummary(now: number): Promise<QueueSiteSummary[]> {
+    const rows = this.#all(
+      `SELECT last_site,
+         SUM(state IN ('queued', 'deferred') AND next_attempt_at <= ?) AS ready,
+         SUM(state IN ('queued', 'deferred') AND next_attempt_at > ?) AS scheduled,
+         SUM(state = 'delivering') AS delivering, MIN(created_at) AS oldest, COUNT(DISTINCT domain) AS domains
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       GROUP BY last_site ORDER BY COUNT(*) DESC, last_site`,
+      now,
+      now,
+    );
+    const reasons = this.#all(
+      `SELECT last_site, last_code, last_enhanced, last_text, COUNT(*) AS n FROM recipients
+       WHERE state = 'deferred' AND last_code IS NOT NULL
+       GROUP BY last_site, last_code, last_enhanced, last_text ORDER BY n DESC, last_code, last_text`,
+    );
+    return rows.map((r) => ({
+      site: String(r.last_site),
+      ready: Number(r.ready),
+      scheduled: Number(r.scheduled),
+      delivering: Number(r.delivering),
+      oldestAt: Number(r.oldest),
+      domains: Number(r.domains),
+      reasons: reasons
+        .filter((x) => x.last_site === r.last_site)
+        .slice(0, 3)
+        .map((x) => ({ text: replyText(x), count: Number(x.n) })),
+    }));
+  }
+
+  async recordShapingEvents(events: NewShapingEvent[]): Promise<void> {
+    if (events.length === 0) return;
+    await this.#queue.run(() => {
+      for (const e of events) {
+        this.#run(
+          `INSERT INTO shaping_events (at, node_id, type, rule, kind, scope_key, rate, until, reply)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          e.at,
+          e.nodeId,
+          e.type,
+          e.rule,
+          e.kind,
+          e.scopeKey,
+          e.rate ?? '',
+          e.until,
+          oneLine(e.reply ?? '', SHAPING_REPLY_MAX),
+        );
+      }
+    });
+  }
+
+  async activeShaping(now: number): Promise<ShapingEventRow[]> {
+    // Candidates by the until index; each must be the latest of its (scope, rule, node).
+    return this.#all(
+      `SELECT * FROM shaping_events e
+       WHERE e.until > ? AND e.type NOT IN (${SHAPING_END_TYPES.map((t) => `'${t}'`).join(', ')})
+         AND NOT EXISTS (SELECT 1 FROM shaping_events l
+           WHERE l.scope_key = e.scope_key AND l.rule = e.rule AND l.node_id = e.node_id AND l.id > e.id)
+       ORDER BY e.until, e.scope_key, e.rule, e.node_id`,
+      now,
+    ).map(toShapingEvent);
+  }
   #selectorWhere(selector: QueueSelector): { sql: string; params: SQLInputValue[] } {
     if (selector.messageId !== undefined) return { sql: 'message_id = ?', params: [selector.messageId] };
     if (selector.domain !== undefined) return { sql: 'domain = ?', params: [selector.domain.toLowerCase()] };
@@ -823,6 +917,18 @@ export class SqliteStore implements Store {
       }
       return doomed.length;
     });
+  }
+
+  async purgeShapingEvents({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#queue.run(() =>
+      this.#run(
+        `DELETE FROM shaping_events WHERE id IN (
+           SELECT id FROM shaping_events WHERE at < ? AND until < ? ORDER BY at LIMIT ?)`,
+        before,
+        before,
+        limit,
+      ),
+    );
   }
 
   async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {
