@@ -293,6 +293,7 @@ export class Scheduler {
         messageId: r.messageId,
         accountId: r.accountId,
         recipient: r.address,
+        ...(result.site !== undefined ? { site: result.site } : {}),
       };
       let outcome: Outcome;
       if (res?.outcome === 'delivered') {

@@ -39,6 +39,7 @@ async function setup(options: { answer: Answer; window?: number; hold?: Promise<
           return { address, outcome, reply };
         }),
         connection: { mxHost: 'mx.example.test', ip: '192.0.2.1', port: 25, tls: null },
+        site: 'mx.example.test',
         durationMs: 3,
       };
     },
@@ -112,6 +113,8 @@ describe('delivery scheduler', () => {
     const [row] = await t.store.getRecipients(id);
     assert.equal(row?.nextAttemptAt, t.clock.now() + 60_000);
     assert.deepEqual(row?.lastReply, { code: 451, enhanced: '4.7.1', text: 'greylisted' });
+    // The site it went to stays with the recipient (`queue summary` groups by it).
+    assert.equal(row?.lastSite, 'mx.example.test');
     t.clock.advance(60_000);
     t.scheduler.wake();
     await waitFor(async () => (await t.states(id))['a@one.test'] === 'delivered', { what: 'retry' });
