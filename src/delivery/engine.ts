@@ -8,17 +8,31 @@ import { createMxDestination } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
 import { createRetryPolicy } from './retry-policy.ts';
 import { Scheduler } from './scheduler.ts';
-import { createSessionPool } from './session-pool.ts';
+import { createSessionPool, type PoolKeyStats } from './session-pool.ts';
 import { createAdaptiveShaper, describeAction } from './shaping/adaptive.ts';
 import { createCircuitBreaker } from './shaping/circuit.ts';
 import { createShapingPolicy } from './shaping/policy.ts';
 import { createRateLimiter } from './shaping/rate-limiter.ts';
+import { createShapingEventRecorder } from './shaping-events.ts';
 
 /** Wake-ups by other nodes' notifications are at least this far apart. */
 const REMOTE_WAKE_MS = 10;
 
 /** How often a node records that it is alive (`postbote cluster status` calls a node down after 3 missed). */
 export const HEARTBEAT_MS = 10_000;
+
+/** Open connections per site, most first, at most `limit` sites (heartbeat info for `queue summary`). */
+export function connectionsBySite(
+  stats: readonly PoolKeyStats[],
+  limit = 20,
+): { site: string; open: number }[] {
+  const bySite = new Map<string, number>();
+  for (const key of stats) if (key.open > 0) bySite.set(key.site, (bySite.get(key.site) ?? 0) + key.open);
+  return [...bySite]
+    .map(([site, open]) => ({ site, open }))
+    .sort((a, b) => b.open - a.open || a.site.localeCompare(b.site))
+    .slice(0, limit);
+}
 
 export interface DeliveryEngine {
   /** New mail was committed, or an operator asked for a retry. */
@@ -60,12 +74,15 @@ export async function startDeliveryEngine(deps: {
   // on replies, a circuit breaker per (source, site). Its state is this node's own.
   const shaping = createShapingPolicy(config);
   const limiter = createRateLimiter();
-  const circuit = createCircuitBreaker(shaping.circuit, random, (event) =>
+  // Its changes go to the store too, for `postbote queue summary` (another process).
+  const shapingEvents = createShapingEventRecorder({ store, nodeId: config.node_id, logger });
+  const circuit = createCircuitBreaker(shaping.circuit, random, (event) => {
     logger.info(
       { circuit: event.key, state: event.type, failures: event.failures, until: event.until },
       'site circuit',
-    ),
-  );
+    );
+    shapingEvents.circuit(event, circuit.status(event.key));
+  });
   const adaptive = createAdaptiveShaper({
     rules: shaping.rules,
     onEvent: (event) => {
@@ -78,6 +95,7 @@ export async function startDeliveryEngine(deps: {
         },
         `${event.type}: ${describeAction(event.action)}`,
       );
+      shapingEvents.action(event);
       scheduleExpiry();
     },
   });
@@ -193,6 +211,7 @@ export async function startDeliveryEngine(deps: {
           info: {
             ...scheduler.stats(),
             connections: openConnections(),
+            sites: connectionsBySite(pool.stats()),
             leader: maintenance.isLeader(),
             hostname: config.hostname,
           },
@@ -217,6 +236,7 @@ export async function startDeliveryEngine(deps: {
       // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
       await pool.close(1000);
       await permits?.stop();
+      await shapingEvents.flush();
     },
   };
 }
