@@ -1,12 +1,16 @@
+import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { applyAddressPolicy } from '../dns/address-policy.ts';
 import { MxError, type MxLookup, resolveMxTargets } from '../dns/mx.ts';
-import type { RecipientDsn, Reply } from '../store/types.ts';
-import type { DeliveryResult, SessionPool, TargetHost } from './session-pool.ts';
+import type { RecipientDsn, Reply, StreamKind } from '../store/types.ts';
+import type { EgressChoice, RouteDecision, Router } from './routing/router.ts';
+import type { DeliveryResult, DeliveryTarget, SessionPool, TargetHost } from './session-pool.ts';
 import type { AdaptiveShaper } from './shaping/adaptive.ts';
 import type { ShapingPolicy } from './shaping/policy.ts';
+import type { Site } from './shaping/site.ts';
 
-export type AttemptOutcome = 'delivered' | 'temporary' | 'permanent';
+/** `held`: a route holds this mail (state held, until an operator releases it). */
+export type AttemptOutcome = 'delivered' | 'temporary' | 'permanent' | 'held';
 
 export interface DeliveryRequest {
   domain: string;
@@ -16,14 +20,16 @@ export interface DeliveryRequest {
   body: Buffer;
   /**
    * Called with the answer of a transaction a server took part in, before its connection is
-   * used again; the result returned afterwards is the same.
+   * used again. A request may become several transactions (routing hands out fewer recipients
+   * under a warm-up cap): each part is settled with the recipients it carried.
    */
   settle?: (result: DestinationResult) => Promise<void>;
   /** Lower goes first when connections are scarce (0 transactional, 1 broadcast). */
   priority?: number;
-  /** Whose mail (adaptive shaping rules may suspend an account or one of its streams). */
+  /** Whose mail: routes, pools and adaptive rules match on these. */
   account?: string;
   stream?: string;
+  kind?: StreamKind;
 }
 
 export interface ConnectionInfo {
@@ -39,13 +45,25 @@ export interface DestinationResult {
   connection?: ConnectionInfo;
   /** The site it went to (shaping), when the domain resolved. */
   site?: string;
-  /** Not before this time (epoch ms): the site is suspended or its circuit is open. */
+  /** The route and egress source it took (routing), when routed. */
+  route?: string;
+  source?: string;
+  /** Not before this time (epoch ms): the site is suspended, its circuit open, a cap reached. */
   retryAt?: number;
+  /** No host took a session (nothing was sent). */
+  connectionFailed?: boolean;
   durationMs?: number;
 }
 
 export interface Destination {
   deliver(request: DeliveryRequest): Promise<DestinationResult>;
+}
+
+/** Names the store knows by id, for routing rules written with names. */
+export interface Directory {
+  accountName(accountId: string): Promise<string>;
+  /** The stream's pool ('' = the kind's default). */
+  streamPool(accountId: string, stream: string): Promise<string>;
 }
 
 export interface MxDestinationOptions {
@@ -55,157 +73,370 @@ export interface MxDestinationOptions {
   allowPrivate: boolean;
   starttls: 'opportunistic' | 'required' | 'none';
   /** Sites (MX rollup) and their limits; without it each MX host set is its own site with the pool's limits. */
-  shaping?: Pick<ShapingPolicy, 'siteOf' | 'limitsFor'>;
+  shaping?: Pick<ShapingPolicy, 'siteOf' | 'limitsFor' | 'smarthostSite'>;
   /** Adaptive rules: replies may throttle or suspend a site, a stream or an account. */
   adaptive?: AdaptiveShaper;
+  /** Routes (MX, smarthost, hold, failover) and egress sources; without it: MX from the default source. */
+  router?: Router;
+  directory?: Directory;
   clock?: () => number;
   random?: () => number;
   logger: Logger;
 }
 
 const NON_ASCII = /[^\x00-\x7f]/;
+// Mail deferred by a warm-up cap is spread over this much after the cap lifts, so a day's
+// waiting mail does not all come due at midnight UTC.
+const WARMUP_SPREAD_MS = 10 * 60_000;
 
-function all(request: DeliveryRequest, outcome: AttemptOutcome, reply: Reply): DestinationResult {
-  return { recipients: request.recipients.map((address) => ({ address, outcome, reply })) };
+type Answer = DestinationResult['recipients'][number];
+
+function allOf(recipients: string[], outcome: AttemptOutcome, reply: Reply): Answer[] {
+  return recipients.map((address) => ({ address, outcome, reply }));
+}
+
+/** Where one part of a request goes: the hosts to try, the site, and the source to send from. */
+interface Leg {
+  site: string;
+  provider?: string;
+  hosts: TargetHost[];
+  port: number;
+  starttls: DeliveryTarget['starttls'];
+  implicitTls?: boolean;
+  auth?: { user: string; pass: string };
+  limitsSite?: Site;
 }
 
 /**
- * Delivery by MX (RFC 5321 §5.1): resolve, drop addresses the policy refuses, and hand the
- * site (the MX host set, rolled up by provider: shaping/site.ts) with every address in
- * preference order to the pool, which connects to the first that holds a session.
- * Connection-level failures move on to the next address; anything said inside a session is the
- * answer.
+ * Delivery of one transaction: routing (routing/router.ts: MX, a smarthost, or hold; the
+ * egress source; failover), then for MX the RFC 5321 §5.1 resolution with the address policy,
+ * the site (MX rollup by provider) and its limits (shaping/), adaptive suspensions, and the pool,
+ * which connects to the first address that holds a session. Connection-level failures move on
+ * to the next address; anything said inside a session is the answer.
  */
 export function createMxDestination(options: MxDestinationOptions): Destination {
   const { resolver, pool, logger } = options;
   const clock = options.clock ?? Date.now;
+  const random = options.random ?? Math.random;
+  const defaultSource: EgressChoice = { name: '*', address: '', ehlo: '' };
 
-  return {
-    async deliver(request: DeliveryRequest): Promise<DestinationResult> {
-      let hosts: Awaited<ReturnType<typeof resolveMxTargets>>['hosts'];
-      try {
-        const targets = await resolveMxTargets(
-          resolver,
-          request.domain,
-          options.random ? { random: options.random } : {},
-        );
-        const policy = applyAddressPolicy(targets.hosts, { allowPrivate: options.allowPrivate });
-        for (const refused of policy.refused)
-          logger.warn({ domain: request.domain, mx: refused.name }, refused.reason);
-        if (policy.hosts.length === 0) {
-          const reason =
-            policy.refused.map((r) => r.reason).join('; ') || `no usable MX host for ${request.domain}`;
-          return all(request, 'permanent', { code: 550, enhanced: '5.4.4', text: reason });
-        }
-        hosts = policy.hosts;
-      } catch (err) {
-        if (err instanceof MxError) {
-          return all(request, err.permanent ? 'permanent' : 'temporary', {
-            code: err.permanent ? 550 : 451,
-            enhanced: err.enhancedCode,
-            text: err.reason,
-          });
-        }
-        throw err;
+  /** MX resolution and policy: the leg, or the answer for every recipient when there is none. */
+  async function mxLeg(domain: string): Promise<Leg | { refused: AttemptOutcome; reply: Reply }> {
+    let hosts: Awaited<ReturnType<typeof resolveMxTargets>>['hosts'];
+    try {
+      const targets = await resolveMxTargets(
+        resolver,
+        domain,
+        options.random ? { random: options.random } : {},
+      );
+      const policy = applyAddressPolicy(targets.hosts, { allowPrivate: options.allowPrivate });
+      for (const refused of policy.refused) logger.warn({ domain, mx: refused.name }, refused.reason);
+      if (policy.hosts.length === 0) {
+        const reason = policy.refused.map((r) => r.reason).join('; ') || `no usable MX host for ${domain}`;
+        return { refused: 'permanent', reply: { code: 550, enhanced: '5.4.4', text: reason } };
       }
-
-      const size = request.body.length;
-      const smtputf8 = NON_ASCII.test(request.mailFrom) || request.recipients.some((r) => NON_ASCII.test(r));
-      const dsn = {
-        ...(request.dsn.notify ? { notify: request.dsn.notify } : {}),
-        ...(request.dsn.orcpt ? { orcpt: request.dsn.orcpt } : {}),
-      };
-      // Every address of every host, in preference order: the pool tries them in turn.
-      const targets: TargetHost[] = hosts.flatMap((h) => h.addresses.map((ip) => ({ host: h.name, ip })));
-      const names = hosts.map((h) => h.name);
-      const site = options.shaping ? options.shaping.siteOf(names) : undefined;
-      const siteKey = site?.key ?? [...new Set(names.map((n) => n.toLowerCase()))].sort().join(',');
-      const limits = site && options.shaping?.limitsFor(site);
-      const starttls = limits?.tls ?? options.starttls;
-      const source = '*';
-      const context = {
-        source,
-        site: siteKey,
-        ...(site?.provider ? { provider: site.provider } : {}),
-        ...(request.account ? { account: request.account } : {}),
-        ...(request.stream ? { stream: request.stream } : {}),
-      };
-      const adaptive = options.adaptive;
-      const suspendedUntil = adaptive?.suspendedUntil(context, clock());
-      if (suspendedUntil !== undefined) {
-        const why = adaptive
-          ?.active(clock())
-          .find((a) => a.kind !== 'throttle' && a.until === suspendedUntil);
+      hosts = policy.hosts;
+    } catch (err) {
+      if (err instanceof MxError) {
         return {
-          ...all(request, 'temporary', {
-            code: 451,
-            enhanced: '4.7.0',
-            text: `sending suspended until ${new Date(suspendedUntil).toISOString()}${why ? ` by rule ${why.rule} (${why.reply})` : ''}`,
-          }),
-          site: siteKey,
-          retryAt: suspendedUntil,
+          refused: err.permanent ? 'permanent' : 'temporary',
+          reply: { code: err.permanent ? 550 : 451, enhanced: err.enhancedCode, text: err.reason },
         };
       }
-      const throttle = adaptive?.throttleFor(source, siteKey, clock());
-      const started = Date.now();
-      const toResult = (res: DeliveryResult): DestinationResult => ({
-        recipients: res.recipients,
-        connection: {
-          mxHost: res.connection.mxHost,
-          ip: res.connection.ip,
-          port: res.connection.port,
-          ...(res.connection.localAddress ? { sourceIp: res.connection.localAddress } : {}),
-          tls: res.connection.tls ?? null,
-        },
-        site: siteKey,
-        durationMs: Date.now() - started,
-        ...(res.retryAt !== undefined ? { retryAt: res.retryAt } : {}),
-      });
-      const settle = request.settle;
-      const res = await pool.deliver(
-        {
-          site: siteKey,
-          hosts: targets,
-          port: options.port,
-          starttls,
-          source,
-          ...(limits || throttle
-            ? {
-                limits: {
-                  ...(limits
-                    ? {
-                        maxConnections: limits.maxConnections,
-                        maxMessagesPerConnection: limits.maxMessagesPerConnection,
-                        rates: limits.rates,
-                        ...(limits.maxNewConnectionsPerMinute !== undefined
-                          ? { maxNewConnectionsPerMinute: limits.maxNewConnectionsPerMinute }
-                          : {}),
-                      }
-                    : {}),
-                  ...(throttle ? { throttle } : {}),
-                },
-              }
-            : {}),
-        },
-        { from: request.mailFrom, to: request.recipients, size, dsn, smtputf8 },
-        request.body,
-        settle && ((answered) => settle(toResult(answered))),
-        { priority: request.priority ?? 0 },
-      );
-      if (res.connectionFailed) {
-        logger.debug({ domain: request.domain, site: siteKey }, 'no MX host of the site took a session');
+      throw err;
+    }
+    const names = hosts.map((h) => h.name);
+    const site = options.shaping?.siteOf(names);
+    return {
+      site: site?.key ?? [...new Set(names.map((n) => n.toLowerCase()))].sort().join(','),
+      ...(site?.provider ? { provider: site.provider } : {}),
+      // Every address of every host, in preference order: the pool tries them in turn.
+      hosts: hosts.flatMap((h) => h.addresses.map((ip) => ({ host: h.name, ip }))),
+      port: options.port,
+      starttls: options.starttls,
+      ...(site ? { limitsSite: site } : {}),
+    };
+  }
+
+  async function smarthostLeg(
+    smarthost: NonNullable<Extract<RouteDecision, { action: 'deliver' }>['route']['smarthost']>,
+  ): Promise<Leg | { refused: AttemptOutcome; reply: Reply }> {
+    let ips: string[];
+    if (isIP(smarthost.host)) {
+      ips = [smarthost.host];
+    } else {
+      const [v4, v6] = await Promise.allSettled([resolver.a(smarthost.host), resolver.aaaa(smarthost.host)]);
+      ips = [...(v4.status === 'fulfilled' ? v4.value : []), ...(v6.status === 'fulfilled' ? v6.value : [])];
+      if (ips.length === 0) {
+        return {
+          refused: 'temporary',
+          reply: { code: 451, enhanced: '4.4.3', text: `smarthost ${smarthost.host} does not resolve` },
+        };
       }
-      // Each distinct answer counts once per transaction towards the rules' thresholds.
-      if (adaptive && res.retryAt === undefined) {
-        const seen = new Set<string>();
-        for (const { reply } of res.recipients) {
-          const key = `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`;
-          if (seen.has(key)) continue;
-          seen.add(key);
-          adaptive.observe(reply, context, clock());
+    }
+    let site: Site | undefined;
+    try {
+      site = options.shaping?.smarthostSite(smarthost.host, smarthost.port);
+    } catch {
+      site = undefined;
+    }
+    return {
+      site: site?.key ?? `host:${smarthost.host}:${smarthost.port}`,
+      hosts: ips.map((ip) => ({ host: smarthost.host, ip })),
+      port: smarthost.port,
+      // A smarthost is ours to trust: STARTTLS means required, tls means implicit TLS.
+      starttls: smarthost.tls === 'starttls' ? 'required' : 'none',
+      ...(smarthost.tls === 'tls' ? { implicitTls: true } : {}),
+      ...(smarthost.user !== undefined
+        ? { auth: { user: smarthost.user, pass: smarthost.password ?? '' } }
+        : {}),
+      ...(site ? { limitsSite: site } : {}),
+    };
+  }
+
+  /** One transaction over one leg from one source. */
+  async function send(
+    request: DeliveryRequest,
+    recipients: string[],
+    leg: Leg,
+    source: EgressChoice,
+    route: string | undefined,
+  ): Promise<DestinationResult> {
+    const limits = leg.limitsSite && options.shaping?.limitsFor(leg.limitsSite, source.name);
+    const context = {
+      source: source.name,
+      site: leg.site,
+      ...(leg.provider ? { provider: leg.provider } : {}),
+      ...(request.account ? { account: request.account } : {}),
+      ...(request.stream ? { stream: request.stream } : {}),
+    };
+    const tag = { site: leg.site, ...(route ? { route } : {}), source: source.name };
+    const adaptive = options.adaptive;
+    const suspendedUntil = adaptive?.suspendedUntil(context, clock());
+    if (suspendedUntil !== undefined) {
+      const why = adaptive?.active(clock()).find((a) => a.kind !== 'throttle' && a.until === suspendedUntil);
+      return {
+        recipients: allOf(recipients, 'temporary', {
+          code: 451,
+          enhanced: '4.7.0',
+          text: `sending suspended until ${new Date(suspendedUntil).toISOString()}${why ? ` by rule ${why.rule} (${why.reply})` : ''}`,
+        }),
+        ...tag,
+        retryAt: suspendedUntil,
+      };
+    }
+    const throttle = adaptive?.throttleFor(source.name, leg.site, clock());
+    const size = request.body.length;
+    const smtputf8 = NON_ASCII.test(request.mailFrom) || recipients.some((r) => NON_ASCII.test(r));
+    const dsn = {
+      ...(request.dsn.notify ? { notify: request.dsn.notify } : {}),
+      ...(request.dsn.orcpt ? { orcpt: request.dsn.orcpt } : {}),
+    };
+    const started = Date.now();
+    const toResult = (res: DeliveryResult): DestinationResult => ({
+      recipients: res.recipients,
+      connection: {
+        mxHost: res.connection.mxHost,
+        ip: res.connection.ip,
+        port: res.connection.port,
+        ...(res.connection.localAddress ? { sourceIp: res.connection.localAddress } : {}),
+        tls: res.connection.tls ?? null,
+      },
+      ...tag,
+      durationMs: Date.now() - started,
+      ...(res.retryAt !== undefined ? { retryAt: res.retryAt } : {}),
+      ...(res.connectionFailed ? { connectionFailed: true } : {}),
+    });
+    const target: DeliveryTarget = {
+      site: leg.site,
+      hosts: leg.hosts,
+      port: leg.port,
+      starttls: limits?.tls ?? leg.starttls,
+      source: source.name,
+      ...(source.address ? { localAddress: source.address } : {}),
+      ...(source.ehlo ? { ehloName: source.ehlo } : {}),
+      ...(leg.implicitTls ? { implicitTls: true } : {}),
+      ...(leg.auth ? { auth: leg.auth } : {}),
+      ...(limits || throttle
+        ? {
+            limits: {
+              ...(limits
+                ? {
+                    maxConnections: limits.maxConnections,
+                    maxMessagesPerConnection: limits.maxMessagesPerConnection,
+                    rates: limits.rates,
+                    ...(limits.maxNewConnectionsPerMinute !== undefined
+                      ? { maxNewConnectionsPerMinute: limits.maxNewConnectionsPerMinute }
+                      : {}),
+                  }
+                : {}),
+              ...(throttle ? { throttle } : {}),
+            },
+          }
+        : {}),
+    };
+    const settle = request.settle;
+    const res = await pool.deliver(
+      target,
+      { from: request.mailFrom, to: recipients, size, dsn, smtputf8 },
+      request.body,
+      settle && ((answered) => settle(toResult(answered))),
+      { priority: request.priority ?? 0 },
+    );
+    if (res.connectionFailed) {
+      logger.debug({ domain: request.domain, ...tag }, 'no host of the site took a session');
+    }
+    // Each distinct answer counts once per transaction towards the rules' thresholds.
+    if (adaptive && res.retryAt === undefined) {
+      const seen = new Set<string>();
+      for (const { reply } of res.recipients) {
+        const key = `${reply.code} ${reply.enhanced ?? ''} ${reply.text}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        adaptive.observe(reply, context, clock());
+      }
+    }
+    return toResult(res);
+  }
+
+  /** Without a router: MX from the default source. */
+  async function direct(request: DeliveryRequest): Promise<DestinationResult> {
+    const leg = await mxLeg(request.domain);
+    if ('refused' in leg) return { recipients: allOf(request.recipients, leg.refused, leg.reply) };
+    return send(request, request.recipients, leg, defaultSource, undefined);
+  }
+
+  async function routed(request: DeliveryRequest, router: Router): Promise<DestinationResult> {
+    const account = request.account
+      ? ((await options.directory?.accountName(request.account)) ?? request.account)
+      : '';
+    const streamPool =
+      request.account && request.stream
+        ? ((await options.directory?.streamPool(request.account, request.stream)) ?? '')
+        : '';
+    const parts: DestinationResult[] = [];
+    // A part no server answered is settled here; a server's answer was settled by the pool.
+    const done = async (part: DestinationResult): Promise<void> => {
+      parts.push(part);
+      if (!part.connection || part.connectionFailed) await request.settle?.(part);
+    };
+    let remaining = request.recipients;
+    // Each round routes what is left; a warm-up cap may hand out fewer recipients per source.
+    for (let round = 0; remaining.length > 0 && round < 100; round++) {
+      const decision = router.route({
+        domain: request.domain,
+        stream: request.stream || 'outbound',
+        kind: request.kind ?? 'transactional',
+        streamPool,
+        account,
+        recipients: remaining.length,
+      });
+      if (decision.action === 'hold') {
+        await done({
+          recipients: allOf(remaining, 'held', {
+            code: 450,
+            enhanced: '4.7.0',
+            text: `held by route ${decision.route.name}`,
+          }),
+          route: decision.route.name,
+        });
+        break;
+      }
+      if (decision.action === 'defer') {
+        const text =
+          decision.reason === 'warmup'
+            ? `warm-up caps of pool ${decision.pool} reached; next room ${new Date(decision.until).toISOString()}`
+            : `no egress pool named ${decision.pool}`;
+        await done({
+          recipients: allOf(remaining, 'temporary', { code: 451, enhanced: '4.7.0', text }),
+          route: decision.route.name,
+          ...(decision.reason === 'warmup'
+            ? { retryAt: decision.until + Math.floor(random() * WARMUP_SPREAD_MS) }
+            : {}),
+        });
+        break;
+      }
+      const batch = remaining.slice(0, Math.max(1, decision.recipients));
+      remaining = remaining.slice(batch.length);
+      const smarthost = decision.route.via === 'smarthost' ? decision.route.smarthost : undefined;
+      const leg = smarthost ? await smarthostLeg(smarthost) : await mxLeg(request.domain);
+      let result: DestinationResult;
+      if ('refused' in leg) {
+        result = { recipients: allOf(batch, leg.refused, leg.reply), route: decision.route.name };
+      } else {
+        try {
+          result = await send(request, batch, leg, decision.source, decision.route.name);
+        } catch (err) {
+          if (decision.reserved > 0) router.release(decision.source.name, decision.reserved, clock());
+          throw err;
         }
       }
-      return toResult(res);
+      report(router, decision, result, request, batch);
+      await done(result);
+    }
+    return merge(parts);
+  }
+
+  /** Warm-up counters and route health learn from what happened. */
+  function report(
+    router: Router,
+    decision: Extract<RouteDecision, { action: 'deliver' }>,
+    result: DestinationResult,
+    request: DeliveryRequest,
+    batch: string[],
+  ): void {
+    const now = clock();
+    const sent = result.recipients.filter(
+      (r) => r.outcome === 'delivered' || r.outcome === 'permanent',
+    ).length;
+    if (decision.reserved > 0 || sent > 0) {
+      if (decision.route.via === 'mx' && sent > 0) router.recordSent(decision.source.name, sent, now);
+      const unused = Math.max(0, decision.reserved - sent);
+      if (unused > 0) router.release(decision.source.name, unused, now);
+    }
+    if (result.retryAt !== undefined) return; // suspended or circuit open: says nothing of the route
+    const said421 = result.recipients.length > 0 && result.recipients.every((r) => r.reply.code === 421);
+    const connectionFailed = result.connectionFailed === true || !result.connection;
+    if (connectionFailed || said421) {
+      router.failover.recordFailure(decision.route.name, connectionFailed ? 'connection' : '421', now);
+    } else {
+      router.failover.recordSuccess(decision.route.name, now);
+    }
+    if (decision.probe) {
+      logger.info(
+        {
+          route: decision.route.name,
+          domain: request.domain,
+          recipients: batch.length,
+          ok: !connectionFailed,
+        },
+        'trial delivery to a route that was down',
+      );
+    }
+  }
+
+  return {
+    deliver(request: DeliveryRequest): Promise<DestinationResult> {
+      return options.router ? routed(request, options.router) : direct(request);
     },
+  };
+}
+
+/** One result from the parts of a request: every recipient's answer, the first connection. */
+function merge(parts: DestinationResult[]): DestinationResult {
+  if (parts.length === 1) return parts[0]!;
+  const first = parts.find((p) => p.connection) ?? parts[0];
+  const retryAt = parts.reduce<number | undefined>(
+    (at, p) => (p.retryAt === undefined ? at : Math.max(at ?? 0, p.retryAt)),
+    undefined,
+  );
+  return {
+    recipients: parts.flatMap((p) => p.recipients),
+    ...(first?.connection ? { connection: first.connection } : {}),
+    ...(first?.site ? { site: first.site } : {}),
+    ...(first?.route ? { route: first.route } : {}),
+    ...(first?.source ? { source: first.source } : {}),
+    ...(first?.durationMs !== undefined ? { durationMs: first.durationMs } : {}),
+    ...(retryAt !== undefined ? { retryAt } : {}),
   };
 }

@@ -4,9 +4,10 @@ import { startMaintenance } from '../maintenance/maintenance.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts';
 import { type ConnectionPermits, createClusterPermits } from './connection-permits.ts';
-import { createMxDestination } from './destination.ts';
+import { createMxDestination, type Directory } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
 import { createRetryPolicy } from './retry-policy.ts';
+import { createRouter, routerInput } from './routing/router.ts';
 import { Scheduler } from './scheduler.ts';
 import { createSessionPool, type PoolKeyStats } from './session-pool.ts';
 import { createAdaptiveShaper, describeAction } from './shaping/adaptive.ts';
@@ -54,6 +55,8 @@ export async function startDeliveryEngine(deps: {
 }): Promise<DeliveryEngine> {
   const { config, store, logger } = deps;
   const clock = deps.clock ?? Date.now;
+  // Before any delivery: `queue summary` counts a node's shaping events only from its start on.
+  const startedAt = clock();
   const random = deps.random ?? Math.random;
   const delivery = config.delivery;
   // Several nodes on one database: the per-host connection limit holds across all of them.
@@ -127,9 +130,25 @@ export async function startDeliveryEngine(deps: {
     circuit,
     clock,
   });
+  // Routes (MX, smarthost, hold, failover) and egress sources with their warm-up caps.
+  const router = createRouter(routerInput(config), {
+    clock: { now: clock },
+    random,
+    onEvent: (event) =>
+      logger.warn(
+        {
+          route: event.route,
+          failover: event.type,
+          ...('fallback' in event ? { fallback: event.fallback } : {}),
+        },
+        event.type === 'down' ? 'route down: traffic moves to its fallback' : 'route recovered',
+      ),
+  });
   const destination = createMxDestination({
     shaping,
     adaptive,
+    router,
+    directory: createDirectory(store),
     clock,
     resolver,
     pool,
@@ -200,7 +219,6 @@ export async function startDeliveryEngine(deps: {
   // Cluster housekeeping (retention, …) on the elected node.
   const maintenance = await startMaintenance({ config, store, logger, clock });
   // Heartbeats: `postbote cluster status` shows which nodes are alive and what they do.
-  const startedAt = clock();
   const openConnections = (): number => pool.stats().reduce((n, key) => n + key.open, 0);
   const beat = (): void => {
     store
@@ -238,5 +256,36 @@ export async function startDeliveryEngine(deps: {
       await permits?.stop();
       await shapingEvents.flush();
     },
+  };
+}
+
+/** Account names and stream pools by id, remembered for a short while (routing asks per transaction). */
+function createDirectory(store: Store): Directory {
+  const TTL_MS = 10_000;
+  const names = new Map<string, { at: number; value: Promise<string> }>();
+  const pools = new Map<string, { at: number; value: Promise<string> }>();
+  const cached = (
+    map: Map<string, { at: number; value: Promise<string> }>,
+    key: string,
+    load: () => Promise<string>,
+  ): Promise<string> => {
+    const hit = map.get(key);
+    if (hit && performance.now() - hit.at < TTL_MS) return hit.value;
+    const value = load().catch(() => {
+      map.delete(key);
+      return '';
+    });
+    if (map.size > 10_000) map.clear();
+    map.set(key, { at: performance.now(), value });
+    return value;
+  };
+  return {
+    accountName: (id) => cached(names, id, async () => (await store.getAccount(id))?.name ?? id),
+    streamPool: (accountId, stream) =>
+      cached(
+        pools,
+        `${accountId}\0${stream}`,
+        async () => (await store.getStream(accountId, stream))?.pool ?? '',
+      ),
   };
 }

@@ -235,10 +235,19 @@ export class Scheduler {
       return;
     }
     // Outcomes are committed before the connection carries its next transaction (see settle).
-    let settled: Promise<void> | undefined;
+    // A transaction may be answered in parts (routing splits it under warm-up caps): each part
+    // settles the recipients it answers, once.
+    const settled = new Set<number>();
+    const settling: Promise<void>[] = [];
     const settle = (answer: DestinationResult): Promise<void> => {
-      settled ??= this.#settle(tx, answer);
-      return settled;
+      const part = tx.recipients.filter(
+        (r) => !settled.has(r.id) && answer.recipients.some((a) => a.address === r.address),
+      );
+      for (const r of part) settled.add(r.id);
+      if (part.length === 0) return Promise.resolve();
+      const done = this.#settle({ ...tx, recipients: part }, answer);
+      settling.push(done);
+      return done;
     };
     try {
       result = await this.#o.destination.deliver({
@@ -250,6 +259,7 @@ export class Scheduler {
         settle,
         account: tx.recipients[0]?.accountId ?? '',
         stream: tx.recipients[0]?.stream ?? '',
+        kind: tx.recipients[0]?.kind ?? 'transactional',
         priority: tx.recipients[0]?.kind === 'broadcast' ? 1 : 0,
       });
     } catch (err) {
@@ -266,8 +276,13 @@ export class Scheduler {
         })),
       };
     }
-    // DNS, policy and connection failures never reached a session: settle them now.
+    // DNS, policy and connection failures never reached a session: settle them now, and
+    // whatever no part answered (as 'no result', deferred).
     await settle(result);
+    const unanswered = tx.recipients.filter((r) => !settled.has(r.id));
+    for (const r of unanswered) settled.add(r.id);
+    if (unanswered.length > 0) settling.push(this.#settle({ ...tx, recipients: unanswered }, result));
+    await Promise.all(settling);
   }
 
   /** Turns one transaction's answer into outcomes, records them, and queues DSNs. */
@@ -296,7 +311,9 @@ export class Scheduler {
         ...(result.site !== undefined ? { site: result.site } : {}),
       };
       let outcome: Outcome;
-      if (res?.outcome === 'delivered') {
+      if (res?.outcome === 'held') {
+        outcome = { ...base, state: 'held', attempted: false, reply, event: { type: 'held', data } };
+      } else if (res?.outcome === 'delivered') {
         outcome = { ...base, state: 'delivered', attempted: true, reply, event: { type: 'delivered', data } };
       } else if (res?.outcome === 'permanent') {
         outcome = { ...base, state: 'bounced', attempted: true, reply, event: { type: 'bounced', data } };

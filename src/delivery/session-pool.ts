@@ -94,6 +94,8 @@ export interface DeliveryTarget {
   };
   /** The egress source's name (shaping keys); '*' when there is one default source. */
   source?: string;
+  /** TLS from the first byte (a smarthost's port 465), instead of STARTTLS. */
+  implicitTls?: boolean;
   /** Source IP to bind (the egress source). */
   localAddress?: string;
   starttls: StartTlsPolicy;
@@ -265,6 +267,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       target.localAddress ?? '*',
       ehloName,
       target.starttls,
+      target.implicitTls ? 'implicit-tls' : '',
       target.auth?.user ?? '',
     ]
       .map(String)
@@ -633,6 +636,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
           ehloName: state.ehloName,
           starttls: target.starttls,
           auth: target.auth,
+          ...(target.implicitTls ? { implicitTls: true } : {}),
           tls: tlsOptions,
           ...timeouts,
         });

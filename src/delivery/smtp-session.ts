@@ -31,6 +31,8 @@ export interface SessionOptions {
   starttls: StartTlsPolicy;
   /** For smarthost routes; sent only after STARTTLS when the policy gives TLS. */
   auth?: { user: string; pass: string };
+  /** TLS from the first byte (port 465, RFC 8314) instead of STARTTLS. */
+  implicitTls?: boolean;
   connectTimeoutMs: number;
   greetingTimeoutMs: number;
   socketTimeoutMs: number;
@@ -122,7 +124,7 @@ function connect(options: SessionOptions, starttls: StartTlsPolicy): Promise<SMT
   const conn = new SMTPConnection({
     host: options.peer.ip,
     port: options.peer.port,
-    secure: false,
+    secure: options.implicitTls === true,
     servername: net.isIP(options.peer.host) ? undefined : options.peer.host,
     name: options.ehloName,
     localAddress: options.localAddress,

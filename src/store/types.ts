@@ -192,6 +192,7 @@ export type EventType =
   | 'bounced'
   | 'expired'
   | 'cancelled'
+  | 'held'
   | 'retried'
   | 'dsn_sent';
 
