@@ -28,7 +28,15 @@ export function registerStreams(program: Command, globals: () => GlobalOptions):
         nameProblem('stream', normaliseStreamName(name)) ??
         (opts.pool === undefined ? undefined : nameProblem('pool', normaliseStreamName(opts.pool)));
       if (problem) throw new CliError(problem, 2);
-      await withStore(globals(), async (store) => {
+      await withStore(globals(), async (store, config) => {
+        // Pools come from the config (egress.pools): a stream naming another would not send.
+        if (opts.pool !== undefined && opts.pool !== '' && !(opts.pool in config.egress.pools)) {
+          const known = Object.keys(config.egress.pools).join(', ');
+          throw new CliError(
+            `--pool: no egress pool named "${opts.pool}" in the configuration (egress.pools: ${known})`,
+            2,
+          );
+        }
         const account = await requireAccount(store, opts.account);
         const stream = await createStream(
           store,

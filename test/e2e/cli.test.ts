@@ -238,8 +238,19 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       '--kind',
       'transactional',
       '--pool',
-      'p1',
+      'default',
     ]);
+    await assert.rejects(
+      postbote.cli(['streams', 'create', '--account', 'shop', 'lost', '--kind', 'broadcast', '--pool', 'p1']),
+      (err: Error & { code?: number }) => {
+        assert.equal(err.code, 2);
+        assert.match(
+          err.message,
+          /--pool: no egress pool named "p1" in the configuration \(egress\.pools: default\)/,
+        );
+        return true;
+      },
+    );
     const streams = JSON.parse(await postbote.cli(['streams', 'list', '--account', 'shop', '--json'])) as {
       name: string;
       kind: string;
@@ -249,7 +260,7 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
     assert.deepEqual(
       streams.map((x) => [x.name, x.kind, x.pool, x.default]),
       [
-        ['alerts', 'transactional', 'p1', false],
+        ['alerts', 'transactional', 'default', false],
         ['broadcast', 'broadcast', '', true],
         ['news', 'broadcast', '', false],
         ['outbound', 'transactional', '', true],
