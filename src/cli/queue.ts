@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { QueueSelector } from '../store/types.ts';
-import { CliError, type GlobalOptions, iso, output, withStore } from './context.ts';
+import { CliError, type GlobalOptions, output, withStore } from './context.ts';
+import { buildQueueSummary, printQueueSummary } from './queue-summary.ts';
 
 function selector(id: string | undefined, opts: { domain?: string }): QueueSelector {
   if ((id === undefined) === (opts.domain === undefined))
@@ -12,36 +13,15 @@ export function registerQueue(program: Command, globals: () => GlobalOptions): v
   const queue = program.command('queue').description('the delivery queue');
   queue
     .command('summary')
-    .description('waiting recipients by destination domain and age, with the commonest deferral reasons')
-    .option('--json', 'print JSON')
+    .description(
+      'waiting recipients by domain and by site (ready, scheduled), connections, current limits, and the throttles, suspensions and open circuits in force',
+    )
+    .option('--json', 'print JSON: { at, domains, sites, inForce }')
     .action(async (opts: { json?: boolean }) => {
-      await withStore(globals(), async (store) => {
-        const now = Date.now();
-        const summary = await store.queueSummary(now);
-        if (opts.json) {
-          output(
-            summary.map((s) => ({ ...s, oldestAt: iso(s.oldestAt) })),
-            true,
-          );
-          return;
-        }
-        output(
-          summary.map((s) => ({
-            domain: s.domain,
-            queued: s.queued,
-            deferred: s.deferred,
-            delivering: s.delivering,
-            '<1h': s.ages.underHour,
-            '<1d': s.ages.underDay,
-            older: s.ages.older,
-            oldest: iso(s.oldestAt),
-          })),
-          false,
-        );
-        for (const s of summary.filter((x) => x.reasons.length > 0)) {
-          process.stdout.write(`\n${s.domain}: deferred because\n`);
-          for (const r of s.reasons) process.stdout.write(`  ${String(r.count).padStart(6)}  ${r.text}\n`);
-        }
+      await withStore(globals(), async (store, config) => {
+        const report = await buildQueueSummary(store, config, Date.now());
+        if (opts.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        else printQueueSummary(report);
       });
     });
   queue

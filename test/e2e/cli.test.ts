@@ -7,12 +7,15 @@
  *   127.0.0.3  nothing listening        (down.test: every attempt is deferred)
  *   127.0.0.6  scripted sink: RCPT answered 451 after a pause (slow.test)
  *   127.0.0.7  scripted sink: RCPT never answered (tarpit.test, for the SIGTERM test)
+ *   127.0.0.8  scripted sink: every message answered "421 4.7.0 Try again later" (busy.test,
+ *              which shaping.sites limits to 3 connections and 100/min)
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import type { QueueSummaryReport } from '../../src/cli/queue-summary.ts';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import {
   listMessages,
@@ -47,11 +50,12 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
   let dns: TestDnsServer;
   let slow: ScriptedSink;
   let tarpit: ScriptedSink;
+  let busy: ScriptedSink;
   let postbote: PostboteProcess;
   let env: Record<string, string>;
 
   before(async () => {
-    port = await sharedPort(['127.0.0.3', '127.0.0.6', '127.0.0.7']);
+    port = await sharedPort(['127.0.0.3', '127.0.0.6', '127.0.0.7', '127.0.0.8']);
     slow = await startScriptedSink({
       host: '127.0.0.6',
       port,
@@ -65,6 +69,12 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       hostname: 'mx.tarpit.test',
       respond: (cmd) => (cmd.verb === 'RCPT' ? { silent: true } : undefined),
     });
+    busy = await startScriptedSink({
+      host: '127.0.0.8',
+      port,
+      hostname: 'mx.busy.test',
+      respond: (cmd) => (cmd.verb === 'DATA_END' ? { reply: '421 4.7.0 Try again later' } : undefined),
+    });
     dns = await startDnsServer({
       zones: {
         'down.test': { MX: [{ preference: 10, exchange: 'mx.down.test' }] },
@@ -73,6 +83,8 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
         'mx.slow.test': { A: ['127.0.0.6'] },
         'tarpit.test': { MX: [{ preference: 10, exchange: 'mx.tarpit.test' }] },
         'mx.tarpit.test': { A: ['127.0.0.7'] },
+        'busy.test': { MX: [{ preference: 10, exchange: 'mx.busy.test' }] },
+        'mx.busy.test': { A: ['127.0.0.8'] },
         'nullmx.test': { MX: [{ preference: 0, exchange: '.' }] },
       },
     });
@@ -87,6 +99,7 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       POSTBOTE_DELIVERY__GREETING_TIMEOUT: '2s',
       // No DSNs: they would only add noise to the listings checked here.
       POSTBOTE_DELIVERY__DSN: 'false',
+      POSTBOTE_SHAPING__SITES: '{ mx.busy.test: { max_connections: 3, max_message_rate: 100/min } }',
     };
     await runCli(['accounts', 'create', 'shop'], env);
     await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], env);
@@ -95,7 +108,7 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
 
   after(async () => {
     await stopPostbote(postbote);
-    await Promise.all([slow?.close(), tarpit?.close(), dns?.close()]);
+    await Promise.all([slow?.close(), tarpit?.close(), busy?.close(), dns?.close()]);
     dir.cleanup();
   });
 
@@ -118,8 +131,9 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       );
     });
 
-  const queueSummary = async (): Promise<QueueRow[]> =>
-    JSON.parse(await postbote.cli(['queue', 'summary', '--json'])) as QueueRow[];
+  const queueReport = async (): Promise<QueueSummaryReport> =>
+    JSON.parse(await postbote.cli(['queue', 'summary', '--json'])) as QueueSummaryReport;
+  const queueSummary = async (): Promise<QueueRow[]> => (await queueReport()).domains;
 
   it('queue retry ID attempts a deferred recipient now instead of in an hour', async () => {
     const id = await send('retry-me@down.test', 'retry me');
@@ -216,6 +230,74 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
     );
     const summary = await queueSummary();
     assert.ok(!summary.some((r) => r.domain === 'slow.test'), 'a cancelled recipient is not in the queue');
+  });
+
+  it('queue summary --json: a 421 "try again later" throttle in force, with its rule and expiry; the deferred recipient under its site', async () => {
+    const id = await send('someone@busy.test', 'busy');
+    const deferredAt = Date.now();
+    await waitForEvent(postbote, id, 'deferred');
+    const report = await waitFor(
+      async () => {
+        const r = await queueReport();
+        return r.inForce.some((a) => a.site === 'mx.busy.test') ? r : undefined;
+      },
+      { timeoutMs: 10_000, intervalMs: 100, what: 'the throttle of mx.busy.test in the queue summary' },
+    );
+    const throttle = report.inForce.find((a) => a.site === 'mx.busy.test');
+    assert.deepEqual(throttle && { ...throttle, until: undefined, node: undefined }, {
+      kind: 'throttle',
+      rule: 'generic-421-try-again-later',
+      state: 'triggered',
+      // The egress source it was sent from (the one configured, or `*` before routing).
+      scope: `site:${throttle?.source}|mx.busy.test`,
+      source: throttle?.source,
+      site: 'mx.busy.test',
+      rate: '60/min',
+      at: throttle?.at,
+      until: undefined,
+      reply: '421 4.7.0 Try again later',
+      node: undefined,
+    });
+    // The shipped rule throttles for 30 minutes from the reply.
+    const until = Date.parse(throttle?.until ?? '');
+    assert.ok(
+      until >= deferredAt + 30 * 60_000 && until <= Date.now() + 30 * 60_000,
+      `until ${throttle?.until} is 30 minutes after the reply`,
+    );
+    assert.ok(throttle?.node, 'the node holding it');
+
+    const site = report.sites.find((s) => s.site === 'mx.busy.test');
+    assert.deepEqual(site && { ...site, connections: undefined }, {
+      site: 'mx.busy.test',
+      provider: null,
+      ready: 0,
+      scheduled: 1,
+      delivering: 0,
+      oldestAt: site?.oldestAt,
+      domains: 1,
+      reasons: [{ text: '421 4.7.0 Try again later', count: 1 }],
+      connections: undefined,
+      limits: [
+        {
+          source: 'default',
+          maxConnections: 3,
+          maxMessagesPerConnection: 100,
+          rates: ['100/min'],
+          maxNewConnectionsPerMinute: null,
+          tls: null,
+        },
+      ],
+    });
+    assert.equal(report.domains.find((d) => d.domain === 'busy.test')?.deferred, 1, 'the domain table stays');
+
+    const text = await postbote.cli(['queue', 'summary']);
+    assert.match(text, /^By site /m);
+    assert.match(text, /^mx\.busy\.test\s+-\s+0\s+1\s+0\s+\d+\s+3 conn, 100 msg\/conn, 100\/min\s/m);
+    assert.match(text, /^In force now /m);
+    assert.match(
+      text,
+      /^throttle\s+generic-421-try-again-later\s+site:\S+\|mx\.busy\.test\s+60\/min\s+\S+Z\s+\S+\s+421 4\.7\.0 Try again later$/m,
+    );
   });
 
   it('streams: a credential with --stream sends there, X-Postbote-Stream overrides it, messages show the stream', async () => {

@@ -86,7 +86,7 @@ interface QueueRow {
 }
 
 async function queueSummary(proc: { cli(args: string[]): Promise<string> }): Promise<QueueRow[]> {
-  return JSON.parse(await proc.cli(['queue', 'summary', '--json'])) as QueueRow[];
+  return (JSON.parse(await proc.cli(['queue', 'summary', '--json'])) as { domains: QueueRow[] }).domains;
 }
 
 const sum = (rows: QueueRow[], key: 'queued' | 'deferred' | 'delivering'): number =>

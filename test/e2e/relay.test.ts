@@ -280,11 +280,9 @@ describe('relay: submission → durable queue → MX delivery', { timeout: 120_0
     // erin: greylisted until the queue summary has been looked at.
     const summary = await waitFor(
       async () => {
-        const rows = JSON.parse(await postbote.cli(['queue', 'summary', '--json'])) as {
-          domain: string;
-          deferred: number;
-          reasons: { text: string; count: number }[];
-        }[];
+        const { domains: rows } = JSON.parse(await postbote.cli(['queue', 'summary', '--json'])) as {
+          domains: { domain: string; deferred: number; reasons: { text: string; count: number }[] }[];
+        };
         const row = rows.find((r) => r.domain === 'greylist.test');
         return row && row.deferred === 1 ? row : undefined;
       },

@@ -100,6 +100,19 @@ export function smarthostSite(host: string, port: number): Site {
   return { key: `host:${normalized}:${port}`, hosts: [normalized] };
 }
 
+/**
+ * The site a key names, as far as the key tells (`queue summary` has keys from the store, not MX
+ * answers): a provider site without its hosts, a smarthost or MX host set with them. Enough for
+ * `limitsFor`, which needs only the provider or the hosts. undefined for '' (no site yet).
+ */
+export function siteFromKey(key: string): Site | undefined {
+  if (key === '') return undefined;
+  if (key.startsWith('provider:')) return { key, provider: key.slice('provider:'.length), hosts: [] };
+  const smarthost = /^host:(.+):(\d+)$/.exec(key);
+  if (smarthost) return { key, hosts: [smarthost[1] ?? ''] };
+  return { key, hosts: key.split(',') };
+}
+
 /** Normalised, sorted, deduplicated; throws a TypeError naming the first bad entry. */
 export function normalizeHosts(names: readonly string[]): string[] {
   if (names.length === 0) throw new TypeError('a site needs at least one host');

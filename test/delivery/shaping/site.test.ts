@@ -6,6 +6,7 @@ import {
   normalizeSuffix,
   type Provider,
   providerOfHost,
+  siteFromKey,
   siteOf,
   smarthostSite,
 } from '../../../src/delivery/shaping/site.ts';
@@ -93,5 +94,17 @@ describe('siteOf', () => {
     assert.equal(normalizeSuffix('.google.com'), 'google.com');
     assert.equal(normalizeSuffix('com'), undefined);
     assert.equal(normalizeSuffix('..google.com'), undefined);
+  });
+});
+
+describe('siteFromKey', () => {
+  it('gives back what a key of siteOf or smarthostSite says: the provider, or the hosts', () => {
+    const google = siteOf(['aspmx.l.google.com', 'alt1.aspmx.l.google.com'], providers);
+    assert.deepEqual(siteFromKey(google.key), { key: 'provider:google', provider: 'google', hosts: [] });
+    const set = siteOf(['mx2.a.test', 'mx1.a.test'], providers);
+    assert.deepEqual(siteFromKey(set.key), set);
+    const relay = smarthostSite('relay.example', 587);
+    assert.deepEqual(siteFromKey(relay.key), relay);
+    assert.equal(siteFromKey(''), undefined);
   });
 });
