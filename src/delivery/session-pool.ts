@@ -530,7 +530,6 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     beforeRelease: BeforeRelease | undefined,
     priority: number,
   ): Promise<DeliveryResult> {
-    await pace(state, priority);
     let pooled = await acquire(state, priority);
     // Without an idle session, a slot was reserved; in a cluster it also needs a permit.
     let permit: Permit | undefined;
@@ -588,6 +587,9 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       }
       pooled = track(state, opened.session, opened.peer, permit);
     }
+    // The rate is taken with a connection in hand: taken earlier, transactions admitted while
+    // every connection was busy (a stalled receiver) would all go out at once when one frees.
+    await pace(state, priority);
     pooled.transactions++;
     const result = await pooled.session.send(envelope, body);
     const delivery: DeliveryResult = {

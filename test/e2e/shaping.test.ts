@@ -297,13 +297,9 @@ describe('traffic shaping and stream priority at the sink', { timeout: 90_000 },
     }
   });
 
-  // A known product bug, kept as a todo test so that it runs and reports without failing the
-  // suite: remove `todo` once the pool takes the rate reservation with a connection in hand.
-  it(`max_message_rate ${RATE_PER_S}/s holds in every second when the receiver stalls for ${STALL_MS} ms`, {
-    todo:
-      'product bug: session-pool.ts run() takes the rate reservation (pace) before it has a connection ' +
-      '(acquire), so messages released while every connection is busy are sent back to back once one frees',
-  }, async () => {
+  // The pool takes the rate with a connection in hand: what was admitted while every connection
+  // was busy must not go out back to back once one frees.
+  it(`max_message_rate ${RATE_PER_S}/s holds in every second when the receiver stalls for ${STALL_MS} ms`, async () => {
     const addresses = Array.from({ length: STALL_MESSAGES }, (_, i) => `bulk${i}@stall.test`);
     await sendAll(postbote.submissionPort, addresses, 'broadcast');
     await waitFor(
