@@ -26,7 +26,7 @@ export function registerQueue(program: Command, globals: () => GlobalOptions): v
     });
   queue
     .command('retry [id]')
-    .description('attempt queued/deferred recipients now (a message ID or --domain)')
+    .description('attempt queued/deferred recipients now, and release held ones (a message ID or --domain)')
     .option('--domain <domain>', 'every waiting recipient at this domain')
     .option('--json', 'print JSON')
     .action(async (id: string | undefined, opts: { domain?: string; json?: boolean }) => {

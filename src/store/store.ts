@@ -109,7 +109,7 @@ export interface Store {
    * recipients first; ready = due at `now`, scheduled = due later.
    */
   queueSiteSummary(now: number): Promise<QueueSiteSummary[]>;
-  /** Makes matching queued/deferred recipients due now; returns how many. */
+  /** Makes matching queued/deferred recipients due now, and releases held ones; returns how many. */
   retryNow(selector: QueueSelector, now: number): Promise<number>;
   /** Cancels matching recipients that are not final; returns how many. */
   cancel(selector: QueueSelector, now: number): Promise<number>;

@@ -320,6 +320,42 @@ export function storeContract(
       });
     });
 
+    it('a held recipient stays out of leases until an operator retries it', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const m = sampleMessage(accountId, ['kept@hold.test']);
+        await store.insertMessages([m]);
+        const [r] = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        assert.ok(r);
+        await store.recordOutcomes('n1', [
+          outcome(r, {
+            state: 'held',
+            attempted: false,
+            reply: { code: 450, enhanced: '4.7.0', text: 'held by route quarantine' },
+            event: { type: 'held', data: {} },
+          }),
+        ]);
+        assert.equal((await store.getRecipients(m.id))[0]?.state, 'held');
+        assert.deepEqual(
+          await store.leaseDue({ owner: 'n1', now: T0 + 5000, limit: 10, leaseUntil: T0 + 6000 }),
+          [],
+        );
+        assert.equal(await store.retryNow({ messageId: m.id }, T0 + 5000), 1);
+        const [again] = await store.getRecipients(m.id);
+        assert.deepEqual([again?.state, again?.attempts], ['queued', 0]);
+        const leased = await store.leaseDue({
+          owner: 'n1',
+          now: T0 + 5000,
+          limit: 10,
+          leaseUntil: T0 + 6000,
+        });
+        assert.deepEqual(
+          leased.map((x) => x.address),
+          ['kept@hold.test'],
+        );
+      });
+    });
+
     it('lists messages by recipient and status; queue summary, retry and cancel', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);

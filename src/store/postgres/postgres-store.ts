@@ -890,7 +890,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     const { sql, value } = this.#selectorWhere(selector, 2);
     const r = await this.#get(
       `WITH changed AS (
-         UPDATE recipients SET next_attempt_at = $1, updated_at = $1 WHERE ${WAITING} AND ${sql}
+         UPDATE recipients SET next_attempt_at = $1, updated_at = $1,
+           state = CASE WHEN state <> 'held' THEN state WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END
+         WHERE state IN ('queued', 'deferred', 'held') AND ${sql}
          RETURNING id, message_id, account_id, address
        ), logged AS (
          INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)

@@ -832,7 +832,9 @@ export class SqliteStore implements Store {
     const { sql, params } = this.#selectorWhere(selector);
     return this.#queue.run(() => {
       const rows = this.#all(
-        `UPDATE recipients SET next_attempt_at = ?, updated_at = ? WHERE ${WAITING} AND ${sql}
+        `UPDATE recipients SET next_attempt_at = ?, updated_at = ?,
+           state = CASE WHEN state <> 'held' THEN state WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END
+         WHERE state IN ('queued', 'deferred', 'held') AND ${sql}
          RETURNING id, message_id, account_id, address`,
         now,
         now,
