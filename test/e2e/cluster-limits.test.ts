@@ -10,26 +10,16 @@ import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { logRecords, stopPostbote } from '../support/e2e-harness.ts';
 import { startLoad } from '../support/load-generator.ts';
 import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
-import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
+import { freshSchemaName, postgresOrSkip, testDatabaseUrl } from '../support/postgres.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 const LIMIT = 3;
 const PER_NODE = 300;
 
-const connected = await connectAdmin();
+const admin = await postgresOrSkip('the cluster limit tests');
 
-if ('reason' in connected) {
-  if (process.env.CI) {
-    it('cluster limits on postgres: the database is reachable (required when CI is set)', () =>
-      assert.fail(connected.reason));
-  } else {
-    console.log(`# skipping the cluster limit tests: ${connected.reason}`);
-    it('cluster limits on postgres', { skip: connected.reason }, () => {});
-  }
-} else {
-  const { admin } = connected;
-
+if (admin) {
   describe('a connection limit across two nodes', { timeout: 120_000 }, () => {
     const dirA = tempDir('postbote-limit-a-');
     const dirB = tempDir('postbote-limit-b-');

@@ -11,7 +11,7 @@ import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { logRecords, stopPostbote } from '../support/e2e-harness.ts';
 import { type LoadRun, startLoad } from '../support/load-generator.ts';
 import { type PostboteProcess, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
-import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
+import { freshSchemaName, postgresOrSkip, testDatabaseUrl } from '../support/postgres.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -24,19 +24,9 @@ function keyOf(rcpt: string, data: Buffer | undefined): string {
   return `${rcpt.split('@')[0]}:${m?.[1] ?? '?'}`;
 }
 
-const connected = await connectAdmin();
+const admin = await postgresOrSkip('the cluster tests');
 
-if ('reason' in connected) {
-  if (process.env.CI) {
-    it('cluster on postgres: the database is reachable (required when CI is set)', () =>
-      assert.fail(connected.reason));
-  } else {
-    console.log(`# skipping the cluster tests: ${connected.reason}`);
-    it('cluster on postgres', { skip: connected.reason }, () => {});
-  }
-} else {
-  const { admin } = connected;
-
+if (admin) {
   describe('two nodes on one PostgreSQL', { timeout: 120_000 }, () => {
     const dirA = tempDir('postbote-node-a-');
     const dirB = tempDir('postbote-node-b-');

@@ -3,24 +3,14 @@
  * with database.url (a schema per data dir, dropped at the end). Skips where PostgreSQL is not
  * reachable, fails in CI.
  */
-import assert from 'node:assert/strict';
-import { after, it } from 'node:test';
+import { after } from 'node:test';
 import { escapeIdentifier } from 'pg';
-import { connectAdmin } from '../support/postgres.ts';
+import { postgresOrSkip } from '../support/postgres.ts';
 
 process.env.POSTBOTE_TEST_STORE = 'postgres';
-const connected = await connectAdmin();
+const admin = await postgresOrSkip('the e2e suites on postgres');
 
-if ('reason' in connected) {
-  if (process.env.CI) {
-    it('e2e suites on postgres: the database is reachable (required when CI is set)', () =>
-      assert.fail(connected.reason));
-  } else {
-    console.log(`# skipping the e2e suites on postgres: ${connected.reason}`);
-    it('e2e suites on postgres', { skip: connected.reason }, () => {});
-  }
-} else {
-  const { admin } = connected;
+if (admin) {
   const { testSchemas } = await import('../support/postbote-process.ts');
   after(async () => {
     for (const schema of testSchemas)

@@ -10,23 +10,13 @@ import { escapeIdentifier } from 'pg';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { listMessages, showMessage, simpleMessage, stopPostbote, submit } from '../support/e2e-harness.ts';
 import { type PostboteProcess, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
-import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
+import { freshSchemaName, postgresOrSkip, testDatabaseUrl } from '../support/postgres.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
-const connected = await connectAdmin();
+const admin = await postgresOrSkip('the postgres e2e tests');
 
-if ('reason' in connected) {
-  if (process.env.CI) {
-    it('e2e on postgres: the database is reachable (required when CI is set)', () =>
-      assert.fail(connected.reason));
-  } else {
-    console.log(`# skipping the postgres e2e tests: ${connected.reason}`);
-    it('e2e on postgres', { skip: connected.reason }, () => {});
-  }
-} else {
-  const { admin } = connected;
-
+if (admin) {
   describe('relay on the PostgreSQL store', { timeout: 90_000 }, () => {
     const dir = tempDir('postbote-e2e-pg-');
     const schema = freshSchemaName('postbote_e2e');

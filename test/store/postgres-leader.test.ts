@@ -3,9 +3,9 @@ import { after, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startLeaderLock } from '../../src/store/postgres/leader-lock.ts';
 import type { LeaderLock } from '../../src/store/store.ts';
-import { connectAdmin, freshSchemaName, testDatabaseUrl as url } from '../support/postgres.ts';
+import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 
-const connected = await connectAdmin();
+const admin = await postgresOrSkip('the leader lock tests');
 
 async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -15,16 +15,7 @@ async function until(condition: () => boolean, timeoutMs = 5000): Promise<void> 
   }
 }
 
-if ('reason' in connected) {
-  if (process.env.CI) {
-    it('leader lock: the database is reachable (required when CI is set)', () =>
-      assert.fail(connected.reason));
-  } else {
-    console.log(`# skipping the leader lock tests: ${connected.reason}`);
-    it('leader lock tests', { skip: connected.reason }, () => {});
-  }
-} else {
-  const { admin } = connected;
+if (admin) {
   after(() => admin.end());
 
   describe('leader lock (PostgreSQL advisory lock)', () => {

@@ -3,20 +3,12 @@ import { after, describe, it } from 'node:test';
 import { escapeIdentifier } from 'pg';
 import { migrations } from '../../src/store/postgres/migrations.ts';
 import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
-import { connectAdmin, freshSchemaName, testDatabaseUrl as url } from '../support/postgres.ts';
+import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 
-const connected = await connectAdmin();
+const admin = await postgresOrSkip('the postgres store tests');
 
-if ('reason' in connected) {
-  if (process.env.CI) {
-    it('postgres: the database is reachable (required when CI is set)', () => assert.fail(connected.reason));
-  } else {
-    console.log(`# skipping the postgres store tests: ${connected.reason}`);
-    it('postgres store tests', { skip: connected.reason }, () => {});
-  }
-} else {
-  const { admin } = connected;
+if (admin) {
   after(() => admin.end());
 
   /** A fresh schema name; dropped by the returned function. */

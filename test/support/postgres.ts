@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { it } from 'node:test';
 import { Client } from 'pg';
 
 /** CI provides PostgreSQL here (trust auth); elsewhere tests that need it skip without it. */
@@ -25,4 +27,21 @@ export async function connectAdmin(): Promise<{ admin: Client } | { reason: stri
 /** A schema name no other test run uses. */
 export function freshSchemaName(prefix: string): string {
   return `${prefix}_${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * An admin client when PostgreSQL is reachable. Otherwise registers one test that says why
+ * (skipped on a machine without PostgreSQL, failing when CI is set, where it is part of the
+ * machine) and returns undefined: `const admin = await postgresOrSkip('the x tests'); if (admin) …`
+ */
+export async function postgresOrSkip(what: string): Promise<Client | undefined> {
+  const connected = await connectAdmin();
+  if (!('reason' in connected)) return connected.admin;
+  if (process.env.CI) {
+    it(`${what}: the database is reachable (required when CI is set)`, () => assert.fail(connected.reason));
+  } else {
+    console.log(`# skipping ${what}: ${connected.reason}`);
+    it(what, { skip: connected.reason }, () => {});
+  }
+  return undefined;
 }
