@@ -6,6 +6,7 @@ import type { RecipientDsn, Reply, StreamKind } from '../store/types.ts';
 import type { EgressChoice, RouteDecision, Router } from './routing/router.ts';
 import type { DeliveryResult, DeliveryTarget, SessionPool, TargetHost } from './session-pool.ts';
 import type { AdaptiveShaper } from './shaping/adaptive.ts';
+import { shareOfRates } from './shaping/limits.ts';
 import type { ShapingPolicy } from './shaping/policy.ts';
 import type { Site } from './shaping/site.ts';
 
@@ -79,6 +80,8 @@ export interface MxDestinationOptions {
   /** Routes (MX, smarthost, hold, failover) and egress sources; without it: MX from the default source. */
   router?: Router;
   directory?: Directory;
+  /** Nodes sharing each site's message rates (a cluster paces per node): this node's share. */
+  share?: () => number;
   clock?: () => number;
   random?: () => number;
   logger: Logger;
@@ -264,7 +267,7 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
                 ? {
                     maxConnections: limits.maxConnections,
                     maxMessagesPerConnection: limits.maxMessagesPerConnection,
-                    rates: limits.rates,
+                    rates: shareOfRates(limits.rates, options.share?.() ?? 1),
                     ...(limits.maxNewConnectionsPerMinute !== undefined
                       ? { maxNewConnectionsPerMinute: limits.maxNewConnectionsPerMinute }
                       : {}),

@@ -16,6 +16,9 @@ import { createShapingPolicy } from './shaping/policy.ts';
 import { createRateLimiter } from './shaping/rate-limiter.ts';
 import { createShapingEventRecorder } from './shaping-events.ts';
 
+/** How often a cluster node counts the live nodes (its share of rates and caps). */
+const NODE_COUNT_MS = 5_000;
+
 /** Wake-ups by other nodes' notifications are at least this far apart. */
 const REMOTE_WAKE_MS = 10;
 
@@ -72,6 +75,10 @@ export async function startDeliveryEngine(deps: {
       logger,
     });
   }
+  // Several nodes on one database share message rates and warm-up caps: each keeps to its share
+  // (live nodes, from their heartbeats), so together they stay within the limit.
+  let liveNodes = 1;
+  const share = (): number => liveNodes;
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
   // Traffic shaping (delivery/shaping/): sites and their limits, message rates, adaptive rules
   // on replies, a circuit breaker per (source, site). Its state is this node's own.
@@ -134,6 +141,7 @@ export async function startDeliveryEngine(deps: {
   const router = createRouter(routerInput(config), {
     clock: { now: clock },
     random,
+    share,
     onEvent: (event) =>
       logger.warn(
         {
@@ -149,6 +157,7 @@ export async function startDeliveryEngine(deps: {
     adaptive,
     router,
     directory: createDirectory(store),
+    share,
     clock,
     resolver,
     pool,
@@ -241,11 +250,25 @@ export async function startDeliveryEngine(deps: {
   beat();
   const heartbeat = setInterval(beat, HEARTBEAT_MS);
   heartbeat.unref();
+  const countNodes = (): void => {
+    store
+      .clusterStatus()
+      .then((nodes) => {
+        const now = clock();
+        liveNodes = Math.max(1, nodes.filter((n) => now - n.heartbeatAt < 3 * HEARTBEAT_MS).length);
+      })
+      .catch((err: unknown) => logger.warn({ err }, 'could not count the live nodes'));
+  };
+  // Only where nodes share a store; the embedded store has one node.
+  const nodeCount = permits ? setInterval(countNodes, NODE_COUNT_MS) : undefined;
+  nodeCount?.unref();
+  if (permits) countNodes();
   return {
     wake: () => scheduler.wake(),
     async stop() {
       clearInterval(heartbeat);
       clearTimeout(remoteWake);
+      clearInterval(nodeCount);
       clearTimeout(expiryTimer);
       clearInterval(sweeper);
       await maintenance.stop();

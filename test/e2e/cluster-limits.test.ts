@@ -15,6 +15,10 @@ import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.t
 import { tempDir } from '../support/temp-dir.ts';
 
 const LIMIT = 3;
+/** Messages per second to the site, for the two nodes together. */
+const RATE = 60;
+/** Arrival times of messages at the sink (performance.now()). */
+const arrivals: number[] = [];
 const PER_NODE = 300;
 
 const admin = await postgresOrSkip('the cluster limit tests');
@@ -37,6 +41,7 @@ if (admin) {
       POSTBOTE_DELIVERY__PORT: String(sink.port),
       POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
       POSTBOTE_DELIVERY__MAX_CONNECTIONS_PER_HOST: String(LIMIT),
+      POSTBOTE_SHAPING__SITES: `{mx.limit.test: {max_message_rate: [${RATE}/s]}}`,
     });
 
     before(async () => {
@@ -44,7 +49,11 @@ if (admin) {
       sink = await startScriptedSink({
         host: '127.0.0.2',
         hostname: 'mx.limit.test',
-        respond: (cmd) => (cmd.verb === 'DATA_END' ? { delayMs: 10 } : undefined),
+        respond: (cmd) => {
+          if (cmd.verb !== 'DATA_END') return undefined;
+          arrivals.push(performance.now());
+          return { delayMs: 10 };
+        },
       });
       dns = await startDnsServer({
         zones: {
@@ -74,7 +83,9 @@ if (admin) {
       dirB.cleanup();
     });
 
-    it(`never has more than ${LIMIT} sessions open at the sink, and both nodes deliver`, async () => {
+    it(`never has more than ${LIMIT} sessions open and ${RATE} messages a second at the sink, and both nodes deliver`, async () => {
+      // Each node counts the live nodes every 5 s (its share of the rate): let both see both.
+      await new Promise((r) => setTimeout(r, 6000));
       const runs = nodes.map((node, i) =>
         startLoad({
           host: '127.0.0.1',
@@ -100,6 +111,16 @@ if (admin) {
         `# limit ${LIMIT}: sink saw at most ${sink.maxConcurrent} concurrent sessions over ${sink.connections.length} connections; delivery attempts per node ${attempts.join(', ')}`,
       );
       assert.ok(sink.maxConcurrent <= LIMIT, `${sink.maxConcurrent} concurrent sessions > ${LIMIT}`);
+      // Busiest second, and the rate over the run: each node paces at half the site's rate.
+      let busiest = 0;
+      for (const t of arrivals)
+        busiest = Math.max(busiest, arrivals.filter((x) => x >= t && x < t + 1000).length);
+      const overall = ((arrivals.length - 1) * 1000) / (arrivals.at(-1)! - arrivals[0]!);
+      console.log(
+        `# rate ${RATE}/s for the cluster: busiest second ${busiest}, over the run ${overall.toFixed(1)}/s`,
+      );
+      assert.ok(busiest <= RATE * 1.1, `${busiest} messages in one second > ${RATE}`);
+      assert.ok(overall <= RATE * 1.05, `${overall.toFixed(1)}/s over the run > ${RATE}/s`);
       assert.equal(sink.maxConcurrent, LIMIT, 'the limit is used, not undershot');
       assert.ok(
         attempts.every((n) => n > 0),

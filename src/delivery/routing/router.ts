@@ -67,6 +67,8 @@ export interface RouterOptions {
   readonly onEvent?: (event: FailoverEvent) => void;
   /** Passed to the warm-up counters (warmup-counters.ts). */
   readonly reservationTtlMs?: number;
+  /** Nodes sharing the warm-up caps (warmup-counters.ts `share`). */
+  readonly share?: () => number;
 }
 
 export interface RouteRequest {
@@ -175,6 +177,7 @@ export function createRouter(input: RouterInput, options: RouterOptions): Router
   const failover = createFailover(input.routes, options.onEvent);
   const counters: WarmupCounters = createWarmupCounters(egress.sources, {
     ...(options.reservationTtlMs !== undefined ? { reservationTtlMs: options.reservationTtlMs } : {}),
+    ...(options.share ? { share: options.share } : {}),
   });
 
   function matchRoute(request: RouteRequest): RouteRef {

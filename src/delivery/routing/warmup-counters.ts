@@ -74,6 +74,11 @@ export interface WarmupCounterOptions {
    * how soon to look again at the latest; default 1 minute.
    */
   readonly recheckMs?: number;
+  /**
+   * How many nodes share the caps (a cluster counts per node): each node keeps to
+   * ⌊cap / share⌋, so together they stay within the cap. Default 1.
+   */
+  readonly share?: () => number;
 }
 
 interface Reservation {
@@ -143,9 +148,20 @@ export function createWarmupCounters(
     };
   }
 
+  /** The caps in force now, this node's share of them. */
+  function capsNow(state: State, now: number): { daily?: number; hourly?: number } {
+    const caps = capsAt(state.schedule, now);
+    const share = Math.max(1, Math.floor(options.share?.() ?? 1));
+    if (share === 1) return caps;
+    return {
+      ...(caps.daily !== undefined ? { daily: Math.floor(caps.daily / share) } : {}),
+      ...(caps.hourly !== undefined ? { hourly: Math.floor(caps.hourly / share) } : {}),
+    };
+  }
+
   function room(state: State, now: number): number {
     if (warmupFinished(state.schedule, now)) return Number.POSITIVE_INFINITY;
-    const caps = capsAt(state.schedule, now);
+    const caps = capsNow(state, now);
     const { today, thisHour } = sent(state, now);
     const held = reserved(state, now);
     let left = Number.POSITIVE_INFINITY;
@@ -156,7 +172,7 @@ export function createWarmupCounters(
 
   function availableAt(state: State, now: number): number {
     if (room(state, now) > 0) return now;
-    const caps = capsAt(state.schedule, now);
+    const caps = capsNow(state, now);
     const { today, thisHour } = sent(state, now);
     if (caps.daily !== undefined && today >= caps.daily) {
       return firstSendingDay(state.schedule, utcDay(now) + 1) * DAY_MS;

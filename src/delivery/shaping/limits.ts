@@ -118,3 +118,27 @@ function applyLayer(limits: ShapingLimits, layer: LimitsLayer): ShapingLimits {
   if (layer.tls !== undefined) next.tls = layer.tls;
   return next;
 }
+
+/**
+ * One node's share of message rates that `nodes` nodes keep together (each paces alone): the
+ * count of each window divided by the nodes and rounded down; a share under one per window moves
+ * to the next longer window (2/s on 3 nodes: 40/min each), and never below 1 per hour.
+ */
+export function shareOfRates(rates: MessageRates, nodes: number): MessageRates {
+  const n = Math.max(1, Math.floor(nodes));
+  if (n === 1) return rates;
+  const out: { perSecond?: number; perMinute?: number; perHour?: number } = {};
+  const put = (window: 'perSecond' | 'perMinute' | 'perHour', count: number): void => {
+    out[window] = Math.min(out[window] ?? Number.POSITIVE_INFINITY, count);
+  };
+  const share = (count: number, window: 'perSecond' | 'perMinute' | 'perHour'): void => {
+    const each = count / n;
+    if (each >= 1 || window === 'perHour') put(window, Math.max(1, Math.floor(each)));
+    else if (window === 'perSecond') share(count * 60, 'perMinute');
+    else share(count * 60, 'perHour');
+  };
+  if (rates.perSecond !== undefined) share(rates.perSecond, 'perSecond');
+  if (rates.perMinute !== undefined) share(rates.perMinute, 'perMinute');
+  if (rates.perHour !== undefined) share(rates.perHour, 'perHour');
+  return out;
+}

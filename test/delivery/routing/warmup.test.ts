@@ -54,6 +54,17 @@ describe('createWarmupCounters', () => {
     assert.equal(c.room('new', day1 + 11 * HOUR), 30);
   });
 
+  it('keeps to its share of the caps when nodes share them (a cluster counts per node)', () => {
+    let nodes = 2;
+    const c = createWarmupCounters(sources, { share: () => nodes });
+    const t = day1 + 10 * HOUR;
+    assert.equal(c.room('new', t), 15, 'half of the hourly cap of 30');
+    c.recordSent('new', 15, t);
+    assert.equal(c.room('new', t), 0);
+    nodes = 1;
+    assert.equal(c.room('new', t), 15, 'alone again: the whole cap');
+  });
+
   it('holds the daily cap across hours and rolls over at UTC midnight to the next day’s cap', () => {
     const c = createWarmupCounters(sources);
     for (let h = 0; h < 3; h++) c.recordSent('new', 30, day1 + h * HOUR);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { loadConfig } from '../../../src/config/load.ts';
+import { shareOfRates as share } from '../../../src/delivery/shaping/limits.ts';
 import { createShapingPolicy } from '../../../src/delivery/shaping/policy.ts';
 import { tempDir } from '../../support/temp-dir.ts';
 
@@ -156,5 +157,19 @@ describe('effective limits of a (source, site)', () => {
     assert.equal(policy.rules.find((rule) => rule.name === 'gmail-unusual-rate')?.action, 'suspend_site');
     assert.ok(names.includes('yahoo-tss04'));
     assert.deepEqual(policy.circuit, { failures: 5, backoffMs: 300_000, jitter: 0.2 });
+  });
+});
+
+describe("shareOfRates: one node's share of a cluster-wide rate", () => {
+  it('divides each window by the nodes, rounding down, moving a share under one to a longer window', () => {
+    assert.deepEqual(share({ perSecond: 20 }, 1), { perSecond: 20 });
+    assert.deepEqual(share({ perSecond: 20 }, 2), { perSecond: 10 });
+    assert.deepEqual(share({ perSecond: 20, perHour: 5000 }, 3), { perSecond: 6, perHour: 1666 });
+    assert.deepEqual(share({ perSecond: 2 }, 3), { perMinute: 40 });
+    assert.deepEqual(share({ perMinute: 1 }, 2), { perHour: 30 });
+    assert.deepEqual(share({ perHour: 1 }, 5), { perHour: 1 });
+    // Moved to a window that already has a limit: the tighter one holds.
+    assert.deepEqual(share({ perSecond: 1, perMinute: 20 }, 2), { perMinute: 10 });
+    assert.deepEqual(share({}, 4), {});
   });
 });
