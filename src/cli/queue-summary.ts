@@ -63,11 +63,80 @@ export interface InForceReport {
   node: string;
 }
 
+/** One egress source's warm-up on one node (heartbeat): caps are the cluster's. */
+export interface WarmupReport {
+  node: string;
+  source: string;
+  day: number;
+  dailyCap: number | null;
+  hourlyCap: number | null;
+  sentToday: number;
+  sentThisHour: number;
+  capped: boolean;
+  availableAt: string | null;
+}
+
+/** A route that is failing or down on one node (heartbeat). */
+export interface RouteReport {
+  node: string;
+  route: string;
+  state: string;
+  /** Where its mail goes while down (null: every fallback is down too, or not down yet). */
+  fallback: string | null;
+  downSince: string | null;
+  nextProbeAt: string | null;
+  failures: Record<string, number>;
+}
+
 export interface QueueSummaryReport {
   at: string | null;
   domains: (Omit<QueueDomainSummary, 'oldestAt'> & { oldestAt: string | null })[];
   sites: SiteReport[];
   inForce: InForceReport[];
+  warmup: WarmupReport[];
+  routes: RouteReport[];
+}
+
+const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
+const isoOf = (v: unknown): string | null => {
+  const n = num(v);
+  return n === null ? null : iso(n);
+};
+
+/** Warm-up and route state from the live nodes' heartbeats (any version: shape-checked). */
+function routingOf(live: readonly NodeStatus[]): { warmup: WarmupReport[]; routes: RouteReport[] } {
+  const warmup: WarmupReport[] = [];
+  const routes: RouteReport[] = [];
+  for (const node of live) {
+    for (const w of Array.isArray(node.info.warmup) ? node.info.warmup : []) {
+      if (typeof w?.source !== 'string') continue;
+      warmup.push({
+        node: node.id,
+        source: w.source,
+        day: num(w.day) ?? 0,
+        dailyCap: num(w.dailyCap),
+        hourlyCap: num(w.hourlyCap),
+        sentToday: num(w.sentToday) ?? 0,
+        sentThisHour: num(w.sentThisHour) ?? 0,
+        capped: w.capped === true,
+        availableAt: isoOf(w.availableAt),
+      });
+    }
+    for (const r of Array.isArray(node.info.routes) ? node.info.routes : []) {
+      if (typeof r?.route !== 'string' || typeof r.state !== 'string') continue;
+      routes.push({
+        node: node.id,
+        route: r.route,
+        state: r.state,
+        fallback: typeof r.fallback === 'string' ? r.fallback : null,
+        downSince: isoOf(r.downSince),
+        nextProbeAt: isoOf(r.nextProbeAt),
+        failures:
+          typeof r.failures === 'object' && r.failures !== null ? (r.failures as Record<string, number>) : {},
+      });
+    }
+  }
+  return { warmup, routes };
 }
 
 function limitsOf(policy: ShapingPolicy, key: string, sources: readonly string[]): SiteLimits[] {
@@ -188,6 +257,7 @@ export async function buildQueueSummary(
       reply: e.reply,
       node: e.nodeId,
     })),
+    ...routingOf(live),
   };
 }
 
@@ -269,6 +339,36 @@ export function printQueueSummary(report: QueueSummaryReport): void {
       until: a.until,
       node: a.node,
       reply: a.reply,
+    })),
+    false,
+  );
+
+  out.write(
+    "\nWarm-up (per node, as of its last heartbeat; caps are the cluster's, each node keeps to its share)\n",
+  );
+  output(
+    report.warmup.map((w) => ({
+      source: w.source,
+      node: w.node,
+      day: w.day,
+      'daily cap': w.dailyCap,
+      'hourly cap': w.hourlyCap,
+      today: w.sentToday,
+      'this hour': w.sentThisHour,
+      capped: w.capped ? `until ${w.availableAt}` : 'no',
+    })),
+    false,
+  );
+
+  out.write('\nRoutes failing or down (per node, as of its last heartbeat)\n');
+  output(
+    report.routes.map((r) => ({
+      route: r.route,
+      node: r.node,
+      state: r.state,
+      'mail goes to': r.fallback,
+      'down since': r.downSince,
+      'next probe': r.nextProbeAt,
     })),
     false,
   );

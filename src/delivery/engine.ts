@@ -239,6 +239,9 @@ export async function startDeliveryEngine(deps: {
             ...scheduler.stats(),
             connections: openConnections(),
             sites: connectionsBySite(pool.stats()),
+            // Routing state for `queue summary`: warm-up counts and route health, this node's.
+            warmup: router.capsStatus(clock()),
+            routes: router.failover.status(clock()).filter((r) => r.state !== 'up'),
             leader: maintenance.isLeader(),
             hostname: config.hostname,
           },

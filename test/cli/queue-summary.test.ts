@@ -132,3 +132,72 @@ it('queue summary: in force on live nodes since their start; sites with connecti
     dir.cleanup();
   }
 });
+
+it('queue summary: warm-up counts and failing routes from the live nodes, whatever shape a node wrote', async () => {
+  const dir = tempDir();
+  const store = new SqliteStore(join(dir.path, 'postbote.db'));
+  try {
+    await store.migrate();
+    const now = T0 + MINUTE;
+    await store.heartbeat(
+      {
+        id: 'live',
+        startedAt: T0,
+        info: {
+          warmup: [
+            {
+              source: 'warm',
+              day: 2,
+              finished: false,
+              dailyCap: 100,
+              sentToday: 100,
+              sentThisHour: 7,
+              reserved: 0,
+              overflow: 'wait',
+              capped: true,
+              availableAt: T0 + 24 * 60 * MINUTE,
+            },
+            { nonsense: true },
+          ],
+          routes: [
+            {
+              route: 'primary',
+              state: 'down',
+              failures: { connection: 4, '421': 0 },
+              downSince: T0,
+              fallback: 'backup',
+            },
+            'garbage',
+          ],
+        },
+      },
+      now - 1000,
+    );
+    await store.heartbeat(
+      { id: 'gone', startedAt: T0, info: { routes: [{ route: 'primary', state: 'down' }] } },
+      now - 3 * HEARTBEAT_MS,
+    );
+    const config = loadConfig({ env: {}, cwd: '/nonexistent' });
+    const report = await buildQueueSummary(store, config, now);
+    assert.deepEqual(report.warmup, [
+      {
+        node: 'live',
+        source: 'warm',
+        day: 2,
+        dailyCap: 100,
+        hourlyCap: null,
+        sentToday: 100,
+        sentThisHour: 7,
+        capped: true,
+        availableAt: new Date(T0 + 24 * 60 * MINUTE).toISOString(),
+      },
+    ]);
+    assert.deepEqual(
+      report.routes.map((r) => [r.node, r.route, r.state, r.fallback, r.downSince]),
+      [['live', 'primary', 'down', 'backup', new Date(T0).toISOString()]],
+    );
+  } finally {
+    await store.close();
+    dir.cleanup();
+  }
+});

@@ -128,6 +128,17 @@ describe('egress pools and routes', { timeout: 90_000 }, () => {
       (m) => m.recipients[0]?.state === 'deferred',
     );
     assert.match(deferred?.recipients[0]?.lastReply?.text ?? '', /warm-up caps of pool warm reached/);
+    // queue summary shows the cap as the node reported it in its last heartbeat (every 10 s).
+    const warm = await waitFor(
+      async () => {
+        const summary = JSON.parse(await postbote.cli(['queue', 'summary', '--json'])) as {
+          warmup: { source: string; dailyCap: number; sentToday: number; capped: boolean }[];
+        };
+        return summary.warmup.find((w) => w.source === 'warm' && w.sentToday === 3);
+      },
+      { what: 'the warm-up cap in queue summary', timeoutMs: 15_000, intervalMs: 1000 },
+    );
+    assert.deepEqual([warm.dailyCap, warm.capped], [3, true]);
   });
 
   it('a hold route keeps the mail, without an attempt, in state held', async () => {
