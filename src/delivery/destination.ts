@@ -88,6 +88,8 @@ export interface MxDestinationOptions {
 }
 
 const NON_ASCII = /[^\x00-\x7f]/;
+// A request is split into at most this many parts (routing rounds).
+const MAX_PARTS = 100;
 // Mail deferred by a warm-up cap is spread over this much after the cap lifts, so a day's
 // waiting mail does not all come due at midnight UTC.
 const WARMUP_SPREAD_MS = 10 * 60_000;
@@ -204,6 +206,7 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
     leg: Leg,
     source: EgressChoice,
     route: string | undefined,
+    trial = false,
   ): Promise<DestinationResult> {
     const limits = leg.limitsSite && options.shaping?.limitsFor(leg.limitsSite, source.name);
     const context = {
@@ -259,6 +262,7 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       ...(source.address ? { localAddress: source.address } : {}),
       ...(source.ehlo ? { ehloName: source.ehlo } : {}),
       ...(leg.implicitTls ? { implicitTls: true } : {}),
+      ...(trial ? { trial: true } : {}),
       ...(leg.auth ? { auth: leg.auth } : {}),
       ...(limits || throttle
         ? {
@@ -325,7 +329,7 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
     };
     let remaining = request.recipients;
     // Each round routes what is left; a warm-up cap may hand out fewer recipients per source.
-    for (let round = 0; remaining.length > 0 && round < 100; round++) {
+    for (let round = 0; remaining.length > 0 && round < MAX_PARTS; round++) {
       const decision = router.route({
         domain: request.domain,
         stream: request.stream || 'outbound',
@@ -368,13 +372,19 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
         result = { recipients: allOf(batch, leg.refused, leg.reply), route: decision.route.name };
       } else {
         try {
-          result = await send(request, batch, leg, decision.source, decision.route.name);
+          result = await send(request, batch, leg, decision.source, decision.route.name, decision.probe);
         } catch (err) {
           if (decision.reserved > 0) router.release(decision.source.name, decision.reserved, clock());
           throw err;
         }
       }
       report(router, decision, result, request, batch);
+      // A trial of a down route that found it still down: its mail goes where the rest goes
+      // now (the fallback), not back to the queue. Nothing was sent, so nothing is settled.
+      if (decision.probe && result.connectionFailed === true && parts.length + 1 < MAX_PARTS) {
+        remaining = [...batch, ...remaining];
+        continue;
+      }
       await done(result);
     }
     return merge(parts);

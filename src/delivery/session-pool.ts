@@ -96,6 +96,8 @@ export interface DeliveryTarget {
   source?: string;
   /** TLS from the first byte (a smarthost's port 465), instead of STARTTLS. */
   implicitTls?: boolean;
+  /** A route's trial while it is down (routing/failover.ts): it connects even with the circuit open. */
+  trial?: boolean;
   /** Source IP to bind (the egress source). */
   localAddress?: string;
   starttls: StartTlsPolicy;
@@ -556,7 +558,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       const key = shapingKey(target);
       // A site that failed at connection level too often is left alone for a while: its mail
       // waits (deferred until then), nothing is sent, no connection is tried.
-      const closedFor = circuit?.check(key, clock()) ?? 0;
+      const closedFor = target.trial ? 0 : (circuit?.check(key, clock()) ?? 0);
       const opened =
         closedFor > 0
           ? { failure: circuitOpen(target, closedFor) }

@@ -161,6 +161,27 @@ describe('egress pools and routes', { timeout: 90_000 }, () => {
       timeoutMs: 20_000,
       intervalMs: 200,
     });
+    // While the primary is down, a delivery now and then is its trial (probe_every 1s); when the
+    // trial finds it still down, that mail goes on to the fallback at once, never deferred.
+    const during: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setTimeout(r, 1200));
+      during.push(await send(`during${i}@failover.test`));
+    }
+    for (const id of during) {
+      const shown = await waitFor(
+        async () => {
+          const m = await showMessage(postbote, id);
+          return m.recipients[0]?.state === 'delivered' ? m : undefined;
+        },
+        { what: 'delivered through the fallback', timeoutMs: 10_000 },
+      );
+      assert.deepEqual(
+        shown.events.map((e) => e.type).filter((t) => t !== 'accepted'),
+        ['delivered'],
+        'a failed trial of the primary is not a deferral',
+      );
+    }
     primary = await startScriptedSink({
       host: '127.0.0.21',
       port: smarthostPort,
