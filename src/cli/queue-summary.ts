@@ -42,6 +42,8 @@ export interface SiteReport {
   connections: number;
   /** Per configured egress source, in config order; [] for '' (no site yet). */
   limits: SiteLimits[];
+  /** The counts by the egress source of the last attempt ('' = none yet). */
+  sources: { source: string; ready: number; scheduled: number; delivering: number }[];
 }
 
 export interface InForceReport {
@@ -232,6 +234,7 @@ export async function buildQueueSummary(
       reasons: counts?.reasons ?? [],
       connections: connections.get(site) ?? 0,
       limits: limitsOf(policy, site, sources),
+      sources: counts?.sources ?? [],
     };
   };
   // Sites with waiting mail, then those with connections open but nothing waiting.
@@ -328,6 +331,23 @@ export function printQueueSummary(report: QueueSummaryReport): void {
     out.write(`\n${siteLabel(s.site)}: deferred because\n`);
     for (const r of s.reasons) out.write(`  ${String(r.count).padStart(6)}  ${r.text}\n`);
   }
+
+  out.write('\nBy egress source (of the last attempt; (none) = not tried yet)\n');
+  const bySource = new Map<string, { ready: number; scheduled: number; delivering: number; sites: number }>();
+  for (const site of report.sites) {
+    for (const s of site.sources) {
+      const total = bySource.get(s.source) ?? { ready: 0, scheduled: 0, delivering: 0, sites: 0 };
+      total.ready += s.ready;
+      total.scheduled += s.scheduled;
+      total.delivering += s.delivering;
+      total.sites += site.site === '' ? 0 : 1;
+      bySource.set(s.source, total);
+    }
+  }
+  output(
+    [...bySource].map(([source, t]) => ({ source: source || '(none)', ...t })),
+    false,
+  );
 
   out.write('\nIn force now (throttles, suspensions, open circuits; each node keeps its own)\n');
   output(

@@ -309,6 +309,7 @@ export class Scheduler {
         accountId: r.accountId,
         recipient: r.address,
         ...(result.site !== undefined ? { site: result.site } : {}),
+        ...(result.source !== undefined ? { source: result.source } : {}),
       };
       let outcome: Outcome;
       if (res?.outcome === 'held') {

@@ -274,6 +274,8 @@ export interface Outcome {
    * last site for `queue summary`; unset leaves the one it had (DNS failed, a lease released).
    */
   site?: string;
+  /** The egress source of this attempt (config egress.sources), kept like `site`. */
+  source?: string;
 }
 
 export interface MessageFilter {
@@ -318,6 +320,8 @@ export interface QueueSiteSummary {
   domains: number;
   /** Most common last replies of deferred recipients, most frequent first (at most 3). */
   reasons: { text: string; count: number }[];
+  /** The same counts by the egress source of the last attempt ('' = none yet). */
+  sources: { source: string; ready: number; scheduled: number; delivering: number }[];
 }
 
 /** Adaptive actions (adaptive.ts) and circuits (circuit.ts) as they change. */

@@ -287,6 +287,8 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
           tls: null,
         },
       ],
+      // It was tried from the default egress source.
+      sources: [{ source: 'default', ready: 0, scheduled: 1, delivering: 0 }],
     });
     assert.equal(report.domains.find((d) => d.domain === 'busy.test')?.deferred, 1, 'the domain table stays');
 

@@ -412,18 +412,24 @@ export function storeContract(
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 60_000 });
         const by = (a: string) => leased.find((r) => r.address === a)!;
         const tryLater: Reply = { code: 421, enhanced: '4.7.0', text: 'Try again later' };
-        const deferred = (nextAttemptAt: number, site?: string, reply = tryLater): Partial<Outcome> => ({
+        const deferred = (
+          nextAttemptAt: number,
+          site?: string,
+          reply = tryLater,
+          source?: string,
+        ): Partial<Outcome> => ({
           state: 'deferred',
           nextAttemptAt,
           reply,
           event: { type: 'deferred', data: {} },
           ...(site === undefined ? {} : { site }),
+          ...(source === undefined ? {} : { source }),
         });
         await store.recordOutcomes('n1', [
-          outcome(by('a1@gmail.test'), deferred(T0 + 600_000, google)),
-          outcome(by('a2@gmail.test'), deferred(T0 + 500, google)),
-          outcome(by('a3@workspace.test'), deferred(T0 + 600_000, google)),
-          outcome(by('b@b.test'), deferred(T0 + 600_000, mxSet, { code: 451, text: 'greylisted' })),
+          outcome(by('a1@gmail.test'), deferred(T0 + 600_000, google, tryLater, 'ip-1')),
+          outcome(by('a2@gmail.test'), deferred(T0 + 500, google, tryLater, 'ip-1')),
+          outcome(by('a3@workspace.test'), deferred(T0 + 600_000, google, tryLater, 'ip-2')),
+          outcome(by('b@b.test'), deferred(T0 + 600_000, mxSet, { code: 451, text: 'greylisted' }, 'ip-1')),
           // The domain did not resolve: no site.
           outcome(
             by('c@nodns.test'),
@@ -452,6 +458,7 @@ export function storeContract(
             oldestAt: T0,
             domains: 3,
             reasons: [{ text: '451 4.4.3 DNS timeout', count: 1 }],
+            sources: [{ source: '', ready: 1, scheduled: 1, delivering: 1 }],
           },
           {
             site: google,
@@ -461,6 +468,10 @@ export function storeContract(
             oldestAt: T0,
             domains: 2,
             reasons: [{ text: '421 4.7.0 Try again later', count: 3 }],
+            sources: [
+              { source: 'ip-1', ready: 1, scheduled: 1, delivering: 0 },
+              { source: 'ip-2', ready: 0, scheduled: 1, delivering: 0 },
+            ],
           },
           {
             site: mxSet,
@@ -470,6 +481,7 @@ export function storeContract(
             oldestAt: T0,
             domains: 1,
             reasons: [{ text: '451 greylisted', count: 1 }],
+            sources: [{ source: 'ip-1', ready: 0, scheduled: 1, delivering: 0 }],
           },
         ]);
 

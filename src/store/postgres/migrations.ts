@@ -150,4 +150,6 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX shaping_events_at ON shaping_events(at)`,
     `ALTER TABLE recipients ADD COLUMN last_site text COLLATE "C" NOT NULL DEFAULT ''`,
   ],
+  // v7: recipients.last_source: the egress source of the last attempt, for the queue by source.
+  [`ALTER TABLE recipients ADD COLUMN last_source text COLLATE "C" NOT NULL DEFAULT ''`],
 ];

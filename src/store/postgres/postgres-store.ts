@@ -677,9 +677,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       `WITH o AS (
          SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
            $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
-           $16::text[])
+           $16::text[], $17::text[])
            WITH ORDINALITY AS x(id, state, attempted, next_attempt_at, has_reply, code, enhanced, reply_text, at,
-             event_type, event_data, message_id, account_id, recipient, site, ord)
+             event_type, event_data, message_id, account_id, recipient, site, source, ord)
        ), applied AS (
          UPDATE recipients r SET state = o.state, attempts = r.attempts + o.attempted,
            next_attempt_at = COALESCE(o.next_attempt_at, r.next_attempt_at),
@@ -687,6 +687,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
            last_enhanced = CASE WHEN o.has_reply THEN o.enhanced ELSE r.last_enhanced END,
            last_text = COALESCE(o.reply_text, r.last_text),
            last_site = COALESCE(o.site, r.last_site),
+           last_source = COALESCE(o.source, r.last_source),
            lease_owner = NULL, lease_until = NULL, updated_at = o.at
          FROM o
          WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1) OR o.state = 'delivered')
@@ -716,6 +717,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         col((o) => o.accountId),
         col((o) => o.recipient),
         col((o) => (o.site === undefined ? null : clean(o.site))),
+        col((o) => (o.source === undefined ? null : clean(o.source))),
       ],
     );
     return rows.map((r) => num(r.id));
@@ -832,6 +834,15 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          GROUP BY last_site, last_code, last_enhanced, last_text) x
        WHERE rank <= 3 ORDER BY last_site, rank`,
     );
+    const bySource = await this.#all(
+      `SELECT last_site, last_source,
+         count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1) AS ready,
+         count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at > $1) AS scheduled,
+         count(*) FILTER (WHERE state = 'delivering') AS delivering
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       GROUP BY last_site, last_source ORDER BY last_site, last_source`,
+      [now],
+    );
     return rows.map((r) => ({
       site: String(r.last_site),
       ready: num(r.ready),
@@ -842,6 +853,14 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       reasons: reasons
         .filter((x) => x.last_site === r.last_site)
         .map((x) => ({ text: replyText(x), count: num(x.n) })),
+      sources: bySource
+        .filter((x) => x.last_site === r.last_site)
+        .map((x) => ({
+          source: String(x.last_source),
+          ready: num(x.ready),
+          scheduled: num(x.scheduled),
+          delivering: num(x.delivering),
+        })),
     }));
   }
 

@@ -128,4 +128,6 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX shaping_events_at ON shaping_events(at)`,
     `ALTER TABLE recipients ADD COLUMN last_site TEXT NOT NULL DEFAULT ''`,
   ],
+  // v6: recipients.last_source: the egress source of the last attempt, for the queue by source.
+  [`ALTER TABLE recipients ADD COLUMN last_source TEXT NOT NULL DEFAULT ''`],
 ];

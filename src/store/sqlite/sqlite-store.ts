@@ -637,7 +637,8 @@ export class SqliteStore implements Store {
         const changed = this.#run(
           `UPDATE recipients SET state = ?, attempts = attempts + ?, next_attempt_at = COALESCE(?, next_attempt_at),
              last_code = COALESCE(?, last_code), last_enhanced = CASE WHEN ? IS NULL THEN last_enhanced ELSE ? END,
-             last_text = COALESCE(?, last_text), last_site = COALESCE(?, last_site), lease_owner = NULL,
+             last_text = COALESCE(?, last_text), last_site = COALESCE(?, last_site),
+             last_source = COALESCE(?, last_source), lease_owner = NULL,
              lease_until = NULL, updated_at = ?
            WHERE id = ? AND ((state = 'delivering' AND lease_owner = ?) OR ? = 'delivered')`,
           o.state,
@@ -648,6 +649,7 @@ export class SqliteStore implements Store {
           o.reply?.enhanced ?? null,
           o.reply?.text ?? null,
           o.site ?? null,
+          o.source ?? null,
           o.at,
           o.recipientId,
           owner,
@@ -776,6 +778,16 @@ export class SqliteStore implements Store {
        WHERE state = 'deferred' AND last_code IS NOT NULL
        GROUP BY last_site, last_code, last_enhanced, last_text ORDER BY n DESC, last_code, last_text`,
     );
+    const bySource = this.#all(
+      `SELECT last_site, last_source,
+         SUM(state IN ('queued', 'deferred') AND next_attempt_at <= ?) AS ready,
+         SUM(state IN ('queued', 'deferred') AND next_attempt_at > ?) AS scheduled,
+         SUM(state = 'delivering') AS delivering
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       GROUP BY last_site, last_source ORDER BY last_site, last_source`,
+      now,
+      now,
+    );
     return rows.map((r) => ({
       site: String(r.last_site),
       ready: Number(r.ready),
@@ -787,6 +799,14 @@ export class SqliteStore implements Store {
         .filter((x) => x.last_site === r.last_site)
         .slice(0, 3)
         .map((x) => ({ text: replyText(x), count: Number(x.n) })),
+      sources: bySource
+        .filter((x) => x.last_site === r.last_site)
+        .map((x) => ({
+          source: String(x.last_source),
+          ready: Number(x.ready),
+          scheduled: Number(x.scheduled),
+          delivering: Number(x.delivering),
+        })),
     }));
   }
 
