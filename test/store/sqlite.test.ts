@@ -7,7 +7,7 @@ import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-st
 import { createThreadedSqliteStore, storeFromPort } from '../../src/store/sqlite/threaded-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { tempDir } from '../support/temp-dir.ts';
-import { storeContract } from './contract.ts';
+import { sampleMessage, storeContract, T0 } from './contract.ts';
 
 /** A migrated store of the given form in a fresh temp dir, removed on cleanup. */
 function inTempDir(open: (path: string) => Store) {
@@ -149,4 +149,27 @@ it('sqlite: the streams schema (v4) only adds: earlier data gets the defaults, v
   assert.equal((await store.leaseDue({ owner: 'n', now: 1, limit: 10, leaseUntil: 2 })).length, 2);
   await store.close();
   dir.cleanup();
+});
+
+it('sqlite: with many accounts waiting, a lease looks at 200 per lane and the next lease goes on from there', async () => {
+  const store = new SqliteStore(':memory:');
+  try {
+    await store.migrate();
+    const accounts = Array.from({ length: 250 }, (_, i) => `acct-${String(i).padStart(3, '0')}`);
+    for (const id of accounts) await store.createAccount({ id, name: id, createdAt: T0 });
+    await store.insertMessages(accounts.map((id) => sampleMessage(id, [`r@${id}.test`])));
+    const lease = () => store.leaseDue({ owner: 'n1', now: T0, limit: 1000, leaseUntil: T0 + 60_000 });
+    const first = await lease();
+    assert.equal(first.length, 200, 'one share per account looked at');
+    const second = await lease();
+    assert.equal(second.length, 50, 'the rest, from where the first lease stopped');
+    assert.deepEqual(
+      new Set([...first, ...second].map((r) => r.accountId)),
+      new Set(accounts),
+      'every account had its turn',
+    );
+    assert.deepEqual(await lease(), []);
+  } finally {
+    await store.close();
+  }
 });

@@ -169,6 +169,8 @@ function toEvent(r: Row): EventRow {
 }
 
 const WAITING = `state IN ('queued', 'deferred')`;
+// Accounts with waiting mail looked at per lane and lease (#dueClaims).
+const CLAIM_SCAN = 200;
 /** Every recipient of message `m` is final (an unknown state counts as unfinished). */
 const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
   AND r.state NOT IN (${FINAL_STATES.map((state) => `'${state}'`).join(', ')}))`;
@@ -183,6 +185,8 @@ export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #queue: CommitQueue;
   readonly #stmts = new Map<string, StatementSync>();
+  /** Per lane, the account where the last lease's scan stopped (#dueClaims). */
+  readonly #claimCursor = new Map<StreamKind, string>();
   #closed = false;
 
   constructor(path: string) {
@@ -513,36 +517,49 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * The (lane, account) pairs with due work and the account's weight. A skip scan over
-   * recipients_lane: one index seek per pair that has waiting recipients (due or not), whatever
-   * the size of its backlog, and one more per pair to see whether anything of it is due.
+   * The (lane, account) pairs with due work and the account's weight: per lane a skip scan over
+   * recipients_lane, one index seek per account that has waiting recipients (due or not),
+   * whatever the size of its backlog, and one more to see whether anything of it is due. At most
+   * CLAIM_SCAN accounts per lane and call: with thousands of accounts waiting, each call looks at
+   * the next ones after where the last call stopped (round robin), so a lease stays cheap and
+   * every account's turn comes.
    */
   #dueClaims(now: number): LaneClaim[] {
     const claims: LaneClaim[] = [];
-    let at = this.#get(
-      `SELECT kind, account_id FROM recipients WHERE ${WAITING} ORDER BY kind, account_id LIMIT 1`,
-    );
-    while (at) {
-      const kind = String(at.kind) as StreamKind;
-      const accountId = String(at.account_id);
-      const due = this.#get(
-        `SELECT a.weight FROM accounts a WHERE a.id = ? AND EXISTS (
-           SELECT 1 FROM recipients WHERE ${WAITING} AND kind = ? AND account_id = ? AND next_attempt_at <= ?)`,
-        accountId,
-        kind,
-        accountId,
-        now,
-      );
-      // A kind this code does not know (a newer node's) waits for a node that does.
-      if (due && STREAM_KINDS.includes(kind)) {
-        claims.push({ kind, accountId, weight: Number(due.weight), due: Number.POSITIVE_INFINITY });
+    for (const kind of STREAM_KINDS) {
+      const start = this.#claimCursor.get(kind) ?? '';
+      let after = start;
+      let wrapped = false;
+      for (let seen = 0; seen < CLAIM_SCAN; seen++) {
+        const at = this.#get(
+          `SELECT account_id FROM recipients WHERE ${WAITING} AND kind = ? AND account_id > ?
+           ORDER BY account_id LIMIT 1`,
+          kind,
+          after,
+        );
+        if (!at) {
+          // The end of the lane: go round once from its start, up to where this call began.
+          if (wrapped || start === '') break;
+          wrapped = true;
+          after = '';
+          seen--;
+          continue;
+        }
+        const accountId = String(at.account_id);
+        if (wrapped && accountId > start) break;
+        after = accountId;
+        const due = this.#get(
+          `SELECT a.weight FROM accounts a WHERE a.id = ? AND EXISTS (
+             SELECT 1 FROM recipients WHERE ${WAITING} AND kind = ? AND account_id = ? AND next_attempt_at <= ?)`,
+          accountId,
+          kind,
+          accountId,
+          now,
+        );
+        if (due) claims.push({ kind, accountId, weight: Number(due.weight), due: Number.POSITIVE_INFINITY });
+        if (wrapped && accountId === start) break;
       }
-      at = this.#get(
-        `SELECT kind, account_id FROM recipients WHERE ${WAITING} AND (kind, account_id) > (?, ?)
-         ORDER BY kind, account_id LIMIT 1`,
-        kind,
-        accountId,
-      );
+      this.#claimCursor.set(kind, after);
     }
     return claims;
   }
