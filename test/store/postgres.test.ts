@@ -3,6 +3,7 @@ import { after, describe, it } from 'node:test';
 import { escapeIdentifier } from 'pg';
 import { migrations } from '../../src/store/postgres/migrations.ts';
 import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
+import type { LeaseRequest } from '../../src/store/types.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 
@@ -199,6 +200,37 @@ if (admin) {
       }
     });
 
+    /**
+     * Three lease loops per node, on three connections each, until nothing is left: every one of
+     * `total` recipients is leased once, and the store agrees on who holds each lease.
+     */
+    const raceToLease = async (
+      nodes: { owner: string; store: PostgresStore }[],
+      messages: { id: string }[],
+      request: Pick<LeaseRequest, 'limit' | 'lanes'>,
+      total: number,
+    ): Promise<void> => {
+      const now = T0 + 1000;
+      const taken = new Map<string, number[]>(nodes.map((n) => [n.owner, []]));
+      const worker = async (owner: string, store: PostgresStore): Promise<void> => {
+        for (;;) {
+          const batch = await store.leaseDue({ ...request, owner, now, leaseUntil: now + 60_000 });
+          if (batch.length === 0) return;
+          taken.get(owner)?.push(...batch.map((r) => r.id));
+        }
+      };
+      await Promise.all(nodes.flatMap((n) => [1, 2, 3].map(() => worker(n.owner, n.store))));
+      const all = [...taken.values()].flat();
+      assert.equal(all.length, total, 'every recipient leased');
+      assert.equal(new Set(all).size, total, 'none twice');
+      const first = nodes[0]!.store;
+      const holder = new Map<number, string | null>();
+      for (const m of messages)
+        for (const r of await first.getRecipients(m.id)) holder.set(r.id, r.leaseOwner);
+      for (const [owner, ids] of taken) for (const id of ids) assert.equal(holder.get(id), owner);
+      assert.deepEqual(await first.countByState(), { delivering: total });
+    };
+
     it('two nodes leasing at the same time never lease the same recipient', async () => {
       const { schema, drop } = freshSchema();
       const nodes = [
@@ -220,26 +252,7 @@ if (admin) {
         await first.leaseDue({ owner: 'dead', now: T0, limit: 20, leaseUntil: T0 + 10 });
         // Warm both pools so the race starts with open connections on both sides.
         await Promise.all([first.countByState(), second.countByState()]);
-        const now = T0 + 1000;
-        const taken = new Map<string, number[]>(nodes.map((n) => [n.owner, []]));
-        const worker = async (owner: string, store: PostgresStore): Promise<void> => {
-          for (;;) {
-            const batch = await store.leaseDue({ owner, now, limit: 20, leaseUntil: now + 60_000 });
-            if (batch.length === 0) return;
-            taken.get(owner)?.push(...batch.map((r) => r.id));
-          }
-        };
-        // Three parallel loops per node, on three connections each.
-        await Promise.all(nodes.flatMap((n) => [1, 2, 3].map(() => worker(n.owner, n.store))));
-        const all = [...taken.values()].flat();
-        assert.equal(all.length, 200, 'every lease is a different recipient');
-        assert.equal(new Set(all).size, 200);
-        // The store agrees on who holds each lease.
-        const holder = new Map<number, string | null>();
-        for (const m of messages)
-          for (const r of await first.getRecipients(m.id)) holder.set(r.id, r.leaseOwner);
-        for (const [owner, ids] of taken) for (const id of ids) assert.equal(holder.get(id), owner);
-        assert.deepEqual(await first.countByState(), { delivering: 200 });
+        await raceToLease(nodes, messages, { limit: 20 }, 200);
       } finally {
         await Promise.all(nodes.map((n) => n.store.close()));
         await drop();
@@ -278,30 +291,7 @@ if (admin) {
           leaseUntil: T0 + 10,
         });
         await Promise.all([first.countByState(), second.countByState()]);
-        const now = T0 + 1000;
-        const taken = new Map<string, number[]>(nodes.map((n) => [n.owner, []]));
-        const worker = async (owner: string, store: PostgresStore): Promise<void> => {
-          for (;;) {
-            const batch = await store.leaseDue({
-              owner,
-              now,
-              limit: 20,
-              lanes: { broadcast: 15 },
-              leaseUntil: now + 60_000,
-            });
-            if (batch.length === 0) return;
-            taken.get(owner)?.push(...batch.map((r) => r.id));
-          }
-        };
-        await Promise.all(nodes.flatMap((n) => [1, 2, 3].map(() => worker(n.owner, n.store))));
-        const all = [...taken.values()].flat();
-        assert.equal(all.length, 360, 'every recipient leased');
-        assert.equal(new Set(all).size, 360, 'none twice');
-        const holder = new Map<number, string | null>();
-        for (const m of messages)
-          for (const r of await first.getRecipients(m.id)) holder.set(r.id, r.leaseOwner);
-        for (const [owner, ids] of taken) for (const id of ids) assert.equal(holder.get(id), owner);
-        assert.deepEqual(await first.countByState(), { delivering: 360 });
+        await raceToLease(nodes, messages, { limit: 20, lanes: { broadcast: 15 } }, 360);
       } finally {
         await Promise.all(nodes.map((n) => n.store.close()));
         await drop();
