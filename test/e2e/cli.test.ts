@@ -29,7 +29,12 @@ import {
   waitForEvent,
   waitForLog,
 } from '../support/e2e-harness.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import {
+  createIpAccount,
+  type PostboteProcess,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -101,8 +106,7 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       POSTBOTE_DELIVERY__DSN: 'false',
       POSTBOTE_SHAPING__SITES: '{ mx.busy.test: { max_connections: 3, max_message_rate: 100/min } }',
     };
-    await runCli(['accounts', 'create', 'shop'], env);
-    await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], env);
+    await createIpAccount(env);
     postbote = await startPostboteProcess({ dataDir: dir.path, env });
   });
 
@@ -500,8 +504,7 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
     // delivery.socket_timeout stays at its default (5 min): the MX never answers within the test.
     let proc: PostboteProcess | undefined;
     try {
-      await runCli(['accounts', 'create', 'shop'], ownEnv);
-      await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], ownEnv);
+      await createIpAccount(ownEnv);
       proc = await startPostboteProcess({ dataDir: own.path, env: ownEnv });
       const running = proc;
       const id = await submit(running.submissionPort, {

@@ -9,7 +9,12 @@ import { escapeIdentifier } from 'pg';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { logRecords, stopPostbote } from '../support/e2e-harness.ts';
 import { startLoad } from '../support/load-generator.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import {
+  createIpAccount,
+  type PostboteProcess,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl } from '../support/postgres.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
@@ -63,8 +68,7 @@ if (admin) {
       });
       // The credential exists before the nodes start, so neither waits for its credential reload.
       const env = envFor('setup', dirA.path);
-      await runCli(['accounts', 'create', 'load'], env);
-      await runCli(['credentials', 'create', '--account', 'load', '--ip', '127.0.0.0/8'], env);
+      await createIpAccount(env, 'load', '127.0.0.0/8');
       for (const [id, dir] of [
         ['node-a', dirA.path],
         ['node-b', dirB.path],

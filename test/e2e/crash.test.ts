@@ -16,7 +16,12 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { type LoadRun, startLoad } from '../support/load-generator.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import {
+  createIpAccount,
+  type PostboteProcess,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -142,8 +147,7 @@ test('SIGKILL under load loses no acknowledged message and drains the queue afte
       ...(JSON.parse(process.env.CRASH_EXTRA_ENV ?? '{}') as Record<string, string>),
     };
     if (process.env.CRASH_EXTRA_ENV) t.diagnostic(`extra settings: ${process.env.CRASH_EXTRA_ENV}`);
-    await runCli(['accounts', 'create', 'load'], env);
-    await runCli(['credentials', 'create', '--account', 'load', '--ip', '127.0.0.0/8'], env);
+    await createIpAccount(env, 'load', '127.0.0.0/8');
 
     postbote = await startPostboteProcess({ dataDir: dir.path, env });
     const { submissionPort, httpPort } = postbote;

@@ -19,7 +19,13 @@ import {
   submit,
   waitForEvent,
 } from '../support/e2e-harness.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import {
+  createIpAccount,
+  type PostboteProcess,
+  runCli,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 interface GcRow {
@@ -53,8 +59,7 @@ describe('postbote gc', { timeout: 60_000 }, () => {
       // No DSNs: they would be messages of their own.
       POSTBOTE_DELIVERY__DSN: 'false',
     };
-    await runCli(['accounts', 'create', 'shop'], env);
-    await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], env);
+    await createIpAccount(env);
     postbote = await startPostboteProcess({ dataDir: dir.path, env });
   });
 
@@ -149,8 +154,7 @@ describe('retention as a periodic task', { timeout: 60_000 }, () => {
       POSTBOTE_RETENTION__METADATA: '1h',
       POSTBOTE_RETENTION__INTERVAL: '1s',
     };
-    await runCli(['accounts', 'create', 'shop'], env);
-    await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], env);
+    await createIpAccount(env);
     postbote = await startPostboteProcess({ dataDir: dir.path, env });
   });
 

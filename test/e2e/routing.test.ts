@@ -8,7 +8,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { sharedPort, showMessage, simpleMessage, stopPostbote, submit } from '../support/e2e-harness.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import {
+  createIpAccount,
+  type PostboteProcess,
+  runCli,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -50,8 +56,7 @@ describe('egress pools and routes', { timeout: 90_000 }, () => {
       POSTBOTE_EGRESS__BROADCAST_POOL: 'bulk',
       POSTBOTE_ROUTES: `[{name: primary, match: {domains: [failover.test]}, via: smarthost, smarthost: {host: 127.0.0.21, port: ${smarthostPort}, tls: none}, fallback: [backup], failover_after: 1s, probe_every: 1s}, {name: backup, via: smarthost, smarthost: {host: 127.0.0.22, port: ${smarthostPort}, tls: none}}, {name: quarantine, match: {domains: ['*.hold.test']}, via: hold}]`,
     };
-    await runCli(['accounts', 'create', 'shop'], env);
-    await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.1/32'], env);
+    await createIpAccount(env);
     await runCli(
       ['streams', 'create', '--account', 'shop', 'warming', '--kind', 'transactional', '--pool', 'warm'],
       env,

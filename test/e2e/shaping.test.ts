@@ -26,7 +26,12 @@ import {
   stopPostbote,
   submit,
 } from '../support/e2e-harness.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import {
+  createIpAccount,
+  type PostboteProcess,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { type SmtpSink, startSmtpSink } from '../support/smtp-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
@@ -139,8 +144,7 @@ describe('traffic shaping and stream priority at the sink', { timeout: 90_000 },
       POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
       POSTBOTE_SHAPING__SITES: SITES,
     };
-    await runCli(['accounts', 'create', 'shop'], env);
-    await runCli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.0/8'], env);
+    await createIpAccount(env, 'shop', '127.0.0.0/8');
     postbote = await startPostboteProcess({ dataDir: dir.path, env });
   });
 

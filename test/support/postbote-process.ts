@@ -152,6 +152,19 @@ export async function runCli(args: string[], env: Record<string, string>): Promi
   return stdout;
 }
 
+/**
+ * An account with an IP credential, made with the CLI before the process starts (a running
+ * process would see the credential only at its next reload, every 5 s).
+ */
+export async function createIpAccount(
+  env: Record<string, string>,
+  account = 'shop',
+  cidrs = '127.0.0.1/32',
+): Promise<void> {
+  await runCli(['accounts', 'create', account], env);
+  await runCli(['credentials', 'create', '--account', account, '--ip', cidrs], env);
+}
+
 /** Polls `check` until it returns a value or the time is up. */
 export async function waitFor<T>(
   check: () => Promise<T | undefined | false> | T | undefined | false,
