@@ -27,10 +27,9 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Client } from 'pg';
-import { startDnsServer } from '../test/support/dns-server.ts';
 import { simpleMessage, submit } from '../test/support/e2e-harness.ts';
 import { type Lane, type LaneFigures, ratePerS, readLanes, readLanesPg } from './lib/lanes.ts';
-import { countStates, runCli, startPostboteNode } from './lib/postbote-node.ts';
+import { countStates, runCli, startPostboteNode, startSinkDns } from './lib/postbote-node.ts';
 import { postfixVersion } from './lib/postfix-relay.ts';
 import {
   connectPostgres,
@@ -249,13 +248,7 @@ async function main(): Promise<void> {
     if (!process.version.startsWith('v24.')) out(`warning: expected Node 24, running ${process.version}`);
     out();
 
-    const dns = await startDnsServer({
-      zones: {
-        'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
-        'mx.sink.test': { A: ['127.0.0.1'] },
-      },
-    });
-    cleanup.add('dns server', () => dns.close());
+    const dns = await startSinkDns(cleanup);
     const sink = await startSlowSink({ delayMs: SINK_DELAY_MS });
     cleanup.add('slow sink', () => sink.close());
 
@@ -271,7 +264,7 @@ async function main(): Promise<void> {
     );
     const node = await startPostboteNode({
       dataDir,
-      dnsServer: dns.address,
+      dnsServer: dns,
       deliveryPort: sink.port,
       logLevel: LOG_LEVEL,
       env: storeEnv,

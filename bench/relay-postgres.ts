@@ -12,11 +12,11 @@
  *
  * With --kill-after N the run is the kill demo instead (relay-kill.ts).
  */
+
 import { rmSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
-import { startDnsServer } from '../test/support/dns-server.ts';
 import {
   ehloName,
   FROM,
@@ -29,6 +29,7 @@ import {
   startDumpSink,
   TO,
 } from './lib/cluster.ts';
+import { startSinkDns } from './lib/postbote-node.ts';
 import {
   connectPostgres,
   databaseCounters,
@@ -388,17 +389,11 @@ export async function runPostgresBench(options: PostgresBenchOptions): Promise<v
     if (!process.version.startsWith('v24.')) out(`warning: expected Node 24, running ${process.version}`);
     out();
 
-    const dns = await startDnsServer({
-      zones: {
-        'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
-        'mx.sink.test': { A: ['127.0.0.1'] },
-      },
-    });
-    cleanup.add('dns server', () => dns.close());
+    const dns = await startSinkDns(cleanup);
     const ctx: PostgresBenchContext = {
       cleanup,
       tmp,
-      dns: dns.address,
+      dns,
       databaseUrl: options.databaseUrl,
       admin,
       logLevel: options.logLevel,

@@ -30,9 +30,14 @@ import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startDnsServer } from '../test/support/dns-server.ts';
 import { formatProfileSummary, summariseCpuProfile } from './cpuprofile-summary.ts';
-import { countStates, createBenchAccount, readStoreFigures, startPostboteNode } from './lib/postbote-node.ts';
+import {
+  countStates,
+  createBenchAccount,
+  readStoreFigures,
+  startPostboteNode,
+  startSinkDns,
+} from './lib/postbote-node.ts';
 import { postfixAvailable, postfixVersion, startPostfixRelay } from './lib/postfix-relay.ts';
 import {
   Cleanup,
@@ -582,17 +587,11 @@ async function main(): Promise<void> {
     if (!process.version.startsWith('v24.')) out(`warning: expected Node 24, running ${process.version}`);
     out();
 
-    const dns = await startDnsServer({
-      zones: {
-        'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
-        'mx.sink.test': { A: ['127.0.0.1'] },
-      },
-    });
-    cleanup.add('dns server', () => dns.close());
+    const dns = await startSinkDns(cleanup);
     const ctx: Context = {
       cleanup,
       tmp,
-      dns: dns.address,
+      dns,
       deadline: () => Date.now() + PHASE_TIMEOUT_MS,
     };
     const phase = async (title: string, fn: () => Promise<Row>): Promise<void> => {

@@ -8,6 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { promisify } from 'node:util';
+import { startDnsServer } from '../../test/support/dns-server.ts';
 import {
   type Child,
   type Cleanup,
@@ -261,4 +262,19 @@ export function readStoreFigures(dbPath: string): StoreFigures {
   } finally {
     db.close();
   }
+}
+
+/**
+ * The DNS every bench gives Postbote (POSTBOTE_DNS__SERVERS): `sink.test MX 10 mx.sink.test`,
+ * `mx.sink.test A 127.0.0.1`, stopped by `cleanup`. Resolves with its address.
+ */
+export async function startSinkDns(cleanup: Cleanup): Promise<string> {
+  const dns = await startDnsServer({
+    zones: {
+      'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
+      'mx.sink.test': { A: ['127.0.0.1'] },
+    },
+  });
+  cleanup.add('dns server', () => dns.close());
+  return dns.address;
 }
