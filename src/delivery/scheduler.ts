@@ -38,6 +38,8 @@ export interface FinalFailure {
 
 interface Transaction {
   messageId: string;
+  /** The copy of the message its recipients get (LeasedRecipient.variant). */
+  variant: number;
   domain: string;
   recipients: LeasedRecipient[];
 }
@@ -64,7 +66,10 @@ export class Scheduler {
 
   constructor(options: SchedulerOptions) {
     this.#o = { pollMs: 1000, wakeDelayMs: 2, bodyCacheBytes: 16 * 1024 * 1024, ...options };
-    this.#bodies = new BodyCache((id) => options.store.getBody(id), this.#o.bodyCacheBytes);
+    this.#bodies = new BodyCache((key) => {
+      const [id = '', variant = '0'] = key.split('\0');
+      return options.store.getBody(id, Number(variant));
+    }, this.#o.bodyCacheBytes);
   }
 
   /** Outcomes recorded since start, and recipients in flight now (heartbeats, status). */
@@ -190,10 +195,11 @@ export class Scheduler {
       if (r.kind === 'broadcast') this.#inflightBroadcast++;
       // RFC 3461 NOTIFY/ORCPT are per RCPT but nodemailer applies them per envelope, so
       // recipients with different DSN parameters travel in different transactions.
-      const key = `${r.messageId}\0${r.domain}\0${JSON.stringify(r.dsn)}`;
+      // Personalised recipients (variant > 0) each have their own copy: their own transaction.
+      const key = `${r.messageId}\0${r.variant}\0${r.domain}\0${JSON.stringify(r.dsn)}`;
       let tx = groups.get(key);
       if (!tx || tx.recipients.length >= this.#o.maxRecipientsPerTransaction) {
-        tx = { messageId: r.messageId, domain: r.domain, recipients: [] };
+        tx = { messageId: r.messageId, variant: r.variant, domain: r.domain, recipients: [] };
         groups.set(key, tx);
       }
       tx.recipients.push(r);
@@ -214,7 +220,7 @@ export class Scheduler {
   async #deliver(tx: Transaction): Promise<void> {
     const { clock, logger } = this.#o;
     let result: DestinationResult;
-    const body = await this.#bodies.get(tx.messageId).catch(() => undefined);
+    const body = await this.#bodies.get(`${tx.messageId}\0${tx.variant}`).catch(() => undefined);
     if (!body) {
       // The body is gone (deleted or store error): release, do not guess.
       logger.error({ messageId: tx.messageId }, 'message body not found; recipients released');

@@ -3,6 +3,8 @@ import type {
   Credential,
   CredentialKind,
   EventRow,
+  IdempotencyRecord,
+  InsertOptions,
   LeasedRecipient,
   LeaseRequest,
   MessageFilter,
@@ -20,6 +22,9 @@ import type {
   RecipientRow,
   ShapingEventRow,
   Stream,
+  Template,
+  TemplateContent,
+  TemplateVersion,
 } from './types.ts';
 
 export interface LeaderLock {
@@ -68,9 +73,10 @@ export interface Store {
   // intake
   /**
    * Stores messages with their recipients and `accepted` events. Resolves only after the
-   * data is durable (fsync); concurrent calls share one commit (group commit).
+   * data is durable (fsync); concurrent calls share one commit (group commit). What `options`
+   * names is written in the same transaction.
    */
-  insertMessages(messages: NewMessage[]): Promise<void>;
+  insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<void>;
 
   // delivery
   /**
@@ -89,7 +95,8 @@ export interface Store {
   releaseLeases(owner: string | null, now: number): Promise<number>;
   /** Earliest nextAttemptAt among queued/deferred recipients, or null when nothing waits. */
   nextDueAt(): Promise<number | null>;
-  getBody(messageId: string): Promise<Buffer | undefined>;
+  /** The message's body (variant 0) or a recipient's personalised copy (LeasedRecipient.variant). */
+  getBody(messageId: string, variant?: number): Promise<Buffer | undefined>;
   /**
    * Applies outcomes (recipient state + event) atomically and durably; batched by the adapter.
    * Only recipients still leased by `owner` change, so an outcome cannot undo an operator's
@@ -111,8 +118,8 @@ export interface Store {
   queueSiteSummary(now: number): Promise<QueueSiteSummary[]>;
   /** Makes matching queued/deferred recipients due now, and releases held ones; returns how many. */
   retryNow(selector: QueueSelector, now: number): Promise<number>;
-  /** Cancels matching recipients that are not final; returns how many. */
-  cancel(selector: QueueSelector, now: number): Promise<number>;
+  /** Cancels matching recipients that are not final; returns how many. `reason` goes on their events. */
+  cancel(selector: QueueSelector, now: number, reason?: string): Promise<number>;
   /** Counts by recipient state (health, metrics, tests). */
   countByState(): Promise<Record<string, number>>;
 
@@ -146,6 +153,53 @@ export interface Store {
    * nothing still in force loses its event. Returns how many it deleted.
    */
   purgeShapingEvents(batch: PurgeBatch): Promise<number>;
+
+  // templates (templates/templates.ts). Versions are never changed: an update adds one.
+  /** Stores a template with its version 1; undefined when the account has a live template with that alias. */
+  createTemplate(
+    input: Omit<Template, 'latestVersion'> & { content: TemplateContent },
+  ): Promise<Template | undefined>;
+  /**
+   * Adds the next version of a live template of the account (and sets its name and alias);
+   * undefined when there is no such template, or the alias belongs to another live template.
+   */
+  addTemplateVersion(input: {
+    accountId: string;
+    id: string;
+    name: string;
+    alias: string;
+    content: TemplateContent;
+    now: number;
+  }): Promise<Template | undefined>;
+  /** A live template of the account by id, else by alias. */
+  getTemplate(accountId: string, idOrAlias: string): Promise<Template | undefined>;
+  /** One version of a template (latest when `version` is absent). */
+  getTemplateVersion(templateId: string, version?: number): Promise<TemplateVersion | undefined>;
+  /** The account's live templates, by id. */
+  listTemplates(accountId: string): Promise<Template[]>;
+  /** Deletes a live template (its versions stay for the messages rendered from them); false when none. */
+  deleteTemplate(accountId: string, id: string, now: number): Promise<boolean>;
+
+  // idempotency keys of API requests (api/idempotency.ts)
+  /**
+   * Claims `key` for a request: returns undefined when it is now this request's (new, or the
+   * earlier claim is older than `expiredBefore`, or still unanswered and older than
+   * `staleBefore`: its request died before its work was committed); otherwise the existing record.
+   */
+  claimIdempotencyKey(input: {
+    accountId: string;
+    key: string;
+    requestHash: string;
+    now: number;
+    staleBefore: number;
+    expiredBefore: number;
+  }): Promise<IdempotencyRecord | undefined>;
+  /** Stores the answer of a claimed key (when insertMessages did not already). */
+  completeIdempotencyKey(input: { accountId: string; key: string; response: string }): Promise<void>;
+  /** Forgets an unanswered claim (the request failed: nothing was done, a retry may run). */
+  releaseIdempotencyKey(accountId: string, key: string): Promise<void>;
+  /** Deletes keys created before `before`; returns how many. */
+  purgeIdempotencyKeys(batch: PurgeBatch): Promise<number>;
 
   // cluster
   /** Records that a node is alive (insert or update). */

@@ -63,6 +63,8 @@ export interface Credential {
   revokedAt: number | null;
   /** The stream of messages that name none; '' = the account's default (`outbound`). */
   defaultStream: string;
+  /** API keys: what the key may do (api/send-api.ts API_SCOPES); ignored for other kinds. */
+  scopes: string[];
 }
 
 export type RecipientState =
@@ -75,6 +77,19 @@ export type RecipientState =
   | 'cancelled'
   | 'suppressed'
   | 'held';
+
+/** Every recipient state, for listings and filters. */
+export const RECIPIENT_STATES: readonly RecipientState[] = [
+  'queued',
+  'delivering',
+  'deferred',
+  'delivered',
+  'bounced',
+  'expired',
+  'cancelled',
+  'suppressed',
+  'held',
+];
 
 export const FINAL_STATES: readonly RecipientState[] = [
   'delivered',
@@ -102,6 +117,8 @@ export interface NewRecipient {
   /** Lower-cased ASCII (punycode) domain: the delivery grouping key. */
   domain: string;
   dsn?: RecipientDsn;
+  /** Its personalised copy: 1 = NewMessage.variants[0], …; absent or 0 = the message's body. */
+  variant?: number;
 }
 
 export interface NewMessage {
@@ -126,6 +143,34 @@ export interface NewMessage {
   /** The stream (default `outbound`, e.g. DSNs) and its kind, stored on every recipient. */
   stream?: string;
   kind?: StreamKind;
+  tags?: string[];
+  /** Echoed in every event and webhook of the message. */
+  metadata?: Record<string, string>;
+  /** The template it was rendered from (`<template id>@<version>`), '' = none. */
+  template?: string;
+  /**
+   * Personalised copies (NewRecipient.variant). A message whose every recipient has its own
+   * copy may have an empty `body`.
+   */
+  variants?: Buffer[];
+}
+
+/** The size of a recipient's copy of a message, in bytes. */
+export function copySize(message: NewMessage, variant = 0): number {
+  return (variant === 0 ? message.body : message.variants?.[variant - 1])?.byteLength ?? 0;
+}
+
+/** A message's stored size: its largest copy. */
+export function storedSize(message: NewMessage): number {
+  let size = message.body.byteLength;
+  for (const v of message.variants ?? []) size = Math.max(size, v.byteLength);
+  return size;
+}
+
+/** What is written in the same transaction as a batch of messages. */
+export interface InsertOptions {
+  /** Marks the API request's idempotency key answered (api/idempotency.ts) together with the messages. */
+  idempotency?: { accountId: string; key: string; response: string };
 }
 
 export interface MessageRow {
@@ -147,6 +192,10 @@ export interface MessageRow {
    * the metadata, recipients and events remain. `size` is still the size it had.
    */
   bodyPurged: boolean;
+  tags: string[];
+  metadata: Record<string, string>;
+  /** `<template id>@<version>` it was rendered from, '' = none. */
+  template: string;
 }
 
 /** One batch of a retention purge (see Store.purgeBodies / purgeMessages). */
@@ -182,6 +231,8 @@ export interface RecipientRow {
   kind: StreamKind;
   /** The site of its last attempt (Outcome.site); '' before one went to a site. */
   lastSite: string;
+  /** Its personalised copy of the message (0 = the message's own body). */
+  variant: number;
 }
 
 export type EventType =
@@ -237,6 +288,8 @@ export interface LeasedRecipient {
   stream: string;
   /** Its lane: transactional recipients go before broadcast ones. */
   kind: StreamKind;
+  /** Its copy of the message (Store.getBody's `variant`; 0 = the message's body). */
+  variant: number;
 }
 
 /** What Store.leaseDue takes: who leases, until when, and how many of each lane. */
@@ -282,6 +335,10 @@ export interface MessageFilter {
   accountId?: string;
   recipient?: string;
   status?: RecipientState;
+  /** Messages carrying this tag. */
+  tag?: string;
+  /** Messages received at or after this time (epoch ms). */
+  after?: number;
   limit?: number;
   /** Messages received before this id (cursor). */
   before?: string;
@@ -373,9 +430,14 @@ export interface ShapingEventRow extends Required<NewShapingEvent> {
   id: number;
 }
 
+/** The reason recorded on the `cancelled` event when the caller gives none. */
+export const CANCEL_REASON = 'deleted from the queue by an operator';
+
 export interface QueueSelector {
   messageId?: string;
   domain?: string;
+  /** Only this account's recipients (the API: an account sees only its own mail). */
+  accountId?: string;
 }
 
 /** One node's heartbeat: when it started, when it last reported, and what it reported. */
@@ -402,4 +464,36 @@ export interface NodeStatus extends NodeHeartbeat {
   heartbeatAt: number;
   /** Recipients this node holds leases on now. */
   leases: number;
+}
+
+/** A stored template (templates/templates.ts); its content lives in versions. */
+export interface Template {
+  id: string;
+  accountId: string;
+  name: string;
+  /** Unique within the account among templates not deleted; '' = none. */
+  alias: string;
+  latestVersion: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface TemplateContent {
+  subject: string;
+  html: string;
+  text: string;
+}
+
+export interface TemplateVersion extends TemplateContent {
+  templateId: string;
+  version: number;
+  createdAt: number;
+}
+
+/** An API request's idempotency key as stored (api/idempotency.ts). */
+export interface IdempotencyRecord {
+  requestHash: string;
+  /** The answer, once the request's work is durable; undefined while it runs (or after it died). */
+  response?: string;
+  createdAt: number;
 }

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
 import {
+  CANCEL_REASON,
   type LeaseRequest,
   type NewMessage,
   type NewShapingEvent,
@@ -96,7 +97,14 @@ export function storeContract(
     it('stores credentials, finds active ones by kind and name, revokes', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);
-        const base = { accountId, createdAt: T0, revokedAt: null, cidrs: [] as string[], defaultStream: '' };
+        const base = {
+          accountId,
+          createdAt: T0,
+          revokedAt: null,
+          cidrs: [] as string[],
+          defaultStream: '',
+          scopes: ['send', 'read'],
+        };
         await store.createCredential({ ...base, id: 'c1', kind: 'smtp', name: 'app', secretHash: 'h1' });
         await store.createCredential({
           ...base,
@@ -125,6 +133,38 @@ export function storeContract(
         });
         assert.equal((await store.findCredential('smtp', 'app'))?.id, 'c3');
         assert.equal((await store.findCredential('smtp', 'app'))?.defaultStream, 'news');
+      });
+    });
+
+    it('keeps the scopes of an API key as given, none included', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const key = (id: string, scopes: string[]) => ({
+          id,
+          accountId,
+          kind: 'api' as const,
+          name: id,
+          secretHash: `h-${id}`,
+          cidrs: [],
+          createdAt: T0,
+          revokedAt: null,
+          defaultStream: '',
+          scopes,
+        });
+        await store.createCredential(key('full', ['send', 'read', 'templates']));
+        await store.createCredential(key('send-only', ['send']));
+        await store.createCredential(key('none', []));
+        assert.deepEqual((await store.getCredential('full'))?.scopes, ['send', 'read', 'templates']);
+        assert.deepEqual((await store.findCredential('api', 'send-only'))?.scopes, ['send']);
+        assert.deepEqual((await store.getCredential('none'))?.scopes, []);
+        assert.deepEqual(
+          (await store.listCredentials({ kind: 'api' })).map((c) => [c.id, c.scopes]),
+          [
+            ['full', ['send', 'read', 'templates']],
+            ['none', []],
+            ['send-only', ['send']],
+          ],
+        );
       });
     });
 
@@ -392,6 +432,214 @@ export function storeContract(
         assert.equal(await store.cancel({ messageId: m1.id }, T0 + 3000), 1);
         assert.equal((await store.getRecipients(m1.id))[0]?.state, 'cancelled');
         assert.ok((await store.getEvents(m1.id)).some((e) => e.type === 'cancelled'));
+      });
+    });
+
+    it('keeps tags, metadata and the template of a message; lists them', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const tagged = sampleMessage(accountId, ['a@one.test'], {
+          tags: ['welcome', 'onboarding'],
+          metadata: { userId: '42', plan: 'pro' },
+          template: 'tpl-1@3',
+        });
+        const plain = sampleMessage(accountId, ['b@one.test']);
+        await store.insertMessages([tagged, plain]);
+        const got = await store.getMessage(tagged.id);
+        assert.deepEqual(
+          [got?.tags, got?.metadata, got?.template],
+          [['welcome', 'onboarding'], { userId: '42', plan: 'pro' }, 'tpl-1@3'],
+        );
+        const none = await store.getMessage(plain.id);
+        assert.deepEqual([none?.tags, none?.metadata, none?.template], [[], {}, '']);
+        const listed = await store.listMessages({});
+        const row = (id: string) => listed.find((m) => m.id === id);
+        assert.deepEqual(
+          [row(tagged.id)?.tags, row(tagged.id)?.metadata, row(tagged.id)?.template],
+          [['welcome', 'onboarding'], { userId: '42', plan: 'pro' }, 'tpl-1@3'],
+        );
+        assert.deepEqual(
+          [row(plain.id)?.tags, row(plain.id)?.metadata, row(plain.id)?.template],
+          [[], {}, ''],
+        );
+      });
+    });
+
+    it('lists messages carrying a tag, received at or after a time, of an account', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const other = await seedAccount(store, 'other');
+        const at = (receivedAt: number, tags: string[], account = accountId) =>
+          sampleMessage(account, ['a@one.test'], { receivedAt, tags });
+        const early = at(T0 - 2000, ['news', 'eu']);
+        const middle = at(T0 - 1000, ['news']);
+        const late = at(T0, ['alerts']);
+        // A tag that only contains "news", and another account's message with the tag.
+        const similar = at(T0, ['newsletter']);
+        const theirs = at(T0, ['news'], other);
+        await store.insertMessages([early, middle, late, similar, theirs]);
+        const ids = async (filter: Parameters<Store['listMessages']>[0]) =>
+          (await store.listMessages(filter)).map((m) => m.id).sort();
+        assert.deepEqual(await ids({ tag: 'news' }), [early.id, middle.id, theirs.id].sort());
+        assert.deepEqual(await ids({ tag: 'news', accountId }), [early.id, middle.id].sort());
+        assert.deepEqual(await ids({ tag: 'eu' }), [early.id]);
+        assert.deepEqual(await ids({ tag: 'missing' }), []);
+        assert.deepEqual(await ids({ after: T0 - 1000, accountId }), [middle.id, late.id, similar.id].sort());
+        assert.deepEqual(await ids({ after: T0 + 1 }), []);
+        assert.deepEqual(await ids({ tag: 'news', after: T0 - 1000, accountId }), [middle.id]);
+      });
+    });
+
+    it('personalised copies: each recipient gets its own body, size and accepted event size', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const copies = [
+          Buffer.from('Subject: for a\r\n\r\nHi Ann\r\n'),
+          Buffer.from('Subject: for b\r\n\r\nHello there, Bob\r\n'),
+        ];
+        const m = sampleMessage(accountId, [], {
+          body: Buffer.from('Subject: all\r\n\r\nx\r\n'),
+          variants: copies,
+          recipients: [
+            { address: 'ann@one.test', domain: 'one.test', variant: 1 },
+            { address: 'bob@one.test', domain: 'one.test', variant: 2 },
+            { address: 'cc@one.test', domain: 'one.test' },
+          ],
+        });
+        // Only copies, no message body of its own.
+        const onlyCopies = sampleMessage(accountId, [], {
+          body: Buffer.alloc(0),
+          variants: [Buffer.from('Subject: solo\r\n\r\nsolo\r\n')],
+          recipients: [{ address: 'solo@two.test', domain: 'two.test', variant: 1 }],
+        });
+        const plain = sampleMessage(accountId, ['plain@two.test']);
+        await store.insertMessages([m, onlyCopies, plain]);
+
+        // Asked for together, as the delivery engine does: each (message, copy) gets its own body.
+        const bodies = await Promise.all([
+          store.getBody(m.id),
+          store.getBody(m.id, 1),
+          store.getBody(m.id, 2),
+          store.getBody(onlyCopies.id, 1),
+          store.getBody(plain.id),
+          store.getBody(onlyCopies.id),
+          store.getBody(m.id, 3),
+          store.getBody(plain.id, 1),
+        ]);
+        assert.deepEqual(bodies, [
+          m.body,
+          copies[0],
+          copies[1],
+          onlyCopies.variants?.[0],
+          plain.body,
+          Buffer.alloc(0),
+          undefined,
+          undefined,
+        ]);
+
+        assert.deepEqual(
+          (await store.getRecipients(m.id)).map((r) => [r.address, r.variant]),
+          [
+            ['ann@one.test', 1],
+            ['bob@one.test', 2],
+            ['cc@one.test', 0],
+          ],
+        );
+        // The message's size is its largest copy; each accepted event gives the recipient's own.
+        assert.equal((await store.getMessage(m.id))?.size, copies[1]?.length);
+        assert.equal((await store.getMessage(onlyCopies.id))?.size, onlyCopies.variants?.[0]?.length);
+        assert.deepEqual(
+          (await store.getEvents(m.id)).map((e) => [e.recipient, e.data.size]),
+          [
+            ['ann@one.test', copies[0]?.length],
+            ['bob@one.test', copies[1]?.length],
+            ['cc@one.test', m.body.length],
+          ],
+        );
+
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        assert.deepEqual(leased.map((r) => [r.address, r.variant]).sort(), [
+          ['ann@one.test', 1],
+          ['bob@one.test', 2],
+          ['cc@one.test', 0],
+          ['plain@two.test', 0],
+          ['solo@two.test', 1],
+        ]);
+      });
+    });
+
+    it('insertMessages answers an idempotency key in the same transaction as the messages', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const claim = (key: string) =>
+          store.claimIdempotencyKey({
+            accountId,
+            key,
+            requestHash: `hash-${key}`,
+            now: T0,
+            staleBefore: T0 - 60_000,
+            expiredBefore: T0 - 86_400_000,
+          });
+        for (const key of ['k1', 'k2', 'k3', 'k4']) assert.equal(await claim(key), undefined);
+        const first = sampleMessage(accountId, ['a@one.test']);
+        await store.insertMessages([first], { idempotency: { accountId, key: 'k1', response: '{"id":1}' } });
+        assert.deepEqual(await claim('k1'), { requestHash: 'hash-k1', response: '{"id":1}', createdAt: T0 });
+        assert.equal((await store.getMessage(first.id))?.id, first.id);
+
+        // Concurrent calls share commits; the one that fails (a duplicate id) leaves its key
+        // unanswered, so a retry may run, and the others' keys are answered with their messages.
+        const second = sampleMessage(accountId, ['b@one.test']);
+        const results = await Promise.allSettled([
+          store.insertMessages([second], { idempotency: { accountId, key: 'k2', response: 'two' } }),
+          store.insertMessages([{ ...first, recipients: [{ address: 'x@one.test', domain: 'one.test' }] }], {
+            idempotency: { accountId, key: 'k3', response: 'three' },
+          }),
+          store.insertMessages([sampleMessage(accountId, ['c@one.test'])]),
+          // No messages: the key is still answered.
+          store.insertMessages([], { idempotency: { accountId, key: 'k4', response: 'four' } }),
+        ]);
+        assert.deepEqual(
+          results.map((r) => r.status),
+          ['fulfilled', 'rejected', 'fulfilled', 'fulfilled'],
+        );
+        assert.equal((await claim('k2'))?.response, 'two');
+        assert.equal((await store.getMessage(second.id))?.id, second.id);
+        assert.deepEqual(await claim('k3'), { requestHash: 'hash-k3', createdAt: T0 });
+        assert.equal((await claim('k4'))?.response, 'four');
+        assert.equal((await store.countByState()).queued, 3);
+      });
+    });
+
+    it('retry and cancel can be limited to an account; cancel records its reason', async () => {
+      await withStore(async (store) => {
+        const ours = await seedAccount(store);
+        const theirs = await seedAccount(store, 'other');
+        const mine = sampleMessage(ours, ['a@slow.test'], { notBefore: T0 + 60_000 });
+        const other = sampleMessage(theirs, ['b@slow.test'], { notBefore: T0 + 60_000 });
+        await store.insertMessages([mine, other]);
+        const state = async (m: NewMessage) => (await store.getRecipients(m.id))[0];
+
+        assert.equal(await store.retryNow({ domain: 'slow.test', accountId: ours }, T0 + 10), 1);
+        assert.equal((await state(mine))?.nextAttemptAt, T0 + 10);
+        assert.equal((await state(other))?.nextAttemptAt, T0 + 60_000);
+
+        // Another account's message by its id: nothing happens.
+        assert.equal(await store.cancel({ messageId: other.id, accountId: ours }, T0 + 20, 'by the API'), 0);
+        assert.equal((await state(other))?.state, 'queued');
+        assert.equal(await store.cancel({ domain: 'slow.test', accountId: ours }, T0 + 20, 'by the API'), 1);
+        assert.equal((await state(mine))?.state, 'cancelled');
+        assert.equal((await state(other))?.state, 'queued');
+        const cancelled = (await store.getEvents(mine.id)).filter((e) => e.type === 'cancelled');
+        assert.deepEqual(
+          cancelled.map((e) => e.data.reason),
+          ['by the API'],
+        );
+        // Without a reason, the operator's.
+        assert.equal(await store.cancel({ messageId: other.id }, T0 + 30), 1);
+        assert.deepEqual(
+          (await store.getEvents(other.id)).filter((e) => e.type === 'cancelled').map((e) => e.data.reason),
+          [CANCEL_REASON],
+        );
       });
     });
 
@@ -947,6 +1195,282 @@ export function storeContract(
       });
     });
 
+    describe('templates', () => {
+      const content = (n: number) => ({ subject: `Subject ${n}`, html: `<p>v${n}</p>`, text: `v${n}` });
+      const create = (store: Store, accountId: string, id: string, alias: string, at = T0) =>
+        store.createTemplate({
+          id,
+          accountId,
+          name: `name-${id}`,
+          alias,
+          createdAt: at,
+          updatedAt: at,
+          content: content(1),
+        });
+      const addVersion = (store: Store, accountId: string, id: string, alias: string, n: number) =>
+        store.addTemplateVersion({
+          accountId,
+          id,
+          name: `name-${id}-v${n}`,
+          alias,
+          content: content(n),
+          now: T0 + n,
+        });
+
+      it('creates a template with version 1 and finds it by id or alias, in its account only', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          const welcome = {
+            id: 't1',
+            accountId,
+            name: 'name-t1',
+            alias: 'welcome',
+            createdAt: T0,
+            updatedAt: T0,
+            latestVersion: 1,
+          };
+          assert.deepEqual(await create(store, accountId, 't1', 'welcome'), welcome);
+          assert.deepEqual(await store.getTemplate(accountId, 't1'), welcome);
+          assert.deepEqual(await store.getTemplate(accountId, 'welcome'), welcome);
+          assert.deepEqual(await store.getTemplateVersion('t1'), {
+            templateId: 't1',
+            version: 1,
+            createdAt: T0,
+            ...content(1),
+          });
+          assert.equal(await store.getTemplate(other, 't1'), undefined, 'not by id from another account');
+          assert.equal(await store.getTemplate(other, 'welcome'), undefined, 'nor by alias');
+          // Aliases are unique among the account's live templates; other accounts have their own.
+          assert.equal(await create(store, accountId, 't2', 'welcome'), undefined);
+          assert.equal(await store.getTemplate(accountId, 't2'), undefined);
+          assert.equal((await create(store, other, 't3', 'welcome'))?.alias, 'welcome');
+          assert.equal((await store.getTemplate(other, 'welcome'))?.id, 't3');
+          // Without an alias, any number; '' finds none of them.
+          assert.equal((await create(store, accountId, 't4', ''))?.alias, '');
+          assert.equal((await create(store, accountId, 't5', ''))?.alias, '');
+          assert.equal(await store.getTemplate(accountId, ''), undefined);
+          // By id first: another template's alias equal to an id does not hide it.
+          assert.ok(await create(store, accountId, 't6', 't4'));
+          assert.equal((await store.getTemplate(accountId, 't4'))?.id, 't4');
+          assert.deepEqual(
+            (await store.listTemplates(accountId)).map((t) => [t.id, t.alias]),
+            [
+              ['t1', 'welcome'],
+              ['t4', ''],
+              ['t5', ''],
+              ['t6', 't4'],
+            ],
+          );
+          assert.deepEqual(
+            (await store.listTemplates(other)).map((t) => t.id),
+            ['t3'],
+          );
+        });
+      });
+
+      it('a new version changes name and alias and keeps the old versions; a taken alias is refused', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await create(store, accountId, 't1', 'welcome');
+          await create(store, accountId, 't2', 'receipt');
+          assert.deepEqual(await addVersion(store, accountId, 't1', 'hello', 2), {
+            id: 't1',
+            accountId,
+            name: 'name-t1-v2',
+            alias: 'hello',
+            createdAt: T0,
+            updatedAt: T0 + 2,
+            latestVersion: 2,
+          });
+          assert.equal((await addVersion(store, accountId, 't1', 'hello', 3))?.latestVersion, 3);
+          assert.deepEqual(await store.getTemplateVersion('t1'), {
+            templateId: 't1',
+            version: 3,
+            createdAt: T0 + 3,
+            ...content(3),
+          });
+          assert.equal((await store.getTemplateVersion('t1', 1))?.subject, 'Subject 1');
+          assert.equal((await store.getTemplateVersion('t1', 2))?.html, '<p>v2</p>');
+          assert.equal(await store.getTemplateVersion('t1', 4), undefined);
+          assert.equal(await store.getTemplateVersion('nope'), undefined);
+          // The old alias is free, the new one found.
+          assert.equal(await store.getTemplate(accountId, 'welcome'), undefined);
+          assert.equal((await store.getTemplate(accountId, 'hello'))?.id, 't1');
+          // The alias of another live template: refused, and nothing changes.
+          assert.equal(await addVersion(store, accountId, 't2', 'hello', 4), undefined);
+          assert.deepEqual(
+            [
+              (await store.getTemplate(accountId, 't2'))?.alias,
+              (await store.getTemplate(accountId, 't2'))?.latestVersion,
+            ],
+            ['receipt', 1],
+          );
+          assert.equal((await store.getTemplateVersion('t2'))?.version, 1);
+          // Another account's template, or none: undefined.
+          assert.equal(await addVersion(store, other, 't1', 'mine', 4), undefined);
+          assert.equal(await addVersion(store, accountId, 'nope', 'x', 4), undefined);
+          assert.equal((await store.getTemplate(accountId, 't1'))?.latestVersion, 3);
+        });
+      });
+
+      it('a deleted template is gone for its account and frees its alias; its versions stay', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await create(store, accountId, 't1', 'welcome');
+          await addVersion(store, accountId, 't1', 'welcome', 2);
+          assert.equal(await store.deleteTemplate(other, 't1', T0 + 10), false, 'not another account’s');
+          assert.equal(await store.deleteTemplate(accountId, 't1', T0 + 10), true);
+          assert.equal(await store.deleteTemplate(accountId, 't1', T0 + 11), false, 'deleted once');
+          assert.equal(await store.getTemplate(accountId, 't1'), undefined);
+          assert.equal(await store.getTemplate(accountId, 'welcome'), undefined);
+          assert.deepEqual(await store.listTemplates(accountId), []);
+          assert.equal(await addVersion(store, accountId, 't1', 'welcome', 3), undefined);
+          // Messages rendered from it still name its versions.
+          assert.equal((await store.getTemplateVersion('t1', 1))?.subject, 'Subject 1');
+          assert.equal((await store.getTemplateVersion('t1'))?.version, 2);
+          // The alias can be given again, on create and on a new version.
+          assert.equal((await create(store, accountId, 't2', 'welcome'))?.alias, 'welcome');
+          assert.equal((await store.getTemplate(accountId, 'welcome'))?.id, 't2');
+          await store.deleteTemplate(accountId, 't2', T0 + 20);
+          await create(store, accountId, 't3', 'other');
+          assert.equal((await addVersion(store, accountId, 't3', 'welcome', 2))?.alias, 'welcome');
+          assert.deepEqual(
+            (await store.listTemplates(accountId)).map((t) => t.id),
+            ['t3'],
+          );
+        });
+      });
+    });
+
+    describe('idempotency keys', () => {
+      const MINUTE = 60_000;
+      const DAY = 86_400_000;
+
+      /** Claims `key` at `now` with a stale time of 1 minute and an expiry of 1 day. */
+      const claimer =
+        (store: Store, accountId: string) =>
+        (key: string, now = T0, requestHash = 'h1') =>
+          store.claimIdempotencyKey({
+            accountId,
+            key,
+            requestHash,
+            now,
+            staleBefore: now - MINUTE,
+            expiredBefore: now - DAY,
+          });
+
+      it('the first claim wins; later ones see the claim, then its answer', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          const claim = claimer(store, accountId);
+          assert.equal(await claim('k1'), undefined);
+          assert.deepEqual(await claim('k1', T0 + 10, 'h2'), { requestHash: 'h1', createdAt: T0 });
+          // Keys are per account.
+          assert.equal(await claimer(store, other)('k1'), undefined);
+          await store.completeIdempotencyKey({ accountId, key: 'k1', response: '{"ok":true}' });
+          assert.deepEqual(await claim('k1', T0 + 20), {
+            requestHash: 'h1',
+            response: '{"ok":true}',
+            createdAt: T0,
+          });
+          // Answered once: a second answer does not replace it.
+          await store.completeIdempotencyKey({ accountId, key: 'k1', response: 'again' });
+          assert.equal((await claim('k1', T0 + 30))?.response, '{"ok":true}');
+          // The other account's claim is still unanswered.
+          assert.deepEqual(await claimer(store, other)('k1', T0 + 30), { requestHash: 'h1', createdAt: T0 });
+          // Completing a key nobody claimed stores nothing.
+          await store.completeIdempotencyKey({ accountId, key: 'never', response: 'x' });
+          assert.equal(await claim('never', T0 + 40), undefined);
+        });
+      });
+
+      it('a stale unanswered claim is taken over; an answered one only once expired', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const claim = claimer(store, accountId);
+          assert.equal(await claim('died'), undefined);
+          assert.equal(await claim('done'), undefined);
+          await store.completeIdempotencyKey({ accountId, key: 'done', response: 'R' });
+          // Exactly a minute old is not stale yet.
+          assert.deepEqual(await claim('died', T0 + MINUTE, 'h2'), { requestHash: 'h1', createdAt: T0 });
+          // Older: the request died before its work was committed; this one takes the key.
+          assert.equal(await claim('died', T0 + MINUTE + 1, 'h2'), undefined);
+          assert.deepEqual(await claim('died', T0 + MINUTE + 2, 'h3'), {
+            requestHash: 'h2',
+            createdAt: T0 + MINUTE + 1,
+          });
+          // An answer is kept for a day, however old.
+          assert.deepEqual(await claim('done', T0 + DAY, 'h2'), {
+            requestHash: 'h1',
+            response: 'R',
+            createdAt: T0,
+          });
+          assert.equal(await claim('done', T0 + DAY + 1, 'h2'), undefined);
+          assert.deepEqual(await claim('done', T0 + DAY + 2, 'h3'), {
+            requestHash: 'h2',
+            createdAt: T0 + DAY + 1,
+          });
+        });
+      });
+
+      it('a release forgets an unanswered claim only', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const claim = claimer(store, accountId);
+          await claim('failed');
+          await claim('done');
+          await store.completeIdempotencyKey({ accountId, key: 'done', response: 'R' });
+          await store.releaseIdempotencyKey(accountId, 'failed');
+          await store.releaseIdempotencyKey(accountId, 'done');
+          assert.equal(await claim('failed', T0 + 10, 'h2'), undefined, 'a retry may run at once');
+          assert.equal((await claim('done', T0 + 10))?.response, 'R');
+        });
+      });
+
+      it('purgeIdempotencyKeys deletes keys created before the cutoff, oldest first, in batches', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const claim = claimer(store, accountId);
+          for (const [key, at] of [
+            ['a', T0 - 3 * DAY],
+            ['b', T0 - 5 * DAY],
+            ['c', T0 - 2 * DAY],
+            ['d', T0 - DAY],
+            ['e', T0],
+          ] as const) {
+            await claim(key, at);
+          }
+          await store.completeIdempotencyKey({ accountId, key: 'a', response: 'R' });
+          const kept = async () => {
+            const out: string[] = [];
+            for (const key of ['a', 'b', 'c', 'd', 'e']) {
+              // A claim that finds a record (not stale at T0 - DAY + 1): the key is still there.
+              const r = await store.claimIdempotencyKey({
+                accountId,
+                key,
+                requestHash: 'probe',
+                now: T0,
+                staleBefore: T0 - 10 * DAY,
+                expiredBefore: T0 - 10 * DAY,
+              });
+              if (r) out.push(key);
+              else await store.releaseIdempotencyKey(accountId, key);
+            }
+            return out.join('');
+          };
+          assert.equal(await store.purgeIdempotencyKeys({ before: T0 - DAY, limit: 2 }), 2);
+          assert.equal(await kept(), 'cde');
+          assert.equal(await store.purgeIdempotencyKeys({ before: T0 - DAY, limit: 2 }), 1);
+          assert.equal(await store.purgeIdempotencyKeys({ before: T0 - DAY, limit: 2 }), 0);
+          assert.equal(await kept(), 'de');
+        });
+      });
+    });
+
     describe('retention', () => {
       const DAY = 86_400_000;
       const cutoff = T0 - 7 * DAY;
@@ -1094,6 +1618,44 @@ export function storeContract(
           assert.equal(await stored(), '00000');
           assert.equal(await store.purgeMessages({ before: cutoff, limit: 3 }), 0);
           assert.deepEqual(await store.countByState(), {});
+        });
+      });
+      it('purgeBodies and purgeMessages delete the personalised copies too', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const withCopies = (receivedAt: number) =>
+            sampleMessage(accountId, [], {
+              receivedAt,
+              variants: [Buffer.from('copy one'), Buffer.from('copy two')],
+              recipients: [
+                { address: 'a@one.test', domain: 'one.test', variant: 1 },
+                { address: 'b@one.test', domain: 'one.test', variant: 2 },
+              ],
+            });
+          const old = withCopies(cutoff - 2 * DAY);
+          const older = withCopies(cutoff - 3 * DAY);
+          const waiting = withCopies(cutoff - 4 * DAY);
+          await store.insertMessages([old, older, waiting]);
+          await store.cancel({ messageId: old.id }, T0);
+          await store.cancel({ messageId: older.id }, T0);
+          const copies = async (id: string) =>
+            (await Promise.all([store.getBody(id, 1), store.getBody(id, 2)])).map(
+              (b) => b?.toString() ?? null,
+            );
+
+          assert.equal(await store.purgeBodies({ before: cutoff, limit: 100 }), 2);
+          assert.deepEqual(await copies(old.id), [null, null]);
+          assert.deepEqual(await copies(older.id), [null, null]);
+          assert.deepEqual(await copies(waiting.id), ['copy one', 'copy two'], 'unfinished: kept');
+
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 100 }), 2);
+          assert.equal(await store.getMessage(old.id), undefined);
+          assert.deepEqual(await copies(waiting.id), ['copy one', 'copy two']);
+          // A message whose copies were never purged goes with them.
+          await store.cancel({ messageId: waiting.id }, T0);
+          assert.equal(await store.purgeMessages({ before: cutoff, limit: 100 }), 1);
+          assert.equal(await store.getMessage(waiting.id), undefined);
+          assert.deepEqual(await copies(waiting.id), [null, null]);
         });
       });
     });

@@ -63,12 +63,16 @@ if (admin) {
             'connection_slots',
             'credentials',
             'events',
+            'idempotency_keys',
+            'message_variants',
             'messages',
             'nodes',
             'recipients',
             'schema_version',
             'shaping_events',
             'streams',
+            'template_versions',
+            'templates',
           ],
         );
       } finally {

@@ -152,4 +152,51 @@ export const migrations: readonly string[][] = [
   ],
   // v7: recipients.last_source: the egress source of the last attempt, for the queue by source.
   [`ALTER TABLE recipients ADD COLUMN last_source text COLLATE "C" NOT NULL DEFAULT ''`],
+  // v8: the HTTP send API (see the SQLite v7 comment): message tags, metadata and template,
+  // personalised copies (message_variants, recipients.variant), API key scopes, templates with
+  // versions, idempotency keys.
+  [
+    `ALTER TABLE messages ADD COLUMN tags text NOT NULL DEFAULT '[]'`,
+    `ALTER TABLE messages ADD COLUMN metadata text NOT NULL DEFAULT '{}'`,
+    `ALTER TABLE messages ADD COLUMN template text NOT NULL DEFAULT ''`,
+    `CREATE TABLE message_variants (
+      message_id text COLLATE "C" NOT NULL REFERENCES messages(id),
+      variant integer NOT NULL,
+      body bytea,
+      PRIMARY KEY (message_id, variant)
+    )`,
+    `ALTER TABLE recipients ADD COLUMN variant integer NOT NULL DEFAULT 0`,
+    `ALTER TABLE credentials ADD COLUMN scopes text NOT NULL DEFAULT 'send,read'`,
+    `CREATE TABLE templates (
+      id text COLLATE "C" PRIMARY KEY,
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      name text NOT NULL,
+      alias text NOT NULL DEFAULT '',
+      latest_version integer NOT NULL,
+      created_at bigint NOT NULL,
+      updated_at bigint NOT NULL,
+      deleted_at bigint
+    )`,
+    `CREATE INDEX templates_account ON templates(account_id, id)`,
+    `CREATE UNIQUE INDEX templates_alias ON templates(account_id, alias) WHERE alias <> '' AND deleted_at IS NULL`,
+    `CREATE TABLE template_versions (
+      template_id text COLLATE "C" NOT NULL REFERENCES templates(id),
+      version integer NOT NULL,
+      subject text NOT NULL,
+      html text NOT NULL,
+      text text NOT NULL,
+      created_at bigint NOT NULL,
+      PRIMARY KEY (template_id, version)
+    )`,
+    `CREATE TABLE idempotency_keys (
+      account_id text COLLATE "C" NOT NULL,
+      key text NOT NULL,
+      request_hash text NOT NULL,
+      status integer NOT NULL DEFAULT 0,
+      response text NOT NULL DEFAULT '',
+      created_at bigint NOT NULL,
+      PRIMARY KEY (account_id, key)
+    )`,
+    `CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)`,
+  ],
 ];

@@ -1,4 +1,4 @@
-import { escapeIdentifier, Pool, type PoolClient } from 'pg';
+import { DatabaseError, escapeIdentifier, Pool, type PoolClient } from 'pg';
 import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasedInLane, type LeasePass, LeasePlan } from '../lease-plan.ts';
@@ -9,6 +9,8 @@ import type {
   Credential,
   CredentialKind,
   EventRow,
+  IdempotencyRecord,
+  InsertOptions,
   LeasedRecipient,
   LeaseRequest,
   MessageFilter,
@@ -28,13 +30,18 @@ import type {
   ShapingEventRow,
   Stream,
   StreamKind,
+  Template,
+  TemplateContent,
+  TemplateVersion,
 } from '../types.ts';
 import {
+  CANCEL_REASON,
   DEFAULT_STREAM,
   FINAL_STATES,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
   STREAM_KINDS,
+  storedSize,
 } from '../types.ts';
 import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
@@ -55,6 +62,8 @@ import {
   toRecipient,
   toShapingEvent,
   toStream,
+  toTemplate,
+  toTemplateVersion,
 } from './rows.ts';
 
 export { SchemaTooNewError };
@@ -84,7 +93,7 @@ const OUTCOMES_PER_STATEMENT = 5000;
 
 const WAITING = `state IN ('queued', 'deferred')`;
 const MESSAGE_COLUMNS = `id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
-  client_ip, dsn, dsn_on_failure, received_at, stream`;
+  client_ip, dsn, dsn_on_failure, received_at, stream, tags, metadata, template`;
 // A pass after the first tops up accounts that filled their share (lease-plan.ts); each costs a
 // round trip, so a call stops after this many (the usual mixes need one or two) and what is left
 // goes to the scheduler's next lease, which every finished delivery wakes.
@@ -93,17 +102,44 @@ const LEASE_PASSES = 3;
 const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
   AND r.state NOT IN (${FINAL_STATES.map((state) => `'${state}'`).join(', ')}))`;
 
+/** An API request's idempotency key, answered in the same commit as its call's messages. */
+type AnsweredKey = NonNullable<InsertOptions['idempotency']>;
+
 /**
- * One statement inserts a chunk of messages, their recipients and one `accepted` event per
- * recipient: a single round trip and, outside a transaction, a single commit. Recipients come
- * as parallel arrays (unnest) so the statement text depends only on the number of messages.
+ * What the intake batcher carries: messages, and after those of a call that named one, its
+ * idempotency key. The key travels in the same batch as its messages, so a merged flush commits
+ * both in one statement, and a flush retried call by call (batcher.ts) keeps them together.
+ */
+type InsertItem = NewMessage | { answered: AnsweredKey };
+
+/** Marks idempotency keys answered (`keys` is the parameter number of three parallel arrays). */
+const answerKeys = (keys: number): string => `UPDATE idempotency_keys k SET status = 1, response = a.response
+  FROM unnest($${keys}::text[], $${keys + 1}::text[], $${keys + 2}::text[]) AS a(account_id, key, response)
+  WHERE k.account_id = a.account_id AND k.key = a.key`;
+
+/** The values of answerKeys' three arrays. */
+const answeredValues = (answered: AnsweredKey[]): unknown[] => [
+  answered.map((a) => a.accountId),
+  answered.map((a) => a.key),
+  answered.map((a) => clean(a.response)),
+];
+
+/**
+ * One statement inserts a chunk of messages, their personalised copies, their recipients and one
+ * `accepted` event per recipient, and marks `answered` keys: a single round trip and, outside a
+ * transaction, a single commit. Copies, recipients and keys come as parallel arrays (unnest) so
+ * the statement text depends only on the number of messages. Copies travel as a bytea[] (hex in
+ * the array literal, so twice their size on the wire): one parameter each would bound a batch by
+ * the 65,535 parameters a statement may have rather than by its messages.
  */
 function insertMessagesStatement(
   messages: NewMessage[],
+  answered: AnsweredKey[],
   schema: string,
 ): { text: string; values: unknown[] } {
   const values: unknown[] = [];
   const rows: string[] = [];
+  const copies = { messageId: [] as string[], variant: [] as number[], body: [] as (Buffer | null)[] };
   const rcpt = {
     messageId: [] as string[],
     accountId: [] as string[],
@@ -114,6 +150,7 @@ function insertMessagesStatement(
     dsn: [] as string[],
     stream: [] as string[],
     kind: [] as string[],
+    variant: [] as number[],
   };
   for (const m of messages) {
     const first = values.length;
@@ -124,17 +161,26 @@ function insertMessagesStatement(
       m.mailFrom,
       clean(m.messageIdHeader),
       clean(m.subject),
-      m.body.byteLength,
+      storedSize(m),
       m.source,
       m.clientIp,
       json(m.dsn),
       m.dsnOnFailure,
       m.receivedAt,
       m.stream ?? DEFAULT_STREAM,
+      json(m.tags ?? []),
+      json(m.metadata ?? {}),
+      m.template ?? '',
       // A Buffer parameter travels in binary: no hex or escape encoding of the body.
       m.body,
     );
-    rows.push(`(${Array.from({ length: 14 }, (_, i) => `$${first + i + 1}`).join(', ')})`);
+    rows.push(`(${Array.from({ length: values.length - first }, (_, i) => `$${first + i + 1}`).join(', ')})`);
+    const variants = m.variants ?? [];
+    for (let v = 0; v < variants.length; v++) {
+      copies.messageId.push(m.id);
+      copies.variant.push(v + 1);
+      copies.body.push(variants[v] ?? null);
+    }
     for (const r of m.recipients) {
       rcpt.messageId.push(m.id);
       rcpt.accountId.push(m.accountId);
@@ -145,6 +191,7 @@ function insertMessagesStatement(
       rcpt.dsn.push(json(r.dsn));
       rcpt.stream.push(m.stream ?? DEFAULT_STREAM);
       rcpt.kind.push(m.kind ?? 'transactional');
+      rcpt.variant.push(r.variant ?? 0);
     }
   }
   const a = values.length;
@@ -159,22 +206,32 @@ function insertMessagesStatement(
     DUE_CHANNEL,
     schema,
   );
-  const kindParam = values.push(rcpt.stream, rcpt.kind);
-  const streamParam = kindParam - 1;
-  // The recipients' foreign key to messages is checked at the end of the statement, when the
-  // messages inserted by the first CTE exist. ORDER BY keeps ids (and so events) in input order.
+  const b = values.push(rcpt.stream, rcpt.kind, rcpt.variant) - 3;
+  const c = values.push(copies.messageId, copies.variant, copies.body) - 3;
+  const k = values.push(...answeredValues(answered)) - 3;
+  // The foreign keys to messages are checked at the end of the statement, when the messages
+  // inserted by the first CTE exist. ORDER BY keeps ids (and so events) in input order. The
+  // accepted event gives the size of the recipient's own copy (types.ts copySize).
   const text = `WITH m AS (
       INSERT INTO messages (${MESSAGE_COLUMNS}, body) VALUES ${rows.join(', ')}
-      RETURNING id, size, source, client_ip
+      RETURNING id, octet_length(body) AS body_size, source, client_ip
+    ), v AS (
+      INSERT INTO message_variants (message_id, variant, body)
+      SELECT * FROM unnest($${c + 1}::text[], $${c + 2}::int[], $${c + 3}::bytea[])
+      RETURNING message_id, variant, octet_length(body) AS size
     ), r AS (
       INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-        updated_at, dsn, stream, kind)
-      SELECT message_id, account_id, address, domain, 'queued', due, created_at, created_at, dsn, stream, kind
+        updated_at, dsn, stream, kind, variant)
+      SELECT message_id, account_id, address, domain, 'queued', due, created_at, created_at, dsn, stream, kind,
+        variant
       FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
-        $${a + 6}::bigint[], $${a + 7}::jsonb[], $${streamParam}::text[], $${kindParam}::text[])
-        WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, ord)
+        $${a + 6}::bigint[], $${a + 7}::jsonb[], $${b + 1}::text[], $${b + 2}::text[], $${b + 3}::int[])
+        WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, variant,
+          ord)
       ORDER BY ord
-      RETURNING id, message_id, account_id, address, created_at
+      RETURNING id, message_id, account_id, address, created_at, variant
+    ), answered AS (
+      ${answerKeys(k + 1)}
     ), due AS (
       -- Every node's delivery engine is told at commit (see due-notifier.ts), with no round trip
       -- of its own; a SELECT in a WITH runs only when referenced, hence the join below.
@@ -182,11 +239,22 @@ function insertMessagesStatement(
     )
     INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
     SELECT r.created_at, 'accepted', r.message_id, r.id, r.account_id, r.address,
-      jsonb_build_object('size', m.size, 'source', m.source, 'clientIp', m.client_ip)
-    FROM r JOIN m ON m.id = r.message_id CROSS JOIN due
+      jsonb_build_object('size', CASE WHEN r.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
+        'source', m.source, 'clientIp', m.client_ip)
+    FROM r JOIN m ON m.id = r.message_id LEFT JOIN v ON v.message_id = r.message_id AND v.variant = r.variant
+      CROSS JOIN due
     ORDER BY r.id`;
   return { text, values };
 }
+
+/** A body the delivery engine asked for: a message's own (variant 0) or a recipient's copy. */
+interface BodyWanted {
+  messageId: string;
+  variant: number;
+}
+
+/** The key of a body in #loadBodies' result. */
+const bodyKey = (messageId: string, variant: number): string => `${variant}:${messageId}`;
 
 /**
  * The cluster store on PostgreSQL (pg.Pool). Every method is one statement in autocommit (so
@@ -206,13 +274,13 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   #notifyAgain = false;
   // Group commit (batcher.ts): concurrent intake commits and concurrent outcome commits each
   // share one statement.
-  readonly #inserts = new Batcher<NewMessage, void>(
-    (messages) => this.#insertNow(messages),
+  readonly #inserts = new Batcher<InsertItem, void>(
+    (items) => this.#insertNow(items),
     MESSAGES_PER_STATEMENT,
   );
   // The delivery engine asks for one body per transaction; those asked for while a read is
-  // running come back together in the next one.
-  readonly #bodies = new Batcher<string, Map<string, Buffer>>((ids) => this.#loadBodies(ids), 200);
+  // running come back together in the next one (keyed by bodyKey).
+  readonly #bodies = new Batcher<BodyWanted, Map<string, Buffer>>((wanted) => this.#loadBodies(wanted), 200);
   /** One batcher per lease owner (in practice the one node id of this process). */
   readonly #outcomes = new Map<string, Batcher<Outcome, Set<number>>>();
 
@@ -377,8 +445,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   async createCredential(c: Credential): Promise<Credential> {
     await this.#run(
       `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at,
-         default_stream)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+         default_stream, scopes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
       [
         c.id,
         c.accountId,
@@ -389,6 +457,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         c.createdAt,
         c.revokedAt,
         c.defaultStream,
+        c.scopes.join(','),
       ],
     );
     return c;
@@ -427,20 +496,35 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return changed > 0;
   }
 
-  async insertMessages(messages: NewMessage[]): Promise<void> {
-    if (messages.length === 0) return;
-    await this.#inserts.add(messages);
+  async insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<void> {
+    const answered = options?.idempotency;
+    if (!answered) {
+      if (messages.length > 0) await this.#inserts.add(messages);
+      return;
+    }
+    // The key rides in the same batch as its messages (see InsertItem): API sends keep the group
+    // commit instead of paying a transaction of their own.
+    await this.#inserts.add([...messages, { answered }]);
   }
 
-  async #insertNow(messages: NewMessage[]): Promise<void> {
-    if (messages.length <= MESSAGES_PER_STATEMENT) {
-      const { text, values } = insertMessagesStatement(messages, this.#schema);
+  async #insertNow(items: InsertItem[]): Promise<void> {
+    const messages: NewMessage[] = [];
+    const answered: AnsweredKey[] = [];
+    for (const item of items) {
+      if ('answered' in item) answered.push(item.answered);
+      else messages.push(item);
+    }
+    if (messages.length === 0) {
+      await this.#pool.query(answerKeys(1), answeredValues(answered));
+    } else if (messages.length <= MESSAGES_PER_STATEMENT) {
+      const { text, values } = insertMessagesStatement(messages, answered, this.#schema);
       await this.#pool.query(text, values);
     } else {
       await this.#transaction(async (client) => {
         for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
           const { text, values } = insertMessagesStatement(
             messages.slice(i, i + MESSAGES_PER_STATEMENT),
+            i === 0 ? answered : [],
             this.#schema,
           );
           await client.query(text, values);
@@ -597,7 +681,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
        FROM picked p, messages m
        WHERE r.id = p.id AND m.id = r.message_id
        RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn, r.stream,
-         r.kind, m.mail_from, p.expired`,
+         r.kind, r.variant, m.mail_from, p.expired`,
       [
         input.now,
         input.owner,
@@ -642,16 +726,28 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return r?.t === null || r?.t === undefined ? null : num(r.t);
   }
 
-  async getBody(messageId: string): Promise<Buffer | undefined> {
-    return (await this.#bodies.add([messageId])).get(messageId);
+  async getBody(messageId: string, variant = 0): Promise<Buffer | undefined> {
+    return (await this.#bodies.add([{ messageId, variant }])).get(bodyKey(messageId, variant));
   }
 
-  async #loadBodies(ids: string[]): Promise<Map<string, Buffer>> {
+  /** One read for a batch of bodies: messages' own (variant 0) by id, copies by (id, variant). */
+  async #loadBodies(wanted: BodyWanted[]): Promise<Map<string, Buffer>> {
+    const own = new Set<string>();
+    const copies = new Map<string, BodyWanted>();
+    for (const w of wanted) {
+      if (w.variant === 0) own.add(w.messageId);
+      else copies.set(bodyKey(w.messageId, w.variant), w);
+    }
     const rows = await this.#all(
-      'SELECT id, body FROM messages WHERE id = ANY($1::text[]) AND body IS NOT NULL',
-      [[...new Set(ids)]],
+      `SELECT id AS message_id, 0 AS variant, body FROM messages WHERE id = ANY($1::text[]) AND body IS NOT NULL
+       UNION ALL
+       SELECT v.message_id, v.variant, v.body
+       FROM unnest($2::text[], $3::int[]) AS w(message_id, variant)
+       JOIN message_variants v ON v.message_id = w.message_id AND v.variant = w.variant
+       WHERE v.body IS NOT NULL`,
+      [[...own], [...copies.values()].map((w) => w.messageId), [...copies.values()].map((w) => w.variant)],
     );
-    return new Map(rows.map((r) => [String(r.id), r.body as Buffer]));
+    return new Map(rows.map((r) => [bodyKey(String(r.message_id), num(r.variant)), r.body as Buffer]));
   }
 
   async recordOutcomes(owner: string, outcomes: Outcome[]): Promise<number[]> {
@@ -736,6 +832,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     const values: unknown[] = [];
     if (filter.accountId !== undefined) where.push(`m.account_id = $${values.push(filter.accountId)}`);
     if (filter.before !== undefined) where.push(`m.id < $${values.push(filter.before)}`);
+    if (filter.after !== undefined) where.push(`m.received_at >= $${values.push(filter.after)}`);
+    // tags is JSON text (as in SQLite); `?` is jsonb's "array contains this string".
+    if (filter.tag !== undefined) where.push(`m.tags::jsonb ? $${values.push(filter.tag)}`);
     if (filter.recipient !== undefined || filter.status !== undefined) {
       const sub: string[] = [];
       if (filter.recipient !== undefined) sub.push(`r.address = $${values.push(filter.recipient)}`);
@@ -744,8 +843,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     }
     const limit = Math.min(Math.max(filter.limit ?? 50, 1), 1000);
     const rows = await this.#all(
-      `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
-         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.stream, m.body IS NULL AS body_purged
+      `SELECT ${MESSAGE_COLUMNS}, body IS NULL AS body_purged
        FROM messages m
        ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT $${values.push(limit)}`,
       values,
@@ -898,15 +996,20 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return rows.map(toShapingEvent);
   }
 
-  #selectorWhere(selector: QueueSelector, param: number): { sql: string; value: string } {
-    if (selector.messageId !== undefined) return { sql: `message_id = $${param}`, value: selector.messageId };
-    if (selector.domain !== undefined)
-      return { sql: `domain = $${param}`, value: selector.domain.toLowerCase() };
-    throw new Error('a queue selector needs a message id or a domain');
+  /** The selector's conditions on recipients; their values are appended to `values`. */
+  #selectorWhere(selector: QueueSelector, values: unknown[]): string {
+    const where: string[] = [];
+    if (selector.messageId !== undefined) where.push(`message_id = $${values.push(selector.messageId)}`);
+    else if (selector.domain !== undefined)
+      where.push(`domain = $${values.push(selector.domain.toLowerCase())}`);
+    else throw new Error('a queue selector needs a message id or a domain');
+    if (selector.accountId !== undefined) where.push(`account_id = $${values.push(selector.accountId)}`);
+    return where.join(' AND ');
   }
 
   async retryNow(selector: QueueSelector, now: number): Promise<number> {
-    const { sql, value } = this.#selectorWhere(selector, 2);
+    const values: unknown[] = [now, json({ reason: 'retry requested by an operator' })];
+    const sql = this.#selectorWhere(selector, values);
     const r = await this.#get(
       `WITH changed AS (
          UPDATE recipients SET next_attempt_at = $1, updated_at = $1,
@@ -915,18 +1018,19 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          RETURNING id, message_id, account_id, address
        ), logged AS (
          INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
-         SELECT $1, 'retried', message_id, id, account_id, address, $3::jsonb FROM changed ORDER BY id
+         SELECT $1, 'retried', message_id, id, account_id, address, $2::jsonb FROM changed ORDER BY id
        )
        SELECT count(*) AS n FROM changed`,
-      [now, value, json({ reason: 'retry requested by an operator' })],
+      values,
     );
     const n = num(r?.n ?? 0);
     if (n > 0) this.#notifyDue();
     return n;
   }
 
-  async cancel(selector: QueueSelector, now: number): Promise<number> {
-    const { sql, value } = this.#selectorWhere(selector, 2);
+  async cancel(selector: QueueSelector, now: number, reason = CANCEL_REASON): Promise<number> {
+    const values: unknown[] = [now, json({ reason })];
+    const sql = this.#selectorWhere(selector, values);
     const r = await this.#get(
       `WITH changed AS (
          UPDATE recipients SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, updated_at = $1
@@ -934,10 +1038,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          RETURNING id, message_id, account_id, address
        ), logged AS (
          INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
-         SELECT $1, 'cancelled', message_id, id, account_id, address, $3::jsonb FROM changed ORDER BY id
+         SELECT $1, 'cancelled', message_id, id, account_id, address, $2::jsonb FROM changed ORDER BY id
        )
        SELECT count(*) AS n FROM changed`,
-      [now, value, json({ reason: 'deleted from the queue by an operator' })],
+      values,
     );
     return num(r?.n ?? 0);
   }
@@ -957,6 +1061,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       `WITH doomed AS (
          SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < $1 AND ${FINISHED}
          ORDER BY m.received_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       ), variants_gone AS (
+         DELETE FROM message_variants WHERE message_id IN (SELECT id FROM doomed)
        )
        UPDATE messages SET body = NULL FROM doomed WHERE messages.id = doomed.id`,
       [before, limit],
@@ -964,7 +1070,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async purgeMessages({ before, limit }: PurgeBatch): Promise<number> {
-    // One statement: the recipients' foreign key is checked at its end, when both are gone.
+    // One statement: the foreign keys to messages are checked at its end, when all are gone.
     return this.#run(
       `WITH doomed AS (
          SELECT m.id FROM messages m WHERE m.received_at < $1 AND ${FINISHED}
@@ -973,6 +1079,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          DELETE FROM events WHERE message_id IN (SELECT id FROM doomed)
        ), recipients_gone AS (
          DELETE FROM recipients WHERE message_id IN (SELECT id FROM doomed)
+       ), variants_gone AS (
+         DELETE FROM message_variants WHERE message_id IN (SELECT id FROM doomed)
        )
        DELETE FROM messages WHERE id IN (SELECT id FROM doomed)`,
       [before, limit],
@@ -983,6 +1091,171 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return this.#run(
       `DELETE FROM shaping_events WHERE id IN (
          SELECT id FROM shaping_events WHERE at < $1 AND until < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+      [before, limit],
+    );
+  }
+
+  async createTemplate(
+    input: Omit<Template, 'latestVersion'> & { content: TemplateContent },
+  ): Promise<Template | undefined> {
+    // ON CONFLICT without a target covers the partial unique index on live aliases too; the
+    // version's foreign key is checked at the end of the statement, after the template's insert.
+    const created = await this.#run(
+      `WITH t AS (
+         INSERT INTO templates (id, account_id, name, alias, latest_version, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 1, $5, $6)
+         ON CONFLICT DO NOTHING
+         RETURNING id
+       )
+       INSERT INTO template_versions (template_id, version, subject, html, text, created_at)
+       SELECT id, 1, $7, $8, $9, $5 FROM t`,
+      [
+        input.id,
+        input.accountId,
+        clean(input.name),
+        clean(input.alias),
+        input.createdAt,
+        input.updatedAt,
+        clean(input.content.subject),
+        clean(input.content.html),
+        clean(input.content.text),
+      ],
+    );
+    if (created === 0) return undefined;
+    const { content: _content, ...template } = input;
+    return { ...template, latestVersion: 1 };
+  }
+
+  async addTemplateVersion(input: {
+    accountId: string;
+    id: string;
+    name: string;
+    alias: string;
+    content: TemplateContent;
+    now: number;
+  }): Promise<Template | undefined> {
+    try {
+      // The UPDATE locks the template's row: concurrent new versions take turns for the number.
+      const r = await this.#get(
+        `WITH t AS (
+           UPDATE templates SET latest_version = latest_version + 1, name = $1, alias = $2, updated_at = $3
+           WHERE id = $4 AND account_id = $5 AND deleted_at IS NULL
+           RETURNING *
+         ), v AS (
+           INSERT INTO template_versions (template_id, version, subject, html, text, created_at)
+           SELECT id, latest_version, $6, $7, $8, $3 FROM t
+         )
+         SELECT * FROM t`,
+        [
+          clean(input.name),
+          clean(input.alias),
+          input.now,
+          input.id,
+          input.accountId,
+          clean(input.content.subject),
+          clean(input.content.html),
+          clean(input.content.text),
+        ],
+      );
+      return r && toTemplate(r);
+    } catch (err) {
+      // The alias belongs to another live template of the account (templates_alias).
+      if (err instanceof DatabaseError && err.code === '23505' && err.constraint === 'templates_alias') {
+        return undefined;
+      }
+      throw err;
+    }
+  }
+
+  async getTemplate(accountId: string, idOrAlias: string): Promise<Template | undefined> {
+    // By id first: an alias that happens to equal another template's id does not hide it.
+    const r = await this.#get(
+      `SELECT * FROM templates
+       WHERE account_id = $1 AND deleted_at IS NULL AND (id = $2 OR (alias = $2 AND alias <> ''))
+       ORDER BY id = $2 DESC LIMIT 1`,
+      [accountId, idOrAlias],
+    );
+    return r && toTemplate(r);
+  }
+
+  async getTemplateVersion(templateId: string, version?: number): Promise<TemplateVersion | undefined> {
+    const r = await this.#get(
+      `SELECT * FROM template_versions WHERE template_id = $1 AND ($2::int IS NULL OR version = $2)
+       ORDER BY version DESC LIMIT 1`,
+      [templateId, version ?? null],
+    );
+    return r && toTemplateVersion(r);
+  }
+
+  async listTemplates(accountId: string): Promise<Template[]> {
+    return (
+      await this.#all('SELECT * FROM templates WHERE account_id = $1 AND deleted_at IS NULL ORDER BY id', [
+        accountId,
+      ])
+    ).map(toTemplate);
+  }
+
+  async deleteTemplate(accountId: string, id: string, now: number): Promise<boolean> {
+    const changed = await this.#run(
+      'UPDATE templates SET deleted_at = $1 WHERE id = $2 AND account_id = $3 AND deleted_at IS NULL',
+      [now, id, accountId],
+    );
+    return changed > 0;
+  }
+
+  async claimIdempotencyKey(input: {
+    accountId: string;
+    key: string;
+    requestHash: string;
+    now: number;
+    staleBefore: number;
+    expiredBefore: number;
+  }): Promise<IdempotencyRecord | undefined> {
+    // Two statements: a SELECT in the claiming statement would read its snapshot, which misses a
+    // claim committed by a concurrent request after it began (the conflict does see that one).
+    // Between them the record may be released (its request failed): then claim again.
+    for (;;) {
+      const claimed = await this.#run(
+        `INSERT INTO idempotency_keys (account_id, key, request_hash, status, response, created_at)
+         VALUES ($1, $2, $3, 0, '', $4)
+         ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash, status = 0,
+           response = '', created_at = excluded.created_at
+         WHERE idempotency_keys.created_at < $5 OR (idempotency_keys.status = 0 AND idempotency_keys.created_at < $6)`,
+        [input.accountId, input.key, input.requestHash, input.now, input.expiredBefore, input.staleBefore],
+      );
+      if (claimed > 0) return undefined;
+      const r = await this.#get('SELECT * FROM idempotency_keys WHERE account_id = $1 AND key = $2', [
+        input.accountId,
+        input.key,
+      ]);
+      if (!r) continue;
+      return {
+        requestHash: String(r.request_hash),
+        ...(num(r.status) === 1 ? { response: String(r.response) } : {}),
+        createdAt: num(r.created_at),
+      };
+    }
+  }
+
+  async completeIdempotencyKey(input: { accountId: string; key: string; response: string }): Promise<void> {
+    await this.#run(
+      'UPDATE idempotency_keys SET status = 1, response = $1 WHERE account_id = $2 AND key = $3 AND status = 0',
+      [clean(input.response), input.accountId, input.key],
+    );
+  }
+
+  async releaseIdempotencyKey(accountId: string, key: string): Promise<void> {
+    await this.#run('DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2 AND status = 0', [
+      accountId,
+      key,
+    ]);
+  }
+
+  async purgeIdempotencyKeys({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#run(
+      `DELETE FROM idempotency_keys WHERE (account_id, key) IN (
+         SELECT account_id, key FROM idempotency_keys WHERE created_at < $1 ORDER BY created_at LIMIT $2
+         FOR UPDATE SKIP LOCKED)`,
       [before, limit],
     );
   }

@@ -14,6 +14,8 @@ import type {
   ShapingEventType,
   Stream,
   StreamKind,
+  Template,
+  TemplateVersion,
 } from '../types.ts';
 
 /**
@@ -32,6 +34,9 @@ const numOrNull = (value: unknown): number | null => (value === null ? null : Nu
 const strOrNull = (value: unknown): string | null => (value === null ? null : String(value));
 // jsonb columns arrive parsed.
 export const obj = <T>(value: unknown): T => (value ?? {}) as T;
+// JSON kept in text columns (messages.tags, messages.metadata) is parsed here.
+const parsed = <T>(value: unknown, empty: T): T =>
+  value === null || value === undefined ? empty : (JSON.parse(String(value)) as T);
 
 export function toAccount(r: Row): Account {
   return {
@@ -66,6 +71,9 @@ export function toCredential(r: Row): Credential {
     createdAt: num(r.created_at),
     revokedAt: numOrNull(r.revoked_at),
     defaultStream: String(r.default_stream ?? ''),
+    scopes: String(r.scopes ?? '')
+      .split(',')
+      .filter((s) => s !== ''),
   };
 }
 
@@ -85,6 +93,9 @@ export function toMessage(r: Row): MessageRow {
     receivedAt: num(r.received_at),
     stream: String(r.stream),
     bodyPurged: r.body_purged === true,
+    tags: parsed<string[]>(r.tags, []),
+    metadata: parsed<Record<string, string>>(r.metadata, {}),
+    template: String(r.template ?? ''),
   };
 }
 
@@ -114,6 +125,7 @@ export function toRecipient(r: Row): RecipientRow {
     stream: String(r.stream),
     kind: String(r.kind) as StreamKind,
     lastSite: String(r.last_site ?? ''),
+    variant: num(r.variant ?? 0),
   };
 }
 
@@ -143,6 +155,7 @@ export function toLeased(r: Row): LeasedRecipient {
     dsn: obj(r.dsn),
     stream: String(r.stream),
     kind: String(r.kind) as StreamKind,
+    variant: num(r.variant ?? 0),
   };
 }
 
@@ -158,6 +171,29 @@ export function toShapingEvent(r: Row): ShapingEventRow {
     rate: String(r.rate),
     until: num(r.until),
     reply: String(r.reply),
+  };
+}
+
+export function toTemplate(r: Row): Template {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    name: String(r.name),
+    alias: String(r.alias),
+    latestVersion: num(r.latest_version),
+    createdAt: num(r.created_at),
+    updatedAt: num(r.updated_at),
+  };
+}
+
+export function toTemplateVersion(r: Row): TemplateVersion {
+  return {
+    templateId: String(r.template_id),
+    version: num(r.version),
+    subject: String(r.subject),
+    html: String(r.html),
+    text: String(r.text),
+    createdAt: num(r.created_at),
   };
 }
 

@@ -130,4 +130,52 @@ export const migrations: readonly string[][] = [
   ],
   // v6: recipients.last_source: the egress source of the last attempt, for the queue by source.
   [`ALTER TABLE recipients ADD COLUMN last_source TEXT NOT NULL DEFAULT ''`],
+  // v7: the HTTP send API. messages: tags, metadata (JSON) and the template they were rendered
+  // from; message_variants: personalised copies (recipients.variant names theirs, 0 = the
+  // message's own body); credentials.scopes: what an API key may do; templates with versions;
+  // idempotency keys of API requests (api/idempotency.ts).
+  [
+    `ALTER TABLE messages ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'`,
+    `ALTER TABLE messages ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'`,
+    `ALTER TABLE messages ADD COLUMN template TEXT NOT NULL DEFAULT ''`,
+    `CREATE TABLE message_variants (
+      message_id TEXT NOT NULL REFERENCES messages(id),
+      variant INTEGER NOT NULL,
+      body BLOB,
+      PRIMARY KEY (message_id, variant)
+    )`,
+    `ALTER TABLE recipients ADD COLUMN variant INTEGER NOT NULL DEFAULT 0`,
+    `ALTER TABLE credentials ADD COLUMN scopes TEXT NOT NULL DEFAULT 'send,read'`,
+    `CREATE TABLE templates (
+      id TEXT PRIMARY KEY,
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      name TEXT NOT NULL,
+      alias TEXT NOT NULL DEFAULT '',
+      latest_version INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      deleted_at INTEGER
+    )`,
+    `CREATE INDEX templates_account ON templates(account_id, id)`,
+    `CREATE UNIQUE INDEX templates_alias ON templates(account_id, alias) WHERE alias <> '' AND deleted_at IS NULL`,
+    `CREATE TABLE template_versions (
+      template_id TEXT NOT NULL REFERENCES templates(id),
+      version INTEGER NOT NULL,
+      subject TEXT NOT NULL,
+      html TEXT NOT NULL,
+      text TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (template_id, version)
+    )`,
+    `CREATE TABLE idempotency_keys (
+      account_id TEXT NOT NULL,
+      key TEXT NOT NULL,
+      request_hash TEXT NOT NULL,
+      status INTEGER NOT NULL DEFAULT 0,
+      response TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (account_id, key)
+    )`,
+    `CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)`,
+  ],
 ];

@@ -12,6 +12,8 @@ import type {
   CredentialKind,
   EventRow,
   EventType,
+  IdempotencyRecord,
+  InsertOptions,
   LeasedRecipient,
   LeaseRequest,
   MessageFilter,
@@ -33,13 +35,19 @@ import type {
   ShapingEventType,
   Stream,
   StreamKind,
+  Template,
+  TemplateContent,
+  TemplateVersion,
 } from '../types.ts';
 import {
+  CANCEL_REASON,
+  copySize,
   DEFAULT_STREAM,
   FINAL_STATES,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
   STREAM_KINDS,
+  storedSize,
 } from '../types.ts';
 import { CommitQueue } from './commit-queue.ts';
 import { migrations } from './migrations.ts';
@@ -84,8 +92,43 @@ function toCredential(r: Row): Credential {
     createdAt: Number(r.created_at),
     revokedAt: r.revoked_at === null ? null : Number(r.revoked_at),
     defaultStream: String(r.default_stream ?? ''),
+    scopes: splitScopes(r.scopes),
   };
 }
+
+function splitScopes(value: unknown): string[] {
+  return String(value ?? '')
+    .split(',')
+    .filter((s) => s !== '');
+}
+
+function toTemplate(r: Row): Template {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    name: String(r.name),
+    alias: String(r.alias),
+    latestVersion: Number(r.latest_version),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+  };
+}
+
+function toTemplateVersion(r: Row): TemplateVersion {
+  return {
+    templateId: String(r.template_id),
+    version: Number(r.version),
+    subject: String(r.subject),
+    html: String(r.html),
+    text: String(r.text),
+    createdAt: Number(r.created_at),
+  };
+}
+
+/** Column list of MessageRow queries (`m` is messages). */
+const MESSAGE_FIELDS = `m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size,
+  m.source, m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.stream, m.tags, m.metadata, m.template,
+  m.body IS NULL AS body_purged`;
 
 function toMessage(r: Row): MessageRow {
   return {
@@ -103,6 +146,9 @@ function toMessage(r: Row): MessageRow {
     receivedAt: Number(r.received_at),
     stream: String(r.stream),
     bodyPurged: Number(r.body_purged) === 1,
+    tags: parse<string[]>(r.tags ?? '[]'),
+    metadata: parse<Record<string, string>>(r.metadata ?? '{}'),
+    template: String(r.template ?? ''),
   };
 }
 
@@ -132,6 +178,7 @@ function toRecipient(r: Row): RecipientRow {
     stream: String(r.stream),
     kind: String(r.kind) as StreamKind,
     lastSite: String(r.last_site ?? ''),
+    variant: Number(r.variant ?? 0),
   };
 }
 
@@ -317,8 +364,8 @@ export class SqliteStore implements Store {
     await this.#queue.run(() =>
       this.#run(
         `INSERT INTO credentials (id, account_id, kind, name, secret_hash, cidrs, created_at, revoked_at,
-           default_stream)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           default_stream, scopes)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         c.id,
         c.accountId,
         c.kind,
@@ -328,6 +375,7 @@ export class SqliteStore implements Store {
         c.createdAt,
         c.revokedAt,
         c.defaultStream,
+        c.scopes.join(','),
       ),
     );
     return c;
@@ -372,22 +420,23 @@ export class SqliteStore implements Store {
     return changed > 0;
   }
 
-  async insertMessages(messages: NewMessage[]): Promise<void> {
+  async insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<void> {
     await this.#queue.run(() => {
       for (const m of messages) {
         const stream = m.stream ?? DEFAULT_STREAM;
         const kind = m.kind ?? 'transactional';
-        this.#run(
+        this.#stmt(
           `INSERT INTO messages (id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
-             client_ip, dsn, dsn_on_failure, received_at, body, stream)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             client_ip, dsn, dsn_on_failure, received_at, body, stream, tags, metadata, template)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        ).run(
           m.id,
           m.accountId,
           m.credentialId,
           m.mailFrom,
           m.messageIdHeader,
           m.subject,
-          m.body.byteLength,
+          storedSize(m),
           m.source,
           m.clientIp,
           json(m.dsn),
@@ -395,13 +444,24 @@ export class SqliteStore implements Store {
           m.receivedAt,
           m.body,
           stream,
+          json(m.tags ?? []),
+          json(m.metadata ?? {}),
+          m.template ?? '',
         );
+        const variants = m.variants ?? [];
+        for (let v = 0; v < variants.length; v++) {
+          this.#stmt('INSERT INTO message_variants (message_id, variant, body) VALUES (?, ?, ?)').run(
+            m.id,
+            v + 1,
+            variants[v] ?? null,
+          );
+        }
         const due = m.notBefore ?? m.receivedAt;
         for (const r of m.recipients) {
           const res = this.#stmt(
             `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-               updated_at, dsn, stream, kind)
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)`,
+               updated_at, dsn, stream, kind, variant)
+             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
           ).run(
             m.id,
             m.accountId,
@@ -413,6 +473,7 @@ export class SqliteStore implements Store {
             json(r.dsn),
             stream,
             kind,
+            r.variant ?? 0,
           );
           this.#insertEvent(
             m.receivedAt,
@@ -422,12 +483,18 @@ export class SqliteStore implements Store {
             m.accountId,
             r.address,
             {
-              size: m.body.length,
+              size: copySize(m, r.variant),
               source: m.source,
               clientIp: m.clientIp,
             },
           );
         }
+      }
+      const key = options?.idempotency;
+      if (key) {
+        this.#stmt(
+          'UPDATE idempotency_keys SET status = 1, response = ? WHERE account_id = ? AND key = ?',
+        ).run(key.response, key.accountId, key.key);
       }
     });
   }
@@ -496,6 +563,7 @@ export class SqliteStore implements Store {
           dsn: parse(r.dsn),
           stream: String(r.stream),
           kind: String(r.kind) as StreamKind,
+          variant: Number(r.variant),
         };
       });
     });
@@ -567,7 +635,8 @@ export class SqliteStore implements Store {
   /** Leases one pass of the plan: expired leases by kind, then each account's share, oldest due first. */
   #leasePass(input: LeaseRequest, pass: LeasePass): Row[] {
     const lease = `UPDATE recipients SET state = 'delivering', lease_owner = ?, lease_until = ?, updated_at = ?`;
-    const returning = `RETURNING id, message_id, account_id, address, domain, attempts, created_at, dsn, stream, kind`;
+    const returning = `RETURNING id, message_id, account_id, address, domain, attempts, created_at, dsn, stream, kind,
+      variant`;
     const rows: Row[] = [];
     for (const kind of STREAM_KINDS) {
       if (pass.expired[kind] <= 0) continue;
@@ -639,8 +708,15 @@ export class SqliteStore implements Store {
     return times.length ? Math.min(...times) : null;
   }
 
-  async getBody(messageId: string): Promise<Buffer | undefined> {
-    const r = this.#get('SELECT body FROM messages WHERE id = ?', messageId);
+  async getBody(messageId: string, variant = 0): Promise<Buffer | undefined> {
+    const r =
+      variant === 0
+        ? this.#get('SELECT body FROM messages WHERE id = ?', messageId)
+        : this.#get(
+            'SELECT body FROM message_variants WHERE message_id = ? AND variant = ?',
+            messageId,
+            variant,
+          );
     if (!r || r.body === null) return undefined;
     const body = r.body as Uint8Array;
     return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -691,11 +767,7 @@ export class SqliteStore implements Store {
   }
 
   async getMessage(id: string): Promise<MessageRow | undefined> {
-    const r = this.#get(
-      `SELECT id, account_id, credential_id, mail_from, message_id_header, subject, size, source, client_ip, dsn,
-         dsn_on_failure, received_at, stream, body IS NULL AS body_purged FROM messages WHERE id = ?`,
-      id,
-    );
+    const r = this.#get(`SELECT ${MESSAGE_FIELDS} FROM messages m WHERE m.id = ?`, id);
     return r && toMessage(r);
   }
 
@@ -709,6 +781,14 @@ export class SqliteStore implements Store {
     if (filter.before !== undefined) {
       where.push('m.id < ?');
       params.push(filter.before);
+    }
+    if (filter.after !== undefined) {
+      where.push('m.received_at >= ?');
+      params.push(filter.after);
+    }
+    if (filter.tag !== undefined) {
+      where.push('EXISTS (SELECT 1 FROM json_each(m.tags) t WHERE t.value = ?)');
+      params.push(filter.tag);
     }
     if (filter.recipient !== undefined || filter.status !== undefined) {
       const sub: string[] = [];
@@ -724,8 +804,7 @@ export class SqliteStore implements Store {
     }
     params.push(Math.min(Math.max(filter.limit ?? 50, 1), 1000));
     const rows = this.#all(
-      `SELECT m.id, m.account_id, m.credential_id, m.mail_from, m.message_id_header, m.subject, m.size, m.source,
-         m.client_ip, m.dsn, m.dsn_on_failure, m.received_at, m.stream, m.body IS NULL AS body_purged
+      `SELECT ${MESSAGE_FIELDS}
        FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`,
       ...params,
     );
@@ -860,9 +939,22 @@ export class SqliteStore implements Store {
     ).map(toShapingEvent);
   }
   #selectorWhere(selector: QueueSelector): { sql: string; params: SQLInputValue[] } {
-    if (selector.messageId !== undefined) return { sql: 'message_id = ?', params: [selector.messageId] };
-    if (selector.domain !== undefined) return { sql: 'domain = ?', params: [selector.domain.toLowerCase()] };
-    throw new Error('a queue selector needs a message id or a domain');
+    const where: string[] = [];
+    const params: SQLInputValue[] = [];
+    if (selector.messageId !== undefined) {
+      where.push('message_id = ?');
+      params.push(selector.messageId);
+    } else if (selector.domain !== undefined) {
+      where.push('domain = ?');
+      params.push(selector.domain.toLowerCase());
+    } else {
+      throw new Error('a queue selector needs a message id or a domain');
+    }
+    if (selector.accountId !== undefined) {
+      where.push('account_id = ?');
+      params.push(selector.accountId);
+    }
+    return { sql: where.join(' AND '), params };
   }
 
   async retryNow(selector: QueueSelector, now: number): Promise<number> {
@@ -894,7 +986,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  async cancel(selector: QueueSelector, now: number): Promise<number> {
+  async cancel(selector: QueueSelector, now: number, reason = CANCEL_REASON): Promise<number> {
     const { sql, params } = this.#selectorWhere(selector);
     return this.#queue.run(() => {
       const rows = this.#all(
@@ -912,9 +1004,7 @@ export class SqliteStore implements Store {
           Number(r.id),
           String(r.account_id),
           String(r.address),
-          {
-            reason: 'deleted from the queue by an operator',
-          },
+          { reason },
         );
       }
       return rows.length;
@@ -930,15 +1020,19 @@ export class SqliteStore implements Store {
   }
 
   async purgeBodies({ before, limit }: PurgeBatch): Promise<number> {
-    return this.#queue.run(() =>
-      this.#run(
-        `UPDATE messages SET body = NULL WHERE id IN (
-           SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < ? AND ${FINISHED}
-           ORDER BY m.received_at LIMIT ?)`,
+    return this.#queue.run(() => {
+      const doomed = this.#all(
+        `SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < ? AND ${FINISHED}
+           ORDER BY m.received_at LIMIT ?`,
         before,
         limit,
-      ),
-    );
+      );
+      for (const r of doomed) {
+        this.#run('UPDATE messages SET body = NULL WHERE id = ?', String(r.id));
+        this.#run('DELETE FROM message_variants WHERE message_id = ?', String(r.id));
+      }
+      return doomed.length;
+    });
   }
 
   async purgeMessages({ before, limit }: PurgeBatch): Promise<number> {
@@ -952,6 +1046,7 @@ export class SqliteStore implements Store {
         const id = String(r.id);
         this.#run('DELETE FROM events WHERE message_id = ?', id);
         this.#run('DELETE FROM recipients WHERE message_id = ?', id);
+        this.#run('DELETE FROM message_variants WHERE message_id = ?', id);
         this.#run('DELETE FROM messages WHERE id = ?', id);
       }
       return doomed.length;
@@ -964,6 +1059,182 @@ export class SqliteStore implements Store {
         `DELETE FROM shaping_events WHERE id IN (
            SELECT id FROM shaping_events WHERE at < ? AND until < ? ORDER BY at LIMIT ?)`,
         before,
+        before,
+        limit,
+      ),
+    );
+  }
+
+  async createTemplate(
+    input: Omit<Template, 'latestVersion'> & { content: TemplateContent },
+  ): Promise<Template | undefined> {
+    return this.#queue.run(() => {
+      const inserted = this.#run(
+        `INSERT OR IGNORE INTO templates (id, account_id, name, alias, latest_version, created_at, updated_at)
+         VALUES (?, ?, ?, ?, 1, ?, ?)`,
+        input.id,
+        input.accountId,
+        input.name,
+        input.alias,
+        input.createdAt,
+        input.updatedAt,
+      );
+      if (inserted === 0) return undefined;
+      this.#insertTemplateVersion(input.id, 1, input.content, input.createdAt);
+      const { content: _content, ...template } = input;
+      return { ...template, latestVersion: 1 };
+    });
+  }
+
+  #insertTemplateVersion(templateId: string, version: number, c: TemplateContent, at: number): void {
+    this.#run(
+      'INSERT INTO template_versions (template_id, version, subject, html, text, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      templateId,
+      version,
+      c.subject,
+      c.html,
+      c.text,
+      at,
+    );
+  }
+
+  async addTemplateVersion(input: {
+    accountId: string;
+    id: string;
+    name: string;
+    alias: string;
+    content: TemplateContent;
+    now: number;
+  }): Promise<Template | undefined> {
+    return this.#queue.run(() => {
+      const r = this.#get(
+        `UPDATE OR IGNORE templates SET latest_version = latest_version + 1, name = ?, alias = ?, updated_at = ?
+         WHERE id = ? AND account_id = ? AND deleted_at IS NULL RETURNING *`,
+        input.name,
+        input.alias,
+        input.now,
+        input.id,
+        input.accountId,
+      );
+      if (!r) return undefined;
+      const template = toTemplate(r);
+      this.#insertTemplateVersion(template.id, template.latestVersion, input.content, input.now);
+      return template;
+    });
+  }
+
+  async getTemplate(accountId: string, idOrAlias: string): Promise<Template | undefined> {
+    const r =
+      this.#get(
+        'SELECT * FROM templates WHERE id = ? AND account_id = ? AND deleted_at IS NULL',
+        idOrAlias,
+        accountId,
+      ) ??
+      this.#get(
+        `SELECT * FROM templates WHERE alias = ? AND alias <> '' AND account_id = ? AND deleted_at IS NULL`,
+        idOrAlias,
+        accountId,
+      );
+    return r && toTemplate(r);
+  }
+
+  async getTemplateVersion(templateId: string, version?: number): Promise<TemplateVersion | undefined> {
+    const r =
+      version === undefined
+        ? this.#get(
+            'SELECT * FROM template_versions WHERE template_id = ? ORDER BY version DESC LIMIT 1',
+            templateId,
+          )
+        : this.#get(
+            'SELECT * FROM template_versions WHERE template_id = ? AND version = ?',
+            templateId,
+            version,
+          );
+    return r && toTemplateVersion(r);
+  }
+
+  async listTemplates(accountId: string): Promise<Template[]> {
+    return this.#all(
+      'SELECT * FROM templates WHERE account_id = ? AND deleted_at IS NULL ORDER BY id',
+      accountId,
+    ).map(toTemplate);
+  }
+
+  async deleteTemplate(accountId: string, id: string, now: number): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run(
+        'UPDATE templates SET deleted_at = ? WHERE id = ? AND account_id = ? AND deleted_at IS NULL',
+        now,
+        id,
+        accountId,
+      ),
+    );
+    return changed > 0;
+  }
+
+  async claimIdempotencyKey(input: {
+    accountId: string;
+    key: string;
+    requestHash: string;
+    now: number;
+    staleBefore: number;
+    expiredBefore: number;
+  }): Promise<IdempotencyRecord | undefined> {
+    return this.#queue.run(() => {
+      const claimed = this.#run(
+        `INSERT INTO idempotency_keys (account_id, key, request_hash, status, response, created_at)
+         VALUES (?, ?, ?, 0, '', ?)
+         ON CONFLICT (account_id, key) DO UPDATE SET request_hash = excluded.request_hash, status = 0,
+           response = '', created_at = excluded.created_at
+         WHERE idempotency_keys.created_at < ? OR (idempotency_keys.status = 0 AND idempotency_keys.created_at < ?)`,
+        input.accountId,
+        input.key,
+        input.requestHash,
+        input.now,
+        input.expiredBefore,
+        input.staleBefore,
+      );
+      if (claimed > 0) return undefined;
+      const r = this.#get(
+        'SELECT * FROM idempotency_keys WHERE account_id = ? AND key = ?',
+        input.accountId,
+        input.key,
+      );
+      if (!r) return undefined;
+      return {
+        requestHash: String(r.request_hash),
+        ...(Number(r.status) === 1 ? { response: String(r.response) } : {}),
+        createdAt: Number(r.created_at),
+      };
+    });
+  }
+
+  async completeIdempotencyKey(input: { accountId: string; key: string; response: string }): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        'UPDATE idempotency_keys SET status = 1, response = ? WHERE account_id = ? AND key = ? AND status = 0',
+        input.response,
+        input.accountId,
+        input.key,
+      ),
+    );
+  }
+
+  async releaseIdempotencyKey(accountId: string, key: string): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        'DELETE FROM idempotency_keys WHERE account_id = ? AND key = ? AND status = 0',
+        accountId,
+        key,
+      ),
+    );
+  }
+
+  async purgeIdempotencyKeys({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#queue.run(() =>
+      this.#run(
+        `DELETE FROM idempotency_keys WHERE rowid IN (
+           SELECT rowid FROM idempotency_keys WHERE created_at < ? ORDER BY created_at LIMIT ?)`,
         before,
         limit,
       ),

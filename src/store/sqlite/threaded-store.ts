@@ -41,6 +41,16 @@ const METHODS = [
   'purgeShapingEvents',
   'recordShapingEvents',
   'activeShaping',
+  'createTemplate',
+  'addTemplateVersion',
+  'getTemplate',
+  'getTemplateVersion',
+  'listTemplates',
+  'deleteTemplate',
+  'claimIdempotencyKey',
+  'completeIdempotencyKey',
+  'releaseIdempotencyKey',
+  'purgeIdempotencyKeys',
   'heartbeat',
   'clusterStatus',
   'forgetNodes',
@@ -134,8 +144,8 @@ function createStoreClient(
 
   const store: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
   for (const method of METHODS) store[method] = (...args) => call(method, args);
-  store.getBody = async (messageId) => {
-    const body = (await call('getBody', [messageId])) as Uint8Array | undefined;
+  store.getBody = async (messageId, variant) => {
+    const body = (await call('getBody', [messageId, variant ?? 0])) as Uint8Array | undefined;
     return body && Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   };
   store.close = async () => {
