@@ -1,10 +1,16 @@
 import type { AddressInfo } from 'node:net';
+import { createIdempotency } from './api/idempotency.ts';
+import { createKeyGate } from './api/keys.ts';
+import { RateLimiter } from './api/rate-limit.ts';
 import { createHttpServer } from './api/server.ts';
+import { ApiKeyVerifier } from './auth/api-keys.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
 import { createIntake } from './intake/intake.ts';
+import { createSender } from './intake/send.ts';
+import { createSmtpTemplateRenderer } from './intake/smtp-template.ts';
 import type { Logger } from './observability/logger.ts';
 import { acquirePidLock } from './pid-lock.ts';
 import { createSmtpServer } from './smtp/server/index.ts';
@@ -12,6 +18,7 @@ import { isLoopback, submissionHandlers } from './smtp/submission.ts';
 import { loadCertificate } from './smtp/tls-certificate.ts';
 import { openServerStore } from './store/open.ts';
 import type { Store } from './store/store.ts';
+import { createTemplates } from './templates/templates.ts';
 
 export interface RunningPostbote {
   store: Store;
@@ -49,12 +56,26 @@ export async function startPostbote(
 
     const delivery = await startDeliveryThread({ config, store, logger });
     cleanups.push(() => delivery.stop());
+    const templates = createTemplates({ store, clock });
     const intake = createIntake({
       store,
       clock,
       hostname: config.hostname,
       dsnOnFailure: config.delivery.dsn,
       onAccepted: () => delivery.wake(),
+      smtpTemplates: createSmtpTemplateRenderer({ templates }),
+    });
+    const sub = config.smtp.submission;
+    const sender = createSender({
+      intake,
+      templates,
+      clock,
+      hostname: config.hostname,
+      limits: {
+        maxMessageBytes: sub.max_message_size,
+        maxRecipients: sub.max_recipients,
+        maxAttachments: config.api.max_attachments,
+      },
     });
 
     const certificate = await loadCertificate({
@@ -71,7 +92,6 @@ export async function startPostbote(
       failureWindowMs: config.smtp.auth.failure_window,
       lockoutMs: config.smtp.auth.lockout,
     });
-    const sub = config.smtp.submission;
     const serverOptions = {
       hostname: config.hostname,
       tls: () => certificate.context(),
@@ -101,7 +121,32 @@ export async function startPostbote(
       cleanups.push(() => implicit.close());
     }
 
-    const http = createHttpServer({ store, nodeId: config.node_id, startedAt: clock() });
+    const keys = createKeyGate({
+      verifier: new ApiKeyVerifier({
+        store,
+        clock,
+        maxFailures: config.smtp.auth.max_failures,
+        failureWindowMs: config.smtp.auth.failure_window,
+        lockoutMs: config.smtp.auth.lockout,
+      }),
+      limiter: new RateLimiter({ rate: config.api.rate_limit, burst: config.api.rate_burst, clock }),
+    });
+    const http = await createHttpServer({
+      store,
+      nodeId: config.node_id,
+      startedAt: clock(),
+      logger,
+      clock,
+      sender,
+      templates,
+      keys,
+      idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
+      limits: {
+        maxRequestBytes: config.api.max_request_size,
+        maxBatch: config.api.max_batch,
+        maxMessageBytes: sub.max_message_size,
+      },
+    });
     const httpListen = parseHostPort(config.http.listen);
     if (!httpListen) throw new Error(`http.listen: invalid address ${config.http.listen}`);
     await http.listen({ port: httpListen.port, host: httpListen.host });

@@ -1,12 +1,65 @@
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Sender } from '../intake/send.ts';
 import type { Store } from '../store/store.ts';
+import type { Templates } from '../templates/templates.ts';
+import { ApiError, installErrorHandler } from './errors.ts';
+import type { Idempotency } from './idempotency.ts';
+import { registerMailgunRoutes } from './mailgun.ts';
+import { registerMessageRoutes } from './messages.ts';
+import { registerPostmarkRoutes } from './postmark.ts';
+import { createSendApi, type KeyGate } from './send-api.ts';
+import { registerTemplateRoutes } from './templates.ts';
+
+export interface HttpServerDeps {
+  store: Store;
+  nodeId: string;
+  startedAt: number;
+  logger: Logger;
+  clock: () => number;
+  sender: Sender;
+  templates: Templates;
+  keys: KeyGate;
+  idempotency: Idempotency;
+  limits: { maxRequestBytes: number; maxBatch: number; maxMessageBytes: number };
+}
 
 /**
- * The HTTP listener. For now: health. The send API, tracking and dashboard mount here later,
- * one file per resource.
+ * The HTTP listener: the native send API (/v1), the Postmark- and Mailgun-compatible
+ * endpoints, the OpenAPI document (/openapi.json) with rendered docs (/docs), and health.
  */
-export function createHttpServer(deps: { store: Store; nodeId: string; startedAt: number }): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: deps.limits.maxRequestBytes });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Postbote send API',
+        version: '1',
+        description:
+          'Send, look up and cancel mail, and manage templates. Authenticate with `Authorization: Bearer <API key>` ' +
+          '(`postbote credentials create --api`). Errors are `{error: {code, message, field?}}` with stable codes.',
+      },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+    },
+    // Only the native API is documented here; the compatibility endpoints follow Postmark's and
+    // Mailgun's own documentation.
+    hideUntagged: true,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  installErrorHandler(app, deps.logger);
+
+  // The native API speaks JSON only (fastify would hand a text/plain body to the handlers).
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/v1/') || (request.method !== 'POST' && request.method !== 'PUT')) return;
+    const type = request.headers['content-type'];
+    if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
+      throw new ApiError('unsupported_media_type', 'send the request body as application/json');
+    }
+  });
+  app.get('/openapi.json', async () => app.swagger());
   app.get('/healthz', async (_request, reply) => {
     try {
       const states = await deps.store.countByState();
@@ -20,5 +73,18 @@ export function createHttpServer(deps: { store: Store; nodeId: string; startedAt
       return reply.code(503).send({ status: 'unavailable', node: deps.nodeId, error: 'store not reachable' });
     }
   });
+
+  registerMessageRoutes(app, {
+    store: deps.store,
+    sender: deps.sender,
+    keys: deps.keys,
+    idempotency: deps.idempotency,
+    clock: deps.clock,
+    maxBatch: deps.limits.maxBatch,
+  });
+  registerTemplateRoutes(app, { templates: deps.templates, keys: deps.keys, idempotency: deps.idempotency });
+  const send = createSendApi(deps.sender);
+  registerPostmarkRoutes(app, { send, keys: deps.keys });
+  registerMailgunRoutes(app, { send, keys: deps.keys, maxMessageBytes: deps.limits.maxMessageBytes });
   return app;
 }

@@ -4,6 +4,7 @@ import type { Store } from '../store/store.ts';
 import type { Account, Credential } from '../store/types.ts';
 import { parseCidr } from './cidr.ts';
 import { AuthInputError } from './errors.ts';
+import { type ApiScope, DEFAULT_API_SCOPES, isApiScope } from './scopes.ts';
 import { hashSecret } from './secret-hash.ts';
 import { requireStream } from './streams.ts';
 
@@ -48,7 +49,7 @@ export interface IssuedCredential {
 
 export type CredentialRequest = (
   | { kind: 'smtp'; username: string }
-  | { kind: 'api' }
+  | { kind: 'api'; scopes?: readonly ApiScope[] }
   | { kind: 'ip'; cidrs: string[] }
 ) & {
   /** The stream of messages that name none; it must exist for the account (default `outbound`). */
@@ -63,7 +64,14 @@ export async function createCredential(
 ): Promise<IssuedCredential> {
   const defaultStream =
     request.stream === undefined ? '' : (await requireStream(store, account, request.stream)).name;
-  const base = { id: newId(now), accountId: account.id, createdAt: now, revokedAt: null, defaultStream };
+  const base = {
+    id: newId(now),
+    accountId: account.id,
+    createdAt: now,
+    revokedAt: null,
+    defaultStream,
+    scopes: [] as string[],
+  };
   switch (request.kind) {
     case 'smtp': {
       if (!SMTP_USERNAME.test(request.username)) {
@@ -83,6 +91,13 @@ export async function createCredential(
       return { credential: await store.createCredential(credential), secret };
     }
     case 'api': {
+      const scopes = [...new Set(request.scopes ?? DEFAULT_API_SCOPES)];
+      const unknown = scopes.filter((s) => !isApiScope(s));
+      if (unknown.length > 0 || scopes.length === 0) {
+        throw new AuthInputError(
+          `API key scopes must be some of send, read, admin (got "${scopes.join(',')}")`,
+        );
+      }
       // The prefix is visible (listings, logs); the rest is the secret.
       const prefix = `${API_KEY_PREFIX}${randomBytes(6).toString('hex')}`;
       const secretPart = randomBytes(24).toString('base64url');
@@ -92,6 +107,7 @@ export async function createCredential(
         name: prefix,
         secretHash: await hashSecret(secretPart),
         cidrs: [],
+        scopes,
       };
       return { credential: await store.createCredential(credential), secret: `${prefix}.${secretPart}` };
     }

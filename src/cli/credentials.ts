@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { type CredentialRequest, createCredential, requireAccount } from '../auth/accounts.ts';
+import type { ApiScope } from '../auth/scopes.ts';
 import { nameProblem, normaliseStreamName } from '../auth/streams.ts';
 import { CliError, type GlobalOptions, iso, output, withStore } from './context.ts';
 
@@ -9,6 +10,7 @@ interface CreateOptions {
   api?: boolean;
   ip?: string;
   stream?: string;
+  scopes?: string;
   json?: boolean;
 }
 
@@ -24,8 +26,11 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
     .option('--api', 'an API key')
     .option('--ip <cidrs>', 'comma-separated CIDRs allowed to relay without AUTH')
     .option('--stream <name>', 'the stream of messages that name none (default: outbound); must exist')
+    .option('--scopes <list>', 'API keys: what it may do, from send,read,admin (default: send,read)')
     .option('--json', 'print JSON')
     .action(async (opts: CreateOptions) => {
+      if (opts.scopes !== undefined && !opts.api)
+        throw new CliError('--scopes applies to API keys (--api) only', 2);
       const kinds = [opts.smtp !== undefined, opts.api === true, opts.ip !== undefined].filter(
         Boolean,
       ).length;
@@ -37,7 +42,17 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
         ...(opts.smtp !== undefined
           ? { kind: 'smtp', username: opts.smtp }
           : opts.api
-            ? { kind: 'api' }
+            ? {
+                kind: 'api',
+                ...(opts.scopes === undefined
+                  ? {}
+                  : {
+                      scopes: opts.scopes
+                        .split(',')
+                        .map((s) => s.trim())
+                        .filter(Boolean) as ApiScope[],
+                    }),
+              }
             : { kind: 'ip', cidrs: (opts.ip ?? '').split(',').filter((c) => c.trim() !== '') }),
         ...(opts.stream === undefined ? {} : { stream: opts.stream }),
       };
@@ -50,6 +65,7 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
           kind: credential.kind,
           name: credential.name,
           stream: credential.defaultStream || 'outbound',
+          ...(credential.kind === 'api' ? { scopes: credential.scopes } : {}),
           ...(credential.kind === 'ip' ? { cidrs: credential.cidrs } : {}),
           ...(secret !== undefined ? { secret } : {}),
         };
@@ -63,7 +79,7 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
         if (credential.kind === 'smtp') {
           process.stdout.write(`  username: ${credential.name}\n  password: ${secret}\n`);
         } else if (credential.kind === 'api') {
-          process.stdout.write(`  api key:  ${secret}\n`);
+          process.stdout.write(`  api key:  ${secret}\n  scopes:   ${credential.scopes.join(',')}\n`);
         } else {
           process.stdout.write(`  allowed:  ${credential.cidrs.join(', ')}\n`);
         }
@@ -93,6 +109,7 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
             kind: c.kind,
             name: c.name,
             stream: c.defaultStream || 'outbound',
+            scopes: c.kind === 'api' ? c.scopes.join(',') : '',
             createdAt: iso(c.createdAt),
             revokedAt: iso(c.revokedAt),
           })),

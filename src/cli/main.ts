@@ -7,6 +7,7 @@ import { registerCredentials } from './credentials.ts';
 import { registerGc } from './gc.ts';
 import { registerMessages } from './messages.ts';
 import { registerQueue } from './queue.ts';
+import { registerSend } from './send.ts';
 import { registerStart } from './start.ts';
 import { registerStreams } from './streams.ts';
 
@@ -22,6 +23,7 @@ registerAccounts(program, globals);
 registerStreams(program, globals);
 registerCredentials(program, globals);
 registerMessages(program, globals);
+registerSend(program, globals);
 registerQueue(program, globals);
 registerCluster(program, globals);
 registerGc(program, globals);

@@ -1,19 +1,9 @@
 import type { Command } from 'commander';
 import { requireAccount } from '../auth/accounts.ts';
-import type { RecipientState } from '../store/types.ts';
+import { RECIPIENT_STATES, type RecipientState } from '../store/types.ts';
 import { CliError, type GlobalOptions, iso, output, withStore } from './context.ts';
 
-const STATES: RecipientState[] = [
-  'queued',
-  'delivering',
-  'deferred',
-  'delivered',
-  'bounced',
-  'expired',
-  'cancelled',
-  'suppressed',
-  'held',
-];
+const STATES = RECIPIENT_STATES;
 
 function replyText(
   reply: { code: number; enhanced?: string; text: string } | null | undefined,

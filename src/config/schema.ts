@@ -160,7 +160,27 @@ export const schema = {
     },
   },
   http: {
-    listen: leaf('listen', '127.0.0.1:8025', 'HTTP listener (health now; API and dashboard later).'),
+    listen: leaf('listen', '127.0.0.1:8025', 'HTTP listener: the send API, its docs (/docs) and health.'),
+  },
+  // The HTTP send API (src/api/). Message size and recipients per message are the submission
+  // limits (smtp.submission.max_message_size, max_recipients), the same for SMTP and HTTP.
+  api: {
+    max_request_size: leaf(
+      'size',
+      '60MB',
+      'Largest HTTP request body (a batch or a message with attachments, base64 included); larger gets 413.',
+      positive,
+    ),
+    max_batch: leaf('int', 1000, 'Messages per batch call (/v1/messages/batch).', positive),
+    max_attachments: leaf('int', 100, 'Attachments per message.', positive),
+    rate_limit: leaf('int', 100, 'Requests per second per API key (sustained); more gets 429.', positive),
+    rate_burst: leaf('int', 200, 'Requests an API key may make at once above its rate.', positive),
+    idempotency_ttl: leaf(
+      'duration',
+      '24h',
+      'How long an Idempotency-Key answers with its first response.',
+      positive,
+    ),
   },
   dns: {
     servers: leaf('hostports', [], 'DNS servers as host:port; empty = the system resolver.'),

@@ -38,10 +38,12 @@ export function headerValue(fields: [string, string][], name: string): string | 
 }
 
 /**
- * Removes every field named `name` (lower case), continuation lines included, from the header
- * block; every other byte stays as it was. Returns the message itself when there is none.
+ * Removes every field named `name` (lower case; or any of a list), continuation lines included,
+ * from the header block; every other byte stays as it was. Returns the message itself when there
+ * is none.
  */
-export function removeHeaders(message: Buffer, name: string): Buffer {
+export function removeHeaders(message: Buffer, name: string | readonly string[]): Buffer {
+  const names = typeof name === 'string' ? [name] : name;
   const length = headerLength(message);
   const lines = message.subarray(0, length).toString('latin1').split('\r\n');
   const kept: string[] = [];
@@ -50,7 +52,7 @@ export function removeHeaders(message: Buffer, name: string): Buffer {
     const continuation = line.length > 0 && (line[0] === ' ' || line[0] === '\t');
     if (!continuation) {
       const colon = line.indexOf(':');
-      removing = colon > 0 && line.slice(0, colon).trim().toLowerCase() === name;
+      removing = colon > 0 && names.includes(line.slice(0, colon).trim().toLowerCase());
     }
     if (!removing) kept.push(line);
   }

@@ -1,8 +1,10 @@
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
-import type { MessageDsn, NewMessage, NewRecipient, RecipientDsn } from '../store/types.ts';
+import type { InsertOptions, MessageDsn, NewMessage, NewRecipient, RecipientDsn } from '../store/types.ts';
 import { recipientDomain } from './address.ts';
-import { prepareMessage, type TraceInfo } from './prepare.ts';
+import { checkMetadata, checkTags } from './labels.ts';
+import { type PreparedMessage, prepareMessage, type TraceInfo } from './prepare.ts';
+import { SendError } from './send-errors.ts';
 import { chooseStream, createStreamResolver, UnknownStreamError } from './streams.ts';
 
 export { UnknownStreamError };
@@ -11,8 +13,11 @@ export interface Submission {
   accountId: string;
   credentialId: string | null;
   mailFrom: string;
-  recipients: { address: string; dsn?: RecipientDsn }[];
+  /** `variant` n gets `variants[n - 1]` instead of `raw`. */
+  recipients: { address: string; dsn?: RecipientDsn; variant?: number }[];
   raw: Buffer;
+  /** Personalised copies (the API's `recipients`); `raw` may then be empty. */
+  variants?: Buffer[];
   source: 'smtp' | 'api';
   clientIp: string;
   dsn: MessageDsn;
@@ -21,7 +26,25 @@ export interface Submission {
   stream?: string;
   /** The credential's default stream ('' or absent: `outbound`), when nothing else names one. */
   defaultStream?: string;
+  /** Checked already (intake/labels.ts); X-Postbote-Tags/-Metadata add to them. */
+  tags?: string[];
+  metadata?: Record<string, string>;
+  /** `<template id>@<version>` the content was rendered from. */
+  template?: string;
+  /** No delivery attempt before this time (epoch ms; the API's send_at). */
+  notBefore?: number;
 }
+
+/**
+ * Renders an SMTP submission's X-Postbote-Template with X-Postbote-Variables over the message
+ * (intake/smtp-template.ts): the new bytes, subject and template reference.
+ */
+export type SmtpTemplateRenderer = (input: {
+  accountId: string;
+  template: string;
+  variables: string | undefined;
+  body: Buffer;
+}) => Promise<{ body: Buffer; subject: string; template: string }>;
 
 export interface IntakeOptions {
   store: Store;
@@ -33,6 +56,36 @@ export interface IntakeOptions {
   onAccepted?: () => void;
   /** How long a looked-up stream is remembered (default 10 s). */
   streamCacheMs?: number;
+  /** X-Postbote-Template support; without it such a submission is refused. */
+  smtpTemplates?: SmtpTemplateRenderer;
+}
+
+/** X-Postbote-Tags (comma list) and X-Postbote-Metadata (a JSON object), checked like the API's. */
+function controlLabels(controls: PreparedMessage['controls']): {
+  tags?: string[];
+  metadata?: Record<string, string>;
+} {
+  const out: { tags?: string[]; metadata?: Record<string, string> } = {};
+  if (controls.tags !== undefined) {
+    out.tags = checkTags(
+      controls.tags.split(',').filter((t) => t.trim() !== ''),
+      'X-Postbote-Tags',
+    );
+  }
+  if (controls.metadata !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(controls.metadata);
+    } catch {
+      throw new SendError(
+        'invalid_metadata',
+        'X-Postbote-Metadata is not a JSON object',
+        'X-Postbote-Metadata',
+      );
+    }
+    out.metadata = checkMetadata(parsed, 'X-Postbote-Metadata');
+  }
+  return out;
 }
 
 /** A recipient the intake refuses, with the reason (mapped to SMTP/HTTP errors by callers). */
@@ -58,23 +111,62 @@ export function createIntake(options: IntakeOptions) {
     ...(options.streamCacheMs === undefined ? {} : { cacheMs: options.streamCacheMs }),
   });
 
-  async function submit(submission: Submission): Promise<{ id: string }> {
+  /**
+   * Checks a submission and turns it into the message to store (nothing is stored yet):
+   * InvalidRecipientError, UnknownStreamError or SendError when it is refused.
+   */
+  async function build(submission: Submission): Promise<NewMessage> {
     const receivedAt = clock();
     const id = newId(receivedAt);
     const recipients: NewRecipient[] = submission.recipients.map((r) => {
       const domain = recipientDomain(r.address);
       if (!domain) throw new InvalidRecipientError(r.address);
-      return { address: r.address, domain, ...(r.dsn ? { dsn: r.dsn } : {}) };
+      return {
+        address: r.address,
+        domain,
+        ...(r.dsn ? { dsn: r.dsn } : {}),
+        ...(r.variant ? { variant: r.variant } : {}),
+      };
     });
-    const only = recipients.length === 1 ? recipients[0]?.address : undefined;
-    const prepared = prepareMessage(submission.raw, {
+    const trace = (recipient: string | undefined) => ({
       ...submission.trace,
       clientIp: submission.clientIp,
       hostname,
       queueId: id,
       now: new Date(receivedAt),
-      ...(only ? { recipient: only } : {}),
+      ...(recipient ? { recipient } : {}),
     });
+    const shared = recipients.filter((r) => !r.variant);
+    const only = shared.length === 1 ? shared[0]?.address : undefined;
+    let prepared = prepareMessage(submission.raw, trace(only));
+    let template = submission.template ?? '';
+    if (prepared.controls.template !== undefined) {
+      if (!options.smtpTemplates) {
+        throw new SendError(
+          'template_not_found',
+          'X-Postbote-Template is not supported here',
+          'X-Postbote-Template',
+        );
+      }
+      const rendered = await options.smtpTemplates({
+        accountId: submission.accountId,
+        template: prepared.controls.template,
+        variables: prepared.controls.variables,
+        body: prepared.body,
+      });
+      prepared = { ...prepared, body: rendered.body, subject: rendered.subject };
+      template = rendered.template;
+    }
+    const labels = controlLabels(prepared.controls);
+    const tags = [...new Set([...(submission.tags ?? []), ...(labels.tags ?? [])])];
+    if (tags.length > 0) checkTags(tags);
+    const metadata = { ...(submission.metadata ?? {}), ...(labels.metadata ?? {}) };
+    // Each personalised copy gets its own trace field naming its one recipient.
+    const variants = (submission.variants ?? []).map((copy, i) => {
+      const owner = recipients.find((r) => r.variant === i + 1);
+      return prepareMessage(copy, trace(owner?.address));
+    });
+    const first = shared.length === 0 ? (variants[0] ?? prepared) : prepared;
     const chosen = chooseStream({
       ...(submission.stream === undefined ? {} : { api: submission.stream }),
       ...(prepared.streamHeader === undefined ? {} : { header: prepared.streamHeader }),
@@ -82,29 +174,47 @@ export function createIntake(options: IntakeOptions) {
     });
     const stream = await streams.resolve(submission.accountId, chosen.name);
     if (!stream) throw new UnknownStreamError(chosen.name, chosen.source);
-    const message: NewMessage = {
+    return {
       id,
       accountId: submission.accountId,
       credentialId: submission.credentialId,
       mailFrom: submission.mailFrom,
       recipients,
-      body: prepared.body,
-      messageIdHeader: prepared.messageIdHeader,
-      subject: prepared.subject,
+      body: shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body,
+      messageIdHeader: first.messageIdHeader,
+      subject: first.subject,
       source: submission.source,
       clientIp: submission.clientIp,
       dsn: submission.dsn,
-      dsnOnFailure: options.dsnOnFailure && submission.mailFrom !== '',
+      // API senders learn about bounces from events and webhooks, not from DSN mail.
+      dsnOnFailure: options.dsnOnFailure && submission.source === 'smtp' && submission.mailFrom !== '',
       receivedAt,
+      ...(submission.notBefore !== undefined && submission.notBefore > receivedAt
+        ? { notBefore: submission.notBefore }
+        : {}),
       stream: stream.name,
       kind: stream.kind,
+      ...(tags.length > 0 ? { tags } : {}),
+      ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
+      ...(template ? { template } : {}),
+      ...(variants.length > 0 ? { variants: variants.map((v) => v.body) } : {}),
     };
-    await store.insertMessages([message]);
-    options.onAccepted?.();
-    return { id };
   }
 
-  return { submit };
+  /** Stores built messages in one durable commit (with what `insertOptions` names), then wakes delivery. */
+  async function commit(messages: NewMessage[], insertOptions?: InsertOptions): Promise<void> {
+    if (messages.length === 0) return;
+    await store.insertMessages(messages, insertOptions);
+    options.onAccepted?.();
+  }
+
+  async function submit(submission: Submission): Promise<{ id: string }> {
+    const message = await build(submission);
+    await commit([message]);
+    return { id: message.id };
+  }
+
+  return { build, commit, submit };
 }
 
 export type Intake = ReturnType<typeof createIntake>;

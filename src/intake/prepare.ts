@@ -5,6 +5,20 @@ import { foldHeader, headerValue, prependHeaders, readHeaders, removeHeaders } f
 /** Names the message's stream; read and removed by intake, never delivered. */
 export const STREAM_HEADER = 'x-postbote-stream';
 
+/**
+ * What an SMTP submission may ask for in header fields, like the API's fields: read and
+ * removed by intake (every occurrence), never delivered.
+ */
+export const CONTROL_HEADERS = {
+  stream: STREAM_HEADER,
+  tags: 'x-postbote-tags',
+  metadata: 'x-postbote-metadata',
+  template: 'x-postbote-template',
+  variables: 'x-postbote-variables',
+} as const;
+export type ControlName = keyof typeof CONTROL_HEADERS;
+const CONTROL_NAMES = Object.values(CONTROL_HEADERS);
+
 export interface TraceInfo {
   heloName: string;
   clientIp: string;
@@ -24,6 +38,8 @@ export interface PreparedMessage {
   subject: string;
   /** The first X-Postbote-Stream value, as written (every such field is removed from `body`). */
   streamHeader?: string;
+  /** The first value of each control header other than the stream, UTF-8 decoded and trimmed. */
+  controls: Partial<Record<Exclude<ControlName, 'stream'>, string>>;
 }
 
 /** RFC 5322 date-time in UTC. */
@@ -48,7 +64,16 @@ function decodeSubject(raw: string | undefined): string {
 export function prepareMessage(submitted: Buffer, trace: TraceInfo): PreparedMessage {
   const fields = readHeaders(submitted);
   const streamHeader = headerValue(fields, STREAM_HEADER)?.trim();
-  const raw = streamHeader === undefined ? submitted : removeHeaders(submitted, STREAM_HEADER);
+  const controls: PreparedMessage['controls'] = {};
+  let hasControls = streamHeader !== undefined;
+  for (const name of ['tags', 'metadata', 'template', 'variables'] as const) {
+    const value = headerValue(fields, CONTROL_HEADERS[name]);
+    if (value === undefined) continue;
+    // Header fields were read as latin1; SMTPUTF8 clients send UTF-8 bytes.
+    controls[name] = Buffer.from(value, 'latin1').toString('utf8').trim();
+    hasControls = true;
+  }
+  const raw = hasControls ? removeHeaders(submitted, CONTROL_NAMES) : submitted;
   const added: string[] = [];
   const tlsComment = trace.tls ? ` (using ${trace.tls.protocol} with cipher ${trace.tls.cipher})` : '';
   const helo = trace.heloName.replace(/[^\x21-\x7e]/g, '') || 'unknown';
@@ -69,5 +94,6 @@ export function prepareMessage(submitted: Buffer, trace: TraceInfo): PreparedMes
     messageIdHeader,
     subject: decodeSubject(headerValue(fields, 'subject')),
     ...(streamHeader === undefined ? {} : { streamHeader }),
+    controls,
   };
 }

@@ -6,6 +6,7 @@ import { runRetention } from './retention.ts';
 
 /** How often the leader forgets nodes gone for a day. */
 const FORGET_NODES_EVERY_MS = 60 * 60_000;
+const IDEMPOTENCY_PURGE_EVERY_MS = 60 * 60_000;
 /** A node silent this long is dropped from `postbote cluster status` (its leases expired long ago). */
 export const FORGET_NODES_AFTER_MS = 24 * 60 * 60_000;
 
@@ -50,6 +51,23 @@ export async function startMaintenance(deps: {
           return result.bodies + result.messages + result.shapingEvents > 0 || !result.complete
             ? { ...result }
             : undefined;
+        },
+      },
+      {
+        // Idempotency-Key answers older than api.idempotency_ttl are never replayed again.
+        name: 'idempotency-keys',
+        everyMs: IDEMPOTENCY_PURGE_EVERY_MS,
+        run: async (now, signal) => {
+          let purged = 0;
+          for (;;) {
+            const n = await store.purgeIdempotencyKeys({
+              before: now - config.api.idempotency_ttl,
+              limit: 1000,
+            });
+            purged += n;
+            if (n < 1000 || signal.aborted) break;
+          }
+          return purged > 0 ? { purged } : undefined;
         },
       },
       {

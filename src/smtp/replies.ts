@@ -111,6 +111,9 @@ export const replies = Object.freeze({
    * from (the X-Postbote-Stream header, the credential's default). X.6.0: something in the content made it undeliverable (RFC 3463 §3.7); 554
    * is the end-of-data failure (RFC 5321 §4.2.2). Permanent: resending the same will not help.
    */
+  /** An X-Postbote-* control header the submission cannot honour (bad tags, metadata, template). */
+  invalidControl: (text: string): SmtpReply =>
+    reply(554, '5.6.0', text.replace(/[^\x20-\x7e]/g, '?').slice(0, 400)),
   unknownStream: (name: string, namedBy: string): SmtpReply =>
     reply(
       554,

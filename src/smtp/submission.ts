@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Authenticator } from '../auth/authenticator.ts';
 import { recipientDomain } from '../intake/address.ts';
 import { type Intake, InvalidRecipientError, UnknownStreamError } from '../intake/intake.ts';
+import { SendError } from '../intake/send-errors.ts';
 import type { Credential, DsnNotify, MessageDsn, RecipientDsn } from '../store/types.ts';
 import { replies, type SmtpReply } from './replies.ts';
 import type { SmtpHandlers, SmtpParams, SmtpSession } from './server/types.ts';
@@ -133,6 +134,10 @@ export function submissionHandlers(deps: {
           const namedBy =
             err.source === 'header' ? 'X-Postbote-Stream' : `the ${err.source}'s default stream`;
           return replies.unknownStream(err.stream, namedBy);
+        }
+        if (err instanceof SendError) {
+          logger.info({ session: session.id, ip: session.remoteAddress, code: err.code }, 'message refused');
+          return replies.invalidControl(err.message);
         }
         logger.error({ err, session: session.id }, 'could not store the message; answered 451');
         return replies.storeUnavailable;

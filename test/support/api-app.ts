@@ -1,0 +1,118 @@
+/**
+ * The HTTP API in-process over a real SQLite store (no delivery engine): requests go through
+ * fastify's inject or a real listener, and tests read what was stored.
+ */
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import pino from 'pino';
+import { createIdempotency } from '../../src/api/idempotency.ts';
+import { createKeyGate } from '../../src/api/keys.ts';
+import { RateLimiter } from '../../src/api/rate-limit.ts';
+import { createHttpServer } from '../../src/api/server.ts';
+import { createAccount, createCredential } from '../../src/auth/accounts.ts';
+import { ApiKeyVerifier } from '../../src/auth/api-keys.ts';
+import type { ApiScope } from '../../src/auth/scopes.ts';
+import { createIntake } from '../../src/intake/intake.ts';
+import { createSender } from '../../src/intake/send.ts';
+import { createSmtpTemplateRenderer } from '../../src/intake/smtp-template.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import type { Store } from '../../src/store/store.ts';
+import { createTemplates } from '../../src/templates/templates.ts';
+import { tempDir } from './temp-dir.ts';
+
+export interface ApiApp {
+  app: FastifyInstance;
+  store: Store;
+  clock: { now: number };
+  /** Keys of account "acme": all scopes, send only, read only; and one of account "other". */
+  keys: { all: string; send: string; read: string; other: string };
+  intake: ReturnType<typeof createIntake>;
+  close(): Promise<void>;
+}
+
+export async function startApiApp(
+  options: { rate?: number; burst?: number; maxMessageBytes?: number; maxBatch?: number } = {},
+): Promise<ApiApp> {
+  const dir = tempDir('postbote-api-');
+  const store = new SqliteStore(join(dir.path, 'postbote.db'));
+  await store.migrate();
+  const clock = { now: Date.parse('2026-11-28T10:00:00Z') };
+  const now = () => clock.now;
+  const acme = await createAccount(store, 'acme', now());
+  const other = await createAccount(store, 'other', now());
+  const key = async (account: typeof acme, scopes: ApiScope[]) =>
+    (await createCredential(store, account, { kind: 'api', scopes }, now())).secret ?? '';
+  const keys = {
+    all: await key(acme, ['send', 'read', 'admin']),
+    send: await key(acme, ['send']),
+    read: await key(acme, ['read']),
+    other: await key(other, ['send', 'read', 'admin']),
+  };
+  const templates = createTemplates({ store, clock: now });
+  const intake = createIntake({
+    store,
+    clock: now,
+    hostname: 'relay.test',
+    dsnOnFailure: true,
+    smtpTemplates: createSmtpTemplateRenderer({ templates }),
+  });
+  const maxMessageBytes = options.maxMessageBytes ?? 10 * 1024 * 1024;
+  const sender = createSender({
+    intake,
+    templates,
+    clock: now,
+    hostname: 'relay.test',
+    limits: { maxMessageBytes, maxRecipients: 50, maxAttachments: 5 },
+  });
+  const app = await createHttpServer({
+    store,
+    nodeId: 'test',
+    startedAt: now(),
+    logger: pino({ level: 'silent' }),
+    clock: now,
+    sender,
+    templates,
+    keys: createKeyGate({
+      verifier: new ApiKeyVerifier({
+        store,
+        clock: now,
+        maxFailures: 50,
+        failureWindowMs: 60_000,
+        lockoutMs: 60_000,
+      }),
+      limiter: new RateLimiter({ rate: options.rate ?? 1000, burst: options.burst ?? 1000, clock: now }),
+    }),
+    idempotency: createIdempotency({ store, clock: now, ttlMs: 24 * 3_600_000 }),
+    limits: { maxRequestBytes: 3 * maxMessageBytes, maxBatch: options.maxBatch ?? 1000, maxMessageBytes },
+  });
+  await app.ready();
+  return {
+    app,
+    store,
+    clock,
+    keys,
+    intake,
+    close: async () => {
+      await app.close();
+      await store.close();
+      dir.cleanup();
+    },
+  };
+}
+
+/** An inject with the key as Bearer token. */
+export function call(
+  api: ApiApp,
+  key: string,
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  url: string,
+  body?: unknown,
+  headers: Record<string, string> = {},
+) {
+  return api.app.inject({
+    method,
+    url,
+    headers: { authorization: `Bearer ${key}`, ...headers },
+    ...(body === undefined ? {} : { payload: body as object }),
+  });
+}
