@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Sender } from '../intake/send.ts';
 import type { Store } from '../store/store.ts';
@@ -31,7 +31,12 @@ export interface HttpServerDeps {
  * endpoints, the OpenAPI document (/openapi.json) with rendered docs (/docs), and health.
  */
 export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: deps.limits.maxRequestBytes });
+  // Our logger, without fastify's line per request: handlers log what went wrong (request.log).
+  const app = Fastify({
+    loggerInstance: deps.logger.child({ component: 'http' }) as FastifyBaseLogger,
+    disableRequestLogging: true,
+    bodyLimit: deps.limits.maxRequestBytes,
+  });
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

@@ -184,7 +184,9 @@ export function createSender(options: {
     }
     const now = clock();
     const date = new Date(now);
-    const messageId = `<${now.toString(36)}.${randomBytes(9).toString('base64url')}@${hostname}>`;
+    // Each copy is a message of its own (RFC 5322 §3.6.4): personalised copies get `.1`, `.2`, …
+    const baseId = `${now.toString(36)}.${randomBytes(9).toString('base64url')}`;
+    const messageIdOf = (copy: number) => `<${baseId}${copy === 0 ? '' : `.${copy}`}@${hostname}>`;
     const variables = { ...(request.variables ?? {}), ...(request.template?.variables ?? {}) };
     const render = (vars: Record<string, unknown>) => {
       if (!parts.template && !parts.personal && request.variables === undefined) return parts;
@@ -205,6 +207,7 @@ export function createSender(options: {
     const compose = (
       rendered: { subject: string; html: string; text: string },
       toList: Mailbox[],
+      copy: number,
     ): Buffer => {
       const bytes = composeMessage({
         from,
@@ -217,7 +220,7 @@ export function createSender(options: {
         attachments: request.attachments,
         headers: request.headers,
         date,
-        messageId,
+        messageId: messageIdOf(copy),
       });
       if (bytes.byteLength > limits.maxMessageBytes) {
         throw new SendError(
@@ -228,11 +231,13 @@ export function createSender(options: {
       }
       return bytes;
     };
-    const raw = people.length > 0 ? Buffer.alloc(0) : compose(render(variables), to);
-    const variants = people.map((p) =>
-      compose(render({ ...variables, ...(p.variables ?? {}) }), [
-        { address: p.address, ...(p.name ? { name: p.name } : {}) },
-      ]),
+    const raw = people.length > 0 ? Buffer.alloc(0) : compose(render(variables), to, 0);
+    const variants = people.map((p, i) =>
+      compose(
+        render({ ...variables, ...(p.variables ?? {}) }),
+        [{ address: p.address, ...(p.name ? { name: p.name } : {}) }],
+        i + 1,
+      ),
     );
     const envelope = [
       ...[...to, ...cc, ...bcc].map((m) => ({ address: m.address })),

@@ -155,6 +155,7 @@ describe('native API: POST /v1/messages', () => {
       ['x@example.test'],
     );
     const second = await simpleParser((await api.store.getBody(id, 2)) ?? Buffer.alloc(0));
+    assert.notEqual(second.messageId, first.messageId, 'each copy is a message with its own Message-ID');
     assert.equal(second.subject, 'Hello Yvonne');
     assert.doesNotMatch((await api.store.getBody(id, 2))?.toString() ?? '', /x@example\.test/);
   });

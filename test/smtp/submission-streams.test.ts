@@ -1,7 +1,8 @@
 /**
  * Which stream a message submitted over SMTP goes to: the X-Postbote-Stream header (taken out
  * of the stored message), else the credential's default, else `outbound`; an unknown stream is
- * refused at the end of DATA and nothing is stored.
+ * refused at the end of DATA and nothing is stored. The other X-Postbote-* control fields
+ * (test/intake/controls.test.ts has the details) are refused the same way when they are bad.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -135,6 +136,22 @@ describe('submission: streams', () => {
       assert.deepEqual([reply.code, reply.enhanced], [554, '5.6.0'], reply.text);
       assert.equal(reply.text, `5.6.0 Unknown stream "${name}" (X-Postbote-Stream) for this account`);
     }
+    assert.equal((await store.listMessages({ limit: 1000 })).length, before);
+  });
+
+  it('X-Postbote-Tags/-Metadata are kept as the message’s; bad ones are refused with 554 5.6.0', async () => {
+    const reply = await send('app', 'X-Postbote-Tags: a, b\r\nX-Postbote-Metadata: {"order": "7"}\r\n');
+    assert.equal(reply.code, 250, reply.text);
+    const id = /queued as (\S+)/.exec(reply.text)?.[1] ?? '';
+    const message = await store.getMessage(id);
+    assert.deepEqual([message?.tags, message?.metadata], [['a', 'b'], { order: '7' }]);
+    assert.doesNotMatch((await store.getBody(id))?.toString() ?? '', /x-postbote/i);
+    const before = (await store.listMessages({ limit: 1000 })).length;
+    const bad = await send('app', 'X-Postbote-Metadata: {oops\r\n');
+    assert.deepEqual([bad.code, bad.enhanced], [554, '5.6.0'], bad.text);
+    assert.match(bad.text, /X-Postbote-Metadata is not a JSON object/);
+    const noTemplates = await send('app', 'X-Postbote-Template: welcome\r\n');
+    assert.equal(noTemplates.code, 554);
     assert.equal((await store.listMessages({ limit: 1000 })).length, before);
   });
 
