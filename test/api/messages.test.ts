@@ -372,6 +372,24 @@ describe('native API: keys, scopes, rate limit', () => {
   });
 });
 
+describe('native API: store unavailable', () => {
+  it('answers 503 unavailable, never a stack trace, when the store cannot be reached', async () => {
+    const api = await startApiApp();
+    await api.store.close();
+    try {
+      const res = await call(api, api.keys.send, 'POST', '/v1/messages', {
+        from: 'a@sender.test',
+        to: 'b@example.test',
+        text: 'x',
+      });
+      assert.equal(res.statusCode, 503, res.body);
+      assert.equal(res.json().error.code, 'unavailable');
+    } finally {
+      await api.close();
+    }
+  });
+});
+
 describe('native API: batch, raw, lookup, list, cancel, idempotency', () => {
   let api: ApiApp;
   before(async () => {

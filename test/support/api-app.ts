@@ -94,7 +94,8 @@ export async function startApiApp(
     intake,
     close: async () => {
       await app.close();
-      await store.close();
+      // A test may have closed the store already (store unavailable).
+      await store.close().catch(() => undefined);
       dir.cleanup();
     },
   };
