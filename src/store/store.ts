@@ -2,6 +2,8 @@ import type {
   Account,
   Credential,
   CredentialKind,
+  DkimKey,
+  DkimKeyState,
   EventRow,
   IdempotencyRecord,
   InsertOptions,
@@ -20,6 +22,8 @@ import type {
   QueueSelector,
   QueueSiteSummary,
   RecipientRow,
+  SenderPolicy,
+  SendingDomain,
   ShapingEventRow,
   Stream,
   Template,
@@ -50,6 +54,8 @@ export interface Store {
   listAccounts(): Promise<Account[]>;
   /** Sets the account's share within each lane (Account.weight); false when there is no such account. */
   setAccountWeight(id: string, weight: number): Promise<boolean>;
+  /** Sets the account's sender policy (Account.senderPolicy); false when there is no such account. */
+  setAccountSenderPolicy(id: string, policy: SenderPolicy): Promise<boolean>;
   createCredential(input: Credential): Promise<Credential>;
   getCredential(id: string): Promise<Credential | undefined>;
   /** Active (not revoked) credential of a kind by name (SMTP username or API key prefix). */
@@ -179,6 +185,30 @@ export interface Store {
   listTemplates(accountId: string): Promise<Template[]>;
   /** Deletes a live template (its versions stay for the messages rendered from them); false when none. */
   deleteTemplate(accountId: string, id: string, now: number): Promise<boolean>;
+
+  // sending domains (domains/)
+  /** Stores a domain with its first DKIM keys; undefined when any account has that domain already. */
+  createDomain(input: SendingDomain & { keys: DkimKey[] }): Promise<SendingDomain | undefined>;
+  /** A domain by name (lower-case ASCII), whatever its account. */
+  getDomain(domain: string): Promise<SendingDomain | undefined>;
+  /** Every domain, or one account's, by name. */
+  listDomains(accountId?: string): Promise<SendingDomain[]>;
+  /** Marks a domain verified (`at`, `by`) or not (`at` null); false when there is no such domain. */
+  setDomainVerified(id: string, at: number | null, by: 'dns' | 'admin' | null): Promise<boolean>;
+  /** Stores the result of a DNS check. */
+  recordDomainCheck(id: string, input: { checkedAt: number; result: unknown }): Promise<void>;
+  /** Deletes a domain and its keys; false when there is none. */
+  deleteDomain(id: string): Promise<boolean>;
+  /** The domain's keys (retired ones too), oldest first. */
+  listDkimKeys(domainId: string): Promise<DkimKey[]>;
+  addDkimKey(key: DkimKey): Promise<void>;
+  /** Changes a key's state; false when the domain has no such selector. */
+  setDkimKeyState(domainId: string, selector: string, state: DkimKeyState, at: number): Promise<boolean>;
+  /**
+   * Every domain with its active and pending keys, for intake's signing and sender checks
+   * (a small table, read whole and cached).
+   */
+  signingDomains(): Promise<(SendingDomain & { keys: DkimKey[] })[]>;
 
   // idempotency keys of API requests (api/idempotency.ts)
   /**

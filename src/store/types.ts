@@ -13,7 +13,15 @@ export interface Account {
    * (an account of weight 2 gets twice the recipients per lease batch of one of weight 1).
    */
   weight: number;
+  /**
+   * Which From (and Sender) domains the account may send as: `verified` (default) = only its
+   * verified sending domains; `any` = no check (tests, trusted internal relays).
+   */
+  senderPolicy: SenderPolicy;
 }
+
+export const SENDER_POLICIES = ['verified', 'any'] as const;
+export type SenderPolicy = (typeof SENDER_POLICIES)[number];
 
 /**
  * A stream's kind is its lane: every due transactional recipient is leased before any broadcast
@@ -153,6 +161,12 @@ export interface NewMessage {
    * copy may have an empty `body`.
    */
   variants?: Buffer[];
+  /**
+   * The envelope sender delivery uses (MAIL FROM), when it is not `mailFrom`: an address on
+   * the signing domain's return path (domains/sender-gate.ts). `mailFrom` stays the submitter's
+   * (DSNs, listings).
+   */
+  envelopeFrom?: string;
 }
 
 /** The size of a recipient's copy of a message, in bytes. */
@@ -282,6 +296,7 @@ export interface LeasedRecipient {
   address: string;
   domain: string;
   attempts: number;
+  /** The envelope sender to deliver with: NewMessage.envelopeFrom when set, else mailFrom. */
   mailFrom: string;
   createdAt: number;
   dsn: RecipientDsn;
@@ -496,4 +511,43 @@ export interface IdempotencyRecord {
   /** The answer, once the request's work is durable; undefined while it runs (or after it died). */
   response?: string;
   createdAt: number;
+}
+
+/** A sending domain of an account (domains/): its DKIM keys, DNS names and verification. */
+export interface SendingDomain {
+  id: string;
+  accountId: string;
+  /** Lower-case ASCII (punycode); unique among all accounts. */
+  domain: string;
+  /** The envelope sender's domain (bounces come back there): e.g. `pb-bounces.example.com`. */
+  returnPath: string;
+  /** The host of tracked links and the open pixel: e.g. `pb-track.example.com`. */
+  trackingHost: string;
+  /** When it became verified (its DNS checks passed, or an administrator trusted it); null = not. */
+  verifiedAt: number | null;
+  verifiedBy: 'dns' | 'admin' | null;
+  /** The last DNS check's results (domains/checks), as JSON-able data; null before the first. */
+  lastCheck: unknown;
+  checkedAt: number | null;
+  createdAt: number;
+}
+
+export type DkimAlgorithm = 'rsa' | 'ed25519';
+/**
+ * `active`: signs every message. `pending`: published for rotation, signs beside the active
+ * key until its DNS record verifies, then becomes active and the old one `retired`.
+ */
+export type DkimKeyState = 'active' | 'pending' | 'retired';
+
+export interface DkimKey {
+  domainId: string;
+  selector: string;
+  algorithm: DkimAlgorithm;
+  privateKeyPem: string;
+  /** Base64, as in the DNS record's p= tag. */
+  publicKey: string;
+  state: DkimKeyState;
+  createdAt: number;
+  /** When its state last changed. */
+  changedAt: number;
 }

@@ -4,11 +4,14 @@ import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
 import {
   CANCEL_REASON,
+  type DkimKey,
   type LeaseRequest,
   type NewMessage,
   type NewShapingEvent,
   type Outcome,
   type Reply,
+  type SenderPolicy,
+  type SendingDomain,
   SHAPING_REPLY_MAX,
   type StreamKind,
 } from '../../src/store/types.ts';
@@ -190,6 +193,27 @@ export function storeContract(
         );
         assert.deepEqual(await store.getBody(m.id), m.body);
         assert.equal((await store.getMessage(m.id))?.size, m.body.length);
+      });
+    });
+
+    it('delivers with the envelope sender intake chose; the message keeps the submitter’s', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const signed = sampleMessage(accountId, ['a@example.org'], {
+          id: 'm-signed',
+          envelopeFrom: 'pb-m-signed@pb-bounces.example.com',
+        });
+        const plain = sampleMessage(accountId, ['b@example.org'], { id: 'm-plain' });
+        await store.insertMessages([signed, plain]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 60_000 });
+        assert.deepEqual(
+          leased.map((r) => [r.messageId, r.mailFrom]).sort(),
+          [
+            ['m-plain', 'sender@example.com'],
+            ['m-signed', 'pb-m-signed@pb-bounces.example.com'],
+          ],
+        );
+        assert.equal((await store.getMessage('m-signed'))?.mailFrom, 'sender@example.com');
       });
     });
 
@@ -1341,6 +1365,242 @@ export function storeContract(
             (await store.listTemplates(accountId)).map((t) => t.id),
             ['t3'],
           );
+        });
+      });
+    });
+
+    describe('sending domains', () => {
+      const domainOf = (accountId: string, id: string, domain: string): SendingDomain => ({
+        id,
+        accountId,
+        domain,
+        returnPath: `pb-bounces.${domain}`,
+        trackingHost: `pb-track.${domain}`,
+        verifiedAt: null,
+        verifiedBy: null,
+        lastCheck: null,
+        checkedAt: null,
+        createdAt: T0,
+      });
+      const keyOf = (domainId: string, selector: string, overrides: Partial<DkimKey> = {}): DkimKey => ({
+        domainId,
+        selector,
+        algorithm: 'rsa',
+        privateKeyPem: `-----BEGIN PRIVATE KEY-----\n${selector}\n-----END PRIVATE KEY-----\n`,
+        publicKey: `MIIB${selector}`,
+        state: 'active',
+        createdAt: T0,
+        changedAt: T0,
+        ...overrides,
+      });
+
+      it('an account sends as its verified domains by default; the policy can be set', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const policies = async () => [
+            (await store.getAccount(accountId))?.senderPolicy,
+            (await store.getAccountByName('acme'))?.senderPolicy,
+            (await store.listAccounts())[0]?.senderPolicy,
+          ];
+          assert.equal(
+            (await store.createAccount({ id: 'a2', name: 'b', createdAt: T0 })).senderPolicy,
+            'verified',
+          );
+          assert.deepEqual(await policies(), ['verified', 'verified', 'verified']);
+          assert.equal(await store.setAccountSenderPolicy(accountId, 'any'), true);
+          assert.deepEqual(await policies(), ['any', 'any', 'any']);
+          assert.equal((await store.getAccount('a2'))?.senderPolicy, 'verified', 'only that account');
+          assert.equal(await store.setAccountSenderPolicy(accountId, 'verified'), true);
+          assert.equal((await store.getAccount(accountId))?.senderPolicy, 'verified');
+          assert.equal(await store.setAccountSenderPolicy('nope', 'any'), false);
+          await assert.rejects(store.setAccountSenderPolicy(accountId, 'all' as SenderPolicy));
+          assert.equal((await store.getAccount(accountId))?.senderPolicy, 'verified');
+        });
+      });
+
+      it('creates a domain with its keys and finds it by name; a name any account has is refused', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          const example = domainOf(accountId, 'd1', 'example.com');
+          // Given newest first: listed oldest first.
+          const keys = [
+            keyOf('d1', 'pb20261128-ed25519-b', {
+              algorithm: 'ed25519',
+              createdAt: T0 + 1,
+              changedAt: T0 + 1,
+            }),
+            keyOf('d1', 'pb20261128-rsa-a'),
+          ];
+          assert.deepEqual(await store.createDomain({ ...example, keys }), example);
+          assert.deepEqual(await store.getDomain('example.com'), example);
+          assert.deepEqual(await store.getDomain('Example.COM'), example, 'names are lower-case');
+          assert.deepEqual(await store.listDkimKeys('d1'), [keys[1], keys[0]]);
+          assert.ok(await store.createDomain({ ...domainOf(other, 'd2', 'a.example.org'), keys: [] }));
+          assert.ok(await store.createDomain({ ...domainOf(accountId, 'd3', 'mail.example.net'), keys: [] }));
+          assert.deepEqual(
+            (await store.listDomains()).map((d) => d.domain),
+            ['a.example.org', 'example.com', 'mail.example.net'],
+          );
+          assert.deepEqual(
+            (await store.listDomains(accountId)).map((d) => d.id),
+            ['d1', 'd3'],
+          );
+          assert.deepEqual(await store.listDomains('nope'), []);
+          assert.equal(await store.getDomain('example.org'), undefined);
+          // Taken, by this account or another, in any case: refused, and nothing of it stored.
+          for (const [owner, id, name] of [
+            [accountId, 'd4', 'example.com'],
+            [other, 'd5', 'example.com'],
+            [other, 'd6', 'EXAMPLE.com'],
+          ] as const) {
+            assert.equal(
+              await store.createDomain({ ...domainOf(owner, id, name), keys: [keyOf(id, 'pb-x')] }),
+              undefined,
+            );
+            assert.deepEqual(await store.listDkimKeys(id), []);
+          }
+          assert.deepEqual(await store.getDomain('example.com'), example);
+          assert.equal((await store.listDomains()).length, 3);
+        });
+      });
+
+      it('a domain whose keys cannot be stored is not stored either', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const twice = [keyOf('d1', 'pb-same'), keyOf('d1', 'pb-same')];
+          await assert.rejects(
+            store.createDomain({ ...domainOf(accountId, 'd1', 'example.com'), keys: twice }),
+          );
+          assert.equal(await store.getDomain('example.com'), undefined);
+          assert.deepEqual(await store.listDkimKeys('d1'), []);
+        });
+      });
+
+      it('a domain is marked verified and not; the last DNS check is kept with its time', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          await store.createDomain({ ...domainOf(accountId, 'd1', 'example.com'), keys: [] });
+          const state = async () => {
+            const d = await store.getDomain('example.com');
+            return [d?.verifiedAt, d?.verifiedBy, d?.lastCheck, d?.checkedAt];
+          };
+          assert.equal(await store.setDomainVerified('d1', T0 + 10, 'dns'), true);
+          assert.deepEqual(await state(), [T0 + 10, 'dns', null, null]);
+          assert.equal(await store.setDomainVerified('d1', null, null), true);
+          assert.deepEqual(await state(), [null, null, null, null]);
+          assert.equal(await store.setDomainVerified('d1', T0 + 20, 'admin'), true);
+          assert.deepEqual(await state(), [T0 + 20, 'admin', null, null]);
+          assert.equal(await store.setDomainVerified('nope', T0, 'admin'), false);
+
+          const result = {
+            spf: { ok: true, record: 'v=spf1 include:_spf.example.com ~all' },
+            dkim: [{ selector: 'pb-a', ok: false, error: 'no TXT record' }],
+            returnPath: null,
+          };
+          await store.recordDomainCheck('d1', { checkedAt: T0 + 30, result });
+          assert.deepEqual(await state(), [T0 + 20, 'admin', result, T0 + 30]);
+          await store.recordDomainCheck('d1', { checkedAt: T0 + 40, result: { spf: { ok: false } } });
+          assert.deepEqual(await state(), [T0 + 20, 'admin', { spf: { ok: false } }, T0 + 40]);
+          await store.recordDomainCheck('nope', { checkedAt: T0 + 50, result });
+          assert.deepEqual(await state(), [T0 + 20, 'admin', { spf: { ok: false } }, T0 + 40]);
+        });
+      });
+
+      it('keys are added and change state; a selector is unique per domain', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          await store.createDomain({
+            ...domainOf(accountId, 'd1', 'example.com'),
+            keys: [keyOf('d1', 'pb-old')],
+          });
+          await store.createDomain({ ...domainOf(accountId, 'd2', 'example.org'), keys: [] });
+          const rotated = keyOf('d1', 'pb-new', { state: 'pending', createdAt: T0 + 5, changedAt: T0 + 5 });
+          await store.addDkimKey(rotated);
+          await assert.rejects(store.addDkimKey(keyOf('d1', 'pb-old')), 'a selector the domain has');
+          await store.addDkimKey(keyOf('d2', 'pb-old'));
+          assert.deepEqual(
+            (await store.listDkimKeys('d1')).map((k) => [k.selector, k.state, k.changedAt]),
+            [
+              ['pb-old', 'active', T0],
+              ['pb-new', 'pending', T0 + 5],
+            ],
+          );
+          assert.deepEqual(await store.listDkimKeys('d1').then((k) => k[1]), rotated);
+
+          assert.equal(await store.setDkimKeyState('d1', 'pb-new', 'active', T0 + 10), true);
+          assert.equal(await store.setDkimKeyState('d1', 'pb-old', 'retired', T0 + 10), true);
+          assert.deepEqual(
+            (await store.listDkimKeys('d1')).map((k) => [k.selector, k.state, k.changedAt]),
+            [
+              ['pb-old', 'retired', T0 + 10],
+              ['pb-new', 'active', T0 + 10],
+            ],
+          );
+          assert.deepEqual(
+            (await store.listDkimKeys('d2')).map((k) => k.state),
+            ['active'],
+            'the other domain’s key of the same selector is untouched',
+          );
+          assert.equal(await store.setDkimKeyState('d1', 'pb-none', 'retired', T0 + 20), false);
+          assert.equal(await store.setDkimKeyState('nope', 'pb-old', 'retired', T0 + 20), false);
+          assert.deepEqual(await store.listDkimKeys('nope'), []);
+        });
+      });
+
+      it('signingDomains: every domain, verified or not, with its active and pending keys oldest first', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          const verified = {
+            ...domainOf(accountId, 'd1', 'example.com'),
+            verifiedAt: T0,
+            verifiedBy: 'dns' as const,
+          };
+          const pending = keyOf('d1', 'pb-pending', {
+            state: 'pending',
+            createdAt: T0 + 2,
+            changedAt: T0 + 2,
+          });
+          const active = keyOf('d1', 'pb-active', { createdAt: T0 + 1, changedAt: T0 + 1 });
+          const retired = keyOf('d1', 'pb-retired', { state: 'retired' });
+          await store.createDomain({ ...verified, keys: [pending, retired, active] });
+          const unverified = domainOf(other, 'd2', 'a.example.org');
+          const ed = keyOf('d2', 'pb-ed', { algorithm: 'ed25519' });
+          await store.createDomain({ ...unverified, keys: [ed] });
+          const bare = domainOf(other, 'd3', 'z.example.net');
+          await store.createDomain({ ...bare, keys: [keyOf('d3', 'pb-gone', { state: 'retired' })] });
+          assert.deepEqual(await store.signingDomains(), [
+            { ...unverified, keys: [ed] },
+            { ...verified, keys: [active, pending] },
+            { ...bare, keys: [] },
+          ]);
+        });
+      });
+
+      it('a deleted domain takes its keys with it, and its name is free again', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await store.createDomain({
+            ...domainOf(accountId, 'd1', 'example.com'),
+            keys: [keyOf('d1', 'pb-a'), keyOf('d1', 'pb-b', { state: 'retired' })],
+          });
+          await store.createDomain({
+            ...domainOf(accountId, 'd2', 'example.org'),
+            keys: [keyOf('d2', 'pb-a')],
+          });
+          assert.equal(await store.deleteDomain('d1'), true);
+          assert.equal(await store.getDomain('example.com'), undefined);
+          assert.deepEqual(await store.listDkimKeys('d1'), []);
+          assert.equal(await store.deleteDomain('d1'), false);
+          assert.equal(await store.deleteDomain('nope'), false);
+          assert.deepEqual(
+            (await store.signingDomains()).map((d) => [d.domain, d.keys.map((k) => k.selector)]),
+            [['example.org', ['pb-a']]],
+          );
+          assert.ok(await store.createDomain({ ...domainOf(other, 'd3', 'example.com'), keys: [] }));
+          assert.equal((await store.getDomain('example.com'))?.accountId, other);
         });
       });
     });

@@ -62,6 +62,8 @@ if (admin) {
             'accounts',
             'connection_slots',
             'credentials',
+            'dkim_keys',
+            'domains',
             'events',
             'idempotency_keys',
             'message_variants',

@@ -151,6 +151,33 @@ it('sqlite: the streams schema (v4) only adds: earlier data gets the defaults, v
   dir.cleanup();
 });
 
+it('sqlite: the sending domains schema (v8): existing accounts keep sending as any domain, new ones start verified', async () => {
+  const dir = tempDir();
+  const path = join(dir.path, 'postbote.db');
+  const db = new DatabaseSync(path);
+  db.exec('CREATE TABLE schema_version (version INTEGER NOT NULL)');
+  for (const [i, version] of migrations.slice(0, 7).entries()) {
+    for (const sql of version) db.exec(sql);
+    db.prepare('INSERT INTO schema_version (version) VALUES (?)').run(i + 1);
+  }
+  db.exec(`INSERT INTO accounts (id, name, created_at) VALUES ('a1', 'old', 1)`);
+  const store = new SqliteStore(path);
+  await store.migrate();
+  // What a v7 node writes: no sender policy.
+  db.exec(`INSERT INTO accounts (id, name, created_at) VALUES ('a2', 'beside', 1)`);
+  db.close();
+  assert.deepEqual(
+    (await store.listAccounts()).map((a) => [a.id, a.senderPolicy]),
+    [
+      ['a2', 'verified'],
+      ['a1', 'any'],
+    ],
+  );
+  assert.deepEqual(await store.listDomains(), []);
+  await store.close();
+  dir.cleanup();
+});
+
 it('sqlite: with many accounts waiting, a lease looks at 200 per lane and the next lease goes on from there', async () => {
   const store = new SqliteStore(':memory:');
   try {

@@ -199,4 +199,38 @@ export const migrations: readonly string[][] = [
     )`,
     `CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)`,
   ],
+  // v9: sending domains (see the SQLite v8 comment): accounts.sender_policy (a constant default:
+  // no table rewrite, and a node of v8 keeps working beside this one), domains, DKIM keys.
+  [
+    `ALTER TABLE accounts ADD COLUMN sender_policy text NOT NULL DEFAULT 'verified'
+      CHECK (sender_policy IN ('verified', 'any'))`,
+    // Accounts from before sender policies keep sending as they did; new ones start verified.
+    `UPDATE accounts SET sender_policy = 'any'`,
+    // The envelope sender delivery uses when it is not mail_from (the signing domain's return path).
+    `ALTER TABLE messages ADD COLUMN envelope_from text NOT NULL DEFAULT ''`,
+    `CREATE TABLE domains (
+      id text COLLATE "C" PRIMARY KEY,
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      domain text COLLATE "C" NOT NULL UNIQUE,
+      return_path text NOT NULL,
+      tracking_host text NOT NULL,
+      verified_at bigint,
+      verified_by text,
+      last_check text,
+      checked_at bigint,
+      created_at bigint NOT NULL
+    )`,
+    `CREATE INDEX domains_account ON domains(account_id, domain)`,
+    `CREATE TABLE dkim_keys (
+      domain_id text COLLATE "C" NOT NULL REFERENCES domains(id),
+      selector text COLLATE "C" NOT NULL,
+      algorithm text NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+      private_key text NOT NULL,
+      public_key text NOT NULL,
+      state text NOT NULL CHECK (state IN ('active', 'pending', 'retired')),
+      created_at bigint NOT NULL,
+      changed_at bigint NOT NULL,
+      PRIMARY KEY (domain_id, selector)
+    )`,
+  ],
 ];

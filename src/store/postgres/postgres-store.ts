@@ -8,6 +8,8 @@ import type {
   Account,
   Credential,
   CredentialKind,
+  DkimKey,
+  DkimKeyState,
   EventRow,
   IdempotencyRecord,
   InsertOptions,
@@ -27,6 +29,8 @@ import type {
   QueueSiteSummary,
   RecipientRow,
   RecipientState,
+  SenderPolicy,
+  SendingDomain,
   ShapingEventRow,
   Stream,
   StreamKind,
@@ -56,6 +60,8 @@ import {
   replyText,
   toAccount,
   toCredential,
+  toDkimKey,
+  toDomain,
   toEvent,
   toLeased,
   toMessage,
@@ -93,7 +99,7 @@ const OUTCOMES_PER_STATEMENT = 5000;
 
 const WAITING = `state IN ('queued', 'deferred')`;
 const MESSAGE_COLUMNS = `id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
-  client_ip, dsn, dsn_on_failure, received_at, stream, tags, metadata, template`;
+  client_ip, dsn, dsn_on_failure, received_at, stream, tags, metadata, template, envelope_from`;
 // A pass after the first tops up accounts that filled their share (lease-plan.ts); each costs a
 // round trip, so a call stops after this many (the usual mixes need one or two) and what is left
 // goes to the scheduler's next lease, which every finished delivery wakes.
@@ -171,6 +177,7 @@ function insertMessagesStatement(
       json(m.tags ?? []),
       json(m.metadata ?? {}),
       m.template ?? '',
+      m.envelopeFrom ?? '',
       // A Buffer parameter travels in binary: no hex or escape encoding of the body.
       m.body,
     );
@@ -390,7 +397,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       input.name,
       input.createdAt,
     ]);
-    return { ...input, paused: false, weight: 1 };
+    return { ...input, paused: false, weight: 1, senderPolicy: 'verified' };
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
@@ -409,6 +416,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   async setAccountWeight(id: string, weight: number): Promise<boolean> {
     return (await this.#run('UPDATE accounts SET weight = $1 WHERE id = $2', [weight, id])) > 0;
+  }
+
+  async setAccountSenderPolicy(id: string, policy: SenderPolicy): Promise<boolean> {
+    return (await this.#run('UPDATE accounts SET sender_policy = $1 WHERE id = $2', [policy, id])) > 0;
   }
 
   async createStream(input: Omit<Stream, 'isDefault'>): Promise<Stream> {
@@ -681,7 +692,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
        FROM picked p, messages m
        WHERE r.id = p.id AND m.id = r.message_id
        RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn, r.stream,
-         r.kind, r.variant, m.mail_from, p.expired`,
+         r.kind, r.variant, CASE WHEN m.envelope_from <> '' THEN m.envelope_from ELSE m.mail_from END AS mail_from,
+         p.expired`,
       [
         input.now,
         input.owner,
@@ -1201,6 +1213,129 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       [now, id, accountId],
     );
     return changed > 0;
+  }
+
+  async createDomain(input: SendingDomain & { keys: DkimKey[] }): Promise<SendingDomain | undefined> {
+    const { keys, ...domain } = { ...input, domain: input.domain.toLowerCase() };
+    // One statement: the keys go in only with the domain (from d), whose row their foreign key
+    // finds at the end of the statement. ON CONFLICT without a target: a taken domain or id.
+    const created = await this.#run(
+      `WITH d AS (
+         INSERT INTO domains (id, account_id, domain, return_path, tracking_host, verified_at, verified_by,
+           last_check, checked_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT DO NOTHING
+         RETURNING id
+       ), k AS (
+         INSERT INTO dkim_keys (domain_id, selector, algorithm, private_key, public_key, state, created_at,
+           changed_at)
+         SELECT d.id, k.selector, k.algorithm, k.private_key, k.public_key, k.state, k.created_at, k.changed_at
+         FROM d CROSS JOIN unnest($11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[],
+           $17::bigint[]) AS k(selector, algorithm, private_key, public_key, state, created_at, changed_at)
+       )
+       SELECT id FROM d`,
+      [
+        domain.id,
+        domain.accountId,
+        domain.domain,
+        domain.returnPath,
+        domain.trackingHost,
+        domain.verifiedAt,
+        domain.verifiedBy,
+        domain.lastCheck === null ? null : json(domain.lastCheck),
+        domain.checkedAt,
+        domain.createdAt,
+        keys.map((k) => k.selector),
+        keys.map((k) => k.algorithm),
+        keys.map((k) => k.privateKeyPem),
+        keys.map((k) => k.publicKey),
+        keys.map((k) => k.state),
+        keys.map((k) => k.createdAt),
+        keys.map((k) => k.changedAt),
+      ],
+    );
+    return created === 0 ? undefined : domain;
+  }
+
+  async getDomain(domain: string): Promise<SendingDomain | undefined> {
+    const r = await this.#get('SELECT * FROM domains WHERE domain = $1', [domain.toLowerCase()]);
+    return r && toDomain(r);
+  }
+
+  async listDomains(accountId?: string): Promise<SendingDomain[]> {
+    const rows = await this.#all(
+      'SELECT * FROM domains WHERE $1::text IS NULL OR account_id = $1 ORDER BY domain',
+      [accountId ?? null],
+    );
+    return rows.map(toDomain);
+  }
+
+  async setDomainVerified(id: string, at: number | null, by: 'dns' | 'admin' | null): Promise<boolean> {
+    const changed = await this.#run('UPDATE domains SET verified_at = $1, verified_by = $2 WHERE id = $3', [
+      at,
+      at === null ? null : by,
+      id,
+    ]);
+    return changed > 0;
+  }
+
+  async recordDomainCheck(id: string, input: { checkedAt: number; result: unknown }): Promise<void> {
+    await this.#run('UPDATE domains SET last_check = $1, checked_at = $2 WHERE id = $3', [
+      json(input.result),
+      input.checkedAt,
+      id,
+    ]);
+  }
+
+  async deleteDomain(id: string): Promise<boolean> {
+    // The domain's foreign key is checked at the end of the statement, after its keys are gone.
+    const changed = await this.#run(
+      `WITH k AS (DELETE FROM dkim_keys WHERE domain_id = $1)
+       DELETE FROM domains WHERE id = $1`,
+      [id],
+    );
+    return changed > 0;
+  }
+
+  async listDkimKeys(domainId: string): Promise<DkimKey[]> {
+    return (
+      await this.#all('SELECT * FROM dkim_keys WHERE domain_id = $1 ORDER BY created_at, selector', [
+        domainId,
+      ])
+    ).map(toDkimKey);
+  }
+
+  async addDkimKey(k: DkimKey): Promise<void> {
+    await this.#run(
+      `INSERT INTO dkim_keys (domain_id, selector, algorithm, private_key, public_key, state, created_at, changed_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [k.domainId, k.selector, k.algorithm, k.privateKeyPem, k.publicKey, k.state, k.createdAt, k.changedAt],
+    );
+  }
+
+  async setDkimKeyState(
+    domainId: string,
+    selector: string,
+    state: DkimKeyState,
+    at: number,
+  ): Promise<boolean> {
+    const changed = await this.#run(
+      'UPDATE dkim_keys SET state = $1, changed_at = $2 WHERE domain_id = $3 AND selector = $4',
+      [state, at, domainId, selector],
+    );
+    return changed > 0;
+  }
+
+  async signingDomains(): Promise<(SendingDomain & { keys: DkimKey[] })[]> {
+    // One statement, so one snapshot: a domain never comes without the keys it was created with.
+    const rows = await this.#all(
+      `SELECT d.*, COALESCE((
+           SELECT json_agg(k ORDER BY k.created_at, k.selector) FROM dkim_keys k
+           WHERE k.domain_id = d.id AND k.state <> 'retired'
+         ), '[]') AS keys
+       FROM domains d ORDER BY d.domain`,
+    );
+    return rows.map((r) => ({ ...toDomain(r), keys: (r.keys as Row[]).map(toDkimKey) }));
   }
 
   async claimIdempotencyKey(input: {

@@ -3,12 +3,17 @@ import type {
   Account,
   Credential,
   CredentialKind,
+  DkimAlgorithm,
+  DkimKey,
+  DkimKeyState,
   EventRow,
   EventType,
   LeasedRecipient,
   MessageRow,
   RecipientRow,
   RecipientState,
+  SenderPolicy,
+  SendingDomain,
   ShapingEventKind,
   ShapingEventRow,
   ShapingEventType,
@@ -34,7 +39,7 @@ const numOrNull = (value: unknown): number | null => (value === null ? null : Nu
 const strOrNull = (value: unknown): string | null => (value === null ? null : String(value));
 // jsonb columns arrive parsed.
 export const obj = <T>(value: unknown): T => (value ?? {}) as T;
-// JSON kept in text columns (messages.tags, messages.metadata) is parsed here.
+// JSON kept in text columns (messages.tags, messages.metadata, domains.last_check) is parsed here.
 const parsed = <T>(value: unknown, empty: T): T =>
   value === null || value === undefined ? empty : (JSON.parse(String(value)) as T);
 
@@ -45,6 +50,36 @@ export function toAccount(r: Row): Account {
     createdAt: num(r.created_at),
     paused: r.paused === true,
     weight: num(r.weight),
+    senderPolicy: String(r.sender_policy) as SenderPolicy,
+  };
+}
+
+export function toDomain(r: Row): SendingDomain {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    domain: String(r.domain),
+    returnPath: String(r.return_path),
+    trackingHost: String(r.tracking_host),
+    verifiedAt: numOrNull(r.verified_at),
+    verifiedBy: strOrNull(r.verified_by) as SendingDomain['verifiedBy'],
+    lastCheck: parsed<unknown>(r.last_check, null),
+    checkedAt: numOrNull(r.checked_at),
+    createdAt: num(r.created_at),
+  };
+}
+
+/** A DKIM key from its row, or from an element of json_agg over rows (times are then numbers). */
+export function toDkimKey(r: Row): DkimKey {
+  return {
+    domainId: String(r.domain_id),
+    selector: String(r.selector),
+    algorithm: String(r.algorithm) as DkimAlgorithm,
+    privateKeyPem: String(r.private_key),
+    publicKey: String(r.public_key),
+    state: String(r.state) as DkimKeyState,
+    createdAt: num(r.created_at),
+    changedAt: num(r.changed_at),
   };
 }
 

@@ -178,4 +178,40 @@ export const migrations: readonly string[][] = [
     )`,
     `CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at)`,
   ],
+  // v8: sending domains (domains/). accounts.sender_policy: which From domains an account may
+  // send as (intake enforces it; accounts created before this version get `any`, so an upgrade
+  // refuses nothing that was sent before, and new accounts start `verified`); domains with their DNS names,
+  // verification and last DNS check (JSON); their DKIM keys, retired ones kept.
+  [
+    `ALTER TABLE accounts ADD COLUMN sender_policy TEXT NOT NULL DEFAULT 'verified'
+      CHECK (sender_policy IN ('verified', 'any'))`,
+    // Accounts from before sender policies keep sending as they did; new ones start verified.
+    `UPDATE accounts SET sender_policy = 'any'`,
+    // The envelope sender delivery uses when it is not mail_from (the signing domain's return path).
+    `ALTER TABLE messages ADD COLUMN envelope_from TEXT NOT NULL DEFAULT ''`,
+    `CREATE TABLE domains (
+      id TEXT PRIMARY KEY,
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      domain TEXT NOT NULL UNIQUE,
+      return_path TEXT NOT NULL,
+      tracking_host TEXT NOT NULL,
+      verified_at INTEGER,
+      verified_by TEXT,
+      last_check TEXT,
+      checked_at INTEGER,
+      created_at INTEGER NOT NULL
+    )`,
+    `CREATE INDEX domains_account ON domains(account_id, domain)`,
+    `CREATE TABLE dkim_keys (
+      domain_id TEXT NOT NULL REFERENCES domains(id),
+      selector TEXT NOT NULL,
+      algorithm TEXT NOT NULL CHECK (algorithm IN ('rsa', 'ed25519')),
+      private_key TEXT NOT NULL,
+      public_key TEXT NOT NULL,
+      state TEXT NOT NULL CHECK (state IN ('active', 'pending', 'retired')),
+      created_at INTEGER NOT NULL,
+      changed_at INTEGER NOT NULL,
+      PRIMARY KEY (domain_id, selector)
+    )`,
+  ],
 ];

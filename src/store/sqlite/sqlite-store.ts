@@ -10,6 +10,9 @@ import type {
   Account,
   Credential,
   CredentialKind,
+  DkimAlgorithm,
+  DkimKey,
+  DkimKeyState,
   EventRow,
   EventType,
   IdempotencyRecord,
@@ -30,6 +33,8 @@ import type {
   QueueSiteSummary,
   RecipientRow,
   RecipientState,
+  SenderPolicy,
+  SendingDomain,
   ShapingEventKind,
   ShapingEventRow,
   ShapingEventType,
@@ -66,6 +71,7 @@ function toAccount(r: Row): Account {
     createdAt: Number(r.created_at),
     paused: Number(r.paused) === 1,
     weight: Number(r.weight),
+    senderPolicy: String(r.sender_policy) as SenderPolicy,
   };
 }
 
@@ -122,6 +128,34 @@ function toTemplateVersion(r: Row): TemplateVersion {
     html: String(r.html),
     text: String(r.text),
     createdAt: Number(r.created_at),
+  };
+}
+
+function toDomain(r: Row): SendingDomain {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    domain: String(r.domain),
+    returnPath: String(r.return_path),
+    trackingHost: String(r.tracking_host),
+    verifiedAt: r.verified_at === null ? null : Number(r.verified_at),
+    verifiedBy: r.verified_by === null ? null : (String(r.verified_by) as 'dns' | 'admin'),
+    lastCheck: r.last_check === null ? null : parse(r.last_check),
+    checkedAt: r.checked_at === null ? null : Number(r.checked_at),
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toDkimKey(r: Row): DkimKey {
+  return {
+    domainId: String(r.domain_id),
+    selector: String(r.selector),
+    algorithm: String(r.algorithm) as DkimAlgorithm,
+    privateKeyPem: String(r.private_key),
+    publicKey: String(r.public_key),
+    state: String(r.state) as DkimKeyState,
+    createdAt: Number(r.created_at),
+    changedAt: Number(r.changed_at),
   };
 }
 
@@ -304,7 +338,7 @@ export class SqliteStore implements Store {
         input.createdAt,
       ),
     );
-    return { ...input, paused: false, weight: 1 };
+    return { ...input, paused: false, weight: 1, senderPolicy: 'verified' };
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
@@ -324,6 +358,13 @@ export class SqliteStore implements Store {
   async setAccountWeight(id: string, weight: number): Promise<boolean> {
     const changed = await this.#queue.run(() =>
       this.#run('UPDATE accounts SET weight = ? WHERE id = ?', weight, id),
+    );
+    return changed > 0;
+  }
+
+  async setAccountSenderPolicy(id: string, policy: SenderPolicy): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run('UPDATE accounts SET sender_policy = ? WHERE id = ?', policy, id),
     );
     return changed > 0;
   }
@@ -427,8 +468,8 @@ export class SqliteStore implements Store {
         const kind = m.kind ?? 'transactional';
         this.#stmt(
           `INSERT INTO messages (id, account_id, credential_id, mail_from, message_id_header, subject, size, source,
-             client_ip, dsn, dsn_on_failure, received_at, body, stream, tags, metadata, template)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             client_ip, dsn, dsn_on_failure, received_at, body, stream, tags, metadata, template, envelope_from)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
         ).run(
           m.id,
           m.accountId,
@@ -447,6 +488,7 @@ export class SqliteStore implements Store {
           json(m.tags ?? []),
           json(m.metadata ?? {}),
           m.template ?? '',
+          m.envelopeFrom ?? '',
         );
         const variants = m.variants ?? [];
         for (let v = 0; v < variants.length; v++) {
@@ -547,7 +589,11 @@ export class SqliteStore implements Store {
         let mailFrom = senders.get(messageId);
         if (mailFrom === undefined) {
           mailFrom = String(
-            this.#get('SELECT mail_from FROM messages WHERE id = ?', messageId)?.mail_from ?? '',
+            this.#get(
+              `SELECT CASE WHEN envelope_from <> '' THEN envelope_from ELSE mail_from END AS mail_from
+               FROM messages WHERE id = ?`,
+              messageId,
+            )?.mail_from ?? '',
           );
           senders.set(messageId, mailFrom);
         }
@@ -1170,6 +1216,135 @@ export class SqliteStore implements Store {
       ),
     );
     return changed > 0;
+  }
+
+  async createDomain(input: SendingDomain & { keys: DkimKey[] }): Promise<SendingDomain | undefined> {
+    const { keys, ...domain } = { ...input, domain: input.domain.toLowerCase() };
+    return this.#queue.run(() => {
+      // OR IGNORE: a domain (or id) taken by any account leaves the row there as it was.
+      const inserted = this.#run(
+        `INSERT OR IGNORE INTO domains (id, account_id, domain, return_path, tracking_host, verified_at,
+           verified_by, last_check, checked_at, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        domain.id,
+        domain.accountId,
+        domain.domain,
+        domain.returnPath,
+        domain.trackingHost,
+        domain.verifiedAt,
+        domain.verifiedBy,
+        domain.lastCheck === null ? null : json(domain.lastCheck),
+        domain.checkedAt,
+        domain.createdAt,
+      );
+      if (inserted === 0) return undefined;
+      // The job's savepoint (commit-queue.ts) takes the domain back if one of its keys fails.
+      for (const key of keys) this.#insertDkimKey({ ...key, domainId: domain.id });
+      return domain;
+    });
+  }
+
+  async getDomain(domain: string): Promise<SendingDomain | undefined> {
+    const r = this.#get('SELECT * FROM domains WHERE domain = ?', domain.toLowerCase());
+    return r && toDomain(r);
+  }
+
+  async listDomains(accountId?: string): Promise<SendingDomain[]> {
+    const rows =
+      accountId === undefined
+        ? this.#all('SELECT * FROM domains ORDER BY domain')
+        : this.#all('SELECT * FROM domains WHERE account_id = ? ORDER BY domain', accountId);
+    return rows.map(toDomain);
+  }
+
+  async setDomainVerified(id: string, at: number | null, by: 'dns' | 'admin' | null): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run(
+        'UPDATE domains SET verified_at = ?, verified_by = ? WHERE id = ?',
+        at,
+        at === null ? null : by,
+        id,
+      ),
+    );
+    return changed > 0;
+  }
+
+  async recordDomainCheck(id: string, input: { checkedAt: number; result: unknown }): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        'UPDATE domains SET last_check = ?, checked_at = ? WHERE id = ?',
+        json(input.result),
+        input.checkedAt,
+        id,
+      ),
+    );
+  }
+
+  async deleteDomain(id: string): Promise<boolean> {
+    const changed = await this.#queue.run(() => {
+      this.#run('DELETE FROM dkim_keys WHERE domain_id = ?', id);
+      return this.#run('DELETE FROM domains WHERE id = ?', id);
+    });
+    return changed > 0;
+  }
+
+  async listDkimKeys(domainId: string): Promise<DkimKey[]> {
+    return this.#all(
+      'SELECT * FROM dkim_keys WHERE domain_id = ? ORDER BY created_at, selector',
+      domainId,
+    ).map(toDkimKey);
+  }
+
+  async addDkimKey(key: DkimKey): Promise<void> {
+    await this.#queue.run(() => this.#insertDkimKey(key));
+  }
+
+  #insertDkimKey(k: DkimKey): void {
+    this.#run(
+      `INSERT INTO dkim_keys (domain_id, selector, algorithm, private_key, public_key, state, created_at, changed_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      k.domainId,
+      k.selector,
+      k.algorithm,
+      k.privateKeyPem,
+      k.publicKey,
+      k.state,
+      k.createdAt,
+      k.changedAt,
+    );
+  }
+
+  async setDkimKeyState(
+    domainId: string,
+    selector: string,
+    state: DkimKeyState,
+    at: number,
+  ): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run(
+        'UPDATE dkim_keys SET state = ?, changed_at = ? WHERE domain_id = ? AND selector = ?',
+        state,
+        at,
+        domainId,
+        selector,
+      ),
+    );
+    return changed > 0;
+  }
+
+  async signingDomains(): Promise<(SendingDomain & { keys: DkimKey[] })[]> {
+    const keys = new Map<string, DkimKey[]>();
+    for (const key of this.#all(
+      `SELECT * FROM dkim_keys WHERE state <> 'retired' ORDER BY created_at, selector`,
+    ).map(toDkimKey)) {
+      const list = keys.get(key.domainId);
+      if (list) list.push(key);
+      else keys.set(key.domainId, [key]);
+    }
+    return this.#all('SELECT * FROM domains ORDER BY domain').map((r) => {
+      const domain = toDomain(r);
+      return { ...domain, keys: keys.get(domain.id) ?? [] };
+    });
   }
 
   async claimIdempotencyKey(input: {
