@@ -78,7 +78,7 @@ async function main(): Promise<void> {
       cleanup,
       name: 'postbote',
     });
-    await runCli(dir, ['accounts', 'create', 'bench']);
+    await runCli(dir, ['accounts', 'create', 'bench', '--sender-policy', 'any']);
     const created = JSON.parse(
       await runCli(dir, ['credentials', 'create', '--account', 'bench', '--api', '--json']),
     ) as { secret: string }[];

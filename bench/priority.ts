@@ -256,7 +256,7 @@ async function main(): Promise<void> {
     const storeEnv: NodeJS.ProcessEnv = pg
       ? { POSTBOTE_DATABASE__URL: args['database-url'], POSTBOTE_DATABASE__SCHEMA: pg.schema }
       : {};
-    await runCli(dataDir, ['accounts', 'create', 'bench'], storeEnv);
+    await runCli(dataDir, ['accounts', 'create', 'bench', '--sender-policy', 'any'], storeEnv);
     await runCli(
       dataDir,
       ['credentials', 'create', '--account', 'bench', '--ip', '127.0.0.0/8', '--stream', 'broadcast'],

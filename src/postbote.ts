@@ -8,6 +8,9 @@ import { Authenticator } from './auth/authenticator.ts';
 import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
+import { createCheckResolver } from './domains/checks/resolver.ts';
+import { createDomains } from './domains/domains.ts';
+import { createSenderGate } from './domains/sender-gate.ts';
 import { createIntake } from './intake/intake.ts';
 import { createSender } from './intake/send.ts';
 import { createSmtpTemplateRenderer } from './intake/smtp-template.ts';
@@ -64,6 +67,7 @@ export async function startPostbote(
       dsnOnFailure: config.delivery.dsn,
       onAccepted: () => delivery.wake(),
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
+      senderGate: createSenderGate({ store, clock }),
     });
     const sub = config.smtp.submission;
     const sender = createSender({
@@ -139,6 +143,8 @@ export async function startPostbote(
       clock,
       sender,
       templates,
+      domains: createDomains({ store, clock, config }),
+      resolve: createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
       keys,
       idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
       limits: {

@@ -45,7 +45,7 @@ export async function runCli(
  * `extraEnv` adds settings (the PostgreSQL URL and schema: the account then lives there).
  */
 export async function createBenchAccount(dataDir: string, extraEnv: NodeJS.ProcessEnv = {}): Promise<void> {
-  await runCli(dataDir, ['accounts', 'create', 'bench'], extraEnv);
+  await runCli(dataDir, ['accounts', 'create', 'bench', '--sender-policy', 'any'], extraEnv);
   await runCli(dataDir, ['credentials', 'create', '--account', 'bench', '--ip', '127.0.0.0/8'], extraEnv);
 }
 

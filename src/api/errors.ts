@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
+import { DomainError } from '../domains/domains.ts';
 import { SendError, type SendErrorCode } from '../intake/send-errors.ts';
 import { TemplateError } from '../templates/templates.ts';
 
@@ -22,11 +23,14 @@ const STATUS: Record<SendErrorCode | ApiOnlyCode, number> = {
   invalid_metadata: 422,
   invalid_tag: 422,
   unknown_stream: 422,
-  sender_not_allowed: 403,
+  sender_not_allowed: 422,
   template_not_found: 404,
   template_render_error: 422,
   invalid_template: 422,
   template_alias_taken: 409,
+  invalid_domain: 422,
+  domain_taken: 409,
+  domain_not_found: 404,
   batch_too_large: 413,
   unauthorized: 401,
   forbidden: 403,
@@ -44,6 +48,9 @@ const STATUS: Record<SendErrorCode | ApiOnlyCode, number> = {
 type ApiOnlyCode =
   | 'invalid_json'
   | 'template_alias_taken'
+  | 'invalid_domain'
+  | 'domain_taken'
+  | 'domain_not_found'
   | 'batch_too_large'
   | 'unauthorized'
   | 'forbidden'
@@ -90,6 +97,7 @@ export function toApiError(err: unknown): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof SendError) return new ApiError(err.code, err.message, err.field);
   if (err instanceof TemplateError) return new ApiError(err.code, err.message, err.field);
+  if (err instanceof DomainError) return new ApiError(err.code, err.message, 'domain');
   const e = err as Partial<FastifyError> & {
     validation?: { instancePath?: string; params?: Record<string, unknown> }[];
   };

@@ -2,9 +2,12 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Resolve } from '../domains/checks/types.ts';
+import type { Domains } from '../domains/domains.ts';
 import type { Sender } from '../intake/send.ts';
 import type { Store } from '../store/store.ts';
 import type { Templates } from '../templates/templates.ts';
+import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
 import type { Idempotency } from './idempotency.ts';
 import { registerMailgunRoutes } from './mailgun.ts';
@@ -21,6 +24,9 @@ export interface HttpServerDeps {
   clock: () => number;
   sender: Sender;
   templates: Templates;
+  domains: Domains;
+  /** The DNS the domain checks ask. */
+  resolve: Resolve;
   keys: KeyGate;
   idempotency: Idempotency;
   limits: { maxRequestBytes: number; maxBatch: number; maxMessageBytes: number };
@@ -88,6 +94,12 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     maxBatch: deps.limits.maxBatch,
   });
   registerTemplateRoutes(app, { templates: deps.templates, keys: deps.keys, idempotency: deps.idempotency });
+  registerDomainRoutes(app, {
+    domains: deps.domains,
+    store: deps.store,
+    keys: deps.keys,
+    resolve: deps.resolve,
+  });
   const send = createSendApi(deps.sender);
   registerPostmarkRoutes(app, { send, keys: deps.keys });
   registerMailgunRoutes(app, { send, keys: deps.keys, maxMessageBytes: deps.limits.maxMessageBytes });

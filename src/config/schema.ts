@@ -20,6 +20,11 @@ import {
 } from '../delivery/shaping/config.ts';
 import { formatDuration } from './duration.ts';
 
+const dnsLabel = (v: string): string | undefined =>
+  /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i.test(v)
+    ? undefined
+    : 'must be one DNS label (letters, digits, hyphens)';
+
 export type LeafType =
   | 'string'
   | 'int'
@@ -281,6 +286,48 @@ export const schema = {
       ),
       jitter: dataLeaf('20%', 'Random spread of the backoff: 20% or 0.2 = ±20 %.', parseJitterKey),
     },
+  },
+  // Sending domains (src/domains/): the DNS names Postbote asks each domain to publish.
+  domains: {
+    return_path_label: leaf(
+      'string',
+      'pb-bounces',
+      'Label of the return-path (envelope sender) subdomain of each sending domain: <label>.<domain>.',
+      dnsLabel,
+    ),
+    tracking_label: leaf(
+      'string',
+      'pb-track',
+      'Label of the tracking subdomain of each sending domain: <label>.<domain> (CNAME to tracking_target).',
+      dnsLabel,
+    ),
+    mx_host: leaf('string', '', 'Our inbound MX host for return-path domains; empty = hostname.'),
+    tracking_target: leaf('string', '', 'Where tracking subdomains point (CNAME); empty = hostname.'),
+    public_ips: leaf(
+      'list',
+      [],
+      'The public addresses mail leaves from when egress sources let the OS choose (for SPF and PTR checks).',
+    ),
+    spf_include: leaf(
+      'string',
+      '',
+      'An SPF include: domain covering every address we send from (instead of listing ip4:/ip6:).',
+    ),
+    dkim_algorithms: leaf(
+      'list',
+      ['rsa'],
+      'DKIM keys for new domains: rsa (2048 bits), ed25519, or both.',
+      (v: string[]) =>
+        v.length > 0 && v.every((a) => a === 'rsa' || a === 'ed25519')
+          ? undefined
+          : 'must be rsa, ed25519 or both',
+    ),
+    check_interval: leaf(
+      'duration',
+      '6h',
+      'How often the elected node re-checks every domain’s DNS.',
+      positive,
+    ),
   },
   // Egress sources, pools and routes; written forms and examples in src/delivery/routing/config.ts.
   egress: {

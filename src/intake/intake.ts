@@ -58,6 +58,16 @@ export interface IntakeOptions {
   streamCacheMs?: number;
   /** X-Postbote-Template support; without it such a submission is refused. */
   smtpTemplates?: SmtpTemplateRenderer;
+  /**
+   * The sending-domain step (domains/sender-gate.ts): sender policy and DKIM signing of every
+   * copy. Without it nothing is checked or signed (tests of other parts).
+   */
+  senderGate?: {
+    apply(input: { accountId: string; messageId: string; bodies: Buffer[] }): Promise<{
+      bodies: Buffer[];
+      envelopeFrom?: string;
+    }>;
+  };
 }
 
 /** X-Postbote-Tags (comma list) and X-Postbote-Metadata (a JSON object), checked like the API's. */
@@ -167,6 +177,17 @@ export function createIntake(options: IntakeOptions) {
       return prepareMessage(copy, trace(owner?.address));
     });
     const first = shared.length === 0 ? (variants[0] ?? prepared) : prepared;
+    // Signing comes last: nothing may change the bytes after it.
+    const gated = options.senderGate
+      ? await options.senderGate.apply({
+          accountId: submission.accountId,
+          messageId: id,
+          bodies: [
+            shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body,
+            ...variants.map((v) => v.body),
+          ],
+        })
+      : undefined;
     const chosen = chooseStream({
       ...(submission.stream === undefined ? {} : { api: submission.stream }),
       ...(prepared.streamHeader === undefined ? {} : { header: prepared.streamHeader }),
@@ -180,7 +201,8 @@ export function createIntake(options: IntakeOptions) {
       credentialId: submission.credentialId,
       mailFrom: submission.mailFrom,
       recipients,
-      body: shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body,
+      body:
+        gated?.bodies[0] ?? (shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body),
       messageIdHeader: first.messageIdHeader,
       subject: first.subject,
       source: submission.source,
@@ -197,7 +219,8 @@ export function createIntake(options: IntakeOptions) {
       ...(tags.length > 0 ? { tags } : {}),
       ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
       ...(template ? { template } : {}),
-      ...(variants.length > 0 ? { variants: variants.map((v) => v.body) } : {}),
+      ...(variants.length > 0 ? { variants: gated?.bodies.slice(1) ?? variants.map((v) => v.body) } : {}),
+      ...(gated?.envelopeFrom ? { envelopeFrom: gated.envelopeFrom } : {}),
     };
   }
 

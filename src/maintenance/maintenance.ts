@@ -1,4 +1,6 @@
 import type { Config } from '../config/schema.ts';
+import { createCheckResolver } from '../domains/checks/resolver.ts';
+import { createDomains } from '../domains/domains.ts';
 import type { Logger } from '../observability/logger.ts';
 import { electsLeader, type LeaderLock, type Store } from '../store/store.ts';
 import { type PeriodicTasks, startPeriodicTasks } from './periodic.ts';
@@ -18,7 +20,8 @@ export interface Maintenance {
 /**
  * The node's share of cluster housekeeping: it competes for leadership (PostgreSQL advisory
  * lock; the embedded store's single node always leads) and, while it leads, runs the periodic
- * tasks: retention (`retention.*`) and forgetting nodes gone for a day.
+ * tasks: retention (`retention.*`), sending-domain DNS checks (`domains.check_interval`), old
+ * idempotency keys, and forgetting nodes gone for a day.
  */
 export async function startMaintenance(deps: {
   config: Config;
@@ -51,6 +54,28 @@ export async function startMaintenance(deps: {
           return result.bodies + result.messages + result.shapingEvents > 0 || !result.complete
             ? { ...result }
             : undefined;
+        },
+      },
+      {
+        // Every sending domain's DNS, again: verification, DKIM rotation, and what changed.
+        name: 'domain-checks',
+        everyMs: config.domains.check_interval,
+        run: async (_now, signal) => {
+          const domains = createDomains({ store, clock, config });
+          const resolve = createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout });
+          let checked = 0;
+          for (const d of await store.listDomains()) {
+            if (signal.aborted) break;
+            try {
+              const { changes } = await domains.check(await domains.get(d.domain), resolve);
+              checked++;
+              if (changes.length > 0)
+                logger.info({ event: 'domain_changed', domain: d.domain, changes }, 'domain status changed');
+            } catch (err) {
+              logger.warn({ err, domain: d.domain }, 'domain check failed');
+            }
+          }
+          return checked > 0 ? { checked } : undefined;
         },
       },
       {

@@ -111,6 +111,8 @@ export const replies = Object.freeze({
    * from (the X-Postbote-Stream header, the credential's default). X.6.0: something in the content made it undeliverable (RFC 3463 §3.7); 554
    * is the end-of-data failure (RFC 5321 §4.2.2). Permanent: resending the same will not help.
    */
+  /** The account's sender policy refuses the From (or Sender) domain (domains/sender-gate.ts). */
+  senderNotAllowed: reply(550, '5.7.1', 'Sender domain not verified for this account'),
   /** An X-Postbote-* control header the submission cannot honour (bad tags, metadata, template). */
   invalidControl: (text: string): SmtpReply =>
     reply(554, '5.6.0', text.replace(/[^\x20-\x7e]/g, '?').slice(0, 400)),

@@ -135,6 +135,13 @@ export function submissionHandlers(deps: {
             err.source === 'header' ? 'X-Postbote-Stream' : `the ${err.source}'s default stream`;
           return replies.unknownStream(err.stream, namedBy);
         }
+        if (err instanceof SendError && err.code === 'sender_not_allowed') {
+          logger.info(
+            { session: session.id, ip: session.remoteAddress, reason: err.message },
+            'message refused',
+          );
+          return replies.senderNotAllowed;
+        }
         if (err instanceof SendError) {
           logger.info({ session: session.id, ip: session.remoteAddress, code: err.code }, 'message refused');
           return replies.invalidControl(err.message);

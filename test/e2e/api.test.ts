@@ -80,7 +80,7 @@ describe('send API: SDKs → Postbote → MX, delivered bytes checked', { timeou
       POSTBOTE_DELIVERY__DSN: 'false',
       POSTBOTE_DELIVERY__CONNECT_TIMEOUT: '2s',
     };
-    await runCli(['accounts', 'create', 'acme'], env);
+    await runCli(['accounts', 'create', 'acme', '--sender-policy', 'any'], env);
     const [credential] = JSON.parse(
       await runCli(
         ['credentials', 'create', '--account', 'acme', '--api', '--scopes', 'send,read,admin', '--json'],

@@ -57,7 +57,7 @@ if (admin) {
       // B first: it wins the leader election, so its kill below also tests the takeover.
       b = await startPostboteProcess({ dataDir: dirB.path, env: envFor('node-b') });
       a = await startPostboteProcess({ dataDir: dirA.path, env: envFor('node-a') });
-      await a.cli(['accounts', 'create', 'load']);
+      await a.cli(['accounts', 'create', 'load', '--sender-policy', 'any']);
       await a.cli(['credentials', 'create', '--account', 'load', '--ip', '127.0.0.0/8']);
     });
 

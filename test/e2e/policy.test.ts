@@ -59,7 +59,7 @@ describe('relay policy: authentication, open relay, limits', { timeout: 120_000 
       POSTBOTE_SMTP__SUBMISSION__MAX_MESSAGE_SIZE: '100KB',
       POSTBOTE_SMTP__AUTH__MAX_FAILURES: '3',
     };
-    await runCli(['accounts', 'create', 'shop'], env);
+    await runCli(['accounts', 'create', 'shop', '--sender-policy', 'any'], env);
     const create = async (args: string[]) =>
       (
         JSON.parse(await runCli(['credentials', 'create', '--account', 'shop', ...args, '--json'], env)) as {

@@ -42,7 +42,7 @@ if (admin) {
         POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
       };
       postbote = await startPostboteProcess({ dataDir: dir.path, env });
-      await postbote.cli(['accounts', 'create', 'shop']);
+      await postbote.cli(['accounts', 'create', 'shop', '--sender-policy', 'any']);
       await postbote.cli(['credentials', 'create', '--account', 'shop', '--ip', '127.0.0.0/8']);
     });
 

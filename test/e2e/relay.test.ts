@@ -113,7 +113,7 @@ describe('relay: submission → durable queue → MX delivery', { timeout: 120_0
       POSTBOTE_DELIVERY__GREETING_TIMEOUT: '2s',
       POSTBOTE_DELIVERY__SOCKET_TIMEOUT: '10s',
     };
-    await runCli(['accounts', 'create', 'shop'], env);
+    await runCli(['accounts', 'create', 'shop', '--sender-policy', 'any'], env);
     const [credential] = JSON.parse(
       await runCli(['credentials', 'create', '--account', 'shop', '--smtp', 'app', '--json'], env),
     ) as { secret: string }[];

@@ -206,13 +206,10 @@ export function storeContract(
         const plain = sampleMessage(accountId, ['b@example.org'], { id: 'm-plain' });
         await store.insertMessages([signed, plain]);
         const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 60_000 });
-        assert.deepEqual(
-          leased.map((r) => [r.messageId, r.mailFrom]).sort(),
-          [
-            ['m-plain', 'sender@example.com'],
-            ['m-signed', 'pb-m-signed@pb-bounces.example.com'],
-          ],
-        );
+        assert.deepEqual(leased.map((r) => [r.messageId, r.mailFrom]).sort(), [
+          ['m-plain', 'sender@example.com'],
+          ['m-signed', 'pb-m-signed@pb-bounces.example.com'],
+        ]);
         assert.equal((await store.getMessage('m-signed'))?.mailFrom, 'sender@example.com');
       });
     });

@@ -12,6 +12,10 @@ import { createHttpServer } from '../../src/api/server.ts';
 import { createAccount, createCredential } from '../../src/auth/accounts.ts';
 import { ApiKeyVerifier } from '../../src/auth/api-keys.ts';
 import type { ApiScope } from '../../src/auth/scopes.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import type { Resolve } from '../../src/domains/checks/types.ts';
+import { createDomains } from '../../src/domains/domains.ts';
+import { createSenderGate } from '../../src/domains/sender-gate.ts';
 import { createIntake } from '../../src/intake/intake.ts';
 import { createSender } from '../../src/intake/send.ts';
 import { createSmtpTemplateRenderer } from '../../src/intake/smtp-template.ts';
@@ -30,8 +34,19 @@ export interface ApiApp {
   close(): Promise<void>;
 }
 
+/** No DNS at all: every name is unknown (tests that check domains pass their own resolver). */
+const noDns: Resolve = async (name) => {
+  throw Object.assign(new Error(`no DNS in this test: ${name}`), { code: 'ENOTFOUND' });
+};
+
 export async function startApiApp(
-  options: { rate?: number; burst?: number; maxMessageBytes?: number; maxBatch?: number } = {},
+  options: {
+    rate?: number;
+    burst?: number;
+    maxMessageBytes?: number;
+    maxBatch?: number;
+    resolve?: Resolve;
+  } = {},
 ): Promise<ApiApp> {
   const dir = tempDir('postbote-api-');
   const store = new SqliteStore(join(dir.path, 'postbote.db'));
@@ -40,6 +55,9 @@ export async function startApiApp(
   const now = () => clock.now;
   const acme = await createAccount(store, 'acme', now());
   const other = await createAccount(store, 'other', now());
+  // The API tests send as any domain; the sender policy has its own tests.
+  await store.setAccountSenderPolicy(acme.id, 'any');
+  await store.setAccountSenderPolicy(other.id, 'any');
   const key = async (account: typeof acme, scopes: ApiScope[]) =>
     (await createCredential(store, account, { kind: 'api', scopes }, now())).secret ?? '';
   const keys = {
@@ -55,6 +73,7 @@ export async function startApiApp(
     hostname: 'relay.test',
     dsnOnFailure: true,
     smtpTemplates: createSmtpTemplateRenderer({ templates }),
+    senderGate: createSenderGate({ store, clock: now, cacheMs: 0 }),
   });
   const maxMessageBytes = options.maxMessageBytes ?? 10 * 1024 * 1024;
   const sender = createSender({
@@ -72,6 +91,16 @@ export async function startApiApp(
     clock: now,
     sender,
     templates,
+    domains: createDomains({
+      store,
+      clock: now,
+      config: loadConfig({
+        env: {},
+        cwd: dir.path,
+        overrides: { hostname: 'relay.test', domains: { public_ips: ['192.0.2.10'] } },
+      }),
+    }),
+    resolve: options.resolve ?? noDns,
     keys: createKeyGate({
       verifier: new ApiKeyVerifier({
         store,

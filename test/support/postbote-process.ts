@@ -161,7 +161,7 @@ export async function createIpAccount(
   account = 'shop',
   cidrs = '127.0.0.1/32',
 ): Promise<void> {
-  await runCli(['accounts', 'create', account], env);
+  await runCli(['accounts', 'create', account, '--sender-policy', 'any'], env);
   await runCli(['credentials', 'create', '--account', account, '--ip', cidrs], env);
 }
 
