@@ -1,5 +1,6 @@
 import type {
   Account,
+  AsyncReport,
   Credential,
   CredentialKind,
   DkimKey,
@@ -26,6 +27,8 @@ import type {
   SendingDomain,
   ShapingEventRow,
   Stream,
+  Suppression,
+  SuppressionFilter,
   Template,
   TemplateContent,
   TemplateVersion,
@@ -209,6 +212,38 @@ export interface Store {
    * (a small table, read whole and cached).
    */
   signingDomains(): Promise<(SendingDomain & { keys: DkimKey[] })[]>;
+
+  // suppressions and bounces (bounces/)
+  /** Adds or replaces entries (key: account, address, scope). */
+  upsertSuppressions(entries: Suppression[]): Promise<void>;
+  /** Removes one entry; false when there was none. */
+  removeSuppression(accountId: string, address: string, scope: string): Promise<boolean>;
+  /** Entries by (address, scope), `limit` at most (default 100, max 1000). */
+  listSuppressions(filter: SuppressionFilter): Promise<Suppression[]>;
+  /**
+   * The entries that apply to mail of `stream` to each of `addresses` (lower-cased): scope '' or
+   * `stream`, not expired at `now`. Several may apply to one address.
+   */
+  findSuppressions(input: {
+    accountId: string;
+    stream: string;
+    addresses: string[];
+    now: number;
+  }): Promise<Suppression[]>;
+  /** Deletes entries that expired before `before`; returns how many (retention). */
+  purgeExpiredSuppressions(batch: PurgeBatch): Promise<number>;
+  /** One recipient by its id (the inbound MX maps a VERP token to it). */
+  getRecipient(id: number): Promise<RecipientRow | undefined>;
+  /**
+   * Records bounces and complaints that came back after delivery: the event for each, and for
+   * a `bounced` one the recipient's state becomes `bounced` (from any state: a delivered message
+   * can bounce later). Returns the ids of the recipients found.
+   */
+  recordAsyncReports(reports: AsyncReport[]): Promise<number[]>;
+  /** Counts soft bounces of an address in the account since `since` (suppression after N in M days). */
+  countSoftBounces(input: { accountId: string; address: string; since: number }): Promise<number>;
+  /** Remembers a soft bounce (an address, a time) for countSoftBounces; old ones go with retention. */
+  recordSoftBounce(input: { accountId: string; address: string; at: number }): Promise<void>;
 
   // idempotency keys of API requests (api/idempotency.ts)
   /**

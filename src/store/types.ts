@@ -127,6 +127,11 @@ export interface NewRecipient {
   dsn?: RecipientDsn;
   /** Its personalised copy: 1 = NewMessage.variants[0], …; absent or 0 = the message's body. */
   variant?: number;
+  /**
+   * The address is on a suppression list (bounces/suppressions.ts): stored in state
+   * `suppressed` with a `suppressed` event carrying the reason instead of `accepted`; never sent.
+   */
+  suppressed?: { reason: SuppressionReason; scope: string };
 }
 
 export interface NewMessage {
@@ -259,7 +264,9 @@ export type EventType =
   | 'cancelled'
   | 'held'
   | 'retried'
-  | 'dsn_sent';
+  | 'dsn_sent'
+  | 'suppressed'
+  | 'complained';
 
 /** Details every delivery event carries (one schema for every outcome, KumoMTA style). */
 export interface EventData {
@@ -550,4 +557,52 @@ export interface DkimKey {
   createdAt: number;
   /** When its state last changed. */
   changedAt: number;
+}
+
+/** Why an address is suppressed. */
+export const SUPPRESSION_REASONS = [
+  'hard_bounce',
+  'soft_bounces',
+  'complaint',
+  'unsubscribe',
+  'manual',
+] as const;
+export type SuppressionReason = (typeof SUPPRESSION_REASONS)[number];
+
+/** One entry of an account's suppression list (bounces/suppressions.ts). */
+export interface Suppression {
+  accountId: string;
+  /** Lower-cased. */
+  address: string;
+  /** '' = the whole account; else the one stream it applies to. */
+  scope: string;
+  reason: SuppressionReason;
+  /** The bounce category (bounces/classify.ts) when a bounce caused it, else ''. */
+  category: string;
+  /** What caused it: a message id, an event, or who added it (`api`, `cli`, `import`). */
+  source: string;
+  /** Free text for humans: the diagnostic, the operator's note. */
+  details: string;
+  createdAt: number;
+  /** null = never expires. */
+  expiresAt: number | null;
+}
+
+export interface SuppressionFilter {
+  accountId: string;
+  address?: string;
+  reason?: SuppressionReason;
+  scope?: string;
+  limit?: number;
+  /** Entries after this (address, scope) in (address, scope) order: the cursor of the previous page. */
+  after?: { address: string; scope: string };
+}
+
+/** A bounce or complaint that arrived after delivery (the inbound MX), for a known recipient. */
+export interface AsyncReport {
+  recipientId: number;
+  at: number;
+  type: 'bounced' | 'complained';
+  /** Parser and classifier output: status, category, permanent, diagnostic, feedback type, … */
+  data: Record<string, unknown>;
 }

@@ -7,6 +7,7 @@ import {
   type DkimKey,
   type LeaseRequest,
   type NewMessage,
+  type NewRecipient,
   type NewShapingEvent,
   type Outcome,
   type Reply,
@@ -14,6 +15,7 @@ import {
   type SendingDomain,
   SHAPING_REPLY_MAX,
   type StreamKind,
+  type Suppression,
 } from '../../src/store/types.ts';
 
 export const T0 = Date.parse('2026-11-28T12:00:00Z');
@@ -1598,6 +1600,444 @@ export function storeContract(
           );
           assert.ok(await store.createDomain({ ...domainOf(other, 'd3', 'example.com'), keys: [] }));
           assert.equal((await store.getDomain('example.com'))?.accountId, other);
+        });
+      });
+    });
+
+    describe('suppressions and bounces', () => {
+      const DAY = 86_400_000;
+      const entry = (
+        accountId: string,
+        address: string,
+        overrides: Partial<Suppression> = {},
+      ): Suppression => ({
+        accountId,
+        address,
+        scope: '',
+        reason: 'hard_bounce',
+        category: 'bad_mailbox',
+        source: 'm-1',
+        details: '550 5.1.1 user unknown',
+        createdAt: T0,
+        expiresAt: null,
+        ...overrides,
+      });
+      const keys = (list: Suppression[]) => list.map((s) => `${s.address}|${s.scope}`);
+
+      it('upserts entries by (account, address, scope), lower-cased; the last one wins; removes them', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await store.upsertSuppressions([
+            entry(accountId, 'Gone@Example.COM'),
+            entry(accountId, 'gone@example.com', { scope: 'news', reason: 'unsubscribe', category: '' }),
+            entry(other, 'gone@example.com', { reason: 'manual' }),
+          ]);
+          assert.deepEqual(await store.listSuppressions({ accountId }), [
+            entry(accountId, 'gone@example.com'),
+            entry(accountId, 'gone@example.com', { scope: 'news', reason: 'unsubscribe', category: '' }),
+          ]);
+          // The same key again replaces every field; of two in one call, the last one given.
+          const complaint = entry(accountId, 'gone@example.com', {
+            reason: 'complaint',
+            category: 'abuse',
+            source: 'fbl',
+            details: 'abuse report',
+            createdAt: T0 + 10,
+            expiresAt: T0 + DAY,
+          });
+          await store.upsertSuppressions([
+            entry(accountId, 'GONE@example.com', { reason: 'manual' }),
+            complaint,
+          ]);
+          assert.deepEqual(await store.listSuppressions({ accountId, scope: '' }), [complaint]);
+          assert.equal((await store.listSuppressions({ accountId })).length, 2);
+          await store.upsertSuppressions([]);
+          await assert.rejects(
+            store.upsertSuppressions([entry(accountId, 'x@example.com', { reason: 'bored' as never })]),
+          );
+          assert.deepEqual(await store.listSuppressions({ accountId, address: 'x@example.com' }), []);
+
+          assert.equal(await store.removeSuppression(accountId, 'Gone@example.com', ''), true);
+          assert.equal(await store.removeSuppression(accountId, 'gone@example.com', ''), false);
+          assert.equal(await store.removeSuppression(accountId, 'gone@example.com', 'other-stream'), false);
+          assert.deepEqual(keys(await store.listSuppressions({ accountId })), ['gone@example.com|news']);
+          assert.equal(
+            (await store.listSuppressions({ accountId: other })).length,
+            1,
+            'the other account’s stays',
+          );
+        });
+      });
+
+      it('lists by (address, scope) with filters, a limit and a cursor', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await store.upsertSuppressions([
+            entry(accountId, 'c@example.com'),
+            entry(accountId, 'a@example.com', { scope: 'news', reason: 'unsubscribe' }),
+            entry(accountId, 'b@example.com', { reason: 'complaint' }),
+            entry(accountId, 'a@example.com'),
+            entry(accountId, 'd@example.com', { scope: 'news', reason: 'unsubscribe' }),
+            entry(other, 'a@example.com'),
+          ]);
+          const all = [
+            'a@example.com|',
+            'a@example.com|news',
+            'b@example.com|',
+            'c@example.com|',
+            'd@example.com|news',
+          ];
+          assert.deepEqual(keys(await store.listSuppressions({ accountId })), all);
+          const first = await store.listSuppressions({ accountId, limit: 2 });
+          assert.deepEqual(keys(first), all.slice(0, 2));
+          const last = first.at(-1)!;
+          const second = await store.listSuppressions({
+            accountId,
+            limit: 2,
+            after: { address: last.address, scope: last.scope },
+          });
+          assert.deepEqual(keys(second), all.slice(2, 4));
+          assert.deepEqual(
+            keys(
+              await store.listSuppressions({ accountId, after: { address: 'd@example.com', scope: 'news' } }),
+            ),
+            [],
+          );
+          assert.deepEqual(keys(await store.listSuppressions({ accountId, reason: 'unsubscribe' })), [
+            'a@example.com|news',
+            'd@example.com|news',
+          ]);
+          assert.deepEqual(keys(await store.listSuppressions({ accountId, scope: 'news', limit: 1 })), [
+            'a@example.com|news',
+          ]);
+          assert.deepEqual(keys(await store.listSuppressions({ accountId, address: 'A@example.com' })), [
+            'a@example.com|',
+            'a@example.com|news',
+          ]);
+          assert.deepEqual(await store.listSuppressions({ accountId: 'nope' }), []);
+        });
+      });
+
+      it('finds the entries that apply to a stream: the account’s and the stream’s, not expired', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await store.upsertSuppressions([
+            entry(accountId, 'both@example.com'),
+            entry(accountId, 'both@example.com', { scope: 'news', reason: 'unsubscribe' }),
+            entry(accountId, 'news-only@example.com', { scope: 'news', reason: 'unsubscribe' }),
+            entry(accountId, 'promo-only@example.com', { scope: 'promo', reason: 'unsubscribe' }),
+            entry(accountId, 'until-now@example.com', { reason: 'soft_bounces', expiresAt: T0 }),
+            entry(accountId, 'until-later@example.com', { reason: 'soft_bounces', expiresAt: T0 + 1 }),
+            entry(other, 'elsewhere@example.com'),
+          ]);
+          const find = (stream: string, addresses: string[], now = T0) =>
+            store.findSuppressions({ accountId, stream, addresses, now }).then(keys);
+          const everyone = [
+            'both@example.com',
+            'news-only@example.com',
+            'promo-only@example.com',
+            'until-now@example.com',
+            'until-later@example.com',
+            'elsewhere@example.com',
+            'clean@example.com',
+          ];
+          assert.deepEqual(await find('news', everyone), [
+            'both@example.com|',
+            'both@example.com|news',
+            'news-only@example.com|news',
+            'until-later@example.com|',
+          ]);
+          assert.deepEqual(await find('outbound', everyone), [
+            'both@example.com|',
+            'until-later@example.com|',
+          ]);
+          assert.deepEqual(await find('outbound', ['BOTH@Example.com', 'Until-Later@example.com']), [
+            'both@example.com|',
+            'until-later@example.com|',
+          ]);
+          assert.deepEqual(await find('outbound', everyone, T0 - 1), [
+            'both@example.com|',
+            'until-later@example.com|',
+            'until-now@example.com|',
+          ]);
+          assert.deepEqual(await find('outbound', everyone, T0 + 1), ['both@example.com|']);
+          assert.deepEqual(await find('news', []), []);
+          assert.deepEqual(await find('news', ['clean@example.com']), []);
+        });
+      });
+
+      it('purges entries that expired before the cutoff, at most `limit` a call; permanent ones stay', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          await store.upsertSuppressions([
+            entry(accountId, 'a@example.com', { expiresAt: T0 - 3 * DAY }),
+            entry(accountId, 'b@example.com', { expiresAt: T0 - DAY }),
+            entry(accountId, 'c@example.com', { expiresAt: T0 - 2 * DAY }),
+            entry(accountId, 'd@example.com', { expiresAt: T0 }),
+            entry(accountId, 'e@example.com'),
+          ]);
+          const left = async () =>
+            keys(await store.listSuppressions({ accountId }))
+              .map((k) => k[0])
+              .join('');
+          assert.equal(await store.purgeExpiredSuppressions({ before: T0, limit: 2 }), 2);
+          assert.equal(await left(), 'bde', 'the longest expired first');
+          assert.equal(await store.purgeExpiredSuppressions({ before: T0, limit: 2 }), 1);
+          assert.equal(await store.purgeExpiredSuppressions({ before: T0, limit: 2 }), 0);
+          assert.equal(await left(), 'de', 'expiring exactly at the cutoff: kept');
+          assert.equal(await store.purgeExpiredSuppressions({ before: T0 + 100 * DAY, limit: 10 }), 1);
+          assert.equal(await left(), 'e');
+        });
+      });
+
+      it('a suppressed recipient is stored final with its reason and never leased; the others are sent', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const rcpt = (address: string, suppressed?: NewRecipient['suppressed']): NewRecipient => ({
+            address,
+            domain: 'one.test',
+            ...(suppressed ? { suppressed } : {}),
+          });
+          // Suppressed and sent recipients interleaved over two messages of one batch: each event
+          // must belong to its own recipient.
+          const m1 = sampleMessage(accountId, [], {
+            recipients: [
+              rcpt('bounced@one.test', { reason: 'hard_bounce', scope: '' }),
+              rcpt('ok@one.test'),
+              rcpt('unsub@one.test', { reason: 'unsubscribe', scope: 'outbound' }),
+            ],
+          });
+          const m2 = sampleMessage(accountId, [], {
+            recipients: [
+              rcpt('ok2@one.test'),
+              rcpt('complained@one.test', { reason: 'complaint', scope: '' }),
+            ],
+          });
+          await store.insertMessages([m1, m2]);
+          const rows = [...(await store.getRecipients(m1.id)), ...(await store.getRecipients(m2.id))];
+          assert.deepEqual(
+            rows.map((r) => [r.address, r.state]),
+            [
+              ['bounced@one.test', 'suppressed'],
+              ['ok@one.test', 'queued'],
+              ['unsub@one.test', 'suppressed'],
+              ['ok2@one.test', 'queued'],
+              ['complained@one.test', 'suppressed'],
+            ],
+          );
+          const events = [...(await store.getEvents(m1.id)), ...(await store.getEvents(m2.id))];
+          assert.deepEqual(
+            events.map((e) => [
+              rows.find((r) => r.id === e.recipientId)?.address,
+              e.recipient,
+              e.type,
+              e.data,
+            ]),
+            [
+              ['bounced@one.test', 'bounced@one.test', 'suppressed', { reason: 'hard_bounce', scope: '' }],
+              [
+                'ok@one.test',
+                'ok@one.test',
+                'accepted',
+                { size: m1.body.length, source: 'smtp', clientIp: '127.0.0.1' },
+              ],
+              [
+                'unsub@one.test',
+                'unsub@one.test',
+                'suppressed',
+                { reason: 'unsubscribe', scope: 'outbound' },
+              ],
+              [
+                'ok2@one.test',
+                'ok2@one.test',
+                'accepted',
+                { size: m2.body.length, source: 'smtp', clientIp: '127.0.0.1' },
+              ],
+              [
+                'complained@one.test',
+                'complained@one.test',
+                'suppressed',
+                { reason: 'complaint', scope: '' },
+              ],
+            ],
+          );
+          assert.deepEqual(await store.countByState(), { queued: 2, suppressed: 3 });
+          const leased = await store.leaseDue({
+            owner: 'n1',
+            now: T0 + DAY,
+            limit: 100,
+            leaseUntil: T0 + DAY + 1,
+          });
+          assert.deepEqual(leased.map((r) => r.address).sort(), ['ok2@one.test', 'ok@one.test']);
+          assert.equal(await store.nextDueAt(), T0 + DAY + 1, 'only the leases are waited for');
+          // Expired leases come back; the suppressed never do.
+          const again = await store.leaseDue({
+            owner: 'n2',
+            now: T0 + 2 * DAY,
+            limit: 100,
+            leaseUntil: T0 + 3 * DAY,
+          });
+          assert.deepEqual(again.map((r) => r.address).sort(), ['ok2@one.test', 'ok@one.test']);
+          // A message whose every recipient is suppressed is finished at once (retention).
+          const none = sampleMessage(accountId, [], {
+            recipients: [rcpt('bounced@one.test', { reason: 'hard_bounce', scope: '' })],
+          });
+          await store.insertMessages([none]);
+          assert.equal(await store.purgeMessages({ before: T0 + 1, limit: 10 }), 1);
+          assert.equal(await store.getMessage(none.id), undefined);
+        });
+      });
+
+      it('getRecipient: one recipient by its id', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const m = sampleMessage(accountId, ['a@one.test', 'b@one.test']);
+          await store.insertMessages([m]);
+          const rows = await store.getRecipients(m.id);
+          for (const row of rows) assert.deepEqual(await store.getRecipient(row.id), row);
+          assert.equal(await store.getRecipient(Math.max(...rows.map((r) => r.id)) + 1000), undefined);
+        });
+      });
+
+      it('late reports: a bounce after delivery bounces the recipient, a complaint only adds its event', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const m = sampleMessage(accountId, ['late@one.test', 'annoyed@one.test', 'leased@one.test']);
+          await store.insertMessages([m]);
+          const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 60_000 });
+          const by = (a: string) => leased.find((r) => r.address === a)!;
+          await store.recordOutcomes('n1', [
+            outcome(by('late@one.test'), {}),
+            outcome(by('annoyed@one.test'), {}),
+          ]);
+          const bounce = {
+            status: '5.1.1',
+            diagnostic: 'smtp; 550 5.1.1 <late@one.test>: user unknown',
+            category: 'bad_mailbox',
+            permanent: true,
+          };
+          const complaint = { feedbackType: 'abuse', userAgent: 'fbl/1.0' };
+          const unknown = Math.max(...leased.map((r) => r.id)) + 1000;
+          const found = await store.recordAsyncReports([
+            { recipientId: by('late@one.test').id, at: T0 + 5000, type: 'bounced', data: bounce },
+            { recipientId: unknown, at: T0 + 5000, type: 'bounced', data: bounce },
+            { recipientId: by('annoyed@one.test').id, at: T0 + 6000, type: 'complained', data: complaint },
+            // Still leased: the bounce ends the lease, and the attempt's outcome no longer applies.
+            {
+              recipientId: by('leased@one.test').id,
+              at: T0 + 7000,
+              type: 'bounced',
+              data: { category: 'other' },
+            },
+          ]);
+          assert.deepEqual(found, [
+            by('late@one.test').id,
+            by('annoyed@one.test').id,
+            by('leased@one.test').id,
+          ]);
+
+          const row = async (a: string) => (await store.getRecipient(by(a).id))!;
+          const late = await row('late@one.test');
+          assert.deepEqual(
+            [
+              late.state,
+              late.updatedAt,
+              late.lastReply?.code,
+              late.lastReply?.enhanced,
+              late.lastReply?.text,
+              late.attempts,
+            ],
+            ['bounced', T0 + 5000, 550, '5.1.1', bounce.diagnostic, 1],
+          );
+          const annoyed = await row('annoyed@one.test');
+          assert.deepEqual([annoyed.state, annoyed.lastReply?.text], ['delivered', 'ok']);
+          const wasLeased = await row('leased@one.test');
+          assert.deepEqual(
+            [wasLeased.state, wasLeased.leaseOwner, wasLeased.leaseUntil],
+            ['bounced', null, null],
+          );
+          assert.deepEqual(
+            wasLeased.lastReply,
+            { code: 550, text: '' },
+            'a bounce without status or diagnostic still shows a permanent failure, not the reply it had',
+          );
+          assert.deepEqual(
+            await store.recordOutcomes('n1', [
+              outcome(by('leased@one.test'), {
+                state: 'deferred',
+                nextAttemptAt: T0 + 600_000,
+                event: { type: 'deferred', data: {} },
+              }),
+            ]),
+            [],
+          );
+          assert.equal((await row('leased@one.test')).state, 'bounced');
+
+          const lateEvents = (await store.getEvents(m.id)).filter((e) => e.at > T0 + 1000);
+          assert.deepEqual(
+            lateEvents.map((e) => [
+              e.type,
+              e.at,
+              e.recipientId,
+              e.recipient,
+              e.accountId,
+              e.messageId,
+              e.data,
+            ]),
+            [
+              ['bounced', T0 + 5000, by('late@one.test').id, 'late@one.test', accountId, m.id, bounce],
+              [
+                'complained',
+                T0 + 6000,
+                by('annoyed@one.test').id,
+                'annoyed@one.test',
+                accountId,
+                m.id,
+                complaint,
+              ],
+              [
+                'bounced',
+                T0 + 7000,
+                by('leased@one.test').id,
+                'leased@one.test',
+                accountId,
+                m.id,
+                { category: 'other' },
+              ],
+            ],
+          );
+          assert.deepEqual(await store.countByState(), { bounced: 2, delivered: 1 });
+          assert.deepEqual(await store.recordAsyncReports([]), []);
+          assert.deepEqual(
+            await store.recordAsyncReports([{ recipientId: unknown, at: T0, type: 'complained', data: {} }]),
+            [],
+          );
+        });
+      });
+
+      it('counts an address’s soft bounces since a time, per account', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          for (const at of [T0 - 2 * DAY, T0 - DAY, T0, T0 + 5]) {
+            await store.recordSoftBounce({ accountId, address: 'Full@example.com', at });
+          }
+          await store.recordSoftBounce({ accountId, address: 'else@example.com', at: T0 });
+          await store.recordSoftBounce({ accountId: other, address: 'full@example.com', at: T0 });
+          const count = (since: number, address = 'full@example.com') =>
+            store.countSoftBounces({ accountId, address, since });
+          assert.equal(await count(T0 - 3 * DAY), 4);
+          assert.equal(await count(T0 - DAY), 3, 'one at `since` counts');
+          assert.equal(await count(T0, 'FULL@example.com'), 2);
+          assert.equal(await count(T0 + 6), 0);
+          assert.equal(await count(T0 - 3 * DAY, 'nobody@example.com'), 0);
+          assert.equal(
+            await store.countSoftBounces({ accountId: other, address: 'full@example.com', since: 0 }),
+            1,
+          );
         });
       });
     });

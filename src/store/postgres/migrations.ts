@@ -233,4 +233,29 @@ export const migrations: readonly string[][] = [
       PRIMARY KEY (domain_id, selector)
     )`,
   ],
+  // v10: suppressions and bounces (see the SQLite v9 comment): each account's suppression list
+  // and the soft bounces counted towards it. New tables only: a node of v9 keeps working beside
+  // this one (it just does not consult the list).
+  [
+    `CREATE TABLE suppressions (
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      address text COLLATE "C" NOT NULL,
+      scope text COLLATE "C" NOT NULL DEFAULT '',
+      reason text NOT NULL
+        CHECK (reason IN ('hard_bounce', 'soft_bounces', 'complaint', 'unsubscribe', 'manual')),
+      category text NOT NULL DEFAULT '',
+      source text NOT NULL DEFAULT '',
+      details text NOT NULL DEFAULT '',
+      created_at bigint NOT NULL,
+      expires_at bigint,
+      PRIMARY KEY (account_id, address, scope)
+    )`,
+    `CREATE INDEX suppressions_expires ON suppressions(expires_at) WHERE expires_at IS NOT NULL`,
+    `CREATE TABLE soft_bounces (
+      account_id text COLLATE "C" NOT NULL,
+      address text COLLATE "C" NOT NULL,
+      at bigint NOT NULL
+    )`,
+    `CREATE INDEX soft_bounces_address ON soft_bounces(account_id, address, at)`,
+  ],
 ];

@@ -1,4 +1,5 @@
 import { DatabaseError, escapeIdentifier, Pool, type PoolClient } from 'pg';
+import { bounceReply } from '../bounce-reply.ts';
 import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasedInLane, type LeasePass, LeasePlan } from '../lease-plan.ts';
@@ -6,6 +7,7 @@ import { oneLine } from '../one-line.ts';
 import type { ElectsLeader, LeaderLock, SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
+  AsyncReport,
   Credential,
   CredentialKind,
   DkimKey,
@@ -34,6 +36,8 @@ import type {
   ShapingEventRow,
   Stream,
   StreamKind,
+  Suppression,
+  SuppressionFilter,
   Template,
   TemplateContent,
   TemplateVersion,
@@ -68,6 +72,7 @@ import {
   toRecipient,
   toShapingEvent,
   toStream,
+  toSuppression,
   toTemplate,
   toTemplateVersion,
 } from './rows.ts';
@@ -132,7 +137,8 @@ const answeredValues = (answered: AnsweredKey[]): unknown[] => [
 
 /**
  * One statement inserts a chunk of messages, their personalised copies, their recipients and one
- * `accepted` event per recipient, and marks `answered` keys: a single round trip and, outside a
+ * event per recipient (`accepted`, or `suppressed` with its reason for a recipient on a
+ * suppression list, stored final), and marks `answered` keys: a single round trip and, outside a
  * transaction, a single commit. Copies, recipients and keys come as parallel arrays (unnest) so
  * the statement text depends only on the number of messages. Copies travel as a bytea[] (hex in
  * the array literal, so twice their size on the wire): one parameter each would bound a batch by
@@ -157,6 +163,10 @@ function insertMessagesStatement(
     stream: [] as string[],
     kind: [] as string[],
     variant: [] as number[],
+    state: [] as string[],
+    event: [] as string[],
+    /** null: the accepted event's data, built in the statement (it needs the stored size). */
+    eventData: [] as (string | null)[],
   };
   for (const m of messages) {
     const first = values.length;
@@ -199,6 +209,11 @@ function insertMessagesStatement(
       rcpt.stream.push(m.stream ?? DEFAULT_STREAM);
       rcpt.kind.push(m.kind ?? 'transactional');
       rcpt.variant.push(r.variant ?? 0);
+      rcpt.state.push(r.suppressed ? 'suppressed' : 'queued');
+      rcpt.event.push(r.suppressed ? 'suppressed' : 'accepted');
+      rcpt.eventData.push(
+        r.suppressed ? json({ reason: r.suppressed.reason, scope: r.suppressed.scope }) : null,
+      );
     }
   }
   const a = values.length;
@@ -214,11 +229,14 @@ function insertMessagesStatement(
     schema,
   );
   const b = values.push(rcpt.stream, rcpt.kind, rcpt.variant) - 3;
+  const e = values.push(rcpt.state, rcpt.event, rcpt.eventData) - 3;
   const c = values.push(copies.messageId, copies.variant, copies.body) - 3;
   const k = values.push(...answeredValues(answered)) - 3;
   // The foreign keys to messages are checked at the end of the statement, when the messages
-  // inserted by the first CTE exist. ORDER BY keeps ids (and so events) in input order. The
-  // accepted event gives the size of the recipient's own copy (types.ts copySize).
+  // inserted by the first CTE exist. Each recipient's id is drawn in x, so its event is written
+  // from the same row as the recipient (no matching of RETURNING rows back to their input), in
+  // input order: ids and events keep it. The accepted event gives the size of the recipient's
+  // own copy (types.ts copySize).
   const text = `WITH m AS (
       INSERT INTO messages (${MESSAGE_COLUMNS}, body) VALUES ${rows.join(', ')}
       RETURNING id, octet_length(body) AS body_size, source, client_ip
@@ -226,17 +244,20 @@ function insertMessagesStatement(
       INSERT INTO message_variants (message_id, variant, body)
       SELECT * FROM unnest($${c + 1}::text[], $${c + 2}::int[], $${c + 3}::bytea[])
       RETURNING message_id, variant, octet_length(body) AS size
-    ), r AS (
-      INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-        updated_at, dsn, stream, kind, variant)
-      SELECT message_id, account_id, address, domain, 'queued', due, created_at, created_at, dsn, stream, kind,
-        variant
+    ), x AS (
+      SELECT nextval('recipients_id_seq') AS id, u.*
       FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
-        $${a + 6}::bigint[], $${a + 7}::jsonb[], $${b + 1}::text[], $${b + 2}::text[], $${b + 3}::int[])
-        WITH ORDINALITY AS x(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, variant,
-          ord)
+        $${a + 6}::bigint[], $${a + 7}::jsonb[], $${b + 1}::text[], $${b + 2}::text[], $${b + 3}::int[],
+        $${e + 1}::text[], $${e + 2}::text[], $${e + 3}::jsonb[])
+        WITH ORDINALITY AS u(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, variant,
+          state, event, event_data, ord)
       ORDER BY ord
-      RETURNING id, message_id, account_id, address, created_at, variant
+    ), r AS (
+      INSERT INTO recipients (id, message_id, account_id, address, domain, state, next_attempt_at, created_at,
+        updated_at, dsn, stream, kind, variant)
+      SELECT id, message_id, account_id, address, domain, state, due, created_at, created_at, dsn, stream, kind,
+        variant
+      FROM x
     ), answered AS (
       ${answerKeys(k + 1)}
     ), due AS (
@@ -245,12 +266,13 @@ function insertMessagesStatement(
       SELECT pg_notify($${a + 8}, $${a + 9}) IS NULL AS sent
     )
     INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
-    SELECT r.created_at, 'accepted', r.message_id, r.id, r.account_id, r.address,
-      jsonb_build_object('size', CASE WHEN r.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
-        'source', m.source, 'clientIp', m.client_ip)
-    FROM r JOIN m ON m.id = r.message_id LEFT JOIN v ON v.message_id = r.message_id AND v.variant = r.variant
+    SELECT x.created_at, x.event, x.message_id, x.id, x.account_id, x.address,
+      COALESCE(x.event_data, jsonb_build_object(
+        'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
+        'source', m.source, 'clientIp', m.client_ip))
+    FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
       CROSS JOIN due
-    ORDER BY r.id`;
+    ORDER BY x.ord`;
   return { text, values };
 }
 
@@ -1336,6 +1358,151 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
        FROM domains d ORDER BY d.domain`,
     );
     return rows.map((r) => ({ ...toDomain(r), keys: (r.keys as Row[]).map(toDkimKey) }));
+  }
+
+  async upsertSuppressions(entries: Suppression[]): Promise<void> {
+    // ON CONFLICT DO UPDATE may not touch a row twice in one statement: of entries with the same
+    // key, the last one given is kept, as one upsert after another would leave it.
+    const byKey = new Map<string, Suppression>();
+    for (const e of entries) {
+      const address = e.address.toLowerCase();
+      byKey.set(JSON.stringify([e.accountId, address, e.scope]), { ...e, address });
+    }
+    if (byKey.size === 0) return;
+    const list = [...byKey.values()];
+    const col = <T>(pick: (e: Suppression) => T): T[] => list.map(pick);
+    await this.#run(
+      `INSERT INTO suppressions (account_id, address, scope, reason, category, source, details, created_at,
+         expires_at)
+       SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+         $8::bigint[], $9::bigint[])
+       ON CONFLICT (account_id, address, scope) DO UPDATE SET reason = excluded.reason,
+         category = excluded.category, source = excluded.source, details = excluded.details,
+         created_at = excluded.created_at, expires_at = excluded.expires_at`,
+      [
+        col((e) => e.accountId),
+        col((e) => clean(e.address)),
+        col((e) => clean(e.scope)),
+        col((e) => e.reason),
+        col((e) => clean(e.category)),
+        col((e) => clean(e.source)),
+        col((e) => clean(e.details)),
+        col((e) => e.createdAt),
+        col((e) => e.expiresAt),
+      ],
+    );
+  }
+
+  async removeSuppression(accountId: string, address: string, scope: string): Promise<boolean> {
+    const changed = await this.#run(
+      'DELETE FROM suppressions WHERE account_id = $1 AND address = $2 AND scope = $3',
+      [accountId, address.toLowerCase(), scope],
+    );
+    return changed > 0;
+  }
+
+  async listSuppressions(filter: SuppressionFilter): Promise<Suppression[]> {
+    const values: unknown[] = [filter.accountId];
+    const where = ['account_id = $1'];
+    if (filter.address !== undefined) where.push(`address = $${values.push(filter.address.toLowerCase())}`);
+    if (filter.reason !== undefined) where.push(`reason = $${values.push(filter.reason)}`);
+    if (filter.scope !== undefined) where.push(`scope = $${values.push(filter.scope)}`);
+    if (filter.after !== undefined) {
+      const address = values.push(filter.after.address);
+      where.push(`(address, scope) > ($${address}, $${values.push(filter.after.scope)})`);
+    }
+    const limit = Math.min(Math.max(filter.limit ?? 100, 1), 1000);
+    const rows = await this.#all(
+      `SELECT * FROM suppressions WHERE ${where.join(' AND ')} ORDER BY address, scope LIMIT $${values.push(limit)}`,
+      values,
+    );
+    return rows.map(toSuppression);
+  }
+
+  async findSuppressions(input: {
+    accountId: string;
+    stream: string;
+    addresses: string[];
+    now: number;
+  }): Promise<Suppression[]> {
+    if (input.addresses.length === 0) return [];
+    const rows = await this.#all(
+      `SELECT * FROM suppressions
+       WHERE account_id = $1 AND address = ANY($2::text[]) AND scope IN ('', $3)
+         AND (expires_at IS NULL OR expires_at > $4)
+       ORDER BY address, scope`,
+      [input.accountId, input.addresses.map((a) => clean(a.toLowerCase())), clean(input.stream), input.now],
+    );
+    return rows.map(toSuppression);
+  }
+
+  async purgeExpiredSuppressions({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#run(
+      `DELETE FROM suppressions WHERE (account_id, address, scope) IN (
+         SELECT account_id, address, scope FROM suppressions WHERE expires_at < $1 ORDER BY expires_at LIMIT $2
+         FOR UPDATE SKIP LOCKED)`,
+      [before, limit],
+    );
+  }
+
+  async getRecipient(id: number): Promise<RecipientRow | undefined> {
+    const r = await this.#get('SELECT * FROM recipients WHERE id = $1', [id]);
+    return r && toRecipient(r);
+  }
+
+  async recordAsyncReports(reports: AsyncReport[]): Promise<number[]> {
+    if (reports.length === 0) return [];
+    const col = <T>(pick: (r: AsyncReport) => T): T[] => reports.map(pick);
+    const replies = reports.map(bounceReply);
+    // One statement: events and state change together. The recipients are read from the
+    // statement's snapshot; of several bounces of one recipient in the batch the last one given
+    // sets its reply (an UPDATE changes a row once).
+    const rows = await this.#all(
+      `WITH rep AS (
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::text[], $7::int[])
+           WITH ORDINALITY AS x(recipient_id, at, type, data, status, diagnostic, code, ord)
+       ), found AS (
+         SELECT rep.*, r.message_id, r.account_id, r.address FROM rep JOIN recipients r ON r.id = rep.recipient_id
+       ), bounced AS (
+         UPDATE recipients r SET state = 'bounced', lease_owner = NULL, lease_until = NULL, updated_at = b.at,
+           last_code = b.code, last_enhanced = COALESCE(b.status, r.last_enhanced),
+           last_text = COALESCE(b.diagnostic, r.last_text)
+         FROM (SELECT DISTINCT ON (recipient_id) * FROM found WHERE type = 'bounced'
+           ORDER BY recipient_id, ord DESC) b
+         WHERE r.id = b.recipient_id
+       ), logged AS (
+         INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+         SELECT at, type, message_id, recipient_id, account_id, address, data FROM found ORDER BY ord
+       )
+       SELECT recipient_id FROM found ORDER BY ord`,
+      [
+        col((r) => r.recipientId),
+        col((r) => r.at),
+        col((r) => r.type),
+        col((r) => json(r.data)),
+        replies.map((r) => (r.status === null ? null : clean(r.status))),
+        replies.map((r) => (r.diagnostic === null ? null : clean(r.diagnostic))),
+        replies.map((r) => r.code),
+      ],
+    );
+    return rows.map((r) => num(r.recipient_id));
+  }
+
+  async countSoftBounces(input: { accountId: string; address: string; since: number }): Promise<number> {
+    const r = await this.#get(
+      'SELECT count(*) AS n FROM soft_bounces WHERE account_id = $1 AND address = $2 AND at >= $3',
+      [input.accountId, input.address.toLowerCase(), input.since],
+    );
+    return num(r?.n ?? 0);
+  }
+
+  // Retention will prune old rows (by `at`); nothing here deletes them.
+  async recordSoftBounce(input: { accountId: string; address: string; at: number }): Promise<void> {
+    await this.#run('INSERT INTO soft_bounces (account_id, address, at) VALUES ($1, $2, $3)', [
+      input.accountId,
+      clean(input.address.toLowerCase()),
+      input.at,
+    ]);
   }
 
   async claimIdempotencyKey(input: {

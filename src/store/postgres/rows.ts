@@ -19,6 +19,8 @@ import type {
   ShapingEventType,
   Stream,
   StreamKind,
+  Suppression,
+  SuppressionReason,
   Template,
   TemplateVersion,
 } from '../types.ts';
@@ -206,6 +208,20 @@ export function toShapingEvent(r: Row): ShapingEventRow {
     rate: String(r.rate),
     until: num(r.until),
     reply: String(r.reply),
+  };
+}
+
+export function toSuppression(r: Row): Suppression {
+  return {
+    accountId: String(r.account_id),
+    address: String(r.address),
+    scope: String(r.scope),
+    reason: String(r.reason) as SuppressionReason,
+    category: String(r.category),
+    source: String(r.source),
+    details: String(r.details),
+    createdAt: num(r.created_at),
+    expiresAt: numOrNull(r.expires_at),
   };
 }
 

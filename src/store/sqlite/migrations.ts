@@ -214,4 +214,31 @@ export const migrations: readonly string[][] = [
       PRIMARY KEY (domain_id, selector)
     )`,
   ],
+  // v9: suppressions and bounces (bounces/). suppressions: each account's list, one entry per
+  // (address, scope), scope '' for the whole account or a stream's name, expires_at NULL for
+  // never (the partial index finds the expired ones for retention); soft_bounces: when each
+  // address soft-bounced, counted over a window to suppress after N of them (retention prunes
+  // old ones). Recipients on the list are stored in state `suppressed`, which needs no schema.
+  [
+    `CREATE TABLE suppressions (
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      address TEXT NOT NULL,
+      scope TEXT NOT NULL DEFAULT '',
+      reason TEXT NOT NULL
+        CHECK (reason IN ('hard_bounce', 'soft_bounces', 'complaint', 'unsubscribe', 'manual')),
+      category TEXT NOT NULL DEFAULT '',
+      source TEXT NOT NULL DEFAULT '',
+      details TEXT NOT NULL DEFAULT '',
+      created_at INTEGER NOT NULL,
+      expires_at INTEGER,
+      PRIMARY KEY (account_id, address, scope)
+    )`,
+    `CREATE INDEX suppressions_expires ON suppressions(expires_at) WHERE expires_at IS NOT NULL`,
+    `CREATE TABLE soft_bounces (
+      account_id TEXT NOT NULL,
+      address TEXT NOT NULL,
+      at INTEGER NOT NULL
+    )`,
+    `CREATE INDEX soft_bounces_address ON soft_bounces(account_id, address, at)`,
+  ],
 ];

@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
+import { bounceReply } from '../bounce-reply.ts';
 import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasePass, LeasePlan } from '../lease-plan.ts';
@@ -8,6 +9,7 @@ import { oneLine } from '../one-line.ts';
 import type { Store } from '../store.ts';
 import type {
   Account,
+  AsyncReport,
   Credential,
   CredentialKind,
   DkimAlgorithm,
@@ -40,6 +42,9 @@ import type {
   ShapingEventType,
   Stream,
   StreamKind,
+  Suppression,
+  SuppressionFilter,
+  SuppressionReason,
   Template,
   TemplateContent,
   TemplateVersion,
@@ -156,6 +161,20 @@ function toDkimKey(r: Row): DkimKey {
     state: String(r.state) as DkimKeyState,
     createdAt: Number(r.created_at),
     changedAt: Number(r.changed_at),
+  };
+}
+
+function toSuppression(r: Row): Suppression {
+  return {
+    accountId: String(r.account_id),
+    address: String(r.address),
+    scope: String(r.scope),
+    reason: String(r.reason) as SuppressionReason,
+    category: String(r.category),
+    source: String(r.source),
+    details: String(r.details),
+    createdAt: Number(r.created_at),
+    expiresAt: r.expires_at === null ? null : Number(r.expires_at),
   };
 }
 
@@ -500,15 +519,17 @@ export class SqliteStore implements Store {
         }
         const due = m.notBefore ?? m.receivedAt;
         for (const r of m.recipients) {
+          // A suppressed recipient is final from the start: no waiting index ever sees it.
           const res = this.#stmt(
             `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
                updated_at, dsn, stream, kind, variant)
-             VALUES (?, ?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)`,
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           ).run(
             m.id,
             m.accountId,
             r.address,
             r.domain,
+            r.suppressed ? 'suppressed' : 'queued',
             due,
             m.receivedAt,
             m.receivedAt,
@@ -517,19 +538,20 @@ export class SqliteStore implements Store {
             kind,
             r.variant ?? 0,
           );
-          this.#insertEvent(
-            m.receivedAt,
-            'accepted',
-            m.id,
-            Number(res.lastInsertRowid),
-            m.accountId,
-            r.address,
-            {
+          const recipientId = Number(res.lastInsertRowid);
+          if (r.suppressed) {
+            const { reason, scope } = r.suppressed;
+            this.#insertEvent(m.receivedAt, 'suppressed', m.id, recipientId, m.accountId, r.address, {
+              reason,
+              scope,
+            });
+          } else {
+            this.#insertEvent(m.receivedAt, 'accepted', m.id, recipientId, m.accountId, r.address, {
               size: copySize(m, r.variant),
               source: m.source,
               clientIp: m.clientIp,
-            },
-          );
+            });
+          }
         }
       }
       const key = options?.idempotency;
@@ -1345,6 +1367,166 @@ export class SqliteStore implements Store {
       const domain = toDomain(r);
       return { ...domain, keys: keys.get(domain.id) ?? [] };
     });
+  }
+
+  async upsertSuppressions(entries: Suppression[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.#queue.run(() => {
+      for (const e of entries) {
+        this.#run(
+          `INSERT INTO suppressions (account_id, address, scope, reason, category, source, details, created_at,
+             expires_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (account_id, address, scope) DO UPDATE SET reason = excluded.reason,
+             category = excluded.category, source = excluded.source, details = excluded.details,
+             created_at = excluded.created_at, expires_at = excluded.expires_at`,
+          e.accountId,
+          e.address.toLowerCase(),
+          e.scope,
+          e.reason,
+          e.category,
+          e.source,
+          e.details,
+          e.createdAt,
+          e.expiresAt,
+        );
+      }
+    });
+  }
+
+  async removeSuppression(accountId: string, address: string, scope: string): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run(
+        'DELETE FROM suppressions WHERE account_id = ? AND address = ? AND scope = ?',
+        accountId,
+        address.toLowerCase(),
+        scope,
+      ),
+    );
+    return changed > 0;
+  }
+
+  async listSuppressions(filter: SuppressionFilter): Promise<Suppression[]> {
+    const where = ['account_id = ?'];
+    const params: SQLInputValue[] = [filter.accountId];
+    if (filter.address !== undefined) {
+      where.push('address = ?');
+      params.push(filter.address.toLowerCase());
+    }
+    if (filter.reason !== undefined) {
+      where.push('reason = ?');
+      params.push(filter.reason);
+    }
+    if (filter.scope !== undefined) {
+      where.push('scope = ?');
+      params.push(filter.scope);
+    }
+    if (filter.after !== undefined) {
+      where.push('(address, scope) > (?, ?)');
+      params.push(filter.after.address, filter.after.scope);
+    }
+    params.push(Math.min(Math.max(filter.limit ?? 100, 1), 1000));
+    return this.#all(
+      `SELECT * FROM suppressions WHERE ${where.join(' AND ')} ORDER BY address, scope LIMIT ?`,
+      ...params,
+    ).map(toSuppression);
+  }
+
+  async findSuppressions(input: {
+    accountId: string;
+    stream: string;
+    addresses: string[];
+    now: number;
+  }): Promise<Suppression[]> {
+    if (input.addresses.length === 0) return [];
+    // The addresses travel as one JSON array, so the statement (and its cache entry) is the same
+    // whatever their number.
+    return this.#all(
+      `SELECT * FROM suppressions
+       WHERE account_id = ? AND address IN (SELECT value FROM json_each(?)) AND scope IN ('', ?)
+         AND (expires_at IS NULL OR expires_at > ?)
+       ORDER BY address, scope`,
+      input.accountId,
+      JSON.stringify(input.addresses.map((a) => a.toLowerCase())),
+      input.stream,
+      input.now,
+    ).map(toSuppression);
+  }
+
+  async purgeExpiredSuppressions({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#queue.run(() =>
+      this.#run(
+        `DELETE FROM suppressions WHERE rowid IN (
+           SELECT rowid FROM suppressions WHERE expires_at < ? ORDER BY expires_at LIMIT ?)`,
+        before,
+        limit,
+      ),
+    );
+  }
+
+  async getRecipient(id: number): Promise<RecipientRow | undefined> {
+    const r = this.#get('SELECT * FROM recipients WHERE id = ?', id);
+    return r && toRecipient(r);
+  }
+
+  async recordAsyncReports(reports: AsyncReport[]): Promise<number[]> {
+    if (reports.length === 0) return [];
+    return this.#queue.run(() => {
+      const found: number[] = [];
+      for (const report of reports) {
+        const r = this.#get(
+          'SELECT message_id, account_id, address FROM recipients WHERE id = ?',
+          report.recipientId,
+        );
+        if (!r) continue;
+        if (report.type === 'bounced') {
+          const { code, status, diagnostic } = bounceReply(report);
+          this.#run(
+            `UPDATE recipients SET state = 'bounced', lease_owner = NULL, lease_until = NULL, updated_at = ?,
+               last_code = ?, last_enhanced = COALESCE(?, last_enhanced), last_text = COALESCE(?, last_text)
+             WHERE id = ?`,
+            report.at,
+            code,
+            status,
+            diagnostic,
+            report.recipientId,
+          );
+        }
+        this.#insertEvent(
+          report.at,
+          report.type,
+          String(r.message_id),
+          report.recipientId,
+          String(r.account_id),
+          String(r.address),
+          report.data,
+        );
+        found.push(report.recipientId);
+      }
+      return found;
+    });
+  }
+
+  async countSoftBounces(input: { accountId: string; address: string; since: number }): Promise<number> {
+    const r = this.#get(
+      'SELECT COUNT(*) AS n FROM soft_bounces WHERE account_id = ? AND address = ? AND at >= ?',
+      input.accountId,
+      input.address.toLowerCase(),
+      input.since,
+    );
+    return Number(r?.n ?? 0);
+  }
+
+  // Retention will prune old rows (by `at`); nothing here deletes them.
+  async recordSoftBounce(input: { accountId: string; address: string; at: number }): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        'INSERT INTO soft_bounces (account_id, address, at) VALUES (?, ?, ?)',
+        input.accountId,
+        input.address.toLowerCase(),
+        input.at,
+      ),
+    );
   }
 
   async claimIdempotencyKey(input: {
