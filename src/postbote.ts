@@ -5,6 +5,12 @@ import { RateLimiter } from './api/rate-limit.ts';
 import { createHttpServer } from './api/server.ts';
 import { ApiKeyVerifier } from './auth/api-keys.ts';
 import { Authenticator } from './auth/authenticator.ts';
+import { createBounceFeedback } from './bounces/feedback.ts';
+import { parseReport } from './bounces/parse.ts';
+import { createReportHandler } from './bounces/reports.ts';
+import { useRulesFile } from './bounces/rules-file.ts';
+import { createSuppressions } from './bounces/suppressions.ts';
+import { loadBounceSecret } from './bounces/verp.ts';
 import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
@@ -16,6 +22,7 @@ import { createSender } from './intake/send.ts';
 import { createSmtpTemplateRenderer } from './intake/smtp-template.ts';
 import type { Logger } from './observability/logger.ts';
 import { acquirePidLock } from './pid-lock.ts';
+import { inboundHandlers, reportReceiver, startInboundMx } from './smtp/inbound.ts';
 import { createSmtpServer } from './smtp/server/index.ts';
 import { isLoopback, submissionHandlers } from './smtp/submission.ts';
 import { loadCertificate } from './smtp/tls-certificate.ts';
@@ -26,7 +33,7 @@ import { createTemplates } from './templates/templates.ts';
 export interface RunningPostbote {
   store: Store;
   /** Bound addresses, after listening (port 0 in tests becomes the real port). */
-  addresses: { submission: AddressInfo; submissionTls?: AddressInfo; http: AddressInfo };
+  addresses: { submission: AddressInfo; submissionTls?: AddressInfo; http: AddressInfo; mx?: AddressInfo };
   close(): Promise<void>;
 }
 
@@ -60,6 +67,11 @@ export async function startPostbote(
     const delivery = await startDeliveryThread({ config, store, logger });
     cleanups.push(() => delivery.stop());
     const templates = createTemplates({ store, clock });
+    const suppressions = createSuppressions({
+      store,
+      clock,
+      transactionalIgnoresUnsubscribes: config.suppressions.transactional_ignores_unsubscribes,
+    });
     const intake = createIntake({
       store,
       clock,
@@ -68,6 +80,7 @@ export async function startPostbote(
       onAccepted: () => delivery.wake(),
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
       senderGate: createSenderGate({ store, clock }),
+      suppressions,
     });
     const sub = config.smtp.submission;
     const sender = createSender({
@@ -144,6 +157,7 @@ export async function startPostbote(
       sender,
       templates,
       domains: createDomains({ store, clock, config }),
+      suppressions,
       resolve: createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
       keys,
       idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
@@ -153,6 +167,55 @@ export async function startPostbote(
         maxMessageBytes: sub.max_message_size,
       },
     });
+    /**
+     * The inbound MX for bounces and complaints: only VERP addresses on our return-path domains
+     * and the feedback addresses are accepted; what arrives is parsed and recorded.
+     */
+    async function startMx(): Promise<AddressInfo> {
+      const listenMx = parseHostPort(config.smtp.mx.listen);
+      if (!listenMx) throw new Error(`smtp.mx.listen: invalid address ${config.smtp.mx.listen}`);
+      const secret = loadBounceSecret(config.data_dir, config.bounces.secret);
+      cleanups.push(useRulesFile(config.bounces.rules_file, logger));
+      // Return-path domains change with `domains add` in another process: re-read every 5 s.
+      let returnPaths = new Set<string>();
+      const refresh = async () => {
+        returnPaths = new Set((await store.listDomains()).map((d) => d.returnPath));
+      };
+      await refresh();
+      const timer = setInterval(() => void refresh().catch(() => undefined), 5_000);
+      timer.unref();
+      cleanups.push(() => clearInterval(timer));
+      const record = createReportHandler({
+        store,
+        clock,
+        logger,
+        feedback: createBounceFeedback({
+          store,
+          clock,
+          logger,
+          suppressions,
+          softLimit: config.suppressions.soft_bounce_limit,
+          softWindowMs: config.suppressions.soft_bounce_window,
+        }),
+      });
+      const server = await startInboundMx({
+        listen: listenMx,
+        hostname: config.hostname,
+        tls: () => certificate.context(),
+        sizeLimit: config.smtp.mx.max_message_size,
+        logger,
+        handlers: inboundHandlers({
+          isOurReturnPath: (domain) => returnPaths.has(domain),
+          feedbackAddresses: new Set(config.bounces.feedback_addresses.map((a) => a.toLowerCase())),
+          secret,
+          onReport: reportReceiver({ parseReport, record, secret, logger }),
+          logger,
+        }),
+      });
+      cleanups.push(() => server.close());
+      return server.address;
+    }
+    const mx = config.smtp.mx.listen === '' ? undefined : await startMx();
     const httpListen = parseHostPort(config.http.listen);
     if (!httpListen) throw new Error(`http.listen: invalid address ${config.http.listen}`);
     await http.listen({ port: httpListen.port, host: httpListen.host });
@@ -164,6 +227,7 @@ export async function startPostbote(
         submission: `${submissionAddress.address}:${submissionAddress.port}`,
         ...(submissionTls ? { submissionTls: `${submissionTls.address}:${submissionTls.port}` } : {}),
         http: `${httpAddress.address}:${httpAddress.port}`,
+        ...(mx ? { mx: `${mx.address}:${mx.port}` } : {}),
         dataDir: config.data_dir,
       },
       'Postbote started',
@@ -174,6 +238,7 @@ export async function startPostbote(
         submission: submissionAddress,
         ...(submissionTls ? { submissionTls } : {}),
         http: httpAddress,
+        ...(mx ? { mx } : {}),
       },
       close: closeAll,
     };

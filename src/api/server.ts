@@ -2,6 +2,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import type { Suppressions } from '../bounces/suppressions.ts';
 import type { Resolve } from '../domains/checks/types.ts';
 import type { Domains } from '../domains/domains.ts';
 import type { Sender } from '../intake/send.ts';
@@ -14,6 +15,7 @@ import { registerMailgunRoutes } from './mailgun.ts';
 import { registerMessageRoutes } from './messages.ts';
 import { registerPostmarkRoutes } from './postmark.ts';
 import { createSendApi, type KeyGate } from './send-api.ts';
+import { registerSuppressionRoutes } from './suppressions.ts';
 import { registerTemplateRoutes } from './templates.ts';
 
 export interface HttpServerDeps {
@@ -25,6 +27,7 @@ export interface HttpServerDeps {
   sender: Sender;
   templates: Templates;
   domains: Domains;
+  suppressions: Suppressions;
   /** The DNS the domain checks ask. */
   resolve: Resolve;
   keys: KeyGate;
@@ -66,7 +69,12 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   app.addHook('onRequest', async (request) => {
     if (!request.url.startsWith('/v1/') || (request.method !== 'POST' && request.method !== 'PUT')) return;
     const type = request.headers['content-type'];
-    if (type !== undefined && !/^application\/json\s*(;|$)/i.test(type)) {
+    const csv = request.url.split('?')[0] === '/v1/suppressions/import';
+    if (
+      type !== undefined &&
+      !/^application\/json\s*(;|$)/i.test(type) &&
+      !(csv && /^text\/(csv|plain)/i.test(type))
+    ) {
       throw new ApiError('unsupported_media_type', 'send the request body as application/json');
     }
   });
@@ -94,6 +102,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     maxBatch: deps.limits.maxBatch,
   });
   registerTemplateRoutes(app, { templates: deps.templates, keys: deps.keys, idempotency: deps.idempotency });
+  registerSuppressionRoutes(app, { suppressions: deps.suppressions, keys: deps.keys });
   registerDomainRoutes(app, {
     domains: deps.domains,
     store: deps.store,

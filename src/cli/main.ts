@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
 import { registerAccounts } from './accounts.ts';
+import { registerBounces } from './bounces.ts';
 import { registerCluster } from './cluster.ts';
 import { describeError, type GlobalOptions } from './context.ts';
 import { registerCredentials } from './credentials.ts';
@@ -11,6 +12,7 @@ import { registerQueue } from './queue.ts';
 import { registerSend } from './send.ts';
 import { registerStart } from './start.ts';
 import { registerStreams } from './streams.ts';
+import { registerSuppressions } from './suppressions.ts';
 
 const program = new Command('postbote')
   .description('Postbote: self-hosted email delivery (SMTP relay and send API)')
@@ -26,6 +28,8 @@ registerCredentials(program, globals);
 registerDomains(program, globals);
 registerMessages(program, globals);
 registerSend(program, globals);
+registerSuppressions(program, globals);
+registerBounces(program, globals);
 registerQueue(program, globals);
 registerCluster(program, globals);
 registerGc(program, globals);

@@ -149,6 +149,16 @@ export const schema = {
         positive,
       ),
     },
+    // The inbound MX for bounces and feedback loops (src/smtp/inbound.ts): only return-path and
+    // feedback addresses of our own domains are accepted, nothing is ever relayed.
+    mx: {
+      listen: leaf(
+        'listen',
+        '',
+        'Inbound MX listener for bounces and complaints (port 25 in production); empty = off.',
+      ),
+      max_message_size: leaf('size', '10MB', 'Largest bounce or report accepted.', positive),
+    },
     tls: {
       cert: leaf('string', '', 'PEM certificate chain file; empty = a self-signed certificate in data_dir.'),
       key: leaf('string', '', 'PEM private key file.'),
@@ -286,6 +296,34 @@ export const schema = {
       ),
       jitter: dataLeaf('20%', 'Random spread of the backoff: 20% or 0.2 = ±20 %.', parseJitterKey),
     },
+  },
+  // Bounces and complaints (src/bounces/).
+  bounces: {
+    secret: leaf(
+      'string',
+      '',
+      'Base64 key signing VERP return paths; empty = generated once into data_dir (a cluster must share one: set it).',
+    ),
+    feedback_addresses: leaf('list', [], 'Addresses that receive feedback-loop (ARF) complaint reports.'),
+    rules_file: leaf(
+      'string',
+      '',
+      'Bounce classification rules (YAML, like src/bounces/rules.yaml) replacing the shipped ones; reloaded when changed.',
+    ),
+  },
+  suppressions: {
+    soft_bounce_limit: leaf(
+      'int',
+      5,
+      'Soft bounces of an address within soft_bounce_window that suppress it.',
+      positive,
+    ),
+    soft_bounce_window: leaf('duration', '7d', 'Window in which soft bounces are counted.', positive),
+    transactional_ignores_unsubscribes: leaf(
+      'bool',
+      true,
+      'Transactional streams still send to unsubscribed addresses (never to bounced or complaining ones).',
+    ),
   },
   // Sending domains (src/domains/): the DNS names Postbote asks each domain to publish.
   domains: {

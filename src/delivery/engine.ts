@@ -1,5 +1,11 @@
+import { classify } from '../bounces/classify.ts';
+import { createBounceFeedback } from '../bounces/feedback.ts';
+import { useRulesFile } from '../bounces/rules-file.ts';
+import { createSuppressions } from '../bounces/suppressions.ts';
+import { loadBounceSecret, verpAddress } from '../bounces/verp.ts';
 import type { Config } from '../config/schema.ts';
 import { createResolver } from '../dns/resolver.ts';
+import { returnPathDomain } from '../domains/sender-gate.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import type { Logger } from '../observability/logger.ts';
 import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts';
@@ -168,6 +174,20 @@ export async function startDeliveryEngine(deps: {
     logger,
   });
   const dsnSender = createDsnSender({ store, clock, hostname: config.hostname, logger });
+  const bounceSecret = loadBounceSecret(config.data_dir, config.bounces.secret);
+  const stopRules = useRulesFile(config.bounces.rules_file, logger);
+  const feedback = createBounceFeedback({
+    store,
+    clock,
+    logger,
+    suppressions: createSuppressions({
+      store,
+      clock,
+      transactionalIgnoresUnsubscribes: config.suppressions.transactional_ignores_unsubscribes,
+    }),
+    softLimit: config.suppressions.soft_bounce_limit,
+    softWindowMs: config.suppressions.soft_bounce_window,
+  });
   const scheduler = new Scheduler({
     store,
     destination,
@@ -189,6 +209,13 @@ export async function startDeliveryEngine(deps: {
     maxRecipientsPerTransaction: delivery.max_recipients_per_transaction,
     onFinalFailure: (failures) => {
       void dsnSender.send(failures).then((n: number) => n > 0 && scheduler.wake());
+    },
+    bounces: { classify, afterOutcomes: feedback.afterOutcomes },
+    // Mail of a sending domain leaves with a VERP address on its return path: a bounce that
+    // comes back names its recipient (bounces/verp.ts).
+    envelopeFor: (r) => {
+      const domain = returnPathDomain(r.mailFrom, r.messageId);
+      return domain === undefined ? undefined : verpAddress(r.id, domain, bounceSecret);
     },
   });
 
@@ -274,6 +301,7 @@ export async function startDeliveryEngine(deps: {
       clearInterval(nodeCount);
       clearTimeout(expiryTimer);
       clearInterval(sweeper);
+      stopRules();
       await maintenance.stop();
       await dueWatch?.stop();
       await scheduler.stop();

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Store } from '../store/store.ts';
-import type { LeasedRecipient, Outcome } from '../store/types.ts';
+import type { LeasedRecipient, Outcome, Reply } from '../store/types.ts';
 import { BodyCache } from './body-cache.ts';
 import type { Destination, DestinationResult } from './destination.ts';
 import type { RetryPolicy } from './retry-policy.ts';
@@ -28,6 +28,21 @@ export interface SchedulerOptions {
   /** Called with recipients that just failed for good (bounced/expired), for DSNs. */
   onFinalFailure?: (failures: FinalFailure[]) => void;
   bodyCacheBytes?: number;
+  /**
+   * Bounce handling (bounces/feedback.ts): the category of each remote refusal goes into its
+   * event; recorded outcomes are handed over afterwards (suppression of hard and repeated soft
+   * bounces). Its failures never hold up delivery.
+   */
+  bounces?: {
+    classify(reply: Reply): { category: string; permanent: boolean };
+    afterOutcomes(recorded: { recipient: LeasedRecipient; outcome: Outcome }[]): Promise<void>;
+  };
+  /**
+   * The envelope sender of one recipient when it has its own (VERP on the return path: a
+   * bounce names the recipient); undefined = the message's (LeasedRecipient.mailFrom). Such
+   * recipients travel in transactions of their own.
+   */
+  envelopeFor?: (recipient: LeasedRecipient) => string | undefined;
 }
 
 export interface FinalFailure {
@@ -38,6 +53,8 @@ export interface FinalFailure {
 
 interface Transaction {
   messageId: string;
+  /** MAIL FROM of the transaction. */
+  mailFrom: string;
   /** The copy of the message its recipients get (LeasedRecipient.variant). */
   variant: number;
   domain: string;
@@ -51,7 +68,8 @@ interface Transaction {
  * delivery is in flight, and released on stop.
  */
 export class Scheduler {
-  readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure'>> & Pick<SchedulerOptions, 'onFinalFailure'>;
+  readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor'>> &
+    Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor'>;
   readonly #bodies: BodyCache;
   readonly #inflight = new Set<number>();
   /** Broadcast recipients among #inflight: they may fill only part of the window. */
@@ -195,11 +213,14 @@ export class Scheduler {
       if (r.kind === 'broadcast') this.#inflightBroadcast++;
       // RFC 3461 NOTIFY/ORCPT are per RCPT but nodemailer applies them per envelope, so
       // recipients with different DSN parameters travel in different transactions.
-      // Personalised recipients (variant > 0) each have their own copy: their own transaction.
-      const key = `${r.messageId}\0${r.variant}\0${r.domain}\0${JSON.stringify(r.dsn)}`;
+      // Personalised recipients (variant > 0) each have their own copy, and VERP recipients their
+      // own envelope: their own transaction.
+      const own = this.#o.envelopeFor?.(r);
+      const mailFrom = own ?? r.mailFrom;
+      const key = `${r.messageId}\0${r.variant}\0${r.domain}\0${JSON.stringify(r.dsn)}\0${own === undefined ? '' : r.id}`;
       let tx = groups.get(key);
       if (!tx || tx.recipients.length >= this.#o.maxRecipientsPerTransaction) {
-        tx = { messageId: r.messageId, variant: r.variant, domain: r.domain, recipients: [] };
+        tx = { messageId: r.messageId, mailFrom, variant: r.variant, domain: r.domain, recipients: [] };
         groups.set(key, tx);
       }
       tx.recipients.push(r);
@@ -258,7 +279,7 @@ export class Scheduler {
     try {
       result = await this.#o.destination.deliver({
         domain: tx.domain,
-        mailFrom: tx.recipients[0]?.mailFrom ?? '',
+        mailFrom: tx.mailFrom,
         recipients: tx.recipients.map((r) => r.address),
         dsn: tx.recipients[0]?.dsn ?? {},
         body,
@@ -301,12 +322,17 @@ export class Scheduler {
       const res = result.recipients.find((x) => x.address === r.address);
       const reply = res?.reply ?? { code: 451, enhanced: '4.3.0', text: 'no result for this recipient' };
       const attempt = r.attempts + 1;
+      // A refusal gets its bounce category (unknown_user, mailbox_full, …) in its event.
+      const refused =
+        res?.outcome === 'permanent' || (res?.outcome === 'temporary' && res.reply !== undefined);
+      const classified = refused && this.#o.bounces ? this.#o.bounces.classify(reply) : undefined;
       const data = {
         reply,
         ...(result.connection ?? {}),
         attempt,
         durationMs: result.durationMs,
         queueMs: now - r.createdAt,
+        ...(classified ? { category: classified.category, permanent: classified.permanent } : {}),
       };
       const base = {
         at: now,
@@ -380,6 +406,21 @@ export class Scheduler {
     }
     const recorded = finals.filter((f) => applied.has(f.recipient.id));
     if (recorded.length > 0) this.#o.onFinalFailure?.(recorded);
+    const bounces = this.#o.bounces;
+    if (bounces) {
+      const byId = new Map(tx.recipients.map((r) => [r.id, r]));
+      const handed = outcomes.flatMap((o) => {
+        const recipient = byId.get(o.recipientId);
+        return recipient && applied.has(o.recipientId) && (o.state === 'bounced' || o.state === 'deferred')
+          ? [{ recipient, outcome: o }]
+          : [];
+      });
+      if (handed.length > 0) {
+        bounces.afterOutcomes(handed).catch((err: unknown) => {
+          logger.error({ err }, 'could not apply bounce handling (suppressions) to delivery outcomes');
+        });
+      }
+    }
   }
 
   /** Writes outcomes; returns the recipient ids applied (a cancelled or released one is not). */

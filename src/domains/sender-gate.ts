@@ -7,6 +7,20 @@ import { signMessage } from './dkim-sign.ts';
 
 type SigningDomain = SendingDomain & { keys: DkimKey[] };
 
+/** The local part intake gives the envelope sender of a signed message (`pb-<message id>`). */
+const ENVELOPE_PREFIX = 'pb-';
+
+/**
+ * The return-path domain of the envelope sender intake gave message `messageId`
+ * (`pb-<message id>@<return path>`), or undefined for any other sender (a submitter's own).
+ */
+export function returnPathDomain(envelopeFrom: string, messageId: string): string | undefined {
+  const local = `${ENVELOPE_PREFIX}${messageId}@`;
+  return envelopeFrom.startsWith(local) && envelopeFrom.length > local.length
+    ? envelopeFrom.slice(local.length)
+    : undefined;
+}
+
 /** What intake stores for one accepted message after the gate. */
 export interface GateResult {
   /** The copies, DKIM-signed when the From domain has keys (same order as given). */
@@ -133,7 +147,7 @@ export function createSenderGate(options: { store: Store; clock: () => number; c
       privateKeyPem: k.privateKeyPem,
     }));
     const bodies = await Promise.all(input.bodies.map((b) => (b.length === 0 ? b : signMessage(b, keys))));
-    return { bodies, envelopeFrom: `pb-${input.messageId}@${signer.returnPath}` };
+    return { bodies, envelopeFrom: `${ENVELOPE_PREFIX}${input.messageId}@${signer.returnPath}` };
   }
 
   return { apply };

@@ -1,6 +1,13 @@
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
-import type { InsertOptions, MessageDsn, NewMessage, NewRecipient, RecipientDsn } from '../store/types.ts';
+import type {
+  InsertOptions,
+  MessageDsn,
+  NewMessage,
+  NewRecipient,
+  RecipientDsn,
+  SuppressionReason,
+} from '../store/types.ts';
 import { recipientDomain } from './address.ts';
 import { checkMetadata, checkTags } from './labels.ts';
 import { type PreparedMessage, prepareMessage, type TraceInfo } from './prepare.ts';
@@ -62,6 +69,15 @@ export interface IntakeOptions {
    * The sending-domain step (domains/sender-gate.ts): sender policy and DKIM signing of every
    * copy. Without it nothing is checked or signed (tests of other parts).
    */
+  /** Suppression lists (bounces/suppressions.ts): listed recipients are stored `suppressed`, never sent. */
+  suppressions?: {
+    check(input: {
+      accountId: string;
+      stream: string;
+      kind: 'transactional' | 'broadcast';
+      addresses: string[];
+    }): Promise<Map<string, { reason: SuppressionReason; scope: string }>>;
+  };
   senderGate?: {
     apply(input: { accountId: string; messageId: string; bodies: Buffer[] }): Promise<{
       bodies: Buffer[];
@@ -195,6 +211,20 @@ export function createIntake(options: IntakeOptions) {
     });
     const stream = await streams.resolve(submission.accountId, chosen.name);
     if (!stream) throw new UnknownStreamError(chosen.name, chosen.source);
+    const suppressed = options.suppressions
+      ? await options.suppressions.check({
+          accountId: submission.accountId,
+          stream: stream.name,
+          kind: stream.kind,
+          addresses: recipients.map((r) => r.address),
+        })
+      : undefined;
+    if (suppressed && suppressed.size > 0) {
+      for (const r of recipients) {
+        const hit = suppressed.get(r.address.toLowerCase());
+        if (hit) r.suppressed = { reason: hit.reason, scope: hit.scope };
+      }
+    }
     return {
       id,
       accountId: submission.accountId,

@@ -79,7 +79,8 @@ export interface RawSendRequest {
   track?: TrackOptions;
 }
 
-export type RecipientStatus = 'queued' | 'scheduled';
+/** `suppressed`: on the account's suppression list, stored but never sent. */
+export type RecipientStatus = 'queued' | 'scheduled' | 'suppressed';
 
 /** What a sent message answers (the native API's 202 body). */
 export interface SendResult {
@@ -88,5 +89,5 @@ export interface SendResult {
   messageIdHeader: string;
   /** When intake accepted it (epoch ms). */
   acceptedAt: number;
-  recipients: { email: string; id: string; status: RecipientStatus }[];
+  recipients: { email: string; id: string; status: RecipientStatus; reason?: string }[];
 }

@@ -274,7 +274,8 @@ export function createSender(options: {
       recipients: message.recipients.map((r, i) => ({
         email: r.address,
         id: recipientId(message.id, i),
-        status,
+        status: r.suppressed ? ('suppressed' as const) : status,
+        ...(r.suppressed ? { reason: r.suppressed.reason } : {}),
       })),
     };
   }

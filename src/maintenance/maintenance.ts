@@ -21,7 +21,7 @@ export interface Maintenance {
  * The node's share of cluster housekeeping: it competes for leadership (PostgreSQL advisory
  * lock; the embedded store's single node always leads) and, while it leads, runs the periodic
  * tasks: retention (`retention.*`), sending-domain DNS checks (`domains.check_interval`), old
- * idempotency keys, and forgetting nodes gone for a day.
+ * idempotency keys, expired suppressions, and forgetting nodes gone for a day.
  */
 export async function startMaintenance(deps: {
   config: Config;
@@ -76,6 +76,20 @@ export async function startMaintenance(deps: {
             }
           }
           return checked > 0 ? { checked } : undefined;
+        },
+      },
+      {
+        // Suppressions added with an expiry (by hand, by import) end by themselves.
+        name: 'expired-suppressions',
+        everyMs: IDEMPOTENCY_PURGE_EVERY_MS,
+        run: async (now, signal) => {
+          let purged = 0;
+          for (;;) {
+            const n = await store.purgeExpiredSuppressions({ before: now, limit: 1000 });
+            purged += n;
+            if (n < 1000 || signal.aborted) break;
+          }
+          return purged > 0 ? { purged } : undefined;
         },
       },
       {

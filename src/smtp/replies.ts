@@ -93,6 +93,12 @@ export const replies = Object.freeze({
   /** RFC 6531 §3.7.1: a non-ASCII address without the SMTPUTF8 parameter. */
   utf8AddressNotPermitted: reply(553, '5.6.7', 'Non-ASCII address requires SMTPUTF8'),
   relayDenied: reply(554, '5.7.1', 'Relay access denied'),
+  /**
+   * Inbound MX (smtp/inbound.ts): a recipient that is neither a valid VERP return path of ours
+   * nor a feedback address. One reply for relay attempts, forged tokens and unknown mailboxes,
+   * so probing learns nothing about which tokens or domains exist.
+   */
+  notOurAddress: reply(550, '5.7.1', 'Recipient address rejected: not a bounce or feedback address here'),
   /** RFC 5321 §4.5.3.1.8: the client should retry the remaining recipients in a new transaction. */
   tooManyRecipients: reply(452, '4.5.3', 'Too many recipients'),
 

@@ -12,9 +12,15 @@ export function bounceReply(report: AsyncReport): {
   diagnostic: string | null;
 } {
   const { code, status, diagnostic } = report.data;
+  // A diagnostic quotes the remote reply whole ("550 5.1.1 <x>: …"); the reply's code and
+  // enhanced code have fields of their own, so the text keeps only what follows them.
+  const text =
+    typeof diagnostic === 'string'
+      ? diagnostic.replace(/^\s*\d{3}(?:[ -]+\d\.\d{1,3}\.\d{1,3})?[ -]+/, '').trim()
+      : '';
   return {
     code: typeof code === 'number' && Number.isInteger(code) && code >= 400 && code < 600 ? code : 550,
     status: typeof status === 'string' && status !== '' ? status : null,
-    diagnostic: typeof diagnostic === 'string' && diagnostic !== '' ? diagnostic : null,
+    diagnostic: text !== '' ? text : null,
   };
 }

@@ -14,7 +14,7 @@ import Mailgun from 'mailgun.js';
 import { type AddressObject, type ParsedMail, simpleParser } from 'mailparser';
 import { Models, ServerClient } from 'postmark';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type ReplyJson, stopPostbote } from '../support/e2e-harness.ts';
+import { fakeMxEnv, type ReplyJson, stopPostbote } from '../support/e2e-harness.ts';
 import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
 import { type ScriptedSink, type SinkTransaction, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
@@ -72,13 +72,7 @@ describe('send API: SDKs → Postbote → MX, delivered bytes checked', { timeou
       },
     });
     const env = {
-      POSTBOTE_DATA_DIR: dir.path,
-      POSTBOTE_DNS__SERVERS: dns.address,
-      POSTBOTE_DNS__TIMEOUT: '2s',
-      POSTBOTE_DELIVERY__PORT: String(sink.port),
-      POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
-      POSTBOTE_DELIVERY__DSN: 'false',
-      POSTBOTE_DELIVERY__CONNECT_TIMEOUT: '2s',
+      ...fakeMxEnv({ dataDir: dir.path, dns: dns.address, mxPort: sink.port }),
     };
     await runCli(['accounts', 'create', 'acme', '--sender-policy', 'any'], env);
     const [credential] = JSON.parse(

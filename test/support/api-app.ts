@@ -12,6 +12,7 @@ import { createHttpServer } from '../../src/api/server.ts';
 import { createAccount, createCredential } from '../../src/auth/accounts.ts';
 import { ApiKeyVerifier } from '../../src/auth/api-keys.ts';
 import type { ApiScope } from '../../src/auth/scopes.ts';
+import { createSuppressions } from '../../src/bounces/suppressions.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import type { Resolve } from '../../src/domains/checks/types.ts';
 import { createDomains } from '../../src/domains/domains.ts';
@@ -67,6 +68,7 @@ export async function startApiApp(
     other: await key(other, ['send', 'read', 'admin']),
   };
   const templates = createTemplates({ store, clock: now });
+  const suppressions = createSuppressions({ store, clock: now, transactionalIgnoresUnsubscribes: true });
   const intake = createIntake({
     store,
     clock: now,
@@ -74,6 +76,7 @@ export async function startApiApp(
     dsnOnFailure: true,
     smtpTemplates: createSmtpTemplateRenderer({ templates }),
     senderGate: createSenderGate({ store, clock: now, cacheMs: 0 }),
+    suppressions,
   });
   const maxMessageBytes = options.maxMessageBytes ?? 10 * 1024 * 1024;
   const sender = createSender({
@@ -101,6 +104,7 @@ export async function startApiApp(
       }),
     }),
     resolve: options.resolve ?? noDns,
+    suppressions,
     keys: createKeyGate({
       verifier: new ApiKeyVerifier({
         store,

@@ -472,3 +472,19 @@ export async function waitForDsn(
 export function unfold(text: string): string {
   return text.replace(/\r?\n[ \t]+/g, ' ');
 }
+
+/**
+ * The settings of a Postbote under test that delivers to fake MX hosts on loopback: its data
+ * dir, the test DNS server, the one port every fake MX listens on, no DSNs, short timeouts.
+ */
+export function fakeMxEnv(options: { dataDir: string; dns: string; mxPort: number }): Record<string, string> {
+  return {
+    POSTBOTE_DATA_DIR: options.dataDir,
+    POSTBOTE_DNS__SERVERS: options.dns,
+    POSTBOTE_DNS__TIMEOUT: '2s',
+    POSTBOTE_DELIVERY__PORT: String(options.mxPort),
+    POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
+    POSTBOTE_DELIVERY__DSN: 'false',
+    POSTBOTE_DELIVERY__CONNECT_TIMEOUT: '2s',
+  };
+}
