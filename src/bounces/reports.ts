@@ -40,6 +40,17 @@ export function createReportHandler(options: {
       const r = await store.getRecipient(id);
       if (r) recipients.push(r);
     }
+    // No VERP token (a feedback loop that strips the Return-Path): the enclosed Message-ID names
+    // the message, and the report's recipient (or the message's only one) the recipient.
+    if (recipients.length === 0 && parsed.originalMessageId) {
+      const named = new Set(parsed.recipients.map((p) => p.email.toLowerCase()));
+      for (const message of await store.findMessagesByHeader(parsed.originalMessageId)) {
+        const rows = await store.getRecipients(message.id);
+        const matched = rows.filter((r) => named.has(r.address.toLowerCase()));
+        recipients.push(...(matched.length > 0 ? matched : rows.length === 1 ? rows : []));
+        if (recipients.length > 0) break;
+      }
+    }
     if (recipients.length === 0) {
       logger.warn(
         { event: 'inbound_unmatched', kind: parsed.kind, to: report.to, ip: report.clientIp },

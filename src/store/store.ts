@@ -232,6 +232,8 @@ export interface Store {
   }): Promise<Suppression[]>;
   /** Deletes entries that expired before `before`; returns how many (retention). */
   purgeExpiredSuppressions(batch: PurgeBatch): Promise<number>;
+  /** Messages whose Message-ID header is `messageIdHeader` (with angle brackets), newest first, at most 10. */
+  findMessagesByHeader(messageIdHeader: string): Promise<MessageRow[]>;
   /** One recipient by its id (the inbound MX maps a VERP token to it). */
   getRecipient(id: number): Promise<RecipientRow | undefined>;
   /**

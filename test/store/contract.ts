@@ -198,6 +198,22 @@ export function storeContract(
       });
     });
 
+    it('finds messages by their Message-ID header, newest first', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        await store.insertMessages([
+          sampleMessage(accountId, ['a@example.org'], { id: 'm-1', messageIdHeader: '<same@example.com>' }),
+          sampleMessage(accountId, ['b@example.org'], { id: 'm-2', messageIdHeader: '<same@example.com>' }),
+          sampleMessage(accountId, ['c@example.org'], { id: 'm-3', messageIdHeader: '<other@example.com>' }),
+        ]);
+        assert.deepEqual(
+          (await store.findMessagesByHeader('<same@example.com>')).map((m) => m.id),
+          ['m-2', 'm-1'],
+        );
+        assert.deepEqual(await store.findMessagesByHeader('<none@example.com>'), []);
+      });
+    });
+
     it('delivers with the envelope sender intake chose; the message keeps the submitter’s', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);

@@ -853,6 +853,15 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return rows.map((r) => num(r.id));
   }
 
+  async findMessagesByHeader(messageIdHeader: string): Promise<MessageRow[]> {
+    const rows = await this.#all(
+      `SELECT ${MESSAGE_COLUMNS}, body IS NULL AS body_purged FROM messages
+       WHERE message_id_header = $1 ORDER BY id DESC LIMIT 10`,
+      [clean(messageIdHeader)],
+    );
+    return rows.map(toMessage);
+  }
+
   async getMessage(id: string): Promise<MessageRow | undefined> {
     const r = await this.#get(
       `SELECT ${MESSAGE_COLUMNS}, body IS NULL AS body_purged FROM messages WHERE id = $1`,

@@ -834,6 +834,13 @@ export class SqliteStore implements Store {
     });
   }
 
+  async findMessagesByHeader(messageIdHeader: string): Promise<MessageRow[]> {
+    return this.#all(
+      `SELECT ${MESSAGE_FIELDS} FROM messages m WHERE m.message_id_header = ? ORDER BY m.id DESC LIMIT 10`,
+      messageIdHeader,
+    ).map(toMessage);
+  }
+
   async getMessage(id: string): Promise<MessageRow | undefined> {
     const r = this.#get(`SELECT ${MESSAGE_FIELDS} FROM messages m WHERE m.id = ?`, id);
     return r && toMessage(r);

@@ -64,6 +64,7 @@ const METHODS = [
   'findSuppressions',
   'purgeExpiredSuppressions',
   'getRecipient',
+  'findMessagesByHeader',
   'recordAsyncReports',
   'countSoftBounces',
   'recordSoftBounce',
