@@ -40,7 +40,8 @@ import { tempDir } from '../support/temp-dir.ts';
 
 const main = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
 /** How long the slow MX waits before its RCPT reply: time for an operator command meanwhile. */
-const SLOW_RCPT_MS = 4000;
+// Long enough for a `queue delete` (a CLI process: 1-3 s to start on a busy 2-core machine).
+const SLOW_RCPT_MS = 8000;
 
 interface QueueRow {
   domain: string;
@@ -49,7 +50,7 @@ interface QueueRow {
   delivering: number;
 }
 
-describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
+describe('CLI and process lifecycle', { timeout: 240_000 }, () => {
   const dir = tempDir('postbote-e2e-cli-');
   let port: number;
   let dns: TestDnsServer;
@@ -208,14 +209,14 @@ describe('CLI and process lifecycle', { timeout: 120_000 }, () => {
       { timeoutMs: 10_000, intervalMs: 20, what: 'the RCPT at the slow MX' },
     );
     const out = await postbote.cli(['queue', 'delete', id]);
-    assert.match(out, /^1 recipient\(s\) cancelled$/m, 'the recipient being delivered was cancelled');
-    const during = await showMessage(postbote, id);
-    assert.equal(during.recipients[0]?.state, 'cancelled');
     // The sink records a recipient once it has answered its RCPT.
     assert.ok(
       !slow.transactions.some((tx) => tx.recipients.some((r) => r.address === 'slow@slow.test')),
       'the MX answered the RCPT before the delete was done: raise SLOW_RCPT_MS',
     );
+    assert.match(out, /^1 recipient\(s\) cancelled$/m, 'the recipient being delivered was cancelled');
+    const during = await showMessage(postbote, id);
+    assert.equal(during.recipients[0]?.state, 'cancelled');
 
     // The attempt ends with 451: a temporary failure of a recipient the operator cancelled.
     await waitForLog(

@@ -193,9 +193,19 @@ export async function startScriptedSink(options: ScriptedSinkOptions = {}): Prom
     let busy = false;
     let ended = false;
 
+    // A session is over for the count once the client has closed its side (FIN: 'end'), which
+    // it does before it may open the next one; under load 'close' can come after the next
+    // connection has been accepted and would count one session too many.
+    let counted = true;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      concurrent--;
+    };
+    raw.on('end', uncount);
     raw.on('close', () => {
       sockets.delete(raw);
-      concurrent--;
+      uncount();
       connection.open = false;
       ended = true;
     });
