@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Suppressions } from '../bounces/suppressions.ts';
 import type { Resolve } from '../domains/checks/types.ts';
@@ -43,7 +43,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   // Our logger, without fastify's line per request: handlers log what went wrong (request.log).
   const app = Fastify({
     loggerInstance: deps.logger.child({ component: 'http' }) as FastifyBaseLogger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.limits.maxRequestBytes,
   });
   await app.register(swagger, {
