@@ -83,13 +83,22 @@ export async function startMaintenance(deps: {
         name: 'expired-suppressions',
         everyMs: IDEMPOTENCY_PURGE_EVERY_MS,
         run: async (now, signal) => {
-          let purged = 0;
-          for (;;) {
-            const n = await store.purgeExpiredSuppressions({ before: now, limit: 1000 });
-            purged += n;
-            if (n < 1000 || signal.aborted) break;
-          }
-          return purged > 0 ? { purged } : undefined;
+          // Soft bounces older than the counting window no longer count either.
+          const drain = async (purge: () => Promise<number>): Promise<number> => {
+            let purged = 0;
+            for (;;) {
+              const n = await purge();
+              purged += n;
+              if (n < 1000 || signal.aborted) return purged;
+            }
+          };
+          const suppressions = await drain(() =>
+            store.purgeExpiredSuppressions({ before: now, limit: 1000 }),
+          );
+          const softBounces = await drain(() =>
+            store.purgeSoftBounces({ before: now - config.suppressions.soft_bounce_window, limit: 1000 }),
+          );
+          return suppressions + softBounces > 0 ? { suppressions, softBounces } : undefined;
         },
       },
       {

@@ -244,8 +244,10 @@ export interface Store {
   recordAsyncReports(reports: AsyncReport[]): Promise<number[]>;
   /** Counts soft bounces of an address in the account since `since` (suppression after N in M days). */
   countSoftBounces(input: { accountId: string; address: string; since: number }): Promise<number>;
-  /** Remembers a soft bounce (an address, a time) for countSoftBounces; old ones go with retention. */
+  /** Remembers a soft bounce (an address, a time) for countSoftBounces. */
   recordSoftBounce(input: { accountId: string; address: string; at: number }): Promise<void>;
+  /** Forgets soft bounces older than `before` (outside every counting window); returns how many. */
+  purgeSoftBounces(batch: PurgeBatch): Promise<number>;
 
   // idempotency keys of API requests (api/idempotency.ts)
   /**

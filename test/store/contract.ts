@@ -2054,6 +2054,11 @@ export function storeContract(
             await store.countSoftBounces({ accountId: other, address: 'full@example.com', since: 0 }),
             1,
           );
+          // Pruning: the two older than a day go, in batches of at most `limit`.
+          assert.equal(await store.purgeSoftBounces({ before: T0 - DAY / 2, limit: 1 }), 1);
+          assert.equal(await store.purgeSoftBounces({ before: T0 - DAY / 2, limit: 10 }), 1);
+          assert.equal(await store.purgeSoftBounces({ before: T0 - DAY / 2, limit: 10 }), 0);
+          assert.equal(await count(T0 - 3 * DAY), 2);
         });
       });
     });

@@ -257,6 +257,7 @@ export const migrations: readonly string[][] = [
       at bigint NOT NULL
     )`,
     `CREATE INDEX soft_bounces_address ON soft_bounces(account_id, address, at)`,
+    `CREATE INDEX soft_bounces_at ON soft_bounces(at)`,
     // A complaint report without our VERP token names its message by Message-ID.
     `CREATE INDEX messages_message_id_header ON messages(message_id_header)`,
   ],

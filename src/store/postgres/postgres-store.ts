@@ -1514,6 +1514,15 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     ]);
   }
 
+  async purgeSoftBounces({ before, limit }: PurgeBatch): Promise<number> {
+    const rows = await this.#all(
+      `DELETE FROM soft_bounces WHERE ctid IN (SELECT ctid FROM soft_bounces WHERE at < $1 ORDER BY at LIMIT $2)
+       RETURNING 1`,
+      [before, limit],
+    );
+    return rows.length;
+  }
+
   async claimIdempotencyKey(input: {
     accountId: string;
     key: string;

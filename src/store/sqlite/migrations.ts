@@ -217,7 +217,7 @@ export const migrations: readonly string[][] = [
   // v9: suppressions and bounces (bounces/). suppressions: each account's list, one entry per
   // (address, scope), scope '' for the whole account or a stream's name, expires_at NULL for
   // never (the partial index finds the expired ones for retention); soft_bounces: when each
-  // address soft-bounced, counted over a window to suppress after N of them (retention prunes
+  // address soft-bounced, counted over a window to suppress after N of them (the leader prunes
   // old ones). Recipients on the list are stored in state `suppressed`, which needs no schema.
   [
     `CREATE TABLE suppressions (
@@ -240,6 +240,7 @@ export const migrations: readonly string[][] = [
       at INTEGER NOT NULL
     )`,
     `CREATE INDEX soft_bounces_address ON soft_bounces(account_id, address, at)`,
+    `CREATE INDEX soft_bounces_at ON soft_bounces(at)`,
     // A complaint report without our VERP token names its message by Message-ID.
     `CREATE INDEX messages_message_id_header ON messages(message_id_header)`,
   ],

@@ -1536,6 +1536,16 @@ export class SqliteStore implements Store {
     );
   }
 
+  async purgeSoftBounces({ before, limit }: PurgeBatch): Promise<number> {
+    return this.#queue.run(() =>
+      this.#run(
+        'DELETE FROM soft_bounces WHERE rowid IN (SELECT rowid FROM soft_bounces WHERE at < ? ORDER BY at LIMIT ?)',
+        before,
+        limit,
+      ),
+    );
+  }
+
   async claimIdempotencyKey(input: {
     accountId: string;
     key: string;

@@ -68,6 +68,7 @@ const METHODS = [
   'recordAsyncReports',
   'countSoftBounces',
   'recordSoftBounce',
+  'purgeSoftBounces',
   'claimIdempotencyKey',
   'completeIdempotencyKey',
   'releaseIdempotencyKey',
