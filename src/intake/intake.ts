@@ -188,22 +188,11 @@ export function createIntake(options: IntakeOptions) {
     if (tags.length > 0) checkTags(tags);
     const metadata = { ...(submission.metadata ?? {}), ...(labels.metadata ?? {}) };
     // Each personalised copy gets its own trace field naming its one recipient.
-    const variants = (submission.variants ?? []).map((copy, i) => {
-      const owner = recipients.find((r) => r.variant === i + 1);
-      return prepareMessage(copy, trace(owner?.address));
-    });
+    const owners = new Map(recipients.filter((r) => r.variant).map((r) => [r.variant, r.address]));
+    const variants = (submission.variants ?? []).map((copy, i) =>
+      prepareMessage(copy, trace(owners.get(i + 1))),
+    );
     const first = shared.length === 0 ? (variants[0] ?? prepared) : prepared;
-    // Signing comes last: nothing may change the bytes after it.
-    const gated = options.senderGate
-      ? await options.senderGate.apply({
-          accountId: submission.accountId,
-          messageId: id,
-          bodies: [
-            shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body,
-            ...variants.map((v) => v.body),
-          ],
-        })
-      : undefined;
     const chosen = chooseStream({
       ...(submission.stream === undefined ? {} : { api: submission.stream }),
       ...(prepared.streamHeader === undefined ? {} : { header: prepared.streamHeader }),
@@ -225,6 +214,17 @@ export function createIntake(options: IntakeOptions) {
         if (hit) r.suppressed = { reason: hit.reason, scope: hit.scope };
       }
     }
+    // Signing comes last: nothing may change the bytes after it.
+    const gated = options.senderGate
+      ? await options.senderGate.apply({
+          accountId: submission.accountId,
+          messageId: id,
+          bodies: [
+            shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body,
+            ...variants.map((v) => v.body),
+          ],
+        })
+      : undefined;
     return {
       id,
       accountId: submission.accountId,
