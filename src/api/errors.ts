@@ -65,7 +65,6 @@ type ApiOnlyCode =
   | 'internal_error';
 
 export type ApiErrorCode = keyof typeof STATUS;
-export const API_ERROR_CODES = Object.keys(STATUS) as ApiErrorCode[];
 
 /** A refusal the API answers as `{error: {code, message, field?}}` with the catalogue's status. */
 export class ApiError extends Error {
