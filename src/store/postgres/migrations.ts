@@ -261,4 +261,10 @@ export const migrations: readonly string[][] = [
     // A complaint report without our VERP token names its message by Message-ID.
     `CREATE INDEX messages_message_id_header ON messages(message_id_header)`,
   ],
+  // v11: RESERVED for tracking (issue 8): filled in by that work before it lands.
+  [],
+  // v12: RESERVED for events and webhooks (issue 9).
+  [],
+  // v13: RESERVED for statistics rollups (issue 9).
+  [],
 ];
