@@ -267,4 +267,6 @@ export const migrations: readonly string[][] = [
   [],
   // v13: RESERVED for statistics rollups (issue 9).
   [],
+  // v14: RESERVED for the reputation guard, audit trail, retention and privacy (issue 9).
+  [],
 ];

@@ -250,4 +250,6 @@ export const migrations: readonly string[][] = [
   [],
   // v12: RESERVED for statistics rollups (issue 9).
   [],
+  // v13: RESERVED for the reputation guard, audit trail, retention and privacy (issue 9).
+  [],
 ];
