@@ -19,13 +19,18 @@ import type {
   NodeStatus,
   Outcome,
   PurgeBatch,
+  QueueDepth,
   QueueDomainSummary,
   QueueSelector,
   QueueSiteSummary,
   RecipientRow,
+  RollupBatch,
   SenderPolicy,
   SendingDomain,
   ShapingEventRow,
+  StatsLookup,
+  StatsQuery,
+  StatsRow,
   Stream,
   Suppression,
   SuppressionFilter,
@@ -269,6 +274,22 @@ export interface Store {
   releaseIdempotencyKey(accountId: string, key: string): Promise<void>;
   /** Deletes keys created before `before`; returns how many. */
   purgeIdempotencyKeys(batch: PurgeBatch): Promise<number>;
+
+  // statistics rollups (stats/): counters by account, hour, stream, tag, sending domain, provider
+  /**
+   * Adds the increments to the rollup rows and moves the cursor `cursor` from `fromId` to `toId`,
+   * in one transaction. Applies nothing and returns false when the cursor is not at `fromId`
+   * (the batch, or part of it, was applied already: a re-delivered batch or a second leader).
+   */
+  applyRollup(batch: RollupBatch): Promise<boolean>;
+  /** Where a rollup cursor stands (the last event id applied); 0 before the first batch. */
+  rollupCursor(name: string): Promise<number>;
+  /** Summed counters per interval bucket and grouped dimensions, bucket order. */
+  queryStats(query: StatsQuery): Promise<StatsRow[]>;
+  /** Envelope senders of messages and last sites of recipients (the rollup's dimensions); unknown ids are left out. */
+  statsLookup(input: { messageIds: string[]; recipientIds: number[] }): Promise<StatsLookup>;
+  /** Recipients that are not final, by state and lane (metrics). */
+  queueDepth(): Promise<QueueDepth[]>;
 
   // cluster
   /** Records that a node is alive (insert or update). */

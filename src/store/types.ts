@@ -606,3 +606,76 @@ export interface AsyncReport {
   /** Parser and classifier output: status, category, permanent, diagnostic, feedback type, … */
   data: Record<string, unknown>;
 }
+
+// Statistics rollups (src/stats/): counters per account × hour × dimensions, written by the
+// leader's rollup task from the event feed, read by /v1/stats and `postbote stats`.
+
+/** The dimensions of a rollup row besides the account and the hour. */
+export const STATS_DIMENSIONS = ['stream', 'tag', 'domain', 'provider'] as const;
+export type StatsDimension = (typeof STATS_DIMENSIONS)[number];
+
+/** One counter increment of one rollup row (stats/rollup.ts computes them from events). */
+export interface RollupIncrement {
+  accountId: string;
+  /** Start of the UTC hour (epoch ms). */
+  bucket: number;
+  stream: string;
+  /** '' = the row of every message whatever its tags (totals); else one of the message's tags. */
+  tag: string;
+  /** Sending domain (stats/dimensions.ts), '' when unknown. */
+  domain: string;
+  /** Mailbox provider bucket (stats/providers.ts). */
+  provider: string;
+  /** Counter name (stats/counters.ts): `delivered`, `hard_bounced:unknown_user`, … */
+  counter: string;
+  n: number;
+}
+
+/** What Store.applyRollup writes in one transaction. */
+export interface RollupBatch {
+  /** The cursor's name (one per consumer of the event feed). */
+  cursor: string;
+  /** The cursor position the increments were computed after; the batch applies only if it still is. */
+  fromId: number;
+  /** The last event id the increments cover: the cursor's new position. */
+  toId: number;
+  increments: RollupIncrement[];
+  at: number;
+}
+
+export interface StatsQuery {
+  accountId: string;
+  /** Inclusive, epoch ms, aligned to the interval. */
+  from: number;
+  /** Exclusive, epoch ms, aligned to the interval. */
+  to: number;
+  interval: 'hour' | 'day';
+  /** Dimensions to keep apart; the others are summed. Without `tag`, only the all-tags rows count. */
+  groupBy: StatsDimension[];
+  /** Only rows with these values. */
+  filter?: Partial<Record<StatsDimension, string>>;
+}
+
+/** One counter of one (bucket, group) of a StatsQuery. Dimensions not grouped by are ''. */
+export interface StatsRow {
+  bucket: number;
+  stream: string;
+  tag: string;
+  domain: string;
+  provider: string;
+  counter: string;
+  n: number;
+}
+
+/** What the rollup needs to know about events' messages and recipients (Store.statsLookup). */
+export interface StatsLookup {
+  messages: { id: string; mailFrom: string; envelopeFrom: string }[];
+  recipients: { id: number; lastSite: string; domain: string }[];
+}
+
+/** Recipients not yet final, by state and lane (metrics: queue depth). */
+export interface QueueDepth {
+  state: RecipientState;
+  kind: StreamKind;
+  count: number;
+}

@@ -265,8 +265,27 @@ export const migrations: readonly string[][] = [
   [],
   // v12: RESERVED for events and webhooks (issue 9).
   [],
-  // v13: RESERVED for statistics rollups (issue 9).
-  [],
+  // v13: statistics rollups (src/stats/), as SQLite v12: counters per account, UTC hour, stream,
+  // tag ('' = all), sending domain, provider and counter, only incremented; stats_cursors: the
+  // last event id each rollup consumer applied, moved in the counters' transaction.
+  [
+    `CREATE TABLE stats_rollups (
+      account_id text COLLATE "C" NOT NULL,
+      bucket bigint NOT NULL,
+      stream text COLLATE "C" NOT NULL,
+      tag text COLLATE "C" NOT NULL,
+      domain text COLLATE "C" NOT NULL,
+      provider text COLLATE "C" NOT NULL,
+      counter text COLLATE "C" NOT NULL,
+      n bigint NOT NULL,
+      PRIMARY KEY (account_id, bucket, stream, tag, domain, provider, counter)
+    )`,
+    `CREATE TABLE stats_cursors (
+      name text COLLATE "C" PRIMARY KEY,
+      last_id bigint NOT NULL,
+      updated_at bigint NOT NULL
+    )`,
+  ],
   // v14: RESERVED for the reputation guard, audit trail, retention and privacy (issue 9).
   [],
 ];

@@ -4,6 +4,7 @@ import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasedInLane, type LeasePass, LeasePlan } from '../lease-plan.ts';
 import { oneLine } from '../one-line.ts';
+import { mergeIncrements, statsQuerySql } from '../stats-sql.ts';
 import type { ElectsLeader, LeaderLock, SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
@@ -26,14 +27,19 @@ import type {
   NodeStatus,
   Outcome,
   PurgeBatch,
+  QueueDepth,
   QueueDomainSummary,
   QueueSelector,
   QueueSiteSummary,
   RecipientRow,
   RecipientState,
+  RollupBatch,
   SenderPolicy,
   SendingDomain,
   ShapingEventRow,
+  StatsLookup,
+  StatsQuery,
+  StatsRow,
   Stream,
   StreamKind,
   Suppression,
@@ -1605,6 +1611,118 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       heartbeatAt: num(r.heartbeat_at),
       info: (r.info ?? {}) as NodeStatus['info'],
       leases: num(r.leases),
+    }));
+  }
+
+  // Statistics rollups (stats/): the cursor row is locked, checked and moved in the counters'
+  // transaction, so two leaders overlapping for a moment cannot both apply one batch.
+  async applyRollup(batch: RollupBatch): Promise<boolean> {
+    const increments = mergeIncrements(batch.increments);
+    return this.#transaction(async (client) => {
+      await client.query(
+        `INSERT INTO stats_cursors (name, last_id, updated_at) VALUES ($1, 0, $2) ON CONFLICT (name) DO NOTHING`,
+        [clean(batch.cursor), batch.at],
+      );
+      const row = (
+        await client.query<Row>('SELECT last_id FROM stats_cursors WHERE name = $1 FOR UPDATE', [
+          clean(batch.cursor),
+        ])
+      ).rows[0];
+      if (num(row?.last_id ?? 0) !== batch.fromId) return false;
+      if (increments.length > 0) {
+        const col = <T>(pick: (i: (typeof increments)[number]) => T): T[] => increments.map(pick);
+        await client.query(
+          `INSERT INTO stats_rollups (account_id, bucket, stream, tag, domain, provider, counter, n)
+           SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+             $8::bigint[])
+           ON CONFLICT (account_id, bucket, stream, tag, domain, provider, counter)
+           DO UPDATE SET n = stats_rollups.n + excluded.n`,
+          [
+            col((i) => clean(i.accountId)),
+            col((i) => i.bucket),
+            col((i) => clean(i.stream)),
+            col((i) => clean(i.tag)),
+            col((i) => clean(i.domain)),
+            col((i) => clean(i.provider)),
+            col((i) => clean(i.counter)),
+            col((i) => i.n),
+          ],
+        );
+      }
+      await client.query('UPDATE stats_cursors SET last_id = $2, updated_at = $3 WHERE name = $1', [
+        clean(batch.cursor),
+        batch.toId,
+        batch.at,
+      ]);
+      return true;
+    });
+  }
+
+  async rollupCursor(name: string): Promise<number> {
+    return num(
+      (await this.#get('SELECT last_id FROM stats_cursors WHERE name = $1', [clean(name)]))?.last_id ?? 0,
+    );
+  }
+
+  async queryStats(query: StatsQuery): Promise<StatsRow[]> {
+    const { text, values } = statsQuerySql(
+      {
+        ...query,
+        ...(query.filter
+          ? { filter: Object.fromEntries(Object.entries(query.filter).map(([k, v]) => [k, clean(v ?? '')])) }
+          : {}),
+        accountId: clean(query.accountId),
+      },
+      (i) => `$${i}`,
+    );
+    return (await this.#all(text, values)).map((r) => ({
+      bucket: num(r.b),
+      stream: String(r.stream),
+      tag: String(r.tag),
+      domain: String(r.domain),
+      provider: String(r.provider),
+      counter: String(r.counter),
+      n: num(r.n),
+    }));
+  }
+
+  async statsLookup(input: { messageIds: string[]; recipientIds: number[] }): Promise<StatsLookup> {
+    const messages =
+      input.messageIds.length === 0
+        ? []
+        : await this.#all('SELECT id, mail_from, envelope_from FROM messages WHERE id = ANY($1::text[])', [
+            [...new Set(input.messageIds)].map(clean),
+          ]);
+    const recipients =
+      input.recipientIds.length === 0
+        ? []
+        : await this.#all('SELECT id, last_site, domain FROM recipients WHERE id = ANY($1::bigint[])', [
+            [...new Set(input.recipientIds)],
+          ]);
+    return {
+      messages: messages.map((r) => ({
+        id: String(r.id),
+        mailFrom: String(r.mail_from),
+        envelopeFrom: String(r.envelope_from),
+      })),
+      recipients: recipients.map((r) => ({
+        id: num(r.id),
+        lastSite: String(r.last_site),
+        domain: String(r.domain),
+      })),
+    };
+  }
+
+  async queueDepth(): Promise<QueueDepth[]> {
+    return (
+      await this.#all(
+        `SELECT state, kind, count(*) AS n FROM recipients
+         WHERE state IN ('queued', 'deferred', 'delivering', 'held') GROUP BY state, kind ORDER BY state, kind`,
+      )
+    ).map((r) => ({
+      state: String(r.state) as RecipientState,
+      kind: String(r.kind) as StreamKind,
+      count: num(r.n),
     }));
   }
 }

@@ -248,8 +248,29 @@ export const migrations: readonly string[][] = [
   [],
   // v11: RESERVED for events and webhooks (issue 9).
   [],
-  // v12: RESERVED for statistics rollups (issue 9).
-  [],
+  // v12: statistics rollups (src/stats/). stats_rollups: one counter per account, UTC hour,
+  // stream, tag ('' = every message whatever its tags), sending domain, mailbox provider and
+  // counter name, only ever incremented (days are summed from hours when read); stats_cursors:
+  // the last event id each rollup consumer applied, moved in the same transaction as the
+  // counters so a re-delivered event is never counted twice.
+  [
+    `CREATE TABLE stats_rollups (
+      account_id TEXT NOT NULL,
+      bucket INTEGER NOT NULL,
+      stream TEXT NOT NULL,
+      tag TEXT NOT NULL,
+      domain TEXT NOT NULL,
+      provider TEXT NOT NULL,
+      counter TEXT NOT NULL,
+      n INTEGER NOT NULL,
+      PRIMARY KEY (account_id, bucket, stream, tag, domain, provider, counter)
+    ) WITHOUT ROWID`,
+    `CREATE TABLE stats_cursors (
+      name TEXT PRIMARY KEY,
+      last_id INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL
+    )`,
+  ],
   // v13: RESERVED for the reputation guard, audit trail, retention and privacy (issue 9).
   [],
 ];

@@ -6,6 +6,7 @@ import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasePass, LeasePlan } from '../lease-plan.ts';
 import { oneLine } from '../one-line.ts';
+import { mergeIncrements, statsQuerySql } from '../stats-sql.ts';
 import type { Store } from '../store.ts';
 import type {
   Account,
@@ -30,16 +31,21 @@ import type {
   NodeStatus,
   Outcome,
   PurgeBatch,
+  QueueDepth,
   QueueDomainSummary,
   QueueSelector,
   QueueSiteSummary,
   RecipientRow,
   RecipientState,
+  RollupBatch,
   SenderPolicy,
   SendingDomain,
   ShapingEventKind,
   ShapingEventRow,
   ShapingEventType,
+  StatsLookup,
+  StatsQuery,
+  StatsRow,
   Stream,
   StreamKind,
   Suppression,
@@ -1645,6 +1651,98 @@ export class SqliteStore implements Store {
       heartbeatAt: Number(r.heartbeat_at),
       info: parse(r.info),
       leases: leases.get(String(r.id)) ?? 0,
+    }));
+  }
+
+  // Statistics rollups (stats/): the cursor check and the counters in one commit.
+  async applyRollup(batch: RollupBatch): Promise<boolean> {
+    const increments = mergeIncrements(batch.increments);
+    return this.#queue.run(() => {
+      const row = this.#get('SELECT last_id FROM stats_cursors WHERE name = ?', batch.cursor);
+      if (Number(row?.last_id ?? 0) !== batch.fromId) return false;
+      for (const i of increments) {
+        this.#run(
+          `INSERT INTO stats_rollups (account_id, bucket, stream, tag, domain, provider, counter, n)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (account_id, bucket, stream, tag, domain, provider, counter)
+           DO UPDATE SET n = stats_rollups.n + excluded.n`,
+          i.accountId,
+          i.bucket,
+          i.stream,
+          i.tag,
+          i.domain,
+          i.provider,
+          i.counter,
+          i.n,
+        );
+      }
+      this.#run(
+        `INSERT INTO stats_cursors (name, last_id, updated_at) VALUES (?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET last_id = excluded.last_id, updated_at = excluded.updated_at`,
+        batch.cursor,
+        batch.toId,
+        batch.at,
+      );
+      return true;
+    });
+  }
+
+  async rollupCursor(name: string): Promise<number> {
+    return Number(this.#get('SELECT last_id FROM stats_cursors WHERE name = ?', name)?.last_id ?? 0);
+  }
+
+  async queryStats(query: StatsQuery): Promise<StatsRow[]> {
+    const { text, values } = statsQuerySql(query, () => '?');
+    return this.#all(text, ...values).map((r) => ({
+      bucket: Number(r.b),
+      stream: String(r.stream),
+      tag: String(r.tag),
+      domain: String(r.domain),
+      provider: String(r.provider),
+      counter: String(r.counter),
+      n: Number(r.n),
+    }));
+  }
+
+  async statsLookup(input: { messageIds: string[]; recipientIds: number[] }): Promise<StatsLookup> {
+    const out: StatsLookup = { messages: [], recipients: [] };
+    const chunks = <T>(list: T[]): T[][] =>
+      Array.from({ length: Math.ceil(list.length / 500) }, (_, i) => list.slice(i * 500, i * 500 + 500));
+    for (const ids of chunks([...new Set(input.messageIds)])) {
+      const rows = this.#db
+        .prepare(
+          `SELECT id, mail_from, envelope_from FROM messages WHERE id IN (${ids.map(() => '?').join(', ')})`,
+        )
+        .all(...ids) as Row[];
+      for (const r of rows) {
+        out.messages.push({
+          id: String(r.id),
+          mailFrom: String(r.mail_from),
+          envelopeFrom: String(r.envelope_from),
+        });
+      }
+    }
+    for (const ids of chunks([...new Set(input.recipientIds)])) {
+      const rows = this.#db
+        .prepare(
+          `SELECT id, last_site, domain FROM recipients WHERE id IN (${ids.map(() => '?').join(', ')})`,
+        )
+        .all(...ids) as Row[];
+      for (const r of rows) {
+        out.recipients.push({ id: Number(r.id), lastSite: String(r.last_site), domain: String(r.domain) });
+      }
+    }
+    return out;
+  }
+
+  async queueDepth(): Promise<QueueDepth[]> {
+    return this.#all(
+      `SELECT state, kind, COUNT(*) AS n FROM recipients
+       WHERE state IN ('queued', 'deferred', 'delivering', 'held') GROUP BY state, kind ORDER BY state, kind`,
+    ).map((r) => ({
+      state: String(r.state) as RecipientState,
+      kind: String(r.kind) as StreamKind,
+      count: Number(r.n),
     }));
   }
 }

@@ -76,6 +76,11 @@ const METHODS = [
   'heartbeat',
   'clusterStatus',
   'forgetNodes',
+  'applyRollup',
+  'rollupCursor',
+  'queryStats',
+  'statsLookup',
+  'queueDepth',
 ] as const satisfies readonly (keyof Store)[];
 
 type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;
