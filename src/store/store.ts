@@ -5,6 +5,8 @@ import type {
   CredentialKind,
   DkimKey,
   DkimKeyState,
+  EnrichedEventRow,
+  EventFilter,
   EventRow,
   IdempotencyRecord,
   InsertOptions,
@@ -13,6 +15,7 @@ import type {
   MessageFilter,
   MessageRow,
   MessageSummary,
+  NewEvent,
   NewMessage,
   NewShapingEvent,
   NodeHeartbeat,
@@ -37,6 +40,9 @@ import type {
   Template,
   TemplateContent,
   TemplateVersion,
+  WebhookAttempt,
+  WebhookBatch,
+  WebhookEndpoint,
 } from './types.ts';
 
 export interface LeaderLock {
@@ -298,6 +304,57 @@ export interface Store {
   clusterStatus(): Promise<NodeStatus[]>;
   /** Removes nodes whose last heartbeat is older than `before`; returns how many. */
   forgetNodes(before: number): Promise<number>;
+
+  // the event log and its feed (events/)
+  /** Appends events that no delivery state change writes (domain status, account paused, …); returns their ids. */
+  appendEvents(events: NewEvent[]): Promise<number[]>;
+  /**
+   * One account's events matching every given filter, newest first (or oldest first with
+   * `ascending`), with their message's stream, tags and metadata; each filter is one index range.
+   */
+  listEvents(filter: EventFilter): Promise<EnrichedEventRow[]>;
+  /** Events with an id above `afterId`, in id order, at most `limit` (the feed: events/feed.ts). */
+  eventsAfter(afterId: number, limit: number): Promise<EnrichedEventRow[]>;
+  /** The highest event id now (0 when there is none). */
+  lastEventId(): Promise<number>;
+  /** A feed consumer's persisted position; undefined when it never acknowledged anything. */
+  getEventCursor(name: string): Promise<number | undefined>;
+  setEventCursor(name: string, position: number, now: number): Promise<void>;
+
+  // webhooks (webhooks/)
+  createWebhook(endpoint: WebhookEndpoint): Promise<void>;
+  /** A webhook that is not deleted. */
+  getWebhook(id: string): Promise<WebhookEndpoint | undefined>;
+  /** Webhooks not deleted: one account's, or every account's (the dispatcher), by id. */
+  listWebhooks(accountId?: string): Promise<WebhookEndpoint[]>;
+  /** Deletes the account's webhook and fails its pending batches; false when there is none. */
+  deleteWebhook(accountId: string, id: string, now: number): Promise<boolean>;
+  /** Sets a webhook's health: enabled, why not, since when it fails. */
+  updateWebhook(
+    id: string,
+    change: Partial<Pick<WebhookEndpoint, 'enabled' | 'disabledReason' | 'disabledAt' | 'failingSince'>>,
+  ): Promise<void>;
+  /**
+   * Stores batches as pending, and in the same transaction the feed position `cursor` when
+   * given: a batch is durable before the events it carries are acknowledged.
+   */
+  enqueueWebhookBatches(
+    batches: WebhookBatch[],
+    cursor?: { name: string; position: number; now: number },
+  ): Promise<void>;
+  /** Pending batches due at `now` of enabled webhooks, oldest due first, at most `limit`. */
+  dueWebhookBatches(now: number, limit: number): Promise<WebhookBatch[]>;
+  /** Records one attempt and the batch's new state (delivered, failed, or pending until `nextAttemptAt`). */
+  recordWebhookAttempt(
+    attempt: Omit<WebhookAttempt, 'id'>,
+    batch: Pick<WebhookBatch, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError'>,
+  ): Promise<void>;
+  /** Marks a webhook's pending batches failed (it was disabled); returns how many. */
+  failWebhookBatches(webhookId: string, reason: string, now: number): Promise<number>;
+  /** A webhook's latest attempts, newest first. */
+  listWebhookAttempts(webhookId: string, limit: number): Promise<WebhookAttempt[]>;
+  /** A webhook's latest batches (without their bodies' content when `withBody` is false), newest first. */
+  listWebhookBatches(webhookId: string, limit: number): Promise<WebhookBatch[]>;
 }
 
 /**

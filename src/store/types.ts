@@ -266,7 +266,12 @@ export type EventType =
   | 'retried'
   | 'dsn_sent'
   | 'suppressed'
-  | 'complained';
+  | 'complained'
+  // Not about a message (message id ''): events/schema.ts.
+  | 'domain_status_changed'
+  | 'account_paused'
+  | 'account_resumed'
+  | 'webhook_disabled';
 
 /** Details every delivery event carries (one schema for every outcome, KumoMTA style). */
 export interface EventData {
@@ -678,4 +683,111 @@ export interface QueueDepth {
   state: RecipientState;
   kind: StreamKind;
   count: number;
+}
+
+// ---- the event log and webhooks (events/, webhooks/) ----
+
+/**
+ * Events are written within this long of their time (`at`): a time bound of Store.listEvents
+ * becomes an id bound through the `at` index with this much slack (ids grow with write time).
+ */
+export const EVENT_WRITE_SLACK_MS = 15 * 60_000;
+
+/**
+ * An event not written by a delivery state change: a domain's status, an account paused or
+ * resumed, a webhook endpoint disabled. Such events concern no message: `messageId` is ''.
+ */
+export interface NewEvent {
+  at: number;
+  type: EventType;
+  accountId: string;
+  messageId?: string;
+  recipientId?: number | null;
+  recipient?: string | null;
+  data: EventData;
+}
+
+/** An event with what its message says about it (stream, tags, metadata; empty without one). */
+export interface EnrichedEventRow extends EventRow {
+  /** The recipient's position in its message (0-based; the API's `<message id>-<n>`), null without one. */
+  recipientOrdinal: number | null;
+  stream: string;
+  tags: string[];
+  metadata: Record<string, string>;
+}
+
+/** Store.listEvents: one account's events, newest first, keyset-paged on id. */
+export interface EventFilter {
+  accountId: string;
+  /** Internal event types (any of them). */
+  types?: EventType[];
+  recipient?: string;
+  messageId?: string;
+  tag?: string;
+  stream?: string;
+  /** `at` >= from (epoch ms). */
+  from?: number;
+  /** `at` < to (epoch ms). */
+  to?: number;
+  /** Only ids below this (the previous page's last id). */
+  beforeId?: number;
+  /** Only ids above this (ascending listings: replay). */
+  afterId?: number;
+  /** Ascending id order instead of newest first. */
+  ascending?: boolean;
+  /** 1..1000, default 100. */
+  limit?: number;
+}
+
+/** A webhook endpoint of an account (webhooks/). */
+export interface WebhookEndpoint {
+  id: string;
+  accountId: string;
+  url: string;
+  /** `whsec_` + base64 (Standard Webhooks); never shown after creation. */
+  secret: string;
+  /** Public event type names (events/schema.ts); [] = every type. */
+  eventTypes: string[];
+  enabled: boolean;
+  /** Why it was disabled ('' while enabled): `gone` (410), `failing`, `admin`. */
+  disabledReason: string;
+  disabledAt: number | null;
+  /** Since when every attempt has failed (null after a success). */
+  failingSince: number | null;
+  createdAt: number;
+}
+
+export type WebhookBatchState = 'pending' | 'delivered' | 'failed';
+
+/** One signed POST to an endpoint: the body is fixed when the batch is made, so retries resend it byte for byte. */
+export interface WebhookBatch {
+  /** The `webhook-id` header: the same on every retry, so receivers can drop duplicates. */
+  id: string;
+  webhookId: string;
+  accountId: string;
+  /** `events` (from the feed), `replay`, `test`. */
+  kind: string;
+  firstEventId: number;
+  lastEventId: number;
+  count: number;
+  body: string;
+  state: WebhookBatchState;
+  attempts: number;
+  nextAttemptAt: number;
+  createdAt: number;
+  updatedAt: number;
+  /** The last attempt's outcome: `HTTP 503`, `timeout after 10000 ms`, … */
+  lastError: string;
+}
+
+/** One delivery attempt of a batch (the log the API shows). */
+export interface WebhookAttempt {
+  id: number;
+  batchId: string;
+  webhookId: string;
+  at: number;
+  /** HTTP status, 0 when no answer came. */
+  status: number;
+  error: string;
+  durationMs: number;
 }

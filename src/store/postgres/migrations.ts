@@ -263,8 +263,92 @@ export const migrations: readonly string[][] = [
   ],
   // v11: RESERVED for tracking (issue 8): filled in by that work before it lands.
   [],
-  // v12: RESERVED for events and webhooks (issue 9).
-  [],
+  // v12: the event log's filters and feed, webhooks (see the SQLite v11 comments).
+  [
+    `ALTER TABLE events ADD COLUMN stream text NOT NULL DEFAULT ''`,
+    `UPDATE events e SET stream = m.stream FROM messages m WHERE m.id = e.message_id`,
+    `CREATE TABLE event_tags (
+      account_id text COLLATE "C" NOT NULL,
+      tag text NOT NULL,
+      event_id bigint NOT NULL,
+      PRIMARY KEY (account_id, tag, event_id)
+    )`,
+    `INSERT INTO event_tags (account_id, tag, event_id)
+       SELECT DISTINCT e.account_id, t.tag, e.id
+       FROM events e JOIN messages m ON m.id = e.message_id, jsonb_array_elements_text(m.tags::jsonb) t(tag)`,
+    // Every insert into events, wherever it is written, gets its message's stream and tags.
+    `CREATE FUNCTION events_label() RETURNS trigger LANGUAGE plpgsql AS $$
+     DECLARE
+       msg_stream text;
+       msg_tags text;
+     BEGIN
+       IF NEW.message_id <> '' THEN
+         SELECT m.stream, m.tags INTO msg_stream, msg_tags FROM messages m WHERE m.id = NEW.message_id;
+         NEW.stream := COALESCE(msg_stream, '');
+         IF msg_tags IS NOT NULL AND msg_tags <> '[]' THEN
+           INSERT INTO event_tags (account_id, tag, event_id)
+             SELECT DISTINCT NEW.account_id, t.tag, NEW.id FROM jsonb_array_elements_text(msg_tags::jsonb) t(tag)
+             ON CONFLICT DO NOTHING;
+         END IF;
+       END IF;
+       RETURN NEW;
+     END $$`,
+    `CREATE TRIGGER events_label BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_label()`,
+    `CREATE INDEX events_account ON events(account_id, id)`,
+    `CREATE INDEX events_account_type ON events(account_id, type, id)`,
+    `CREATE INDEX events_account_recipient ON events(account_id, recipient, id)`,
+    `CREATE INDEX events_account_stream ON events(account_id, stream, id)`,
+    `CREATE INDEX events_at ON events(at)`,
+    `CREATE TABLE event_cursors (
+      name text PRIMARY KEY,
+      position bigint NOT NULL,
+      updated_at bigint NOT NULL
+    )`,
+    `CREATE TABLE webhooks (
+      id text COLLATE "C" PRIMARY KEY,
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      url text NOT NULL,
+      secret text NOT NULL,
+      event_types text NOT NULL DEFAULT '[]',
+      enabled boolean NOT NULL DEFAULT true,
+      disabled_reason text NOT NULL DEFAULT '',
+      disabled_at bigint,
+      failing_since bigint,
+      created_at bigint NOT NULL,
+      deleted_at bigint
+    )`,
+    `CREATE INDEX webhooks_account ON webhooks(account_id, id)`,
+    `CREATE TABLE webhook_batches (
+      id text COLLATE "C" PRIMARY KEY,
+      webhook_id text COLLATE "C" NOT NULL,
+      account_id text COLLATE "C" NOT NULL,
+      kind text NOT NULL,
+      first_event_id bigint NOT NULL,
+      last_event_id bigint NOT NULL,
+      count integer NOT NULL,
+      body text NOT NULL,
+      state text NOT NULL,
+      attempts integer NOT NULL DEFAULT 0,
+      next_attempt_at bigint NOT NULL,
+      created_at bigint NOT NULL,
+      updated_at bigint NOT NULL,
+      last_error text NOT NULL DEFAULT ''
+    )`,
+    `CREATE INDEX webhook_batches_due ON webhook_batches(next_attempt_at) WHERE state = 'pending'`,
+    `CREATE INDEX webhook_batches_webhook ON webhook_batches(webhook_id, created_at)`,
+    `CREATE TABLE webhook_attempts (
+      id bigserial PRIMARY KEY,
+      batch_id text COLLATE "C" NOT NULL,
+      webhook_id text COLLATE "C" NOT NULL,
+      at bigint NOT NULL,
+      status integer NOT NULL,
+      error text NOT NULL,
+      duration_ms integer NOT NULL
+    )`,
+    `CREATE INDEX webhook_attempts_webhook ON webhook_attempts(webhook_id, id)`,
+    `CREATE INDEX webhook_attempts_at ON webhook_attempts(at)`,
+  ],
+
   // v13: statistics rollups (src/stats/), as SQLite v12: counters per account, UTC hour, stream,
   // tag ('' = all), sending domain, provider and counter, only incremented; stats_cursors: the
   // last event id each rollup consumer applied, moved in the counters' transaction.

@@ -13,6 +13,8 @@ import type {
   CredentialKind,
   DkimKey,
   DkimKeyState,
+  EnrichedEventRow,
+  EventFilter,
   EventRow,
   IdempotencyRecord,
   InsertOptions,
@@ -21,6 +23,7 @@ import type {
   MessageFilter,
   MessageRow,
   MessageSummary,
+  NewEvent,
   NewMessage,
   NewShapingEvent,
   NodeHeartbeat,
@@ -47,6 +50,9 @@ import type {
   Template,
   TemplateContent,
   TemplateVersion,
+  WebhookAttempt,
+  WebhookBatch,
+  WebhookEndpoint,
 } from '../types.ts';
 import {
   CANCEL_REASON,
@@ -60,6 +66,7 @@ import {
 import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
+import * as pgEvents from './events-store.ts';
 import { startLeaderLock } from './leader-lock.ts';
 import { migrations } from './migrations.ts';
 import {
@@ -1724,5 +1731,95 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       kind: String(r.kind) as StreamKind,
       count: num(r.n),
     }));
+  }
+
+  // ---- the event log and its feed (events/), webhooks (webhooks/): events-store.ts ----
+
+  #eventQueries?: pgEvents.PgQueries;
+  get #events(): pgEvents.PgQueries {
+    this.#eventQueries ??= {
+      all: (text, values) => this.#all(text, values),
+      get: (text, values) => this.#get(text, values),
+      run: (text, values) => this.#run(text, values),
+      transaction: (work) => this.#transaction(work),
+    };
+    return this.#eventQueries;
+  }
+
+  appendEvents(events: NewEvent[]): Promise<number[]> {
+    return pgEvents.appendEvents(this.#events, events);
+  }
+
+  listEvents(filter: EventFilter): Promise<EnrichedEventRow[]> {
+    return pgEvents.listEvents(this.#events, filter);
+  }
+
+  eventsAfter(afterId: number, limit: number): Promise<EnrichedEventRow[]> {
+    return pgEvents.eventsAfter(this.#events, afterId, limit);
+  }
+
+  lastEventId(): Promise<number> {
+    return pgEvents.lastEventId(this.#events);
+  }
+
+  getEventCursor(name: string): Promise<number | undefined> {
+    return pgEvents.getEventCursor(this.#events, name);
+  }
+
+  setEventCursor(name: string, position: number, now: number): Promise<void> {
+    return pgEvents.setEventCursor(this.#events, name, position, now);
+  }
+
+  createWebhook(endpoint: WebhookEndpoint): Promise<void> {
+    return pgEvents.createWebhook(this.#events, endpoint);
+  }
+
+  getWebhook(id: string): Promise<WebhookEndpoint | undefined> {
+    return pgEvents.getWebhook(this.#events, id);
+  }
+
+  listWebhooks(accountId?: string): Promise<WebhookEndpoint[]> {
+    return pgEvents.listWebhooks(this.#events, accountId);
+  }
+
+  deleteWebhook(accountId: string, id: string, now: number): Promise<boolean> {
+    return pgEvents.deleteWebhook(this.#events, accountId, id, now);
+  }
+
+  updateWebhook(
+    id: string,
+    change: Partial<Pick<WebhookEndpoint, 'enabled' | 'disabledReason' | 'disabledAt' | 'failingSince'>>,
+  ): Promise<void> {
+    return pgEvents.updateWebhook(this.#events, id, change);
+  }
+
+  enqueueWebhookBatches(
+    batches: WebhookBatch[],
+    cursor?: { name: string; position: number; now: number },
+  ): Promise<void> {
+    return pgEvents.enqueueWebhookBatches(this.#events, batches, cursor);
+  }
+
+  dueWebhookBatches(now: number, limit: number): Promise<WebhookBatch[]> {
+    return pgEvents.dueWebhookBatches(this.#events, now, limit);
+  }
+
+  recordWebhookAttempt(
+    attempt: Omit<WebhookAttempt, 'id'>,
+    batch: Pick<WebhookBatch, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError'>,
+  ): Promise<void> {
+    return pgEvents.recordWebhookAttempt(this.#events, attempt, batch);
+  }
+
+  failWebhookBatches(webhookId: string, reason: string, now: number): Promise<number> {
+    return pgEvents.failWebhookBatches(this.#events, webhookId, reason, now);
+  }
+
+  listWebhookAttempts(webhookId: string, limit: number): Promise<WebhookAttempt[]> {
+    return pgEvents.listWebhookAttempts(this.#events, webhookId, limit);
+  }
+
+  listWebhookBatches(webhookId: string, limit: number): Promise<WebhookBatch[]> {
+    return pgEvents.listWebhookBatches(this.#events, webhookId, limit);
   }
 }

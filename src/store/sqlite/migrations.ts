@@ -246,8 +246,83 @@ export const migrations: readonly string[][] = [
   ],
   // v10: RESERVED for tracking (issue 8): filled in by that work before it lands.
   [],
-  // v11: RESERVED for events and webhooks (issue 9).
-  [],
+  // v11: the event log's filters and feed, webhooks (docs/architecture.md "Events and webhooks").
+  [
+    // The stream is copied onto each event (SqliteStore #insertEvent) so a stream filter is
+    // one index range; older events get theirs here.
+    `ALTER TABLE events ADD COLUMN stream TEXT NOT NULL DEFAULT ''`,
+    `UPDATE events SET stream = COALESCE((SELECT m.stream FROM messages m WHERE m.id = events.message_id), '')`,
+    // A message's tags, per event: a tag filter is one range of this index, whatever the tag.
+    `CREATE TABLE event_tags (
+      account_id TEXT NOT NULL,
+      tag TEXT NOT NULL,
+      event_id INTEGER NOT NULL,
+      PRIMARY KEY (account_id, tag, event_id)
+    ) WITHOUT ROWID`,
+    `INSERT OR IGNORE INTO event_tags (account_id, tag, event_id)
+       SELECT e.account_id, t.value, e.id FROM events e JOIN messages m ON m.id = e.message_id, json_each(m.tags) t`,
+    `CREATE TRIGGER events_tags AFTER INSERT ON events BEGIN
+       INSERT OR IGNORE INTO event_tags (account_id, tag, event_id)
+         SELECT NEW.account_id, t.value, NEW.id FROM messages m, json_each(m.tags) t WHERE m.id = NEW.message_id;
+     END`,
+    `CREATE INDEX events_account ON events(account_id, id)`,
+    `CREATE INDEX events_account_type ON events(account_id, type, id)`,
+    `CREATE INDEX events_account_recipient ON events(account_id, recipient, id)`,
+    `CREATE INDEX events_account_stream ON events(account_id, stream, id)`,
+    // Time bounds become id bounds through this (events are written within moments of their time).
+    `CREATE INDEX events_at ON events(at)`,
+    // Where each consumer of the event feed (events/feed.ts) has got to.
+    `CREATE TABLE event_cursors (
+      name TEXT PRIMARY KEY,
+      position INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL
+    )`,
+    `CREATE TABLE webhooks (
+      id TEXT PRIMARY KEY,
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      url TEXT NOT NULL,
+      secret TEXT NOT NULL,
+      event_types TEXT NOT NULL DEFAULT '[]',
+      enabled INTEGER NOT NULL DEFAULT 1,
+      disabled_reason TEXT NOT NULL DEFAULT '',
+      disabled_at INTEGER,
+      failing_since INTEGER,
+      created_at INTEGER NOT NULL,
+      deleted_at INTEGER
+    )`,
+    `CREATE INDEX webhooks_account ON webhooks(account_id, id)`,
+    // One signed POST: its body is fixed when it is made, so a retry resends the same bytes.
+    `CREATE TABLE webhook_batches (
+      id TEXT PRIMARY KEY,
+      webhook_id TEXT NOT NULL,
+      account_id TEXT NOT NULL,
+      kind TEXT NOT NULL,
+      first_event_id INTEGER NOT NULL,
+      last_event_id INTEGER NOT NULL,
+      count INTEGER NOT NULL,
+      body TEXT NOT NULL,
+      state TEXT NOT NULL,
+      attempts INTEGER NOT NULL DEFAULT 0,
+      next_attempt_at INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      last_error TEXT NOT NULL DEFAULT ''
+    )`,
+    `CREATE INDEX webhook_batches_due ON webhook_batches(next_attempt_at) WHERE state = 'pending'`,
+    `CREATE INDEX webhook_batches_webhook ON webhook_batches(webhook_id, created_at)`,
+    `CREATE TABLE webhook_attempts (
+      id INTEGER PRIMARY KEY,
+      batch_id TEXT NOT NULL,
+      webhook_id TEXT NOT NULL,
+      at INTEGER NOT NULL,
+      status INTEGER NOT NULL,
+      error TEXT NOT NULL,
+      duration_ms INTEGER NOT NULL
+    )`,
+    `CREATE INDEX webhook_attempts_webhook ON webhook_attempts(webhook_id, id)`,
+    `CREATE INDEX webhook_attempts_at ON webhook_attempts(at)`,
+  ],
+
   // v12: statistics rollups (src/stats/). stats_rollups: one counter per account, UTC hour,
   // stream, tag ('' = every message whatever its tags), sending domain, mailbox provider and
   // counter name, only ever incremented (days are summed from hours when read); stats_cursors:

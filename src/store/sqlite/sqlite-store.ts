@@ -16,6 +16,8 @@ import type {
   DkimAlgorithm,
   DkimKey,
   DkimKeyState,
+  EnrichedEventRow,
+  EventFilter,
   EventRow,
   EventType,
   IdempotencyRecord,
@@ -25,6 +27,7 @@ import type {
   MessageFilter,
   MessageRow,
   MessageSummary,
+  NewEvent,
   NewMessage,
   NewShapingEvent,
   NodeHeartbeat,
@@ -54,11 +57,15 @@ import type {
   Template,
   TemplateContent,
   TemplateVersion,
+  WebhookAttempt,
+  WebhookBatch,
+  WebhookEndpoint,
 } from '../types.ts';
 import {
   CANCEL_REASON,
   copySize,
   DEFAULT_STREAM,
+  EVENT_WRITE_SLACK_MS,
   FINAL_STATES,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
@@ -271,6 +278,55 @@ function toEvent(r: Row): EventRow {
     accountId: String(r.account_id),
     recipient: r.recipient === null ? null : String(r.recipient),
     data: parse(r.data),
+  };
+}
+
+/** An event with its message's labels and the recipient's position in it (EnrichedEventRow). */
+const ENRICHED_EVENT = `e.*, m.tags AS m_tags, m.metadata AS m_metadata,
+  CASE WHEN e.recipient_id IS NULL THEN NULL ELSE
+    (SELECT COUNT(*) FROM recipients r WHERE r.message_id = e.message_id AND r.id < e.recipient_id) END AS rcpt_ordinal`;
+
+function toEnrichedEvent(r: Row): EnrichedEventRow {
+  return {
+    ...toEvent(r),
+    recipientOrdinal: r.rcpt_ordinal === null || r.rcpt_ordinal === undefined ? null : Number(r.rcpt_ordinal),
+    stream: String(r.stream ?? ''),
+    tags: parse<string[]>(r.m_tags ?? '[]'),
+    metadata: parse<Record<string, string>>(r.m_metadata ?? '{}'),
+  };
+}
+
+function toWebhook(r: Row): WebhookEndpoint {
+  return {
+    id: String(r.id),
+    accountId: String(r.account_id),
+    url: String(r.url),
+    secret: String(r.secret),
+    eventTypes: parse<string[]>(r.event_types),
+    enabled: Number(r.enabled) === 1,
+    disabledReason: String(r.disabled_reason),
+    disabledAt: r.disabled_at === null ? null : Number(r.disabled_at),
+    failingSince: r.failing_since === null ? null : Number(r.failing_since),
+    createdAt: Number(r.created_at),
+  };
+}
+
+function toWebhookBatch(r: Row): WebhookBatch {
+  return {
+    id: String(r.id),
+    webhookId: String(r.webhook_id),
+    accountId: String(r.account_id),
+    kind: String(r.kind),
+    firstEventId: Number(r.first_event_id),
+    lastEventId: Number(r.last_event_id),
+    count: Number(r.count),
+    body: String(r.body),
+    state: String(r.state) as WebhookBatch['state'],
+    attempts: Number(r.attempts),
+    nextAttemptAt: Number(r.next_attempt_at),
+    createdAt: Number(r.created_at),
+    updatedAt: Number(r.updated_at),
+    lastError: String(r.last_error),
   };
 }
 
@@ -579,7 +635,9 @@ export class SqliteStore implements Store {
     data: unknown,
   ): void {
     this.#run(
-      `INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      // The message's stream is copied onto the event (events_account_stream; schema v11).
+      `INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data, stream)
+       VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE((SELECT stream FROM messages WHERE id = ?), ''))`,
       at,
       type,
       messageId,
@@ -587,6 +645,7 @@ export class SqliteStore implements Store {
       accountId,
       recipient,
       json(data),
+      messageId,
     );
   }
 
@@ -1744,5 +1803,306 @@ export class SqliteStore implements Store {
       kind: String(r.kind) as StreamKind,
       count: Number(r.n),
     }));
+  }
+
+  // ---- the event log and its feed (events/), webhooks (webhooks/) ----
+
+  async appendEvents(events: NewEvent[]): Promise<number[]> {
+    if (events.length === 0) return [];
+    return this.#queue.run(() =>
+      events.map((e) => {
+        this.#insertEvent(
+          e.at,
+          e.type,
+          e.messageId ?? '',
+          e.recipientId ?? null,
+          e.accountId,
+          e.recipient ?? null,
+          e.data,
+        );
+        return Number((this.#get('SELECT last_insert_rowid() AS id') as Row).id);
+      }),
+    );
+  }
+
+  /** The id range `from`/`to` (times) can be in: events are written within EVENT_WRITE_SLACK_MS of their time. */
+  #eventIdBounds(filter: EventFilter): { above?: number; below?: number } {
+    const bounds: { above?: number; below?: number } = {};
+    if (filter.from !== undefined) {
+      const r = this.#get(
+        'SELECT id FROM events WHERE at < ? ORDER BY at DESC LIMIT 1',
+        filter.from - EVENT_WRITE_SLACK_MS,
+      );
+      if (r) bounds.above = Number(r.id);
+    }
+    if (filter.to !== undefined) {
+      const r = this.#get(
+        'SELECT id FROM events WHERE at >= ? ORDER BY at LIMIT 1',
+        filter.to + EVENT_WRITE_SLACK_MS,
+      );
+      if (r) bounds.below = Number(r.id);
+    }
+    return bounds;
+  }
+
+  async listEvents(filter: EventFilter): Promise<EnrichedEventRow[]> {
+    const where: string[] = ['e.account_id = ?'];
+    const params: SQLInputValue[] = [filter.accountId];
+    let from = 'events e';
+    if (filter.tag !== undefined) {
+      // The tag's index range drives the scan; each row found probes events by id.
+      from = 'event_tags t JOIN events e ON e.id = t.event_id';
+      where.unshift('t.account_id = ? AND t.tag = ?');
+      params.unshift(filter.accountId, filter.tag);
+    }
+    const idCol = filter.tag !== undefined ? 't.event_id' : 'e.id';
+    const bounds = this.#eventIdBounds(filter);
+    const above = Math.max(filter.afterId ?? 0, bounds.above ?? 0);
+    if (above > 0) {
+      where.push(`${idCol} > ?`);
+      params.push(above);
+    }
+    const below = Math.min(
+      filter.beforeId ?? Number.MAX_SAFE_INTEGER,
+      bounds.below ?? Number.MAX_SAFE_INTEGER,
+    );
+    if (below < Number.MAX_SAFE_INTEGER) {
+      where.push(`${idCol} < ?`);
+      params.push(below);
+    }
+    if (filter.types !== undefined && filter.types.length > 0) {
+      where.push(`e.type IN (${filter.types.map(() => '?').join(', ')})`);
+      params.push(...filter.types);
+    }
+    for (const [column, value] of [
+      ['e.recipient', filter.recipient],
+      ['e.message_id', filter.messageId],
+      ['e.stream', filter.stream],
+    ] as const) {
+      if (value === undefined) continue;
+      where.push(`${column} = ?`);
+      params.push(value);
+    }
+    if (filter.from !== undefined) {
+      where.push('e.at >= ?');
+      params.push(filter.from);
+    }
+    if (filter.to !== undefined) {
+      where.push('e.at < ?');
+      params.push(filter.to);
+    }
+    params.push(Math.min(Math.max(filter.limit ?? 100, 1), 1000));
+    return this.#all(
+      `SELECT ${ENRICHED_EVENT}
+       FROM ${from} LEFT JOIN messages m ON m.id = e.message_id
+       WHERE ${where.join(' AND ')} ORDER BY ${idCol} ${filter.ascending ? 'ASC' : 'DESC'} LIMIT ?`,
+      ...params,
+    ).map(toEnrichedEvent);
+  }
+
+  async eventsAfter(afterId: number, limit: number): Promise<EnrichedEventRow[]> {
+    return this.#all(
+      `SELECT ${ENRICHED_EVENT}
+       FROM events e LEFT JOIN messages m ON m.id = e.message_id
+       WHERE e.id > ? ORDER BY e.id LIMIT ?`,
+      afterId,
+      Math.min(Math.max(limit, 1), 10_000),
+    ).map(toEnrichedEvent);
+  }
+
+  async lastEventId(): Promise<number> {
+    return Number(this.#get('SELECT COALESCE(MAX(id), 0) AS id FROM events')?.id ?? 0);
+  }
+
+  async getEventCursor(name: string): Promise<number | undefined> {
+    const r = this.#get('SELECT position FROM event_cursors WHERE name = ?', name);
+    return r ? Number(r.position) : undefined;
+  }
+
+  #setEventCursor(name: string, position: number, now: number): void {
+    this.#run(
+      `INSERT INTO event_cursors (name, position, updated_at) VALUES (?, ?, ?)
+       ON CONFLICT (name) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at`,
+      name,
+      position,
+      now,
+    );
+  }
+
+  async setEventCursor(name: string, position: number, now: number): Promise<void> {
+    await this.#queue.run(() => this.#setEventCursor(name, position, now));
+  }
+
+  async createWebhook(w: WebhookEndpoint): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        `INSERT INTO webhooks (id, account_id, url, secret, event_types, enabled, disabled_reason, disabled_at,
+           failing_since, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        w.id,
+        w.accountId,
+        w.url,
+        w.secret,
+        JSON.stringify(w.eventTypes),
+        w.enabled ? 1 : 0,
+        w.disabledReason,
+        w.disabledAt,
+        w.failingSince,
+        w.createdAt,
+      ),
+    );
+  }
+
+  async getWebhook(id: string): Promise<WebhookEndpoint | undefined> {
+    const r = this.#get('SELECT * FROM webhooks WHERE id = ? AND deleted_at IS NULL', id);
+    return r && toWebhook(r);
+  }
+
+  async listWebhooks(accountId?: string): Promise<WebhookEndpoint[]> {
+    return (
+      accountId === undefined
+        ? this.#all('SELECT * FROM webhooks WHERE deleted_at IS NULL ORDER BY id')
+        : this.#all(
+            'SELECT * FROM webhooks WHERE account_id = ? AND deleted_at IS NULL ORDER BY id',
+            accountId,
+          )
+    ).map(toWebhook);
+  }
+
+  async deleteWebhook(accountId: string, id: string, now: number): Promise<boolean> {
+    return this.#queue.run(() => {
+      const n = this.#run(
+        'UPDATE webhooks SET deleted_at = ?, enabled = 0 WHERE id = ? AND account_id = ? AND deleted_at IS NULL',
+        now,
+        id,
+        accountId,
+      );
+      if (n > 0) this.#failWebhookBatches(id, 'webhook deleted', now);
+      return n > 0;
+    });
+  }
+
+  async updateWebhook(
+    id: string,
+    change: Partial<Pick<WebhookEndpoint, 'enabled' | 'disabledReason' | 'disabledAt' | 'failingSince'>>,
+  ): Promise<void> {
+    const sets: string[] = [];
+    const params: SQLInputValue[] = [];
+    const set = (column: string, value: SQLInputValue | undefined): void => {
+      if (value === undefined) return;
+      sets.push(`${column} = ?`);
+      params.push(value);
+    };
+    set('enabled', change.enabled === undefined ? undefined : change.enabled ? 1 : 0);
+    set('disabled_reason', change.disabledReason);
+    set('disabled_at', change.disabledAt);
+    set('failing_since', change.failingSince);
+    if (sets.length === 0) return;
+    await this.#queue.run(() =>
+      this.#run(`UPDATE webhooks SET ${sets.join(', ')} WHERE id = ?`, ...params, id),
+    );
+  }
+
+  async enqueueWebhookBatches(
+    batches: WebhookBatch[],
+    cursor?: { name: string; position: number; now: number },
+  ): Promise<void> {
+    await this.#queue.run(() => {
+      for (const b of batches) {
+        this.#run(
+          `INSERT OR IGNORE INTO webhook_batches (id, webhook_id, account_id, kind, first_event_id, last_event_id, count,
+             body, state, attempts, next_attempt_at, created_at, updated_at, last_error)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          b.id,
+          b.webhookId,
+          b.accountId,
+          b.kind,
+          b.firstEventId,
+          b.lastEventId,
+          b.count,
+          b.body,
+          b.state,
+          b.attempts,
+          b.nextAttemptAt,
+          b.createdAt,
+          b.updatedAt,
+          b.lastError,
+        );
+      }
+      if (cursor) this.#setEventCursor(cursor.name, cursor.position, cursor.now);
+    });
+  }
+
+  async dueWebhookBatches(now: number, limit: number): Promise<WebhookBatch[]> {
+    return this.#all(
+      `SELECT b.* FROM webhook_batches b JOIN webhooks w ON w.id = b.webhook_id
+       WHERE b.state = 'pending' AND b.next_attempt_at <= ? AND w.enabled = 1 AND w.deleted_at IS NULL
+       ORDER BY b.next_attempt_at LIMIT ?`,
+      now,
+      limit,
+    ).map(toWebhookBatch);
+  }
+
+  async recordWebhookAttempt(
+    attempt: Omit<WebhookAttempt, 'id'>,
+    batch: Pick<WebhookBatch, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError'>,
+  ): Promise<void> {
+    await this.#queue.run(() => {
+      this.#run(
+        `INSERT INTO webhook_attempts (batch_id, webhook_id, at, status, error, duration_ms) VALUES (?, ?, ?, ?, ?, ?)`,
+        attempt.batchId,
+        attempt.webhookId,
+        attempt.at,
+        attempt.status,
+        attempt.error,
+        attempt.durationMs,
+      );
+      this.#run(
+        `UPDATE webhook_batches SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, updated_at = ?
+         WHERE id = ?`,
+        batch.state,
+        batch.attempts,
+        batch.nextAttemptAt,
+        batch.lastError,
+        attempt.at,
+        attempt.batchId,
+      );
+    });
+  }
+
+  #failWebhookBatches(webhookId: string, reason: string, now: number): number {
+    return this.#run(
+      `UPDATE webhook_batches SET state = 'failed', last_error = ?, updated_at = ? WHERE webhook_id = ? AND state = 'pending'`,
+      reason,
+      now,
+      webhookId,
+    );
+  }
+
+  async failWebhookBatches(webhookId: string, reason: string, now: number): Promise<number> {
+    return this.#queue.run(() => this.#failWebhookBatches(webhookId, reason, now));
+  }
+
+  async listWebhookAttempts(webhookId: string, limit: number): Promise<WebhookAttempt[]> {
+    return this.#all(
+      'SELECT * FROM webhook_attempts WHERE webhook_id = ? ORDER BY id DESC LIMIT ?',
+      webhookId,
+      Math.min(Math.max(limit, 1), 1000),
+    ).map((r) => ({
+      id: Number(r.id),
+      batchId: String(r.batch_id),
+      webhookId: String(r.webhook_id),
+      at: Number(r.at),
+      status: Number(r.status),
+      error: String(r.error),
+      durationMs: Number(r.duration_ms),
+    }));
+  }
+
+  async listWebhookBatches(webhookId: string, limit: number): Promise<WebhookBatch[]> {
+    return this.#all(
+      'SELECT * FROM webhook_batches WHERE webhook_id = ? ORDER BY created_at DESC, id DESC LIMIT ?',
+      webhookId,
+      Math.min(Math.max(limit, 1), 1000),
+    ).map(toWebhookBatch);
   }
 }

@@ -1,0 +1,246 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { newId } from '../../src/store/ids.ts';
+import type { Store } from '../../src/store/store.ts';
+import type { WebhookBatch, WebhookEndpoint } from '../../src/store/types.ts';
+import { sampleMessage, T0 } from '../store/contract.ts';
+
+/**
+ * The event log's part of the Store contract (listEvents, eventsAfter, cursors, appendEvents,
+ * webhook tables): every adapter setup runs it (test/events/store.test.ts).
+ */
+export function eventsStoreContract(
+  name: string,
+  open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
+): void {
+  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
+    const { store, cleanup } = await open();
+    try {
+      await fn(store);
+    } finally {
+      await cleanup();
+    }
+  }
+
+  async function account(store: Store, accountName: string): Promise<string> {
+    const id = newId(T0);
+    await store.createAccount({ id, name: accountName, createdAt: T0 });
+    return id;
+  }
+
+  describe(`${name}: event log`, () => {
+    it('labels events with their message stream and tags, pages newest first by id, keeps accounts apart', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        const b = await account(store, 'b');
+        const news = sampleMessage(a, ['x@one.test', 'y@one.test'], {
+          stream: 'broadcast',
+          kind: 'broadcast',
+          tags: ['news', 'nov'],
+          metadata: { campaign: 'c1' },
+          receivedAt: T0,
+        });
+        const plain = sampleMessage(a, ['x@one.test'], { receivedAt: T0 + 1000 });
+        const other = sampleMessage(b, ['x@one.test'], { tags: ['news'], receivedAt: T0 + 2000 });
+        await store.insertMessages([news]);
+        await store.insertMessages([plain]);
+        await store.insertMessages([other]);
+
+        const all = await store.listEvents({ accountId: a });
+        assert.deepEqual(
+          all.map((e) => [e.type, e.messageId, e.recipient, e.stream, e.tags, e.recipientOrdinal]),
+          [
+            ['accepted', plain.id, 'x@one.test', 'outbound', [], 0],
+            ['accepted', news.id, 'y@one.test', 'broadcast', ['news', 'nov'], 1],
+            ['accepted', news.id, 'x@one.test', 'broadcast', ['news', 'nov'], 0],
+          ],
+        );
+        assert.deepEqual(all[1]?.metadata, { campaign: 'c1' });
+        assert.ok((all[0]?.id ?? 0) > (all[1]?.id ?? 0));
+
+        const tagged = await store.listEvents({ accountId: a, tag: 'news' });
+        assert.deepEqual(
+          tagged.map((e) => e.messageId),
+          [news.id, news.id],
+          'the tag filter never crosses accounts',
+        );
+        assert.equal((await store.listEvents({ accountId: a, stream: 'broadcast' })).length, 2);
+        assert.equal((await store.listEvents({ accountId: a, stream: 'outbound' })).length, 1);
+        assert.deepEqual(
+          (await store.listEvents({ accountId: a, recipient: 'y@one.test' })).map((e) => e.messageId),
+          [news.id],
+        );
+        assert.equal((await store.listEvents({ accountId: a, messageId: other.id })).length, 0);
+        assert.equal((await store.listEvents({ accountId: b, messageId: other.id })).length, 1);
+
+        // Keyset paging: the second page starts below the first page's last id.
+        const page1 = await store.listEvents({ accountId: a, limit: 2 });
+        const page2 = await store.listEvents({ accountId: a, limit: 2, beforeId: page1.at(-1)?.id });
+        assert.deepEqual(
+          [...page1, ...page2].map((e) => e.id),
+          all.map((e) => e.id),
+        );
+        const up = await store.listEvents({ accountId: a, ascending: true, afterId: all[2]?.id });
+        assert.deepEqual(
+          up.map((e) => e.id),
+          [all[1]?.id, all[0]?.id],
+        );
+      });
+    });
+
+    it('filters by type and time (from inclusive, to exclusive)', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        const m1 = sampleMessage(a, ['x@one.test'], { receivedAt: T0 });
+        const m2 = sampleMessage(a, ['x@one.test'], { receivedAt: T0 + 60_000 });
+        const m3 = sampleMessage(a, ['x@one.test'], { receivedAt: T0 + 3_600_000 });
+        for (const m of [m1, m2, m3]) await store.insertMessages([m]);
+        await store.cancel({ messageId: m2.id }, T0 + 3_600_001);
+        const times = async (from?: number, to?: number) =>
+          (await store.listEvents({ accountId: a, from, to, types: ['accepted'] })).map((e) => e.at);
+        assert.deepEqual(await times(), [T0 + 3_600_000, T0 + 60_000, T0]);
+        assert.deepEqual(await times(T0 + 60_000), [T0 + 3_600_000, T0 + 60_000]);
+        assert.deepEqual(await times(undefined, T0 + 60_000), [T0]);
+        assert.deepEqual(await times(T0 + 1, T0 + 3_600_000), [T0 + 60_000]);
+        assert.deepEqual(
+          (await store.listEvents({ accountId: a, types: ['cancelled'] })).map((e) => e.messageId),
+          [m2.id],
+        );
+        assert.equal((await store.listEvents({ accountId: a, types: ['accepted', 'cancelled'] })).length, 4);
+      });
+    });
+
+    it('appends events about no message, and feeds every event in id order with cursors', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        assert.equal(await store.lastEventId(), 0);
+        const [domainEvent] = await store.appendEvents([
+          {
+            at: T0,
+            type: 'domain_status_changed',
+            accountId: a,
+            data: { domain: 'one.test', changes: ['verified'] },
+          },
+        ]);
+        const m = sampleMessage(a, ['x@one.test'], { tags: ['t'], receivedAt: T0 + 1 });
+        await store.insertMessages([m]);
+        const fed = await store.eventsAfter(0, 10);
+        assert.deepEqual(
+          fed.map((e) => [e.type, e.messageId, e.stream, e.tags, e.recipientOrdinal]),
+          [
+            ['domain_status_changed', '', '', [], null],
+            ['accepted', m.id, 'outbound', ['t'], 0],
+          ],
+        );
+        assert.equal(fed[0]?.id, domainEvent);
+        assert.deepEqual(fed[0]?.data, { domain: 'one.test', changes: ['verified'] });
+        assert.deepEqual(await store.eventsAfter(fed[0]?.id ?? 0, 10), fed.slice(1));
+        assert.equal(await store.lastEventId(), fed[1]?.id);
+        const [m2] = await store.listEvents({ accountId: a, types: ['domain_status_changed'] });
+        assert.equal(m2?.id, domainEvent);
+
+        assert.equal(await store.getEventCursor('webhooks'), undefined);
+        await store.setEventCursor('webhooks', 5, T0);
+        await store.setEventCursor('webhooks', 7, T0 + 1);
+        await store.setEventCursor('stats', 1, T0);
+        assert.equal(await store.getEventCursor('webhooks'), 7);
+        assert.equal(await store.getEventCursor('stats'), 1);
+      });
+    });
+  });
+
+  describe(`${name}: webhooks`, () => {
+    const endpoint = (accountId: string, id = newId(T0)): WebhookEndpoint => ({
+      id,
+      accountId,
+      url: 'https://hooks.example/in',
+      secret: 'whsec_c2VjcmV0',
+      eventTypes: ['delivered', 'bounced'],
+      enabled: true,
+      disabledReason: '',
+      disabledAt: null,
+      failingSince: null,
+      createdAt: T0,
+    });
+    const batch = (w: WebhookEndpoint, id: string, due: number): WebhookBatch => ({
+      id,
+      webhookId: w.id,
+      accountId: w.accountId,
+      kind: 'events',
+      firstEventId: 1,
+      lastEventId: 2,
+      count: 2,
+      body: '{"events":[]}',
+      state: 'pending',
+      attempts: 0,
+      nextAttemptAt: due,
+      createdAt: T0,
+      updatedAt: T0,
+      lastError: '',
+    });
+
+    it('stores endpoints per account, batches with the cursor, attempts, and disables', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        const b = await account(store, 'b');
+        const wa = endpoint(a);
+        const wb = endpoint(b);
+        await store.createWebhook(wa);
+        await store.createWebhook(wb);
+        assert.deepEqual(await store.getWebhook(wa.id), wa);
+        assert.deepEqual(
+          (await store.listWebhooks(a)).map((w) => w.id),
+          [wa.id],
+        );
+        assert.equal((await store.listWebhooks()).length, 2);
+
+        await store.enqueueWebhookBatches(
+          [batch(wa, 'b1', T0), batch(wa, 'b2', T0 + 5000), batch(wb, 'b3', T0)],
+          {
+            name: 'webhooks',
+            position: 2,
+            now: T0,
+          },
+        );
+        // The same batch again (a re-read after a crash) is not stored twice.
+        await store.enqueueWebhookBatches([batch(wa, 'b1', T0)]);
+        assert.equal(await store.getEventCursor('webhooks'), 2);
+        assert.deepEqual((await store.dueWebhookBatches(T0, 10)).map((x) => x.id).sort(), ['b1', 'b3']);
+        await store.recordWebhookAttempt(
+          { batchId: 'b1', webhookId: wa.id, at: T0 + 10, status: 503, error: 'HTTP 503', durationMs: 12 },
+          { state: 'pending', attempts: 1, nextAttemptAt: T0 + 30_000, lastError: 'HTTP 503' },
+        );
+        await store.recordWebhookAttempt(
+          { batchId: 'b3', webhookId: wb.id, at: T0 + 10, status: 200, error: '', durationMs: 3 },
+          { state: 'delivered', attempts: 1, nextAttemptAt: T0 + 10, lastError: '' },
+        );
+        assert.deepEqual(
+          (await store.dueWebhookBatches(T0 + 10_000, 10)).map((x) => x.id),
+          ['b2'],
+        );
+        const attempts = await store.listWebhookAttempts(wa.id, 10);
+        assert.deepEqual(
+          attempts.map((x) => [x.batchId, x.status, x.error]),
+          [['b1', 503, 'HTTP 503']],
+        );
+        const b1 = (await store.listWebhookBatches(wa.id, 10)).find((x) => x.id === 'b1');
+        assert.deepEqual([b1?.state, b1?.attempts, b1?.lastError], ['pending', 1, 'HTTP 503']);
+
+        // A disabled endpoint's batches are not due; failing them ends them.
+        await store.updateWebhook(wa.id, { enabled: false, disabledReason: 'gone', disabledAt: T0 + 20 });
+        assert.deepEqual(await store.dueWebhookBatches(T0 + 60_000, 10), []);
+        const w = await store.getWebhook(wa.id);
+        assert.deepEqual([w?.enabled, w?.disabledReason, w?.disabledAt], [false, 'gone', T0 + 20]);
+        assert.equal(await store.failWebhookBatches(wa.id, 'endpoint disabled', T0 + 20), 2);
+
+        assert.equal(await store.deleteWebhook(a, wb.id, T0), false, 'not the account of the webhook');
+        assert.equal(await store.deleteWebhook(b, wb.id, T0), true);
+        assert.equal(await store.getWebhook(wb.id), undefined);
+        assert.deepEqual(
+          (await store.listWebhooks()).map((x) => x.id),
+          [wa.id],
+        );
+      });
+    });
+  });
+}
