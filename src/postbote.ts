@@ -26,6 +26,7 @@ import { inboundHandlers, reportReceiver, startInboundMx } from './smtp/inbound.
 import { createSmtpServer } from './smtp/server/index.ts';
 import { isLoopback, submissionHandlers } from './smtp/submission.ts';
 import { loadCertificate } from './smtp/tls-certificate.ts';
+import { createMetricsRegistry, type MetricsRegistry } from './stats/prometheus.ts';
 import { openServerStore } from './store/open.ts';
 import type { Store } from './store/store.ts';
 import { createTemplates } from './templates/templates.ts';
@@ -34,6 +35,11 @@ export interface RunningPostbote {
   store: Store;
   /** Bound addresses, after listening (port 0 in tests becomes the real port). */
   addresses: { submission: AddressInfo; submissionTls?: AddressInfo; http: AddressInfo; mx?: AddressInfo };
+  /**
+   * /metrics of this node: parts of the main thread add gauges here (`setGauge`, e.g.
+   * `postbote_webhook_backlog`) or collectors (`register`).
+   */
+  metrics: MetricsRegistry;
   close(): Promise<void>;
 }
 
@@ -63,6 +69,9 @@ export async function startPostbote(
   try {
     const store = await openServerStore(config);
     cleanups.push(() => store.close());
+    const metrics = createMetricsRegistry();
+    // Readiness (/readyz): every listener is up; false again from the first step of shutdown.
+    let listening = false;
 
     const delivery = await startDeliveryThread({ config, store, logger });
     cleanups.push(() => delivery.stop());
@@ -161,6 +170,13 @@ export async function startPostbote(
       resolve: createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
       keys,
       idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
+      operations: {
+        registry: metrics,
+        metricsToken: config.http.metrics_token,
+        // The delivery thread's heartbeat comes every 10 s (delivery/engine.ts HEARTBEAT_MS; not
+        // imported: that would load the engine's modules on this thread): three missed = not alive.
+        readiness: { listeners: () => listening, heartbeatMaxAgeMs: 30_000 },
+      },
       limits: {
         maxRequestBytes: config.api.max_request_size,
         maxBatch: config.api.max_batch,
@@ -220,6 +236,10 @@ export async function startPostbote(
     if (!httpListen) throw new Error(`http.listen: invalid address ${config.http.listen}`);
     await http.listen({ port: httpListen.port, host: httpListen.host });
     cleanups.push(() => http.close());
+    listening = true;
+    cleanups.push(() => {
+      listening = false;
+    });
     const httpAddress = http.server.address() as AddressInfo;
 
     logger.info(
@@ -240,6 +260,7 @@ export async function startPostbote(
         http: httpAddress,
         ...(mx ? { mx } : {}),
       },
+      metrics,
       close: closeAll,
     };
   } catch (err) {

@@ -6,6 +6,7 @@ import type { Suppressions } from '../bounces/suppressions.ts';
 import type { Resolve } from '../domains/checks/types.ts';
 import type { Domains } from '../domains/domains.ts';
 import type { Sender } from '../intake/send.ts';
+import { createMetricsRegistry } from '../stats/prometheus.ts';
 import type { Store } from '../store/store.ts';
 import type { Templates } from '../templates/templates.ts';
 import { registerDomainRoutes } from './domains.ts';
@@ -13,8 +14,10 @@ import { ApiError, installErrorHandler } from './errors.ts';
 import type { Idempotency } from './idempotency.ts';
 import { registerMailgunRoutes } from './mailgun.ts';
 import { registerMessageRoutes } from './messages.ts';
+import { type OperationsDeps, registerOperationsRoutes } from './metrics.ts';
 import { registerPostmarkRoutes } from './postmark.ts';
 import { createSendApi, type KeyGate } from './send-api.ts';
+import { registerStatsRoutes } from './stats.ts';
 import { registerSuppressionRoutes } from './suppressions.ts';
 import { registerTemplateRoutes } from './templates.ts';
 
@@ -33,6 +36,8 @@ export interface HttpServerDeps {
   keys: KeyGate;
   idempotency: Idempotency;
   limits: { maxRequestBytes: number; maxBatch: number; maxMessageBytes: number };
+  /** /metrics and /readyz (api/metrics.ts); without it: open /metrics, readiness = the store answers. */
+  operations?: Pick<OperationsDeps, 'registry' | 'metricsToken' | 'readiness'>;
 }
 
 /**
@@ -79,18 +84,15 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     }
   });
   app.get('/openapi.json', async () => app.swagger());
-  app.get('/healthz', async (_request, reply) => {
-    try {
-      const states = await deps.store.countByState();
-      return {
-        status: 'ok',
-        node: deps.nodeId,
-        uptimeSeconds: Math.round((Date.now() - deps.startedAt) / 1000),
-        queue: states,
-      };
-    } catch {
-      return reply.code(503).send({ status: 'unavailable', node: deps.nodeId, error: 'store not reachable' });
-    }
+  // Liveness, readiness and Prometheus metrics (api/metrics.ts).
+  registerOperationsRoutes(app, {
+    store: deps.store,
+    nodeId: deps.nodeId,
+    startedAt: deps.startedAt,
+    clock: deps.clock,
+    registry: deps.operations?.registry ?? createMetricsRegistry(),
+    metricsToken: deps.operations?.metricsToken ?? '',
+    ...(deps.operations?.readiness ? { readiness: deps.operations.readiness } : {}),
   });
 
   registerMessageRoutes(app, {
@@ -103,6 +105,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   });
   registerTemplateRoutes(app, { templates: deps.templates, keys: deps.keys, idempotency: deps.idempotency });
   registerSuppressionRoutes(app, { suppressions: deps.suppressions, keys: deps.keys });
+  registerStatsRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerDomainRoutes(app, {
     domains: deps.domains,
     store: deps.store,

@@ -11,6 +11,7 @@ import { registerMessages } from './messages.ts';
 import { registerQueue } from './queue.ts';
 import { registerSend } from './send.ts';
 import { registerStart } from './start.ts';
+import { registerStats } from './stats.ts';
 import { registerStreams } from './streams.ts';
 import { registerSuppressions } from './suppressions.ts';
 
@@ -32,6 +33,7 @@ registerSuppressions(program, globals);
 registerBounces(program, globals);
 registerQueue(program, globals);
 registerCluster(program, globals);
+registerStats(program, globals);
 registerGc(program, globals);
 
 try {

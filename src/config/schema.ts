@@ -175,6 +175,11 @@ export const schema = {
     },
   },
   http: {
+    metrics_token: leaf(
+      'string',
+      '',
+      'Bearer token GET /metrics wants (Authorization: Bearer <token>); empty = /metrics is open to whoever reaches the listener.',
+    ),
     listen: leaf('listen', '127.0.0.1:8025', 'HTTP listener: the send API, its docs (/docs) and health.'),
   },
   // The HTTP send API (src/api/). Message size and recipients per message are the submission
@@ -261,6 +266,19 @@ export const schema = {
       '1h',
       'How often the elected node applies the retention policy (also at its election).',
       positive,
+    ),
+  },
+  // Statistics rollups (src/stats/): the elected node turns new events into counters per
+  // account, hour, stream, tag, sending domain and mailbox provider (/v1/stats, postbote stats).
+  stats: {
+    interval: leaf(
+      'duration',
+      '10s',
+      'How often the elected node rolls new events up into the statistics (how old /v1/stats may be).',
+      positive,
+    ),
+    batch_size: leaf('int', 1000, 'Events read and applied per rollup transaction.', (v: number) =>
+      v >= 1 && v <= 10_000 ? undefined : 'must be from 1 to 10000',
     ),
   },
   // Traffic shaping per (egress source, site); shipped provider data and rules in

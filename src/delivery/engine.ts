@@ -8,6 +8,8 @@ import { createResolver } from '../dns/resolver.ts';
 import { returnPathDomain } from '../domains/sender-gate.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import type { Logger } from '../observability/logger.ts';
+import { createDeliveryMetrics } from '../stats/delivery-metrics.ts';
+import { createLoopDelayMonitor } from '../stats/loop-delay.ts';
 import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts';
 import { type ConnectionPermits, createClusterPermits } from './connection-permits.ts';
 import { createMxDestination, type Directory } from './destination.ts';
@@ -188,6 +190,10 @@ export async function startDeliveryEngine(deps: {
     softLimit: config.suppressions.soft_bounce_limit,
     softWindowMs: config.suppressions.soft_bounce_window,
   });
+  // Deliveries by result and provider, accept→delivered latency, this thread's event-loop delay:
+  // they reach /metrics on the main thread in the heartbeat (stats/delivery-metrics.ts).
+  const loopDelay = createLoopDelayMonitor();
+  const deliveryMetrics = createDeliveryMetrics({ loopDelay: () => loopDelay.read() });
   const scheduler = new Scheduler({
     store,
     destination,
@@ -207,6 +213,7 @@ export async function startDeliveryEngine(deps: {
     batchSize: delivery.batch_size,
     leaseMs: delivery.lease,
     maxRecipientsPerTransaction: delivery.max_recipients_per_transaction,
+    onRecorded: (outcomes) => deliveryMetrics.observe(outcomes),
     onFinalFailure: (failures) => {
       void dsnSender.send(failures).then((n: number) => n > 0 && scheduler.wake());
     },
@@ -271,6 +278,7 @@ export async function startDeliveryEngine(deps: {
             routes: router.failover.status(clock()).filter((r) => r.state !== 'up'),
             leader: maintenance.isLeader(),
             hostname: config.hostname,
+            metrics: deliveryMetrics.snapshot(),
           },
         },
         clock(),
@@ -301,6 +309,7 @@ export async function startDeliveryEngine(deps: {
       clearInterval(nodeCount);
       clearTimeout(expiryTimer);
       clearInterval(sweeper);
+      loopDelay.stop();
       stopRules();
       await maintenance.stop();
       await dueWatch?.stop();

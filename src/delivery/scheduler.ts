@@ -27,6 +27,8 @@ export interface SchedulerOptions {
   wakeDelayMs?: number;
   /** Called with recipients that just failed for good (bounced/expired), for DSNs. */
   onFinalFailure?: (failures: FinalFailure[]) => void;
+  /** Called with every outcome the store applied (metrics: stats/delivery-metrics.ts). */
+  onRecorded?: (outcomes: Outcome[]) => void;
   bodyCacheBytes?: number;
   /**
    * Bounce handling (bounces/feedback.ts): the category of each remote refusal goes into its
@@ -68,8 +70,8 @@ interface Transaction {
  * delivery is in flight, and released on stop.
  */
 export class Scheduler {
-  readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor'>> &
-    Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor'>;
+  readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded'>> &
+    Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded'>;
   readonly #bodies: BodyCache;
   readonly #inflight = new Set<number>();
   /** Broadcast recipients among #inflight: they may fill only part of the window. */
@@ -400,6 +402,7 @@ export class Scheduler {
       );
     }
     const applied = await this.#record(outcomes);
+    this.#o.onRecorded?.(outcomes.filter((o) => applied.has(o.recipientId)));
     const counts = this.#counts;
     for (const o of outcomes) {
       if (applied.has(o.recipientId) && o.state in counts) counts[o.state as keyof typeof counts]++;
