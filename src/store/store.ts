@@ -1,13 +1,21 @@
 import type {
   Account,
+  AccountRetention,
+  AddressExport,
   AsyncReport,
+  AuditEntry,
+  AuditFilter,
   Credential,
   CredentialKind,
   DkimKey,
   DkimKeyState,
   EnrichedEventRow,
+  ErasureResult,
   EventFilter,
   EventRow,
+  GuardCount,
+  GuardState,
+  HoldReason,
   IdempotencyRecord,
   InsertOptions,
   LeasedRecipient,
@@ -15,6 +23,7 @@ import type {
   MessageFilter,
   MessageRow,
   MessageSummary,
+  NewAuditEntry,
   NewEvent,
   NewMessage,
   NewShapingEvent,
@@ -304,6 +313,54 @@ export interface Store {
   clusterStatus(): Promise<NodeStatus[]>;
   /** Removes nodes whose last heartbeat is older than `before`; returns how many. */
   forgetNodes(before: number): Promise<number>;
+
+  // reputation guard, audit trail, per-account retention, privacy (guard/, audit/, privacy/)
+  /** Appends audit trail entries (audit/audit.ts). */
+  recordAudit(entries: NewAuditEntry[]): Promise<void>;
+  /** Audit entries, newest first (`limit` default 100, max 1000). */
+  listAudit(filter: AuditFilter): Promise<AuditEntry[]>;
+  /** Sends, bounces and complaints per account and stream since `since` (the guard's window). */
+  guardCounts(input: { since: number; accountId?: string; stream?: string }): Promise<GuardCount[]>;
+  /** Every guard state (or one account's): pauses, warnings, resumes. */
+  listGuardStates(accountId?: string): Promise<GuardState[]>;
+  /** Stores a guard state; an account-wide one (stream '') also sets Account.paused. */
+  saveGuardState(state: GuardState): Promise<void>;
+  /**
+   * Releases the account's recipients held for `reason` (one stream, or all): due now, with a
+   * `retried` event noting `note`. Returns how many.
+   */
+  releaseHeld(input: {
+    accountId: string;
+    stream?: string;
+    reason: HoldReason;
+    now: number;
+    note: string;
+  }): Promise<number>;
+  /** Held recipients by account, stream and hold reason ('' = held by a route). */
+  heldSummary(): Promise<{ accountId: string; stream: string; reason: string; count: number }[]>;
+  /** Sets an account's own retention (both null: the defaults again). */
+  setAccountRetention(retention: AccountRetention): Promise<void>;
+  listAccountRetention(): Promise<AccountRetention[]>;
+  /** The stored secret `name` (the same on every node), storing `candidate` when there is none yet. */
+  privacySecret(name: string, candidate: string): Promise<string>;
+  /**
+   * Everything stored about one address (lower-cased), in one account or all: the messages
+   * that name it (as recipient, sender, in a header or body) with its own recipient rows and
+   * events, its suppressions, and rows of other tables that mention it. At most `limit` messages.
+   */
+  exportAddress(input: { address: string; accountId?: string; limit: number }): Promise<AddressExport>;
+  /**
+   * Erases an address (lower-cased) in one account or all, in one transaction: deletes every
+   * message naming it (with its rows in every table that has a message_id), every row of a
+   * non-configuration table that mentions it, and replaces its suppressions with entries for
+   * `token` (its salted hash: privacy/privacy.ts) so it stays suppressed.
+   */
+  eraseAddress(input: {
+    address: string;
+    accountId?: string;
+    token: string;
+    now: number;
+  }): Promise<ErasureResult>;
 
   // the event log and its feed (events/)
   /** Appends events that no delivery state change writes (domain status, account paused, …); returns their ids. */

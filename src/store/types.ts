@@ -132,6 +132,11 @@ export interface NewRecipient {
    * `suppressed` with a `suppressed` event carrying the reason instead of `accepted`; never sent.
    */
   suppressed?: { reason: SuppressionReason; scope: string };
+  /**
+   * Stored `held` with a `held` event instead of `accepted` (its account or stream is paused,
+   * or a content check held it): never leased until released (Store.releaseHeld, `queue retry`).
+   */
+  held?: { reason: HoldReason; details: string };
 }
 
 export interface NewMessage {
@@ -172,6 +177,8 @@ export interface NewMessage {
    * (DSNs, listings).
    */
   envelopeFrom?: string;
+  /** Content checks' findings (content/checks.ts): recorded as a `content_warning` event after the commit. */
+  contentWarnings?: string[];
 }
 
 /** The size of a recipient's copy of a message, in bytes. */
@@ -223,6 +230,10 @@ export interface PurgeBatch {
   before: number;
   /** At most this many messages per call (one short transaction each). */
   limit: number;
+  /** Only this account's messages (an account's own retention). */
+  accountId?: string;
+  /** Not these accounts' messages (they have their own retention). */
+  exceptAccountIds?: string[];
 }
 
 export interface Reply {
@@ -271,7 +282,10 @@ export type EventType =
   | 'domain_status_changed'
   | 'account_paused'
   | 'account_resumed'
-  | 'webhook_disabled';
+  | 'webhook_disabled'
+  // The reputation guard's warning (guard/guard.ts) and content checks' findings (content/).
+  | 'account_warned'
+  | 'content_warning';
 
 /** Details every delivery event carries (one schema for every outcome, KumoMTA style). */
 export interface EventData {
@@ -790,4 +804,92 @@ export interface WebhookAttempt {
   status: number;
   error: string;
   durationMs: number;
+}
+
+// ---- Reputation guard, audit trail, per-account retention, privacy (guard/, audit/, privacy/) ----
+
+/** Why a recipient is `held` (NewRecipient.held): its account or stream is paused, or a content check held it. */
+export type HoldReason = 'paused' | 'content';
+
+/** An audit trail entry as recorded (audit/audit.ts). */
+export interface NewAuditEntry {
+  at: number;
+  /** Who: `credential:<id>` (API key), `cli:<os user>`, `system:<task>` (the guard). */
+  actor: string;
+  /** The account concerned; '' for deployment-wide actions. */
+  accountId: string;
+  /** What, as `<noun>.<verb>`: `credential.create`, `domain.remove`, `account.resume`, … */
+  action: string;
+  /** What it was done to: a credential id, a domain, a stream, an address. */
+  target: string;
+  /** A small JSON-able object; never secrets. */
+  details: Record<string, unknown>;
+}
+
+export interface AuditEntry extends NewAuditEntry {
+  id: number;
+}
+
+export interface AuditFilter {
+  accountId?: string;
+  /** Entries with an id below this (cursor: newest first). */
+  before?: number;
+  /** Entries at or after this time. */
+  since?: number;
+  limit?: number;
+}
+
+/**
+ * The guard's state of one account (stream '') or one stream of it (guard/guard.ts): paused
+ * (new mail is held), when it was last warned and resumed.
+ */
+export interface GuardState {
+  accountId: string;
+  /** '' = the whole account. */
+  stream: string;
+  pausedAt: number | null;
+  /** Who paused it: `system:guard`, `cli:<user>`, `credential:<id>`. */
+  pausedBy: string;
+  /** Why, for humans: "bounce rate 12.0 % over 24h (30 of 250)". */
+  reason: string;
+  /** The guard counts only traffic after this (so a resume is not undone by the same window). */
+  resumedAt: number | null;
+  warnedAt: number | null;
+}
+
+/** Sends, bounces and complaints of one account's stream since some time (the guard's window). */
+export interface GuardCount {
+  accountId: string;
+  stream: string;
+  /** `delivered` + `bounced` events: what was sent and reached a verdict. */
+  sent: number;
+  bounced: number;
+  complained: number;
+}
+
+/** An account's own retention (config `retention.*` otherwise); null fields take the default. */
+export interface AccountRetention {
+  accountId: string;
+  bodiesMs: number | null;
+  metadataMs: number | null;
+}
+
+/** What a privacy export finds about one address (privacy/privacy.ts). */
+export interface AddressExport {
+  messages: (MessageRow & { recipients: RecipientRow[]; events: EventRow[] })[];
+  suppressions: Suppression[];
+  /** Rows of other tables that mention the address (soft bounces, tracking, webhooks, audit, …). */
+  other: { table: string; rows: Record<string, unknown>[] }[];
+  /** More messages matched than the export returns (`limit`). */
+  truncated: boolean;
+}
+
+/** What an erasure removed, by table. */
+export interface ErasureResult {
+  /** Messages deleted whole (they named the address: recipient, sender, header or body). */
+  messages: number;
+  /** Suppression entries replaced by their salted hash. */
+  suppressionsHashed: number;
+  /** Rows deleted or rewritten per table (the generic sweep included). */
+  tables: Record<string, number>;
 }

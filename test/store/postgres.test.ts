@@ -6,6 +6,7 @@ import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postg
 import type { LeaseRequest } from '../../src/store/types.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
+import { guardContract } from './guard-contract.ts';
 
 const admin = await postgresOrSkip('the postgres store tests');
 
@@ -22,6 +23,19 @@ if (admin) {
       },
     };
   };
+
+  guardContract('postgres', async () => {
+    const { schema, drop } = freshSchema();
+    const store = new PostgresStore({ url, schema, poolSize: 4 });
+    await store.migrate();
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await drop();
+      },
+    };
+  });
 
   // One schema per contract test: each starts from a freshly migrated, empty database.
   storeContract('postgres', async () => {
@@ -59,24 +73,35 @@ if (admin) {
         assert.deepEqual(
           tables.rows.map((r) => r.table_name),
           [
+            'account_retention',
             'accounts',
+            'audit_log',
             'connection_slots',
             'credentials',
             'dkim_keys',
             'domains',
+            'event_cursors',
+            'event_tags',
             'events',
+            'guard_state',
             'idempotency_keys',
             'message_variants',
             'messages',
             'nodes',
+            'privacy_secrets',
             'recipients',
             'schema_version',
             'shaping_events',
             'soft_bounces',
+            'stats_cursors',
+            'stats_rollups',
             'streams',
             'suppressions',
             'template_versions',
             'templates',
+            'webhook_attempts',
+            'webhook_batches',
+            'webhooks',
           ],
         );
       } finally {

@@ -8,6 +8,7 @@ import { createThreadedSqliteStore, storeFromPort } from '../../src/store/sqlite
 import type { Store } from '../../src/store/store.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
+import { guardContract } from './guard-contract.ts';
 
 /** A migrated store of the given form in a fresh temp dir, removed on cleanup. */
 function inTempDir(open: (path: string) => Store) {
@@ -30,6 +31,11 @@ storeContract(
   inTempDir((path) => new SqliteStore(path)),
 );
 storeContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
+guardContract(
+  'sqlite',
+  inTempDir((path) => new SqliteStore(path)),
+);
+guardContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
 
 // The delivery thread reaches the store thread through a port: the same contract must hold.
 storeContract('sqlite through a port shared with another thread', async () => {

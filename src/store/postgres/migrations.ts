@@ -370,6 +370,40 @@ export const migrations: readonly string[][] = [
       updated_at bigint NOT NULL
     )`,
   ],
-  // v14: RESERVED for the reputation guard, audit trail, retention and privacy (issue 9).
-  [],
+  // v14: the reputation guard, the audit trail, per-account retention and privacy (guard/,
+  // audit/, privacy/); as SQLite v13.
+  [
+    `CREATE TABLE guard_state (
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      stream text COLLATE "C" NOT NULL DEFAULT '',
+      paused_at bigint,
+      paused_by text NOT NULL DEFAULT '',
+      reason text NOT NULL DEFAULT '',
+      resumed_at bigint,
+      warned_at bigint,
+      PRIMARY KEY (account_id, stream)
+    )`,
+    `ALTER TABLE recipients ADD COLUMN hold_reason text NOT NULL DEFAULT ''`,
+    `CREATE INDEX recipients_held ON recipients(account_id, stream) WHERE state = 'held'`,
+    `CREATE INDEX events_guard ON events(type, at) WHERE type IN ('delivered', 'bounced', 'complained')`,
+    `CREATE TABLE audit_log (
+      id bigserial PRIMARY KEY,
+      at bigint NOT NULL,
+      actor text NOT NULL,
+      account_id text COLLATE "C" NOT NULL DEFAULT '',
+      action text NOT NULL,
+      target text NOT NULL DEFAULT '',
+      details jsonb NOT NULL DEFAULT '{}'
+    )`,
+    `CREATE INDEX audit_log_account ON audit_log(account_id, id)`,
+    `CREATE TABLE account_retention (
+      account_id text COLLATE "C" PRIMARY KEY REFERENCES accounts(id),
+      bodies_ms bigint,
+      metadata_ms bigint
+    )`,
+    `CREATE TABLE privacy_secrets (
+      name text PRIMARY KEY,
+      value text NOT NULL
+    )`,
+  ],
 ];

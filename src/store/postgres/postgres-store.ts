@@ -8,14 +8,22 @@ import { mergeIncrements, statsQuerySql } from '../stats-sql.ts';
 import type { ElectsLeader, LeaderLock, SharesConnectionSlots, Store } from '../store.ts';
 import type {
   Account,
+  AccountRetention,
+  AddressExport,
   AsyncReport,
+  AuditEntry,
+  AuditFilter,
   Credential,
   CredentialKind,
   DkimKey,
   DkimKeyState,
   EnrichedEventRow,
+  ErasureResult,
   EventFilter,
   EventRow,
+  GuardCount,
+  GuardState,
+  HoldReason,
   IdempotencyRecord,
   InsertOptions,
   LeasedRecipient,
@@ -23,6 +31,7 @@ import type {
   MessageFilter,
   MessageRow,
   MessageSummary,
+  NewAuditEntry,
   NewEvent,
   NewMessage,
   NewShapingEvent,
@@ -56,6 +65,7 @@ import type {
 } from '../types.ts';
 import {
   CANCEL_REASON,
+  copySize,
   DEFAULT_STREAM,
   FINAL_STATES,
   SHAPING_END_TYPES,
@@ -67,8 +77,10 @@ import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
 import * as pgEvents from './events-store.ts';
+import * as guardStore from './guard-store.ts';
 import { startLeaderLock } from './leader-lock.ts';
 import { migrations } from './migrations.ts';
+import * as privacyStore from './privacy-store.ts';
 import {
   clean,
   json,
@@ -180,6 +192,7 @@ function insertMessagesStatement(
     event: [] as string[],
     /** null: the accepted event's data, built in the statement (it needs the stored size). */
     eventData: [] as (string | null)[],
+    holdReason: [] as string[],
   };
   for (const m of messages) {
     const first = values.length;
@@ -222,11 +235,23 @@ function insertMessagesStatement(
       rcpt.stream.push(m.stream ?? DEFAULT_STREAM);
       rcpt.kind.push(m.kind ?? 'transactional');
       rcpt.variant.push(r.variant ?? 0);
-      rcpt.state.push(r.suppressed ? 'suppressed' : 'queued');
-      rcpt.event.push(r.suppressed ? 'suppressed' : 'accepted');
+      // Held (guard/, content/): accepted and stored, not sent until released.
+      const held = r.suppressed ? undefined : r.held;
+      rcpt.state.push(r.suppressed ? 'suppressed' : held ? 'held' : 'queued');
+      rcpt.event.push(r.suppressed ? 'suppressed' : held ? 'held' : 'accepted');
       rcpt.eventData.push(
-        r.suppressed ? json({ reason: r.suppressed.reason, scope: r.suppressed.scope }) : null,
+        r.suppressed
+          ? json({ reason: r.suppressed.reason, scope: r.suppressed.scope })
+          : held
+            ? json({
+                reason: held.reason,
+                details: held.details,
+                size: copySize(m, r.variant),
+                source: m.source,
+              })
+            : null,
       );
+      rcpt.holdReason.push(held?.reason ?? '');
     }
   }
   const a = values.length;
@@ -245,6 +270,7 @@ function insertMessagesStatement(
   const e = values.push(rcpt.state, rcpt.event, rcpt.eventData) - 3;
   const c = values.push(copies.messageId, copies.variant, copies.body) - 3;
   const k = values.push(...answeredValues(answered)) - 3;
+  const h = values.push(rcpt.holdReason);
   // The foreign keys to messages are checked at the end of the statement, when the messages
   // inserted by the first CTE exist. Each recipient's id is drawn in x, so its event is written
   // from the same row as the recipient (no matching of RETURNING rows back to their input), in
@@ -261,15 +287,15 @@ function insertMessagesStatement(
       SELECT nextval('recipients_id_seq') AS id, u.*
       FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
         $${a + 6}::bigint[], $${a + 7}::jsonb[], $${b + 1}::text[], $${b + 2}::text[], $${b + 3}::int[],
-        $${e + 1}::text[], $${e + 2}::text[], $${e + 3}::jsonb[])
+        $${e + 1}::text[], $${e + 2}::text[], $${e + 3}::jsonb[], $${h}::text[])
         WITH ORDINALITY AS u(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, variant,
-          state, event, event_data, ord)
+          state, event, event_data, hold_reason, ord)
       ORDER BY ord
     ), r AS (
       INSERT INTO recipients (id, message_id, account_id, address, domain, state, next_attempt_at, created_at,
-        updated_at, dsn, stream, kind, variant)
+        updated_at, dsn, stream, kind, variant, hold_reason)
       SELECT id, message_id, account_id, address, domain, state, due, created_at, created_at, dsn, stream, kind,
-        variant
+        variant, hold_reason
       FROM x
     ), answered AS (
       ${answerKeys(k + 1)}
@@ -1112,24 +1138,28 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   // Candidates are locked with SKIP LOCKED: a `postbote gc` running beside the cluster's own
   // retention task takes other messages instead of waiting for the same ones.
-  async purgeBodies({ before, limit }: PurgeBatch): Promise<number> {
+  async purgeBodies(batch: PurgeBatch): Promise<number> {
+    const { before, limit } = batch;
+    const scope = guardStore.purgeScope(batch, 3);
     return this.#run(
       `WITH doomed AS (
-         SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < $1 AND ${FINISHED}
+         SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < $1 AND ${FINISHED}${scope.sql}
          ORDER BY m.received_at LIMIT $2 FOR UPDATE SKIP LOCKED
        ), variants_gone AS (
          DELETE FROM message_variants WHERE message_id IN (SELECT id FROM doomed)
        )
        UPDATE messages SET body = NULL FROM doomed WHERE messages.id = doomed.id`,
-      [before, limit],
+      [before, limit, ...scope.params],
     );
   }
 
-  async purgeMessages({ before, limit }: PurgeBatch): Promise<number> {
+  async purgeMessages(batch: PurgeBatch): Promise<number> {
+    const { before, limit } = batch;
+    const scope = guardStore.purgeScope(batch, 3);
     // One statement: the foreign keys to messages are checked at its end, when all are gone.
     return this.#run(
       `WITH doomed AS (
-         SELECT m.id FROM messages m WHERE m.received_at < $1 AND ${FINISHED}
+         SELECT m.id FROM messages m WHERE m.received_at < $1 AND ${FINISHED}${scope.sql}
          ORDER BY m.received_at LIMIT $2 FOR UPDATE SKIP LOCKED
        ), events_gone AS (
          DELETE FROM events WHERE message_id IN (SELECT id FROM doomed)
@@ -1139,7 +1169,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          DELETE FROM message_variants WHERE message_id IN (SELECT id FROM doomed)
        )
        DELETE FROM messages WHERE id IN (SELECT id FROM doomed)`,
-      [before, limit],
+      [before, limit, ...scope.params],
     );
   }
 
@@ -1604,6 +1634,68 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   async forgetNodes(before: number): Promise<number> {
     return this.#run('DELETE FROM nodes WHERE heartbeat_at < $1', [before]);
+  }
+
+  // reputation guard, audit trail, per-account retention, privacy: guard-store.ts, privacy-store.ts
+  async recordAudit(entries: NewAuditEntry[]): Promise<void> {
+    if (entries.length > 0) await guardStore.recordAudit(this.#pool, entries);
+  }
+
+  async listAudit(filter: AuditFilter): Promise<AuditEntry[]> {
+    return guardStore.listAudit(this.#pool, filter);
+  }
+
+  async guardCounts(input: { since: number; accountId?: string; stream?: string }): Promise<GuardCount[]> {
+    return guardStore.guardCounts(this.#pool, input);
+  }
+
+  async listGuardStates(accountId?: string): Promise<GuardState[]> {
+    return guardStore.listGuardStates(this.#pool, accountId);
+  }
+
+  async saveGuardState(state: GuardState): Promise<void> {
+    await guardStore.saveGuardState(this.#pool, state);
+  }
+
+  async releaseHeld(input: {
+    accountId: string;
+    stream?: string;
+    reason: HoldReason;
+    now: number;
+    note: string;
+  }): Promise<number> {
+    const n = await guardStore.releaseHeld(this.#pool, input);
+    if (n > 0) this.#notifyDue();
+    return n;
+  }
+
+  async heldSummary(): Promise<{ accountId: string; stream: string; reason: string; count: number }[]> {
+    return guardStore.heldSummary(this.#pool);
+  }
+
+  async setAccountRetention(retention: AccountRetention): Promise<void> {
+    await guardStore.setAccountRetention(this.#pool, retention);
+  }
+
+  async listAccountRetention(): Promise<AccountRetention[]> {
+    return guardStore.listAccountRetention(this.#pool);
+  }
+
+  async privacySecret(name: string, candidate: string): Promise<string> {
+    return guardStore.privacySecret(this.#pool, name, candidate);
+  }
+
+  async exportAddress(input: { address: string; accountId?: string; limit: number }): Promise<AddressExport> {
+    return privacyStore.exportAddress(this.#pool, this.#schema, input);
+  }
+
+  async eraseAddress(input: {
+    address: string;
+    accountId?: string;
+    token: string;
+    now: number;
+  }): Promise<ErasureResult> {
+    return this.#transaction((client) => privacyStore.eraseAddress(client, this.#schema, input));
   }
 
   async clusterStatus(): Promise<NodeStatus[]> {

@@ -346,6 +346,45 @@ export const migrations: readonly string[][] = [
       updated_at INTEGER NOT NULL
     )`,
   ],
-  // v13: RESERVED for the reputation guard, audit trail, retention and privacy (issue 9).
-  [],
+  // v13: the reputation guard, the audit trail, per-account retention and privacy (guard/,
+  // audit/, privacy/). guard_state: per account (stream '') or stream, paused or not, when last
+  // warned and resumed; recipients.hold_reason: why a `held` recipient waits (`paused`: released
+  // by a resume; `content`: by an operator), found through recipients_held; events_guard: the
+  // guard's window counts (delivered, bounced, complained events since a time) without a scan;
+  // audit_log: who changed what; account_retention: an account's own retention; privacy_secrets:
+  // the salt of erased addresses' suppression hashes (the same for every node).
+  [
+    `CREATE TABLE guard_state (
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      stream TEXT NOT NULL DEFAULT '',
+      paused_at INTEGER,
+      paused_by TEXT NOT NULL DEFAULT '',
+      reason TEXT NOT NULL DEFAULT '',
+      resumed_at INTEGER,
+      warned_at INTEGER,
+      PRIMARY KEY (account_id, stream)
+    )`,
+    `ALTER TABLE recipients ADD COLUMN hold_reason TEXT NOT NULL DEFAULT ''`,
+    `CREATE INDEX recipients_held ON recipients(account_id, stream) WHERE state = 'held'`,
+    `CREATE INDEX events_guard ON events(type, at) WHERE type IN ('delivered', 'bounced', 'complained')`,
+    `CREATE TABLE audit_log (
+      id INTEGER PRIMARY KEY,
+      at INTEGER NOT NULL,
+      actor TEXT NOT NULL,
+      account_id TEXT NOT NULL DEFAULT '',
+      action TEXT NOT NULL,
+      target TEXT NOT NULL DEFAULT '',
+      details TEXT NOT NULL DEFAULT '{}'
+    )`,
+    `CREATE INDEX audit_log_account ON audit_log(account_id, id)`,
+    `CREATE TABLE account_retention (
+      account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+      bodies_ms INTEGER,
+      metadata_ms INTEGER
+    )`,
+    `CREATE TABLE privacy_secrets (
+      name TEXT PRIMARY KEY,
+      value TEXT NOT NULL
+    )`,
+  ],
 ];

@@ -10,16 +10,24 @@ import { mergeIncrements, statsQuerySql } from '../stats-sql.ts';
 import type { Store } from '../store.ts';
 import type {
   Account,
+  AccountRetention,
+  AddressExport,
   AsyncReport,
+  AuditEntry,
+  AuditFilter,
   Credential,
   CredentialKind,
   DkimAlgorithm,
   DkimKey,
   DkimKeyState,
   EnrichedEventRow,
+  ErasureResult,
   EventFilter,
   EventRow,
   EventType,
+  GuardCount,
+  GuardState,
+  HoldReason,
   IdempotencyRecord,
   InsertOptions,
   LeasedRecipient,
@@ -27,6 +35,7 @@ import type {
   MessageFilter,
   MessageRow,
   MessageSummary,
+  NewAuditEntry,
   NewEvent,
   NewMessage,
   NewShapingEvent,
@@ -73,7 +82,9 @@ import {
   storedSize,
 } from '../types.ts';
 import { CommitQueue } from './commit-queue.ts';
+import * as guardStore from './guard-store.ts';
 import { migrations } from './migrations.ts';
+import * as privacyStore from './privacy-store.ts';
 
 type Row = Record<string, SQLInputValue>;
 
@@ -584,14 +595,14 @@ export class SqliteStore implements Store {
           // A suppressed recipient is final from the start: no waiting index ever sees it.
           const res = this.#stmt(
             `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-               updated_at, dsn, stream, kind, variant)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+               updated_at, dsn, stream, kind, variant, hold_reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           ).run(
             m.id,
             m.accountId,
             r.address,
             r.domain,
-            r.suppressed ? 'suppressed' : 'queued',
+            r.suppressed ? 'suppressed' : r.held ? 'held' : 'queued',
             due,
             m.receivedAt,
             m.receivedAt,
@@ -599,9 +610,18 @@ export class SqliteStore implements Store {
             stream,
             kind,
             r.variant ?? 0,
+            r.suppressed ? '' : (r.held?.reason ?? ''),
           );
           const recipientId = Number(res.lastInsertRowid);
-          if (r.suppressed) {
+          if (r.held && !r.suppressed) {
+            // Held (guard/, content/): accepted and stored, not sent until released.
+            this.#insertEvent(m.receivedAt, 'held', m.id, recipientId, m.accountId, r.address, {
+              reason: r.held.reason,
+              details: r.held.details,
+              size: copySize(m, r.variant),
+              source: m.source,
+            });
+          } else if (r.suppressed) {
             const { reason, scope } = r.suppressed;
             this.#insertEvent(m.receivedAt, 'suppressed', m.id, recipientId, m.accountId, r.address, {
               reason,
@@ -1159,12 +1179,15 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async purgeBodies({ before, limit }: PurgeBatch): Promise<number> {
+  async purgeBodies(batch: PurgeBatch): Promise<number> {
+    const { before, limit } = batch;
+    const scope = guardStore.purgeScope(batch);
     return this.#queue.run(() => {
       const doomed = this.#all(
-        `SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < ? AND ${FINISHED}
+        `SELECT m.id FROM messages m WHERE m.body IS NOT NULL AND m.received_at < ? AND ${FINISHED}${scope.sql}
            ORDER BY m.received_at LIMIT ?`,
         before,
+        ...scope.params,
         limit,
       );
       for (const r of doomed) {
@@ -1175,11 +1198,14 @@ export class SqliteStore implements Store {
     });
   }
 
-  async purgeMessages({ before, limit }: PurgeBatch): Promise<number> {
+  async purgeMessages(batch: PurgeBatch): Promise<number> {
+    const { before, limit } = batch;
+    const scope = guardStore.purgeScope(batch);
     return this.#queue.run(() => {
       const doomed = this.#all(
-        `SELECT m.id FROM messages m WHERE m.received_at < ? AND ${FINISHED} ORDER BY m.received_at LIMIT ?`,
+        `SELECT m.id FROM messages m WHERE m.received_at < ? AND ${FINISHED}${scope.sql} ORDER BY m.received_at LIMIT ?`,
         before,
+        ...scope.params,
         limit,
       );
       for (const r of doomed) {
@@ -1696,6 +1722,67 @@ export class SqliteStore implements Store {
 
   async forgetNodes(before: number): Promise<number> {
     return this.#queue.run(() => this.#run('DELETE FROM nodes WHERE heartbeat_at < ?', before));
+  }
+
+  // reputation guard, audit trail, per-account retention, privacy: guard-store.ts, privacy-store.ts
+  async recordAudit(entries: NewAuditEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    await this.#queue.run(() => guardStore.recordAudit(this.#db, entries));
+  }
+
+  async listAudit(filter: AuditFilter): Promise<AuditEntry[]> {
+    return guardStore.listAudit(this.#db, filter);
+  }
+
+  async guardCounts(input: { since: number; accountId?: string; stream?: string }): Promise<GuardCount[]> {
+    return guardStore.guardCounts(this.#db, input);
+  }
+
+  async listGuardStates(accountId?: string): Promise<GuardState[]> {
+    return guardStore.listGuardStates(this.#db, accountId);
+  }
+
+  async saveGuardState(state: GuardState): Promise<void> {
+    await this.#queue.run(() => guardStore.saveGuardState(this.#db, state));
+  }
+
+  async releaseHeld(input: {
+    accountId: string;
+    stream?: string;
+    reason: HoldReason;
+    now: number;
+    note: string;
+  }): Promise<number> {
+    return this.#queue.run(() => guardStore.releaseHeld(this.#db, input));
+  }
+
+  async heldSummary(): Promise<{ accountId: string; stream: string; reason: string; count: number }[]> {
+    return guardStore.heldSummary(this.#db);
+  }
+
+  async setAccountRetention(retention: AccountRetention): Promise<void> {
+    await this.#queue.run(() => guardStore.setAccountRetention(this.#db, retention));
+  }
+
+  async listAccountRetention(): Promise<AccountRetention[]> {
+    return guardStore.listAccountRetention(this.#db);
+  }
+
+  async privacySecret(name: string, candidate: string): Promise<string> {
+    return this.#queue.run(() => guardStore.privacySecret(this.#db, name, candidate));
+  }
+
+  async exportAddress(input: { address: string; accountId?: string; limit: number }): Promise<AddressExport> {
+    return privacyStore.exportAddress(this.#db, input);
+  }
+
+  async eraseAddress(input: {
+    address: string;
+    accountId?: string;
+    token: string;
+    now: number;
+  }): Promise<ErasureResult> {
+    return this.#queue.run(() => privacyStore.eraseAddress(this.#db, input));
   }
 
   async clusterStatus(): Promise<NodeStatus[]> {
