@@ -1,7 +1,10 @@
 import type { Config } from '../config/schema.ts';
 import { createCheckResolver } from '../domains/checks/resolver.ts';
 import { createDomains } from '../domains/domains.ts';
+import { createEventFeed } from '../events/feed.ts';
 import type { Logger } from '../observability/logger.ts';
+import { mxProviders } from '../stats/providers.ts';
+import { createRollup, ROLLUP_CURSOR } from '../stats/rollup.ts';
 import { electsLeader, type LeaderLock, type Store } from '../store/store.ts';
 import { type PeriodicTasks, startPeriodicTasks } from './periodic.ts';
 import { runRetention } from './retention.ts';
@@ -21,7 +24,8 @@ export interface Maintenance {
  * The node's share of cluster housekeeping: it competes for leadership (PostgreSQL advisory
  * lock; the embedded store's single node always leads) and, while it leads, runs the periodic
  * tasks: retention (`retention.*`), sending-domain DNS checks (`domains.check_interval`), old
- * idempotency keys, expired suppressions, and forgetting nodes gone for a day.
+ * idempotency keys, expired suppressions, statistics rollups (`stats.interval`), and forgetting
+ * nodes gone for a day.
  */
 export async function startMaintenance(deps: {
   config: Config;
@@ -36,6 +40,14 @@ export async function startMaintenance(deps: {
         onError: (err) => logger.warn({ err }, 'lost the leader election connection; retrying'),
       })
     : { isLeader: () => true, stop: async () => {} };
+  // Statistics rollups (stats/rollup.ts): new events → counters, from the event feed's position.
+  const rollup = createRollup({
+    store,
+    feed: createEventFeed({ store, name: ROLLUP_CURSOR, clock }),
+    providers: mxProviders(config.shaping.providers),
+    clock,
+    batchSize: config.stats.batch_size,
+  });
   const periodic: PeriodicTasks = startPeriodicTasks({
     isLeader: () => lock.isLeader(),
     clock,
@@ -116,6 +128,15 @@ export async function startMaintenance(deps: {
             if (n < 1000 || signal.aborted) break;
           }
           return purged > 0 ? { purged } : undefined;
+        },
+      },
+      {
+        name: 'stats-rollup',
+        everyMs: config.stats.interval,
+        run: async (_now, signal) => {
+          const { events, cursor } = await rollup.run(signal);
+          // Logged only when catching up (after an upgrade or an outage), not every 10 s.
+          return events >= 10_000 ? { events, cursor } : undefined;
         },
       },
       {
