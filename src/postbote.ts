@@ -30,6 +30,13 @@ import { createMetricsRegistry, type MetricsRegistry } from './stats/prometheus.
 import { openServerStore } from './store/open.ts';
 import type { Store } from './store/store.ts';
 import { createTemplates } from './templates/templates.ts';
+import { createMachineDetector } from './tracking/bots.ts';
+import { createEngagement } from './tracking/engagement.ts';
+import { createTrackingHosts } from './tracking/hosts.ts';
+import type { IpMode } from './tracking/ip.ts';
+import { createStreamTracking } from './tracking/settings.ts';
+import { trackingKey as deriveTrackingKey } from './tracking/token.ts';
+import { createTracker } from './tracking/tracker.ts';
 
 export interface RunningPostbote {
   store: Store;
@@ -81,6 +88,21 @@ export async function startPostbote(
       clock,
       transactionalIgnoresUnsubscribes: config.suppressions.transactional_ignores_unsubscribes,
     });
+    // Tracking tokens are signed with a key derived from the bounce secret: the same on every
+    // node and after a restart. Links use http.public_url until the listener's address is known.
+    const trackingKey = deriveTrackingKey(loadBounceSecret(config.data_dir, config.bounces.secret));
+    const trackingHosts = createTrackingHosts({
+      store,
+      clock,
+      scheme: config.tracking.https ? 'https' : 'http',
+    });
+    let publicUrl = config.http.public_url || `http://${config.http.listen}`;
+    const tracker = createTracker({
+      streams: createStreamTracking({ store, clock }),
+      hosts: trackingHosts,
+      key: trackingKey,
+      publicUrl: () => publicUrl,
+    });
     const intake = createIntake({
       store,
       clock,
@@ -90,6 +112,8 @@ export async function startPostbote(
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
       senderGate: createSenderGate({ store, clock }),
       suppressions,
+      tracking: tracker,
+      onTrackingNotes: (messageId, notes) => logger.debug({ messageId, notes }, 'tracking left parts alone'),
     });
     const sub = config.smtp.submission;
     const sender = createSender({
@@ -182,6 +206,20 @@ export async function startPostbote(
         maxBatch: config.api.max_batch,
         maxMessageBytes: sub.max_message_size,
       },
+      tracking: {
+        engagement: createEngagement({
+          store,
+          clock,
+          machine: createMachineDetector({
+            scannerWindowMs: config.tracking.scanner_window,
+            machineRanges: config.tracking.machine_ranges,
+          }),
+          ipMode: config.tracking.ip as IpMode,
+          suppress: (input) => suppressions.suppress(input),
+        }),
+        hosts: trackingHosts,
+        key: trackingKey,
+      },
     });
     /**
      * The inbound MX for bounces and complaints: only VERP addresses on our return-path domains
@@ -241,6 +279,11 @@ export async function startPostbote(
       listening = false;
     });
     const httpAddress = http.server.address() as AddressInfo;
+    // The default names the bound address (port 0 in tests is a real port now).
+    if (config.http.public_url === '') {
+      const host = httpAddress.family === 'IPv6' ? `[${httpAddress.address}]` : httpAddress.address;
+      publicUrl = `http://${host}:${httpAddress.port}`;
+    }
 
     logger.info(
       {

@@ -9,6 +9,7 @@ import type { Sender } from '../intake/send.ts';
 import { createMetricsRegistry } from '../stats/prometheus.ts';
 import type { Store } from '../store/store.ts';
 import type { Templates } from '../templates/templates.ts';
+import { registerTrackingRoutes, type TrackingRouteDeps } from '../tracking/routes.ts';
 import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
 import type { Idempotency } from './idempotency.ts';
@@ -36,6 +37,8 @@ export interface HttpServerDeps {
   keys: KeyGate;
   idempotency: Idempotency;
   limits: { maxRequestBytes: number; maxBatch: number; maxMessageBytes: number };
+  /** The tracking endpoints /o, /c, /u and tracking-host routing (tracking/routes.ts); absent = none. */
+  tracking?: TrackingRouteDeps;
   /** /metrics and /readyz (api/metrics.ts); without it: open /metrics, readiness = the store answers. */
   operations?: Pick<OperationsDeps, 'registry' | 'metricsToken' | 'readiness'>;
 }
@@ -115,5 +118,6 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   const send = createSendApi(deps.sender);
   registerPostmarkRoutes(app, { send, keys: deps.keys });
   registerMailgunRoutes(app, { send, keys: deps.keys, maxMessageBytes: deps.limits.maxMessageBytes });
+  if (deps.tracking) registerTrackingRoutes(app, deps.tracking);
   return app;
 }

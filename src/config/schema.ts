@@ -3,6 +3,7 @@
  * validation) lives in load.ts; this file is the reference operators read.
  */
 
+import { parseCidr } from '../auth/cidr.ts';
 import {
   checkPoolName,
   egressRelation,
@@ -181,6 +182,15 @@ export const schema = {
       'Bearer token GET /metrics wants (Authorization: Bearer <token>); empty = /metrics is open to whoever reaches the listener.',
     ),
     listen: leaf('listen', '127.0.0.1:8025', 'HTTP listener: the send API, its docs (/docs) and health.'),
+    public_url: leaf(
+      'string',
+      '',
+      'Base URL of tracked links, the open pixel and unsubscribe pages where a sending domain has no verified tracking host (http(s)://host[:port][/path]); empty = http://<the listener address>.',
+      (v: string) =>
+        v === '' || /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?(\/[a-z0-9._~/-]*)?$/i.test(v)
+          ? undefined
+          : 'must be empty or an http(s) URL without query, e.g. https://mail.example.com',
+    ),
   },
   // The HTTP send API (src/api/). Message size and recipients per message are the submission
   // limits (smtp.submission.max_message_size, max_recipients), the same for SMTP and HTTP.
@@ -341,6 +351,34 @@ export const schema = {
       'bool',
       true,
       'Transactional streams still send to unsubscribed addresses (never to bounced or complaining ones).',
+    ),
+  },
+  // Open and click tracking, one-click unsubscribe (src/tracking/). What a stream tracks is a
+  // stream setting (postbote streams update); tokens are signed with the bounces.secret.
+  tracking: {
+    https: leaf(
+      'bool',
+      true,
+      'Links on verified tracking hosts (pb-track.<domain>) use https:// (a TLS proxy in front of the HTTP listener holds their certificates); false = http://.',
+    ),
+    ip: leaf(
+      'string',
+      'truncated',
+      'Client IP kept on open/click/unsubscribe events: full, truncated (IPv4 /24, IPv6 /48) or none.',
+      (v: string) => oneOf('full', 'truncated', 'none')(v),
+    ),
+    scanner_window: leaf(
+      'duration',
+      '10s',
+      'Clicks this soon after delivery are flagged as a link scanner (machine: true); 0 = off.',
+      (v: number) => (v >= 0 ? undefined : 'must not be negative'),
+    ),
+    machine_ranges: leaf(
+      'list',
+      [],
+      "Client addresses (CIDR) whose opens and clicks are machines' (scanners, proxies), besides Apple's 17.0.0.0/8.",
+      (v: string[]) =>
+        v.map((c) => (typeof parseCidr(c) === 'string' ? `"${c}" is not a CIDR` : undefined)).find(Boolean),
     ),
   },
   // Sending domains (src/domains/): the DNS names Postbote asks each domain to publish.

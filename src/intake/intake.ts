@@ -6,12 +6,14 @@ import type {
   NewMessage,
   NewRecipient,
   RecipientDsn,
+  StreamKind,
   SuppressionReason,
 } from '../store/types.ts';
 import { recipientDomain } from './address.ts';
 import { checkMetadata, checkTags } from './labels.ts';
 import { type PreparedMessage, prepareMessage, type TraceInfo } from './prepare.ts';
 import { SendError } from './send-errors.ts';
+import type { TrackOptions } from './send-request.ts';
 import { chooseStream, createStreamResolver, UnknownStreamError } from './streams.ts';
 
 export { UnknownStreamError };
@@ -40,6 +42,10 @@ export interface Submission {
   template?: string;
   /** No delivery attempt before this time (epoch ms; the API's send_at). */
   notBefore?: number;
+  /** The API request's tracking switches (win over the stream's: tracking/settings.ts). */
+  track?: TrackOptions;
+  /** The content holds the `{{unsubscribe_url}}` placeholder (intake/send.ts). */
+  unsubscribeLink?: boolean;
 }
 
 /**
@@ -63,6 +69,8 @@ export interface IntakeOptions {
   onAccepted?: () => void;
   /** How long a looked-up stream is remembered (default 10 s). */
   streamCacheMs?: number;
+  /** What tracking left alone in a message and why (malformed markup, charsets): for the log. */
+  onTrackingNotes?: (messageId: string, notes: string[]) => void;
   /** X-Postbote-Template support; without it such a submission is refused. */
   smtpTemplates?: SmtpTemplateRenderer;
   /**
@@ -77,6 +85,23 @@ export interface IntakeOptions {
       kind: 'transactional' | 'broadcast';
       addresses: string[];
     }): Promise<Map<string, { reason: SuppressionReason; scope: string }>>;
+  };
+  /**
+   * Open and click tracking, unsubscribe URLs and List-Unsubscribe (tracking/tracker.ts): gives
+   * each recipient sent its own copy. Runs after the suppression check, before signing.
+   */
+  tracking?: {
+    apply(input: {
+      accountId: string;
+      messageId: string;
+      stream: { name: string; kind: StreamKind };
+      track?: TrackOptions;
+      unsubscribeLink?: boolean;
+      /** Each recipient sent gets `variant` = its own copy (changed in place). */
+      recipients: NewRecipient[];
+      body: Buffer;
+      variants: Buffer[];
+    }): Promise<{ body: Buffer; variants: Buffer[]; notes: string[] } | undefined>;
   };
   senderGate?: {
     apply(input: { accountId: string; messageId: string; bodies: Buffer[] }): Promise<{
@@ -214,15 +239,31 @@ export function createIntake(options: IntakeOptions) {
         if (hit) r.suppressed = { reason: hit.reason, scope: hit.scope };
       }
     }
+    let body = shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body;
+    let copies = variants.map((v) => v.body);
+    const tracked = options.tracking
+      ? await options.tracking.apply({
+          accountId: submission.accountId,
+          messageId: id,
+          stream,
+          ...(submission.track ? { track: submission.track } : {}),
+          ...(submission.unsubscribeLink ? { unsubscribeLink: true } : {}),
+          recipients,
+          body,
+          variants: copies,
+        })
+      : undefined;
+    if (tracked) {
+      body = tracked.body;
+      copies = tracked.variants;
+      if (tracked.notes.length > 0) options.onTrackingNotes?.(id, tracked.notes);
+    }
     // Signing comes last: nothing may change the bytes after it.
     const gated = options.senderGate
       ? await options.senderGate.apply({
           accountId: submission.accountId,
           messageId: id,
-          bodies: [
-            shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body,
-            ...variants.map((v) => v.body),
-          ],
+          bodies: [body, ...copies],
         })
       : undefined;
     return {
@@ -231,8 +272,7 @@ export function createIntake(options: IntakeOptions) {
       credentialId: submission.credentialId,
       mailFrom: submission.mailFrom,
       recipients,
-      body:
-        gated?.bodies[0] ?? (shared.length === 0 && variants.length > 0 ? Buffer.alloc(0) : prepared.body),
+      body: gated?.bodies[0] ?? body,
       messageIdHeader: first.messageIdHeader,
       subject: first.subject,
       source: submission.source,
@@ -249,7 +289,7 @@ export function createIntake(options: IntakeOptions) {
       ...(tags.length > 0 ? { tags } : {}),
       ...(Object.keys(metadata).length > 0 ? { metadata } : {}),
       ...(template ? { template } : {}),
-      ...(variants.length > 0 ? { variants: gated?.bodies.slice(1) ?? variants.map((v) => v.body) } : {}),
+      ...(copies.length > 0 ? { variants: gated?.bodies.slice(1) ?? copies } : {}),
       ...(gated?.envelopeFrom ? { envelopeFrom: gated.envelopeFrom } : {}),
     };
   }

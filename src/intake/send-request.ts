@@ -40,6 +40,13 @@ export interface TrackOptions {
   clicks?: boolean;
 }
 
+/**
+ * What `{{unsubscribe_url}}` renders to until the recipient's token is known: tracking
+ * (tracking/html.ts) puts each recipient's own URL in its place. The `.invalid` TLD (RFC 2606)
+ * never resolves, should one ever escape.
+ */
+export const UNSUBSCRIBE_PLACEHOLDER = 'https://unsubscribe.postbote.invalid/';
+
 export interface SendRequest {
   from: Mailbox;
   to: Mailbox[];

@@ -7,7 +7,13 @@ import { composeMessage } from './compose.ts';
 import { type Intake, InvalidRecipientError, UnknownStreamError } from './intake.ts';
 import { checkMetadata, checkTags } from './labels.ts';
 import { SendError } from './send-errors.ts';
-import type { Mailbox, RawSendRequest, SendRequest, SendResult } from './send-request.ts';
+import {
+  type Mailbox,
+  type RawSendRequest,
+  type SendRequest,
+  type SendResult,
+  UNSUBSCRIBE_PLACEHOLDER,
+} from './send-request.ts';
 
 /** Who sends: the API key's account and credential, and where the request came from. */
 export interface SendContext {
@@ -187,7 +193,15 @@ export function createSender(options: {
     // Each copy is a message of its own (RFC 5322 §3.6.4): personalised copies get `.1`, `.2`, …
     const baseId = `${now.toString(36)}.${randomBytes(9).toString('base64url')}`;
     const messageIdOf = (copy: number) => `<${baseId}${copy === 0 ? '' : `.${copy}`}@${hostname}>`;
-    const variables = { ...(request.variables ?? {}), ...(request.template?.variables ?? {}) };
+    // {{unsubscribe_url}} is each recipient's own: a placeholder until tracking knows the token.
+    const variables = {
+      unsubscribe_url: UNSUBSCRIBE_PLACEHOLDER,
+      ...(request.variables ?? {}),
+      ...(request.template?.variables ?? {}),
+    };
+    const unsubscribeLink = /unsubscribe_url|unsubscribe\.postbote\.invalid/.test(
+      `${parts.html}\n${parts.text}`,
+    );
     const render = (vars: Record<string, unknown>) => {
       if (!parts.template && !parts.personal && request.variables === undefined) return parts;
       const rendered = parts.template
@@ -260,6 +274,8 @@ export function createSender(options: {
       metadata,
       ...(parts.template ? { template: parts.template } : {}),
       ...(sendAt === undefined ? {} : { notBefore: sendAt }),
+      ...(request.track ? { track: request.track } : {}),
+      ...(unsubscribeLink ? { unsubscribeLink } : {}),
     });
     return { message, result: answer(message) };
   }
@@ -370,6 +386,7 @@ export function createSender(options: {
         tags: checkTags(request.tags),
         metadata: checkMetadata(request.metadata),
         ...(sendAt === undefined ? {} : { notBefore: sendAt }),
+        ...(request.track ? { track: request.track } : {}),
       });
       return { message, result: answer(message) };
     };

@@ -24,6 +24,7 @@ import type {
   MessageRow,
   MessageSummary,
   NewAuditEntry,
+  NewEngagement,
   NewEvent,
   NewMessage,
   NewShapingEvent,
@@ -44,6 +45,8 @@ import type {
   StatsQuery,
   StatsRow,
   Stream,
+  StreamKind,
+  StreamSettings,
   Suppression,
   SuppressionFilter,
   Template,
@@ -98,6 +101,18 @@ export interface Store {
   listStreams(accountId: string): Promise<Stream[]>;
   /** One stream of the account (a default one too); undefined for an unknown account or name. */
   getStream(accountId: string, name: string): Promise<Stream | undefined>;
+  /**
+   * Replaces a stream's settings (Stream.settings). A default stream without a row gets one
+   * (of `kind`, default pool, created `createdAt`); for a stream with a row, `kind` and
+   * `createdAt` are ignored.
+   */
+  setStreamSettings(input: {
+    accountId: string;
+    name: string;
+    kind: StreamKind;
+    createdAt: number;
+    settings: StreamSettings;
+  }): Promise<void>;
 
   // intake
   /**
@@ -256,6 +271,18 @@ export interface Store {
   findMessagesByHeader(messageIdHeader: string): Promise<MessageRow[]>;
   /** One recipient by its id (the inbound MX maps a VERP token to it). */
   getRecipient(id: number): Promise<RecipientRow | undefined>;
+
+  // engagement (tracking/)
+  /**
+   * The message's `index`-th recipient (0-based, in the order they were given: the API's
+   * `<message id>-<index>`), or undefined.
+   */
+  getRecipientAt(messageId: string, index: number): Promise<RecipientRow | undefined>;
+  /**
+   * Appends an open, click or unsubscribe event of a recipient, with `first` in its data: no
+   * earlier event of that type for that recipient. Undefined when there is no such recipient.
+   */
+  recordEngagement(event: NewEngagement): Promise<{ first: boolean } | undefined>;
   /**
    * Records bounces and complaints that came back after delivery: the event for each, and for
    * a `bounced` one the recipient's state becomes `bounced` (from any state: a delivered message

@@ -45,6 +45,26 @@ export interface Stream {
    * existed have them too.
    */
   isDefault: boolean;
+  /** What the stream does beyond delivery (tracking/settings.ts); absent or {} = its kind's defaults. */
+  settings?: StreamSettings;
+}
+
+/**
+ * A stream's tracking switches (stored as JSON in `streams.settings`); one not set takes its
+ * kind's default (tracking/settings.ts: broadcast tracks opens and clicks and adds
+ * List-Unsubscribe, transactional does nothing).
+ */
+export interface StreamTracking {
+  opens?: boolean;
+  clicks?: boolean;
+  /** Links in text/plain parts too (off by default everywhere). */
+  textLinks?: boolean;
+  /** List-Unsubscribe and List-Unsubscribe-Post (RFC 8058) fields. */
+  listUnsubscribe?: boolean;
+}
+
+export interface StreamSettings {
+  tracking?: StreamTracking;
 }
 
 /** The streams every account has: `outbound` (transactional) and `broadcast`. */
@@ -266,6 +286,10 @@ export interface RecipientRow {
 }
 
 export type EventType =
+  // Engagement (tracking/): the open pixel, tracked links, one-click unsubscribe.
+  | 'opened'
+  | 'clicked'
+  | 'unsubscribed'
   | 'accepted'
   | 'delivering'
   | 'deferred'
@@ -286,6 +310,19 @@ export type EventType =
   // The reputation guard's warning (guard/guard.ts) and content checks' findings (content/).
   | 'account_warned'
   | 'content_warning';
+
+/** The event types tracking records (Store.recordEngagement). */
+export const ENGAGEMENT_TYPES = ['opened', 'clicked', 'unsubscribed'] as const;
+export type EngagementType = (typeof ENGAGEMENT_TYPES)[number];
+
+/** One open, click or unsubscribe of a recipient (tracking/). */
+export interface NewEngagement {
+  recipientId: number;
+  at: number;
+  type: EngagementType;
+  /** User agent, IP (per tracking.ip), url, machine flag and reason; the store adds `first`. */
+  data: EventData;
+}
 
 /** Details every delivery event carries (one schema for every outcome, KumoMTA style). */
 export interface EventData {

@@ -7,6 +7,7 @@ import type { LeaseRequest } from '../../src/store/types.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 import { guardContract } from './guard-contract.ts';
+import { trackingContract } from './tracking-contract.ts';
 
 const admin = await postgresOrSkip('the postgres store tests');
 
@@ -25,6 +26,19 @@ if (admin) {
   };
 
   guardContract('postgres', async () => {
+    const { schema, drop } = freshSchema();
+    const store = new PostgresStore({ url, schema, poolSize: 4 });
+    await store.migrate();
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await drop();
+      },
+    };
+  });
+
+  trackingContract('postgres', async () => {
     const { schema, drop } = freshSchema();
     const store = new PostgresStore({ url, schema, poolSize: 4 });
     await store.migrate();

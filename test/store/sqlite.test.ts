@@ -9,6 +9,7 @@ import type { Store } from '../../src/store/store.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 import { guardContract } from './guard-contract.ts';
+import { trackingContract } from './tracking-contract.ts';
 
 /** A migrated store of the given form in a fresh temp dir, removed on cleanup. */
 function inTempDir(open: (path: string) => Store) {
@@ -31,6 +32,11 @@ storeContract(
   inTempDir((path) => new SqliteStore(path)),
 );
 storeContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
+trackingContract(
+  'sqlite',
+  inTempDir((path) => new SqliteStore(path)),
+);
+trackingContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
 guardContract(
   'sqlite',
   inTempDir((path) => new SqliteStore(path)),

@@ -261,8 +261,14 @@ export const migrations: readonly string[][] = [
     // A complaint report without our VERP token names its message by Message-ID.
     `CREATE INDEX messages_message_id_header ON messages(message_id_header)`,
   ],
-  // v11: RESERVED for tracking (issue 8): filled in by that work before it lands.
-  [],
+  // v11: tracking (tracking/). streams.settings: a stream's tracking switches as JSON ('{}' = its
+  // kind's defaults). The first open/click/unsubscribe of a recipient is found through a
+  // partial index holding engagement events only, so delivery events pay nothing for it.
+  [
+    `ALTER TABLE streams ADD COLUMN settings text NOT NULL DEFAULT '{}'`,
+    `CREATE INDEX events_engagement ON events(recipient_id, type)
+       WHERE type IN ('opened', 'clicked', 'unsubscribed')`,
+  ],
   // v12: the event log's filters and feed, webhooks (see the SQLite v11 comments).
   [
     `ALTER TABLE events ADD COLUMN stream text NOT NULL DEFAULT ''`,

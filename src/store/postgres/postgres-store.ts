@@ -32,6 +32,7 @@ import type {
   MessageRow,
   MessageSummary,
   NewAuditEntry,
+  NewEngagement,
   NewEvent,
   NewMessage,
   NewShapingEvent,
@@ -54,6 +55,7 @@ import type {
   StatsRow,
   Stream,
   StreamKind,
+  StreamSettings,
   Suppression,
   SuppressionFilter,
   Template,
@@ -512,6 +514,20 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     if (!r) return undefined;
     if (r.name !== null) return toStream(r);
     return withDefaultStreams(accountId, num(r.account_created_at), []).find((s) => s.name === name);
+  }
+
+  async setStreamSettings(input: {
+    accountId: string;
+    name: string;
+    kind: StreamKind;
+    createdAt: number;
+    settings: StreamSettings;
+  }): Promise<void> {
+    await this.#run(
+      `INSERT INTO streams (account_id, name, kind, pool, created_at, settings) VALUES ($1, $2, $3, '', $4, $5)
+       ON CONFLICT (account_id, name) DO UPDATE SET settings = excluded.settings`,
+      [input.accountId, input.name, input.kind, input.createdAt, json(input.settings)],
+    );
   }
 
   async createCredential(c: Credential): Promise<Credential> {
@@ -1500,6 +1516,49 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   async getRecipient(id: number): Promise<RecipientRow | undefined> {
     const r = await this.#get('SELECT * FROM recipients WHERE id = $1', [id]);
     return r && toRecipient(r);
+  }
+
+  async getRecipientAt(messageId: string, index: number): Promise<RecipientRow | undefined> {
+    if (!Number.isSafeInteger(index) || index < 0) return undefined;
+    const r = await this.#get(
+      'SELECT * FROM recipients WHERE message_id = $1 ORDER BY id LIMIT 1 OFFSET $2',
+      [messageId, index],
+    );
+    return r && toRecipient(r);
+  }
+
+  async recordEngagement(event: NewEngagement): Promise<{ first: boolean } | undefined> {
+    return this.#transaction(async (client) => {
+      // The recipient's row lock orders concurrent events of one recipient: one of two opens
+      // arriving together is the first, never both.
+      const r = (
+        await client.query<Row>(
+          'SELECT message_id, account_id, address FROM recipients WHERE id = $1 FOR UPDATE',
+          [event.recipientId],
+        )
+      ).rows[0];
+      if (!r) return undefined;
+      const earlier = await client.query(
+        `SELECT 1 FROM events WHERE recipient_id = $1 AND type = $2
+           AND type IN ('opened', 'clicked', 'unsubscribed') LIMIT 1`,
+        [event.recipientId, event.type],
+      );
+      const first = earlier.rowCount === 0;
+      await client.query(
+        `INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [
+          event.at,
+          event.type,
+          String(r.message_id),
+          event.recipientId,
+          String(r.account_id),
+          String(r.address),
+          json({ ...event.data, first }),
+        ],
+      );
+      return { first };
+    });
   }
 
   async recordAsyncReports(reports: AsyncReport[]): Promise<number[]> {

@@ -19,6 +19,7 @@ import type {
   ShapingEventType,
   Stream,
   StreamKind,
+  StreamSettings,
   Suppression,
   SuppressionReason,
   Template,
@@ -94,7 +95,21 @@ export function toStream(r: Row): Stream {
     pool: String(r.pool),
     createdAt: num(r.created_at),
     isDefault: isDefaultStream(name),
+    ...streamSettings(r.settings),
   };
+}
+
+/** streams.settings (JSON text, schema v11); anything unreadable counts as none. */
+function streamSettings(value: unknown): { settings?: StreamSettings } {
+  if (typeof value !== 'string' || value === '' || value === '{}') return {};
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? { settings: parsed as StreamSettings }
+      : {};
+  } catch {
+    return {};
+  }
 }
 
 export function toCredential(r: Row): Credential {

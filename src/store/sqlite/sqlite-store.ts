@@ -36,6 +36,7 @@ import type {
   MessageRow,
   MessageSummary,
   NewAuditEntry,
+  NewEngagement,
   NewEvent,
   NewMessage,
   NewShapingEvent,
@@ -60,6 +61,7 @@ import type {
   StatsRow,
   Stream,
   StreamKind,
+  StreamSettings,
   Suppression,
   SuppressionFilter,
   SuppressionReason,
@@ -113,7 +115,21 @@ function toStream(r: Row): Stream {
     pool: String(r.pool),
     createdAt: Number(r.created_at),
     isDefault: isDefaultStream(name),
+    ...streamSettings(r.settings),
   };
+}
+
+/** streams.settings (JSON text, schema v10); anything unreadable counts as none. */
+function streamSettings(value: unknown): { settings?: StreamSettings } {
+  if (typeof value !== 'string' || value === '' || value === '{}') return {};
+  try {
+    const parsed = JSON.parse(value) as unknown;
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? { settings: parsed as StreamSettings }
+      : {};
+  } catch {
+    return {};
+  }
 }
 
 function toCredential(r: Row): Credential {
@@ -491,6 +507,26 @@ export class SqliteStore implements Store {
     const account = this.#get('SELECT created_at FROM accounts WHERE id = ?', accountId);
     if (!account) return undefined;
     return withDefaultStreams(accountId, Number(account.created_at), []).find((s) => s.name === name);
+  }
+
+  async setStreamSettings(input: {
+    accountId: string;
+    name: string;
+    kind: StreamKind;
+    createdAt: number;
+    settings: StreamSettings;
+  }): Promise<void> {
+    await this.#queue.run(() =>
+      this.#run(
+        `INSERT INTO streams (account_id, name, kind, pool, created_at, settings) VALUES (?, ?, ?, '', ?, ?)
+         ON CONFLICT (account_id, name) DO UPDATE SET settings = excluded.settings`,
+        input.accountId,
+        input.name,
+        input.kind,
+        input.createdAt,
+        json(input.settings),
+      ),
+    );
   }
 
   async createCredential(c: Credential): Promise<Credential> {
@@ -1565,6 +1601,45 @@ export class SqliteStore implements Store {
   async getRecipient(id: number): Promise<RecipientRow | undefined> {
     const r = this.#get('SELECT * FROM recipients WHERE id = ?', id);
     return r && toRecipient(r);
+  }
+
+  async getRecipientAt(messageId: string, index: number): Promise<RecipientRow | undefined> {
+    if (!Number.isSafeInteger(index) || index < 0) return undefined;
+    // recipients_message holds the rowid in order: the offset walks the index, not the rows.
+    const r = this.#get(
+      'SELECT * FROM recipients WHERE message_id = ? ORDER BY id LIMIT 1 OFFSET ?',
+      messageId,
+      index,
+    );
+    return r && toRecipient(r);
+  }
+
+  async recordEngagement(event: NewEngagement): Promise<{ first: boolean } | undefined> {
+    return this.#queue.run(() => {
+      const r = this.#get(
+        'SELECT message_id, account_id, address FROM recipients WHERE id = ?',
+        event.recipientId,
+      );
+      if (!r) return undefined;
+      // The IN term repeats the partial index's condition so the planner may use it.
+      const earlier = this.#get(
+        `SELECT 1 AS x FROM events WHERE recipient_id = ? AND type = ?
+           AND type IN ('opened', 'clicked', 'unsubscribed') LIMIT 1`,
+        event.recipientId,
+        event.type,
+      );
+      const first = earlier === undefined;
+      this.#insertEvent(
+        event.at,
+        event.type,
+        String(r.message_id),
+        event.recipientId,
+        String(r.account_id),
+        String(r.address),
+        { ...event.data, first },
+      );
+      return { first };
+    });
   }
 
   async recordAsyncReports(reports: AsyncReport[]): Promise<number[]> {

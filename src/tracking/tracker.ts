@@ -1,0 +1,142 @@
+/**
+ * Intake's tracking step (between the suppression check and DKIM signing): when the message's
+ * settings ask for it, every recipient that will be sent gets a copy of its own, with tracked
+ * links, the open pixel, its unsubscribe URL and, on broadcast streams, List-Unsubscribe and
+ * List-Unsubscribe-Post (RFC 8058) in the header, so the signature covers them.
+ *
+ * Each distinct body (the shared one, each personalised copy) is planned once (mime.ts,
+ * html.ts); a recipient's copy is then only its tokens filled in and its parts re-encoded.
+ * Suppressed recipients are never sent and get no copy.
+ *
+ * No mailto: in List-Unsubscribe: the inbound MX does not handle unsubscribe mail yet, and a
+ * dead address is worse than none (RFC 8058 needs only the HTTPS URI).
+ */
+import { authorDomains } from '../domains/sender-gate.ts';
+import { readHeaders } from '../intake/headers.ts';
+import type { TrackOptions } from '../intake/send-request.ts';
+import type { NewRecipient, StreamKind } from '../store/types.ts';
+import type { TrackingHosts } from './hosts.ts';
+import type { Slot } from './html.ts';
+import { type MessagePlan, planMessage, renderMessage } from './mime.ts';
+import { effectiveTracking, type StreamTrackingLookup } from './settings.ts';
+import { signToken, type TrackingToken } from './token.ts';
+
+export interface TrackInput {
+  accountId: string;
+  messageId: string;
+  stream: { name: string; kind: StreamKind };
+  /** The API request's `track` (wins over the stream). */
+  track?: TrackOptions;
+  /** The content holds `{{unsubscribe_url}}` (intake/send.ts): copies are needed even without tracking. */
+  unsubscribeLink?: boolean;
+  /** Changed in place: each recipient sent gets `variant` = its own copy. */
+  recipients: NewRecipient[];
+  /** The shared body (variant 0; empty when every recipient is personalised). */
+  body: Buffer;
+  /** Personalised copies (variant n = variants[n - 1]). */
+  variants: Buffer[];
+}
+
+export interface TrackResult {
+  body: Buffer;
+  variants: Buffer[];
+  /** What was left alone and why (malformed markup, charsets), for the log. */
+  notes: string[];
+}
+
+/** The paths of the tracking endpoints (tracking/routes.ts). */
+export const TRACKING_PATHS = { open: '/o/', click: '/c/', unsubscribe: '/u/' } as const;
+
+export function createTracker(options: {
+  streams: StreamTrackingLookup;
+  hosts: TrackingHosts;
+  /** HMAC key of the tokens (token.ts trackingKey). */
+  key: Buffer;
+  /** `http.public_url`, or the listener's own address once it is known. */
+  publicUrl: () => string;
+}) {
+  const { key } = options;
+
+  /** The copies to store, or undefined when nothing changes (tracking off, nothing to rewrite). */
+  async function apply(input: TrackInput): Promise<TrackResult | undefined> {
+    const stream = await options.streams.get(input.accountId, input.stream.name);
+    const settings = effectiveTracking(input.stream.kind, stream, input.track);
+    const listUnsubscribe = settings.listUnsubscribe;
+    if (!settings.opens && !settings.clicks && !listUnsubscribe && !input.unsubscribeLink) return undefined;
+    const sent = input.recipients.filter((r) => !r.suppressed);
+    if (sent.length === 0) return undefined;
+
+    const first =
+      input.body.length > 0 ? input.body : (input.variants.find((v) => v.length > 0) ?? input.body);
+    const base =
+      (await options.hosts.baseFor(input.accountId, authorDomains(first)[0])) ?? options.publicUrl();
+    const notes: string[] = [];
+    const plans = new Map<number, { plan: MessagePlan; raw: string; hasListUnsubscribe: boolean }>();
+    const planOf = (variant: number) => {
+      let found = plans.get(variant);
+      if (!found) {
+        const bytes = variant === 0 ? input.body : (input.variants[variant - 1] ?? Buffer.alloc(0));
+        const raw = bytes.toString('latin1');
+        const plan = planMessage(raw, {
+          clicks: settings.clicks,
+          textLinks: settings.clicks && settings.textLinks,
+          opens: settings.opens,
+        });
+        notes.push(...plan.notes);
+        const hasListUnsubscribe = readHeaders(bytes).some(([name]) => name === 'list-unsubscribe');
+        if (listUnsubscribe && hasListUnsubscribe)
+          notes.push('the message has its own List-Unsubscribe: kept');
+        found = { plan, raw, hasListUnsubscribe };
+        plans.set(variant, found);
+      }
+      return found;
+    };
+
+    const url = (token: TrackingToken, suffix = '') => {
+      const path = TRACKING_PATHS[token.kind];
+      return `${base}${path}${signToken(token, key)}${suffix}`;
+    };
+    const variants: Buffer[] = [];
+    for (const [index, r] of input.recipients.entries()) {
+      if (r.suppressed) {
+        r.variant = 0;
+        continue;
+      }
+      const { plan, raw, hasListUnsubscribe } = planOf(r.variant ?? 0);
+      const unsubscribeUrl = url({ kind: 'unsubscribe', messageId: input.messageId, recipient: index });
+      const fill = (slot: Slot): string => {
+        if (slot.kind === 'unsubscribe') return unsubscribeUrl;
+        if (slot.kind === 'open')
+          return url({ kind: 'open', messageId: input.messageId, recipient: index }, '.gif');
+        return url({
+          kind: 'click',
+          messageId: input.messageId,
+          recipient: index,
+          link: slot.link,
+          url: slot.url,
+        });
+      };
+      let copy = plan.changed ? renderMessage(plan, fill) : raw;
+      if (listUnsubscribe && !hasListUnsubscribe) copy = withListUnsubscribe(copy, unsubscribeUrl);
+      variants.push(Buffer.from(copy, 'latin1'));
+      r.variant = variants.length;
+    }
+    const shared = input.recipients.some((r) => !r.variant);
+    return { body: shared ? input.body : Buffer.alloc(0), variants, notes: [...new Set(notes)] };
+  }
+
+  return { apply };
+}
+
+export type Tracker = ReturnType<typeof createTracker>;
+
+/** Adds List-Unsubscribe and List-Unsubscribe-Post at the end of the header block (latin1 text). */
+export function withListUnsubscribe(message: string, unsubscribeUrl: string): string {
+  const fields =
+    `List-Unsubscribe: <${unsubscribeUrl}>\r\n` + 'List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n';
+  if (message.startsWith('\r\n')) return fields + message;
+  const end = message.indexOf('\r\n\r\n');
+  // A message that is all header block: the fields go at its end.
+  if (end === -1) return message.endsWith('\r\n') ? message + fields : `${message}\r\n${fields}`;
+  return message.slice(0, end + 2) + fields + message.slice(end + 2);
+}
