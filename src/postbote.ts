@@ -37,6 +37,8 @@ import type { IpMode } from './tracking/ip.ts';
 import { createStreamTracking } from './tracking/settings.ts';
 import { trackingKey as deriveTrackingKey } from './tracking/token.ts';
 import { createTracker } from './tracking/tracker.ts';
+import { webhookSettings } from './webhooks/settings.ts';
+import { createWebhooks } from './webhooks/webhooks.ts';
 
 export interface RunningPostbote {
   store: Store;
@@ -194,6 +196,7 @@ export async function startPostbote(
       resolve: createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
       keys,
       idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
+      webhooks: createWebhooks({ store, clock, settings: webhookSettings(config) }),
       operations: {
         registry: metrics,
         metricsToken: config.http.metrics_token,

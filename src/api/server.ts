@@ -10,8 +10,10 @@ import { createMetricsRegistry } from '../stats/prometheus.ts';
 import type { Store } from '../store/store.ts';
 import type { Templates } from '../templates/templates.ts';
 import { registerTrackingRoutes, type TrackingRouteDeps } from '../tracking/routes.ts';
+import type { Webhooks } from '../webhooks/webhooks.ts';
 import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
+import { registerEventRoutes } from './events.ts';
 import type { Idempotency } from './idempotency.ts';
 import { registerMailgunRoutes } from './mailgun.ts';
 import { registerMessageRoutes } from './messages.ts';
@@ -21,6 +23,7 @@ import { createSendApi, type KeyGate } from './send-api.ts';
 import { registerStatsRoutes } from './stats.ts';
 import { registerSuppressionRoutes } from './suppressions.ts';
 import { registerTemplateRoutes } from './templates.ts';
+import { registerWebhookRoutes } from './webhooks.ts';
 
 export interface HttpServerDeps {
   store: Store;
@@ -37,6 +40,8 @@ export interface HttpServerDeps {
   keys: KeyGate;
   idempotency: Idempotency;
   limits: { maxRequestBytes: number; maxBatch: number; maxMessageBytes: number };
+  /** /v1/webhooks (api/webhooks.ts); absent = no webhook routes. */
+  webhooks?: Webhooks;
   /** The tracking endpoints /o, /c, /u and tracking-host routing (tracking/routes.ts); absent = none. */
   tracking?: TrackingRouteDeps;
   /** /metrics and /readyz (api/metrics.ts); without it: open /metrics, readiness = the store answers. */
@@ -115,6 +120,8 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     keys: deps.keys,
     resolve: deps.resolve,
   });
+  registerEventRoutes(app, { store: deps.store, keys: deps.keys });
+  if (deps.webhooks) registerWebhookRoutes(app, { webhooks: deps.webhooks, keys: deps.keys });
   const send = createSendApi(deps.sender);
   registerPostmarkRoutes(app, { send, keys: deps.keys });
   registerMailgunRoutes(app, { send, keys: deps.keys, maxMessageBytes: deps.limits.maxMessageBytes });

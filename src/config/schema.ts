@@ -291,6 +291,46 @@ export const schema = {
       v >= 1 && v <= 10_000 ? undefined : 'must be from 1 to 10000',
     ),
   },
+  // Webhooks (src/webhooks/): the elected node reads the event feed and POSTs signed batches.
+  webhooks: {
+    batch_size: leaf('int', 100, 'At most this many events per webhook request.', (v: number) =>
+      v >= 1 && v <= 1000 ? undefined : 'must be from 1 to 1000',
+    ),
+    batch_wait: leaf(
+      'duration',
+      '1s',
+      'How long the dispatcher gathers events before it sends a batch (the feed is read this often).',
+      positive,
+    ),
+    timeout: leaf('duration', '10s', 'One request may take this long before it counts as failed.', positive),
+    retry_first: leaf(
+      'duration',
+      '30s',
+      'The first retry after a failed request; each later one waits twice as long (at most 1h), ±20 % jitter.',
+      positive,
+    ),
+    retry_for: leaf(
+      'duration',
+      '25h',
+      'A batch is retried (exponential backoff, first retry within a minute) for this long, then dropped.',
+      positive,
+    ),
+    disable_after: leaf(
+      'duration',
+      '24h',
+      'An endpoint whose every attempt failed for this long is disabled (with a webhook_disabled event).',
+      positive,
+    ),
+    concurrency: leaf('int', 8, 'Requests in flight at once, all endpoints together.', (v: number) =>
+      v >= 1 && v <= 100 ? undefined : 'must be from 1 to 100',
+    ),
+    allow_private: leaf(
+      'bool',
+      false,
+      'Allow endpoints on loopback, private and link-local addresses (SSRF guard off: tests, intranets).',
+    ),
+    allow_hosts: leaf('list', [], 'Host names allowed whatever they resolve to (internal receivers).'),
+  },
   // Traffic shaping per (egress source, site); shipped provider data and rules in
   // src/delivery/shaping/providers.yaml, the written forms in src/delivery/shaping/config.ts.
   shaping: {

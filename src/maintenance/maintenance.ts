@@ -6,6 +6,8 @@ import type { Logger } from '../observability/logger.ts';
 import { mxProviders } from '../stats/providers.ts';
 import { createRollup, ROLLUP_CURSOR } from '../stats/rollup.ts';
 import { electsLeader, type LeaderLock, type Store } from '../store/store.ts';
+import { startWebhookDispatcher } from '../webhooks/dispatcher.ts';
+import { webhookSettings } from '../webhooks/settings.ts';
 import { type PeriodicTasks, startPeriodicTasks } from './periodic.ts';
 import { runRetention } from './retention.ts';
 
@@ -48,6 +50,15 @@ export async function startMaintenance(deps: {
     clock,
     batchSize: config.stats.batch_size,
   });
+  // Webhooks (webhooks/dispatcher.ts): a loop of its own, not a periodic task, so a long
+  // retention run never holds up event delivery; it works only while this node leads.
+  const webhooks = startWebhookDispatcher({
+    store,
+    settings: webhookSettings(config),
+    isLeader: () => lock.isLeader(),
+    logger,
+    clock,
+  });
   const periodic: PeriodicTasks = startPeriodicTasks({
     isLeader: () => lock.isLeader(),
     clock,
@@ -81,8 +92,18 @@ export async function startMaintenance(deps: {
             try {
               const { changes } = await domains.check(await domains.get(d.domain), resolve);
               checked++;
-              if (changes.length > 0)
+              if (changes.length > 0) {
                 logger.info({ event: 'domain_changed', domain: d.domain, changes }, 'domain status changed');
+                // The same change as an event of the domain's account (no message: id '').
+                await store.appendEvents([
+                  {
+                    at: clock(),
+                    type: 'domain_status_changed',
+                    accountId: d.accountId,
+                    data: { domain: d.domain, changes },
+                  },
+                ]);
+              }
             } catch (err) {
               logger.warn({ err, domain: d.domain }, 'domain check failed');
             }
@@ -152,6 +173,7 @@ export async function startMaintenance(deps: {
   return {
     isLeader: () => periodic.isLeader(),
     async stop() {
+      await webhooks.stop();
       await periodic.stop();
       await lock.stop();
     },
