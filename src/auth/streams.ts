@@ -1,6 +1,12 @@
 import { isDefaultStream } from '../store/default-streams.ts';
 import type { Store } from '../store/store.ts';
-import { type Account, STREAM_KINDS, type Stream, type StreamKind } from '../store/types.ts';
+import {
+  type Account,
+  STREAM_KINDS,
+  type Stream,
+  type StreamKind,
+  type StreamTracking,
+} from '../store/types.ts';
 import { AuthInputError } from './errors.ts';
 
 // Stream and pool names travel in a header (X-Postbote-Stream), URLs and config keys: keep them
@@ -44,6 +50,37 @@ export async function createStream(
     throw new AuthInputError(`account "${account.name}" already has a stream "${name}"`);
   }
   return store.createStream({ accountId: account.id, name, kind: input.kind, pool, createdAt: now });
+}
+
+/**
+ * Changes a stream's tracking switches (tracking/settings.ts): the ones given change, the others
+ * keep their value; a switch set to `null` goes back to the kind's default. A default stream gets
+ * a row for it. Returns the stream as stored.
+ */
+export async function updateStreamTracking(
+  store: Store,
+  account: Account,
+  name: string,
+  changes: { [K in keyof StreamTracking]?: boolean | null | undefined },
+): Promise<Stream> {
+  const stream = await requireStream(store, account, name);
+  const tracking: StreamTracking = { ...(stream.settings?.tracking ?? {}) };
+  for (const [key, value] of Object.entries(changes) as [
+    keyof StreamTracking,
+    boolean | null | undefined,
+  ][]) {
+    if (value === null) delete tracking[key];
+    else if (value !== undefined) tracking[key] = value;
+  }
+  const settings = { ...(stream.settings ?? {}), tracking };
+  await store.setStreamSettings({
+    accountId: account.id,
+    name: stream.name,
+    kind: stream.kind,
+    createdAt: stream.createdAt,
+    settings,
+  });
+  return { ...stream, settings };
 }
 
 /** The account's stream of that name (a default one too), or an error naming what exists. */

@@ -127,7 +127,7 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
       () =>
         sink.transactions.find(
           (t): t is SinkTransaction & { data: Buffer } =>
-            t.data !== undefined && t.data.toString('latin1').includes(`Subject: ${subject}`),
+            t.data?.toString('latin1').includes(`Subject: ${subject}`) === true,
         ),
       { timeoutMs: 15_000, intervalMs: 50, what: `"${subject}" at the sink` },
     );
