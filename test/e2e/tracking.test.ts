@@ -49,7 +49,7 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
   let dkimRecords: Record<string, string> = {};
   let base = '';
   /** The first broadcast: its id and what the sink received. */
-  const first = { id: '', data: Buffer.alloc(0), html: '' };
+  const first: { id: string; data: Buffer; html: string } = { id: '', data: Buffer.alloc(0), html: '' };
 
   before(async () => {
     sink = await startScriptedSink({ host: '127.0.0.2', hostname: 'mx.example.test' });
