@@ -34,13 +34,14 @@ export class SmtpTestClient {
   /** Connect (plain, or implicit TLS when `tls` is given) and wait until connected. */
   static connect(
     port: number,
-    options: { tls?: tls.ConnectionOptions; host?: string } = {},
+    options: { tls?: tls.ConnectionOptions; host?: string; localAddress?: string } = {},
   ): Promise<SmtpTestClient> {
     const host = options.host ?? '127.0.0.1';
+    const from = options.localAddress ? { localAddress: options.localAddress } : {};
     return new Promise((resolve, reject) => {
       const socket = options.tls
-        ? tls.connect({ port, host, ...options.tls }, () => resolve(new SmtpTestClient(socket)))
-        : net.connect({ port, host }, () => resolve(new SmtpTestClient(socket)));
+        ? tls.connect({ port, host, ...from, ...options.tls }, () => resolve(new SmtpTestClient(socket)))
+        : net.connect({ port, host, ...from }, () => resolve(new SmtpTestClient(socket)));
       socket.once('error', reject);
       socket.setNoDelay(true);
     });
