@@ -422,10 +422,14 @@ function asSendError(err: unknown): SendError {
   throw err;
 }
 
-/** Bare LF line ends become CRLF (RFC 5322 §2.3); CRLF stays as it is. */
+/**
+ * Bare LF and bare CR line ends become CRLF (RFC 5322 §2.3: CR and LF only together); CRLF
+ * stays as it is. A bare one would also reach the next hop, where some servers take `\n.\n`
+ * or `\r.\r` for the end of the data (SMTP smuggling): nothing we send may carry one.
+ */
 function normaliseLineEnds(raw: Buffer): Buffer {
-  if (!raw.includes(0x0a)) return raw;
+  if (!raw.includes(0x0a) && !raw.includes(0x0d)) return raw;
   const text = raw.toString('latin1');
-  if (!/(^|[^\r])\n/.test(text)) return raw;
-  return Buffer.from(text.replace(/\r?\n/g, '\r\n'), 'latin1');
+  if (!/\r(?!\n)|(?<!\r)\n/.test(text)) return raw;
+  return Buffer.from(text.replace(/\r\n|\r|\n/g, '\r\n'), 'latin1');
 }
