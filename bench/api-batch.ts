@@ -8,6 +8,12 @@
  *
  *   npm run bench:api                           # 4 clients × 1,000 recipients, 60 calls
  *   npm run bench:api -- --calls 20 --clients 2
+ *   npm run bench:api -- --tracking off         # the broadcast stream tracking nothing
+ *
+ * The message goes to the `broadcast` stream, which tracks opens and clicks and adds
+ * List-Unsubscribe by default (src/tracking/): every recipient's copy gets its three links
+ * rewritten, the pixel and its unsubscribe URL. `--tracking off` switches the stream's tracking
+ * off first (`postbote streams update`), so the two runs show what rewriting costs.
  */
 import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -27,8 +33,10 @@ const { values: args } = parseArgs({
     'no-delivery': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'warn' },
     keep: { type: 'boolean', default: false },
+    tracking: { type: 'string', default: 'on' },
   },
 });
+if (args.tracking !== 'on' && args.tracking !== 'off') throw new Error('--tracking must be on or off');
 const CLIENTS = Number(args.clients);
 const RECIPIENTS = Number(args.recipients);
 const CALLS = Number(args.calls);
@@ -51,6 +59,10 @@ function batchBody(call: number, sendAt: string | undefined): string {
         html:
           '<html><body><h1>Hi {{first}}</h1><p>You have <b>{{points}}</b> points.</p><p>Your code: {{code}}</p>' +
           '<p>Lorem ipsum dolor sit amet. </p>'.repeat(20) +
+          '<p><a href="https://shop.bench.test/offers?code={{code}}">Offers</a> · ' +
+          '<a href="https://shop.bench.test/account">Account</a> · <a href="https://blog.bench.test/">Blog</a></p>' +
+          // The unsubscribe URL is per recipient too: only where tracking is on.
+          (args.tracking === 'on' ? '<p><a href="{{unsubscribe_url}}">Unsubscribe</a></p>' : '') +
           '</body></html>',
         tags: ['bench'],
         stream: 'broadcast',
@@ -83,6 +95,21 @@ async function main(): Promise<void> {
       await runCli(dir, ['credentials', 'create', '--account', 'bench', '--api', '--json']),
     ) as { secret: string }[];
     const key = created[0]?.secret ?? '';
+    if (args.tracking === 'off') {
+      await runCli(dir, [
+        'streams',
+        'update',
+        'broadcast',
+        '--account',
+        'bench',
+        '--track-opens',
+        'off',
+        '--track-clicks',
+        'off',
+        '--list-unsubscribe',
+        'off',
+      ]);
+    }
     const url = `http://127.0.0.1:${node.httpPort}/v1/messages/batch`;
     const sendAt = delivery ? undefined : new Date(Date.now() + 86_400_000).toISOString();
     // Bodies are built up front: the clients' own JSON work must not count against Postbote.
@@ -119,7 +146,8 @@ async function main(): Promise<void> {
     for (const line of machineLines(`Node ${process.version}`)) out(line);
     out(
       `load      ${CLIENTS} clients, ${CALLS} calls of 1 personalised message × ${int(RECIPIENTS)} recipients; ` +
-        `delivery ${delivery ? 'to smtp-sink during the run' : 'parked (send_at +1 day)'}`,
+        `delivery ${delivery ? 'to smtp-sink during the run' : 'parked (send_at +1 day)'}; ` +
+        `tracking ${args.tracking === 'on' ? 'on (3 links, pixel, List-Unsubscribe per recipient)' : 'off'}`,
     );
     out();
     for (const line of table(

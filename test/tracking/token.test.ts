@@ -56,3 +56,14 @@ describe('tracking tokens', () => {
     assert.throws(() => signToken({ kind: 'click', messageId: MESSAGE, recipient: 0 }, key), RangeError);
   });
 });
+
+describe('tracking token MAC', () => {
+  it('is HMAC-SHA256 (RFC 2104) of the payload, cut to 128 bits', async () => {
+    const { createHmac } = await import('node:crypto');
+    const text = signToken({ kind: 'open', messageId: MESSAGE, recipient: 9 }, key);
+    const [body = '', mac = ''] = text.split('.');
+    const payload = Buffer.from(body, 'base64url').toString('utf8');
+    const expected = createHmac('sha256', key).update(payload).digest().subarray(0, 16).toString('base64url');
+    assert.equal(mac, expected);
+  });
+});
