@@ -1,6 +1,6 @@
 /**
  * What an API key may do. `send`: send mail, cancel it, preview templates; `read`: messages,
- * events, templates; `admin`: manage the account's templates (and, later, domains, webhooks and
+ * events, templates; `admin`: manage the account's templates, webhooks (and, later, domains and
  * suppressions). Keys created before scopes existed have `send,read`.
  */
 export const API_SCOPES = ['send', 'read', 'admin'] as const;

@@ -6,6 +6,7 @@ import { registerCluster } from './cluster.ts';
 import { describeError, type GlobalOptions } from './context.ts';
 import { registerCredentials } from './credentials.ts';
 import { registerDomains } from './domains.ts';
+import { registerEvents } from './events.ts';
 import { registerGc } from './gc.ts';
 import { registerMessages } from './messages.ts';
 import { registerQueue } from './queue.ts';
@@ -14,6 +15,7 @@ import { registerStart } from './start.ts';
 import { registerStats } from './stats.ts';
 import { registerStreams } from './streams.ts';
 import { registerSuppressions } from './suppressions.ts';
+import { registerWebhooks } from './webhooks.ts';
 
 const program = new Command('postbote')
   .description('Postbote: self-hosted email delivery (SMTP relay and send API)')
@@ -30,6 +32,8 @@ registerDomains(program, globals);
 registerMessages(program, globals);
 registerSend(program, globals);
 registerSuppressions(program, globals);
+registerEvents(program, globals);
+registerWebhooks(program, globals);
 registerBounces(program, globals);
 registerQueue(program, globals);
 registerCluster(program, globals);
