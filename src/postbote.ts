@@ -3,6 +3,7 @@ import { createIdempotency } from './api/idempotency.ts';
 import { createKeyGate } from './api/keys.ts';
 import { RateLimiter } from './api/rate-limit.ts';
 import { createHttpServer } from './api/server.ts';
+import { createAudit } from './audit/audit.ts';
 import { ApiKeyVerifier } from './auth/api-keys.ts';
 import { Authenticator } from './auth/authenticator.ts';
 import { createBounceFeedback } from './bounces/feedback.ts';
@@ -13,15 +14,18 @@ import { createSuppressions } from './bounces/suppressions.ts';
 import { loadBounceSecret } from './bounces/verp.ts';
 import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
+import { createScreening } from './content/screen.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
 import { createCheckResolver } from './domains/checks/resolver.ts';
 import { createDomains } from './domains/domains.ts';
 import { createSenderGate } from './domains/sender-gate.ts';
+import { createGuard, thresholdsFromConfig } from './guard/guard.ts';
 import { createIntake } from './intake/intake.ts';
 import { createSender } from './intake/send.ts';
 import { createSmtpTemplateRenderer } from './intake/smtp-template.ts';
 import type { Logger } from './observability/logger.ts';
 import { acquirePidLock } from './pid-lock.ts';
+import { createPrivacy } from './privacy/privacy.ts';
 import { inboundHandlers, reportReceiver, startInboundMx } from './smtp/inbound.ts';
 import { createSmtpServer } from './smtp/server/index.ts';
 import { isLoopback, submissionHandlers } from './smtp/submission.ts';
@@ -85,10 +89,21 @@ export async function startPostbote(
     const delivery = await startDeliveryThread({ config, store, logger });
     cleanups.push(() => delivery.stop());
     const templates = createTemplates({ store, clock });
+    // The reputation guard's pauses, the audit trail and privacy controls (guard/, audit/, privacy/).
+    const audit = createAudit({ store, clock });
+    const guard = createGuard({
+      store,
+      clock,
+      thresholds: thresholdsFromConfig(config.guard),
+      audit,
+      logger,
+    });
+    const privacy = createPrivacy({ store, clock, audit, exportLimit: config.privacy.export_limit });
     const suppressions = createSuppressions({
       store,
       clock,
       transactionalIgnoresUnsubscribes: config.suppressions.transactional_ignores_unsubscribes,
+      erasedTokens: privacy.tokens,
     });
     // Tracking tokens are signed with a key derived from the bounce secret: the same on every
     // node and after a restart. Links use http.public_url until the listener's address is known.
@@ -114,6 +129,7 @@ export async function startPostbote(
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
       senderGate: createSenderGate({ store, clock }),
       suppressions,
+      screening: createScreening({ paused: guard.holdReason, content: config.content, store, clock, logger }),
       tracking: tracker,
       onTrackingNotes: (messageId, notes) => logger.debug({ messageId, notes }, 'tracking left parts alone'),
     });
@@ -196,6 +212,9 @@ export async function startPostbote(
       resolve: createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
       keys,
       idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
+      guard,
+      audit,
+      privacy,
       webhooks: createWebhooks({ store, clock, settings: webhookSettings(config) }),
       operations: {
         registry: metrics,

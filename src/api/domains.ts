@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { credentialActor, recordAudit } from '../audit/audit.ts';
 import type { Resolve } from '../domains/checks/types.ts';
 import { toZoneLines } from '../domains/dns-records.ts';
 import type { Domains, DomainView } from '../domains/domains.ts';
@@ -62,6 +63,12 @@ export function registerDomainRoutes(
       const account = await store.getAccount(principal.accountId);
       if (!account) throw new ApiError('unauthorized', 'the API key’s account is gone');
       const view = await domains.add(account, body.domain);
+      await recordAudit(deps.store, {
+        actor: credentialActor(principal.credentialId),
+        accountId: account.id,
+        action: 'domain.add',
+        target: view.domain.domain,
+      });
       return reply.code(201).send({ ...domainBody(view), ...(await records(view)) });
     },
   );
@@ -107,7 +114,14 @@ export function registerDomainRoutes(
     async (request, reply) => {
       const principal = await authorize(keys, request, 'admin');
       const { domain } = request.params as { domain: string };
-      await domains.remove(await domains.get(domain, principal.accountId));
+      const removed = await domains.get(domain, principal.accountId);
+      await domains.remove(removed);
+      await recordAudit(deps.store, {
+        actor: credentialActor(principal.credentialId),
+        accountId: principal.accountId,
+        action: 'domain.remove',
+        target: removed.domain.domain,
+      });
       return reply.code(204).send();
     },
   );

@@ -27,6 +27,7 @@ const STATUS: Record<SendErrorCode | ApiOnlyCode, number> = {
   template_not_found: 404,
   template_render_error: 422,
   invalid_template: 422,
+  content_rejected: 422,
   template_alias_taken: 409,
   invalid_domain: 422,
   domain_taken: 409,

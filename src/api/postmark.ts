@@ -52,6 +52,7 @@ const SEND_ERROR_REPLIES: Record<SendErrorCode, { status: number; errorCode: num
   template_not_found: { status: 422, errorCode: 1101 },
   template_render_error: { status: 422, errorCode: 1122 },
   invalid_template: { status: 422, errorCode: 300 },
+  content_rejected: { status: 422, errorCode: 300 },
 };
 
 /**

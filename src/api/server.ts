@@ -2,15 +2,20 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import type { Audit } from '../audit/audit.ts';
 import type { Suppressions } from '../bounces/suppressions.ts';
 import type { Resolve } from '../domains/checks/types.ts';
 import type { Domains } from '../domains/domains.ts';
+import type { Guard } from '../guard/guard.ts';
 import type { Sender } from '../intake/send.ts';
+import type { Privacy } from '../privacy/privacy.ts';
 import { createMetricsRegistry } from '../stats/prometheus.ts';
 import type { Store } from '../store/store.ts';
 import type { Templates } from '../templates/templates.ts';
 import { registerTrackingRoutes, type TrackingRouteDeps } from '../tracking/routes.ts';
 import type { Webhooks } from '../webhooks/webhooks.ts';
+import { registerAccountRoutes } from './accounts.ts';
+import { registerAuditRoutes } from './audit.ts';
 import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
 import { registerEventRoutes } from './events.ts';
@@ -19,6 +24,7 @@ import { registerMailgunRoutes } from './mailgun.ts';
 import { registerMessageRoutes } from './messages.ts';
 import { type OperationsDeps, registerOperationsRoutes } from './metrics.ts';
 import { registerPostmarkRoutes } from './postmark.ts';
+import { registerPrivacyRoutes } from './privacy.ts';
 import { createSendApi, type KeyGate } from './send-api.ts';
 import { registerStatsRoutes } from './stats.ts';
 import { registerSuppressionRoutes } from './suppressions.ts';
@@ -44,6 +50,12 @@ export interface HttpServerDeps {
   webhooks?: Webhooks;
   /** The tracking endpoints /o, /c, /u and tracking-host routing (tracking/routes.ts); absent = none. */
   tracking?: TrackingRouteDeps;
+  /** /v1/accounts/{id} status, pause, resume (api/accounts.ts); absent = none. */
+  guard?: Guard;
+  /** /v1/audit (api/audit.ts); absent = none. */
+  audit?: Audit;
+  /** /v1/privacy/{email} (api/privacy.ts); absent = none. */
+  privacy?: Privacy;
   /** /metrics and /readyz (api/metrics.ts); without it: open /metrics, readiness = the store answers. */
   operations?: Pick<OperationsDeps, 'registry' | 'metricsToken' | 'readiness'>;
 }
@@ -112,7 +124,11 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     maxBatch: deps.limits.maxBatch,
   });
   registerTemplateRoutes(app, { templates: deps.templates, keys: deps.keys, idempotency: deps.idempotency });
-  registerSuppressionRoutes(app, { suppressions: deps.suppressions, keys: deps.keys });
+  registerSuppressionRoutes(app, {
+    suppressions: deps.suppressions,
+    keys: deps.keys,
+    ...(deps.audit ? { audit: deps.audit } : {}),
+  });
   registerStatsRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerDomainRoutes(app, {
     domains: deps.domains,
@@ -126,5 +142,8 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   registerPostmarkRoutes(app, { send, keys: deps.keys });
   registerMailgunRoutes(app, { send, keys: deps.keys, maxMessageBytes: deps.limits.maxMessageBytes });
   if (deps.tracking) registerTrackingRoutes(app, deps.tracking);
+  if (deps.guard) registerAccountRoutes(app, { guard: deps.guard, keys: deps.keys });
+  if (deps.audit) registerAuditRoutes(app, { audit: deps.audit, keys: deps.keys });
+  if (deps.privacy) registerPrivacyRoutes(app, { privacy: deps.privacy, keys: deps.keys });
   return app;
 }

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { type Audit, credentialActor } from '../audit/audit.ts';
 import { SuppressionError, type SuppressionInput, type Suppressions } from '../bounces/suppressions.ts';
 import { SUPPRESSION_REASONS, type Suppression, type SuppressionReason } from '../store/types.ts';
 import { ApiError } from './errors.ts';
@@ -69,7 +70,7 @@ function input(item: unknown, i: number): SuppressionInput {
 /** /v1/suppressions: the account's suppression list, by hand and as CSV. */
 export function registerSuppressionRoutes(
   app: FastifyInstance,
-  deps: { suppressions: Suppressions; keys: KeyGate },
+  deps: { suppressions: Suppressions; keys: KeyGate; audit?: Audit },
 ): void {
   const { suppressions, keys } = deps;
   const tags = ['suppressions'];
@@ -195,6 +196,13 @@ export function registerSuppressionRoutes(
           'address',
         );
       }
+      await deps.audit?.record({
+        actor: credentialActor(principal.credentialId),
+        accountId: principal.accountId,
+        action: 'suppression.remove',
+        target: address.trim().toLowerCase(),
+        details: { scope },
+      });
       return reply.code(204).send();
     },
   );

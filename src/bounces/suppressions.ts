@@ -79,6 +79,11 @@ export function createSuppressions(options: {
   clock: () => number;
   /** Whether transactional streams ignore `unsubscribe` entries (never bounces or complaints). */
   transactionalIgnoresUnsubscribes: boolean;
+  /**
+   * Erased addresses stay suppressed under their salted hash (privacy/privacy.ts): token →
+   * address for the addresses checked, so such entries match too.
+   */
+  erasedTokens?: (addresses: string[]) => Promise<Map<string, string>>;
 }) {
   const { store, clock } = options;
 
@@ -155,14 +160,18 @@ export function createSuppressions(options: {
     kind: 'transactional' | 'broadcast';
     addresses: string[];
   }): Promise<Map<string, Suppression>> {
+    const addresses = [...new Set(input.addresses.map((a) => a.toLowerCase()))];
+    const tokens = options.erasedTokens ? await options.erasedTokens(addresses) : undefined;
     const found = await store.findSuppressions({
       accountId: input.accountId,
       stream: input.stream,
-      addresses: [...new Set(input.addresses.map((a) => a.toLowerCase()))],
+      addresses: tokens ? [...addresses, ...tokens.keys()] : addresses,
       now: clock(),
     });
     const out = new Map<string, Suppression>();
-    for (const s of found) {
+    for (const hit of found) {
+      const erased = tokens?.get(hit.address);
+      const s = erased === undefined ? hit : { ...hit, address: erased };
       if (
         s.reason === 'unsubscribe' &&
         input.kind === 'transactional' &&

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/audit.ts';
 import { type CredentialRequest, createCredential, requireAccount } from '../auth/accounts.ts';
 import type { ApiScope } from '../auth/scopes.ts';
 import { nameProblem, normaliseStreamName } from '../auth/streams.ts';
@@ -59,6 +60,13 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
       await withStore(globals(), async (store) => {
         const account = await requireAccount(store, opts.account);
         const { credential, secret } = await createCredential(store, account, request, Date.now());
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: account.id,
+          action: 'credential.create',
+          target: credential.id,
+          details: { kind: credential.kind, name: credential.name },
+        });
         const row = {
           id: credential.id,
           account: account.name,
@@ -126,6 +134,14 @@ export function registerCredentials(program: Command, globals: () => GlobalOptio
         const existing = await store.getCredential(id);
         if (!existing) throw new CliError(`no credential with id ${id} (see: postbote credentials list)`);
         const revoked = await store.revokeCredential(id, Date.now());
+        if (revoked)
+          await recordAudit(store, {
+            actor: cliActor(),
+            accountId: existing.accountId,
+            action: 'credential.revoke',
+            target: id,
+            details: { kind: existing.kind, name: existing.name },
+          });
         if (opts.json) output([{ id, revoked }], true);
         else
           process.stdout.write(

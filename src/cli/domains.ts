@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/audit.ts';
 import { requireAccount } from '../auth/accounts.ts';
 import type { Config } from '../config/schema.ts';
 import { createCheckResolver } from '../domains/checks/resolver.ts';
@@ -75,6 +76,12 @@ export function registerDomains(program: Command, globals: () => GlobalOptions):
     .action(async (domain: string, opts: { account: string; json?: boolean }) => {
       await withDomains(globals(), async (service, store) => {
         const view = await service.add(await requireAccount(store, opts.account), domain);
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: view.domain.accountId,
+          action: 'domain.add',
+          target: view.domain.domain,
+        });
         await printRecords(service, view, opts.json);
       });
     });
@@ -130,9 +137,16 @@ export function registerDomains(program: Command, globals: () => GlobalOptions):
     )
     .option('--json', 'print JSON')
     .action(async (domain: string, opts: { json?: boolean }) => {
-      await withDomains(globals(), async (service) => {
+      await withDomains(globals(), async (service, store) => {
         const view = await service.get(domain);
         const keys = await service.rotate(view);
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: view.domain.accountId,
+          action: 'domain.rotate_dkim',
+          target: view.domain.domain,
+          details: { selectors: keys.map((k) => k.selector) },
+        });
         if (opts.json) {
           output(
             keys.map((k) => ({ selector: k.selector, algorithm: k.algorithm, state: k.state })),
@@ -159,6 +173,12 @@ export function registerDomains(program: Command, globals: () => GlobalOptions):
     .action(async (domain: string, opts: { account: string; json?: boolean }) => {
       await withDomains(globals(), async (service, store) => {
         const view = await service.trust(await requireAccount(store, opts.account), domain);
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: view.domain.accountId,
+          action: 'domain.trust',
+          target: view.domain.domain,
+        });
         if (opts.json) output([describe(view)], true);
         else process.stdout.write(`${view.domain.domain} is verified (trusted by an administrator)\n`);
       });
@@ -167,9 +187,15 @@ export function registerDomains(program: Command, globals: () => GlobalOptions):
     .command('remove <domain>')
     .description('remove a sending domain and its keys')
     .action(async (domain: string) => {
-      await withDomains(globals(), async (service) => {
+      await withDomains(globals(), async (service, store) => {
         const view = await service.get(domain);
         await service.remove(view);
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: view.domain.accountId,
+          action: 'domain.remove',
+          target: view.domain.domain,
+        });
         process.stdout.write(`${view.domain.domain} removed\n`);
       });
     });

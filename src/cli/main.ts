@@ -9,6 +9,7 @@ import { registerDomains } from './domains.ts';
 import { registerEvents } from './events.ts';
 import { registerGc } from './gc.ts';
 import { registerMessages } from './messages.ts';
+import { registerAudit, registerPrivacy } from './privacy.ts';
 import { registerQueue } from './queue.ts';
 import { registerSend } from './send.ts';
 import { registerStart } from './start.ts';
@@ -39,6 +40,8 @@ registerQueue(program, globals);
 registerCluster(program, globals);
 registerStats(program, globals);
 registerGc(program, globals);
+registerPrivacy(program, globals);
+registerAudit(program, globals);
 
 try {
   await program.parseAsync(process.argv);

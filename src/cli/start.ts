@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { createLogger } from '../observability/logger.ts';
 import { startPostbote } from '../postbote.ts';
+import { logPrivacy } from '../privacy/privacy.ts';
 import { configFrom, type GlobalOptions } from './context.ts';
 
 export function registerStart(program: Command, globals: () => GlobalOptions): void {
@@ -9,7 +10,7 @@ export function registerStart(program: Command, globals: () => GlobalOptions): v
     .description('run Postbote (submission SMTP, delivery, HTTP) until SIGTERM/SIGINT')
     .action(async () => {
       const config = configFrom(globals());
-      const logger = createLogger({ level: config.log.level, nodeId: config.node_id });
+      const logger = createLogger({ level: config.log.level, nodeId: config.node_id, ...logPrivacy(config) });
       const running = await startPostbote(config, logger);
       await new Promise<void>((resolve) => {
         let stopping = false;

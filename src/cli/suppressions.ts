@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/audit.ts';
 import { requireAccount } from '../auth/accounts.ts';
 import { createSuppressions, SuppressionError } from '../bounces/suppressions.ts';
 import type { Config } from '../config/schema.ts';
@@ -113,6 +114,13 @@ export function registerSuppressions(program: Command, globals: () => GlobalOpti
             `${address} is not suppressed${opts.stream ? ` for stream ${opts.stream}` : ''}`,
           );
         }
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: account.id,
+          action: 'suppression.remove',
+          target: address.trim().toLowerCase(),
+          details: { scope: opts.stream ?? '' },
+        });
         process.stdout.write(`${address} removed\n`);
       });
     });

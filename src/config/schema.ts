@@ -88,6 +88,16 @@ const leaf = <T extends LeafType>(
 });
 
 const positive = (value: number): string | undefined => (value > 0 ? undefined : 'must be greater than 0');
+/** A rate as written in the config: `5%`, `0.1%`. */
+const percent = (value: string): string | undefined =>
+  /^\d{1,3}(\.\d{1,4})?%$/.test(value.trim()) && Number.parseFloat(value) <= 100
+    ? undefined
+    : 'must be a percentage such as 5% or 0.1%';
+/** An rspamd score threshold, or empty for none. */
+const score = (value: string): string | undefined =>
+  value.trim() === '' || /^-?\d{1,4}(\.\d{1,3})?$/.test(value.trim())
+    ? undefined
+    : 'must be a number or empty';
 const oneOf =
   (...allowed: string[]) =>
   (value: string): string | undefined =>
@@ -123,6 +133,11 @@ export const schema = {
       'info',
       'pino level: fatal, error, warn, info, debug, trace, silent.',
       (v: string) => oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent')(v),
+    ),
+    hash_recipients: leaf(
+      'bool',
+      false,
+      'Log recipient addresses as a keyed hash (`h:` + 16 hex digits, the same for the same address) instead of the address.',
     ),
   },
   smtp: {
@@ -277,6 +292,59 @@ export const schema = {
       'How often the elected node applies the retention policy (also at its election).',
       positive,
     ),
+  },
+  // The reputation guard (src/guard/): per account and stream, bounce and complaint rates over a
+  // rolling window; over a warn threshold an `account_warned` event, over a pause threshold the
+  // stream is paused: new mail is accepted and held until an operator resumes it.
+  guard: {
+    enabled: leaf('bool', true, 'Watch bounce and complaint rates and pause streams over the thresholds.'),
+    interval: leaf('duration', '1m', 'How often the elected node computes the rates.', positive),
+    window: leaf('duration', '24h', 'The rolling window the rates are computed over.', positive),
+    min_volume: leaf(
+      'int',
+      100,
+      'Sends (delivered + bounced) a stream needs in the window before its rates count.',
+      positive,
+    ),
+    bounce_warn: leaf('string', '5%', 'Bounce rate that warns (an account_warned event).', percent),
+    bounce_pause: leaf('string', '10%', 'Bounce rate that pauses the stream.', percent),
+    complaint_warn: leaf('string', '0.1%', 'Complaint rate that warns.', percent),
+    complaint_pause: leaf('string', '0.3%', 'Complaint rate that pauses the stream.', percent),
+  },
+  // Content checks at intake (src/content/): built-in checks and an optional rspamd scan.
+  content: {
+    action: leaf(
+      'string',
+      'warn',
+      'What a built-in finding does: warn (a content_warning event), hold (the message is held for an operator) or reject.',
+      (v: string) => oneOf('warn', 'hold', 'reject')(v),
+    ),
+    max_image_size: leaf(
+      'size',
+      '1MB',
+      'An embedded or attached image larger than this is a finding.',
+      positive,
+    ),
+    rspamd: {
+      url: leaf(
+        'string',
+        '',
+        'rspamd controller or worker URL (http://127.0.0.1:11333); empty = no scan. Messages are POSTed to <url>/checkv2.',
+        (v: string) =>
+          v === '' || /^https?:\/\//.test(v) ? undefined : 'must be empty or an http(s):// URL',
+      ),
+      timeout: leaf('duration', '5s', 'How long intake waits for rspamd.', positive),
+      hold_score: leaf('string', '10', 'Hold messages scoring at least this (empty = never).', score),
+      reject_score: leaf('string', '20', 'Reject messages scoring at least this (empty = never).', score),
+      fail_open: leaf(
+        'bool',
+        true,
+        'When rspamd cannot be reached or fails: true = accept the message (logged), false = answer a temporary error.',
+      ),
+    },
+  },
+  privacy: {
+    export_limit: leaf('int', 1000, 'Most messages one privacy export returns.', positive),
   },
   // Statistics rollups (src/stats/): the elected node turns new events into counters per
   // account, hour, stream, tag, sending domain and mailbox provider (/v1/stats, postbote stats).

@@ -5,6 +5,7 @@
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../observability/logger.ts';
+import { logPrivacy } from '../privacy/privacy.ts';
 import { openStore } from '../store/open.ts';
 import { storeFromPort } from '../store/sqlite/threaded-store.ts';
 import { startDeliveryEngine } from './engine.ts';
@@ -12,7 +13,7 @@ import { startDeliveryEngine } from './engine.ts';
 if (!parentPort) throw new Error('the delivery engine thread must run in a worker thread');
 const port = parentPort;
 const { config, storePort } = workerData as { config: Config; storePort: MessagePort | null };
-const logger = createLogger({ level: config.log.level, nodeId: config.node_id });
+const logger = createLogger({ level: config.log.level, nodeId: config.node_id, ...logPrivacy(config) });
 // SQLite: the store thread's port. PostgreSQL: this thread's own pool.
 const store = storePort ? storeFromPort(storePort) : await openStore(config);
 

@@ -1,3 +1,4 @@
+import type { Screening } from '../content/screen.ts';
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
 import type {
@@ -103,6 +104,11 @@ export interface IntakeOptions {
       variants: Buffer[];
     }): Promise<{ body: Buffer; variants: Buffer[]; notes: string[] } | undefined>;
   };
+  /**
+   * Paused accounts and content checks (content/screen.ts), on the final bytes: refuses
+   * (SendError `content_rejected`), holds the recipients, or notes warnings.
+   */
+  screening?: Screening;
   senderGate?: {
     apply(input: { accountId: string; messageId: string; bodies: Buffer[] }): Promise<{
       bodies: Buffer[];
@@ -266,6 +272,21 @@ export function createIntake(options: IntakeOptions) {
           bodies: [body, ...copies],
         })
       : undefined;
+    const screened = options.screening
+      ? await options.screening.screen({
+          accountId: submission.accountId,
+          messageId: id,
+          stream: stream.name,
+          kind: stream.kind,
+          raw: gated?.bodies[0] ?? (body.length > 0 ? body : (copies[0] ?? body)),
+          ...(submission.source === 'smtp' ? { original: submission.raw } : {}),
+          mailFrom: submission.mailFrom,
+          recipients: recipients.map((r) => r.address),
+          clientIp: submission.clientIp,
+          credentialId: submission.credentialId,
+        })
+      : undefined;
+    if (screened?.held) for (const r of recipients) r.held = screened.held;
     return {
       id,
       accountId: submission.accountId,
@@ -291,6 +312,7 @@ export function createIntake(options: IntakeOptions) {
       ...(template ? { template } : {}),
       ...(copies.length > 0 ? { variants: gated?.bodies.slice(1) ?? copies } : {}),
       ...(gated?.envelopeFrom ? { envelopeFrom: gated.envelopeFrom } : {}),
+      ...(screened && screened.warnings.length > 0 ? { contentWarnings: screened.warnings } : {}),
     };
   }
 
@@ -299,6 +321,8 @@ export function createIntake(options: IntakeOptions) {
     if (messages.length === 0) return;
     await store.insertMessages(messages, insertOptions);
     options.onAccepted?.();
+    // Warnings are recorded beside the answer, not before it (afterCommit logs its own failures).
+    if (options.screening) void options.screening.afterCommit(messages);
   }
 
   async function submit(submission: Submission): Promise<{ id: string }> {

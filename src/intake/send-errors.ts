@@ -21,6 +21,7 @@ export const SEND_ERROR_CODES = [
   'template_not_found',
   'template_render_error',
   'invalid_template',
+  'content_rejected',
 ] as const;
 export type SendErrorCode = (typeof SEND_ERROR_CODES)[number];
 

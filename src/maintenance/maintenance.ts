@@ -1,7 +1,9 @@
+import { createAudit } from '../audit/audit.ts';
 import type { Config } from '../config/schema.ts';
 import { createCheckResolver } from '../domains/checks/resolver.ts';
 import { createDomains } from '../domains/domains.ts';
 import { createEventFeed } from '../events/feed.ts';
+import { createGuard, thresholdsFromConfig } from '../guard/guard.ts';
 import type { Logger } from '../observability/logger.ts';
 import { mxProviders } from '../stats/providers.ts';
 import { createRollup, ROLLUP_CURSOR } from '../stats/rollup.ts';
@@ -58,6 +60,13 @@ export async function startMaintenance(deps: {
     isLeader: () => lock.isLeader(),
     logger,
     clock,
+  });
+  const guard = createGuard({
+    store,
+    clock,
+    thresholds: thresholdsFromConfig(config.guard),
+    audit: createAudit({ store, clock }),
+    logger,
   });
   const periodic: PeriodicTasks = startPeriodicTasks({
     isLeader: () => lock.isLeader(),
@@ -158,6 +167,19 @@ export async function startMaintenance(deps: {
           const { events, cursor } = await rollup.run(signal);
           // Logged only when catching up (after an upgrade or an outage), not every 10 s.
           return events >= 10_000 ? { events, cursor } : undefined;
+        },
+      },
+      {
+        // The reputation guard (guard/guard.ts): bounce and complaint rates per account and
+        // stream over guard.window; warnings, pauses, and mail released after a resume.
+        name: 'guard',
+        everyMs: config.guard.interval,
+        run: async () => {
+          if (!config.guard.enabled) return undefined;
+          const result = await guard.run();
+          return result.warned.length + result.paused.length + result.released > 0
+            ? { ...result }
+            : undefined;
         },
       },
       {

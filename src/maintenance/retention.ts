@@ -31,7 +31,8 @@ export interface RetentionResult {
   complete: boolean;
 }
 
-export type RetentionStore = Pick<Store, 'purgeBodies' | 'purgeMessages' | 'purgeShapingEvents'>;
+export type RetentionStore = Pick<Store, 'purgeBodies' | 'purgeMessages' | 'purgeShapingEvents'> &
+  Partial<Pick<Store, 'listAccountRetention'>>;
 
 // A batch holds the SQLite write lock for its transaction: 500 messages (20 KB bodies, two
 // recipients, three events) took 16 ms median, 34 ms at most, fsync included (2 cores), so intake
@@ -76,8 +77,33 @@ export async function runRetention(
     }
   };
 
-  const messages = await drain((limit) => store.purgeMessages({ before: now - policy.metadataMs, limit }));
-  const bodies = await drain((limit) => store.purgeBodies({ before: now - policy.bodiesMs, limit }));
+  // Accounts with their own retention (`postbote accounts set-retention`) are purged on their
+  // own terms and left out of the default pass.
+  const own = store.listAccountRetention ? await store.listAccountRetention() : [];
+  const ownMetadata = own.filter((r) => r.metadataMs !== null);
+  const ownBodies = own.filter((r) => r.bodiesMs !== null);
+  const except = (list: typeof own) =>
+    list.length > 0 ? { exceptAccountIds: list.map((r) => r.accountId) } : {};
+  let messages = await drain((limit) =>
+    store.purgeMessages({ before: now - policy.metadataMs, limit, ...except(ownMetadata) }),
+  );
+  for (const r of ownMetadata) {
+    messages += await drain((limit) =>
+      store.purgeMessages({
+        before: now - (r.metadataMs ?? policy.metadataMs),
+        limit,
+        accountId: r.accountId,
+      }),
+    );
+  }
+  let bodies = await drain((limit) =>
+    store.purgeBodies({ before: now - policy.bodiesMs, limit, ...except(ownBodies) }),
+  );
+  for (const r of ownBodies) {
+    bodies += await drain((limit) =>
+      store.purgeBodies({ before: now - (r.bodiesMs ?? policy.bodiesMs), limit, accountId: r.accountId }),
+    );
+  }
   const shapingEvents = await drain((limit) =>
     store.purgeShapingEvents({ before: now - policy.metadataMs, limit }),
   );

@@ -9,17 +9,21 @@ import { createIdempotency } from '../../src/api/idempotency.ts';
 import { createKeyGate } from '../../src/api/keys.ts';
 import { RateLimiter } from '../../src/api/rate-limit.ts';
 import { createHttpServer } from '../../src/api/server.ts';
+import { type Audit, createAudit } from '../../src/audit/audit.ts';
 import { createAccount, createCredential } from '../../src/auth/accounts.ts';
 import { ApiKeyVerifier } from '../../src/auth/api-keys.ts';
 import type { ApiScope } from '../../src/auth/scopes.ts';
 import { createSuppressions } from '../../src/bounces/suppressions.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { type ContentConfig, createScreening } from '../../src/content/screen.ts';
 import type { Resolve } from '../../src/domains/checks/types.ts';
 import { createDomains } from '../../src/domains/domains.ts';
 import { createSenderGate } from '../../src/domains/sender-gate.ts';
+import { createGuard, type Guard, thresholdsFromConfig } from '../../src/guard/guard.ts';
 import { createIntake } from '../../src/intake/intake.ts';
 import { createSender } from '../../src/intake/send.ts';
 import { createSmtpTemplateRenderer } from '../../src/intake/smtp-template.ts';
+import { createPrivacy, type Privacy } from '../../src/privacy/privacy.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { createTemplates } from '../../src/templates/templates.ts';
@@ -32,6 +36,10 @@ export interface ApiApp {
   /** Keys of account "acme": all scopes, send only, read only; and one of account "other". */
   keys: { all: string; send: string; read: string; other: string };
   intake: ReturnType<typeof createIntake>;
+  /** The reputation guard, audit trail and privacy controls behind /v1/accounts, /v1/audit, /v1/privacy. */
+  guard: Guard;
+  audit: Audit;
+  privacy: Privacy;
   close(): Promise<void>;
 }
 
@@ -47,6 +55,8 @@ export async function startApiApp(
     maxMessageBytes?: number;
     maxBatch?: number;
     resolve?: Resolve;
+    /** Content checks at intake (config `content`); absent = none. */
+    content?: ContentConfig;
   } = {},
 ): Promise<ApiApp> {
   const dir = tempDir('postbote-api-');
@@ -68,7 +78,21 @@ export async function startApiApp(
     other: await key(other, ['send', 'read', 'admin']),
   };
   const templates = createTemplates({ store, clock: now });
-  const suppressions = createSuppressions({ store, clock: now, transactionalIgnoresUnsubscribes: true });
+  const audit = createAudit({ store, clock: now });
+  const guard = createGuard({
+    store,
+    clock: now,
+    thresholds: thresholdsFromConfig(loadConfig({ env: {}, cwd: dir.path }).guard),
+    audit,
+    cacheMs: 0,
+  });
+  const privacy = createPrivacy({ store, clock: now, audit });
+  const suppressions = createSuppressions({
+    store,
+    clock: now,
+    transactionalIgnoresUnsubscribes: true,
+    erasedTokens: privacy.tokens,
+  });
   const intake = createIntake({
     store,
     clock: now,
@@ -77,6 +101,12 @@ export async function startApiApp(
     smtpTemplates: createSmtpTemplateRenderer({ templates }),
     senderGate: createSenderGate({ store, clock: now, cacheMs: 0 }),
     suppressions,
+    screening: createScreening({
+      paused: guard.holdReason,
+      ...(options.content ? { content: options.content } : {}),
+      store,
+      clock: now,
+    }),
   });
   const maxMessageBytes = options.maxMessageBytes ?? 10 * 1024 * 1024;
   const sender = createSender({
@@ -116,6 +146,9 @@ export async function startApiApp(
       limiter: new RateLimiter({ rate: options.rate ?? 1000, burst: options.burst ?? 1000, clock: now }),
     }),
     idempotency: createIdempotency({ store, clock: now, ttlMs: 24 * 3_600_000 }),
+    guard,
+    audit,
+    privacy,
     limits: { maxRequestBytes: 3 * maxMessageBytes, maxBatch: options.maxBatch ?? 1000, maxMessageBytes },
   });
   await app.ready();
@@ -125,6 +158,9 @@ export async function startApiApp(
     clock,
     keys,
     intake,
+    guard,
+    audit,
+    privacy,
     close: async () => {
       await app.close();
       // A test may have closed the store already (store unavailable).
