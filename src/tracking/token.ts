@@ -48,7 +48,10 @@ function padsOf(key: Buffer): { inner: Buffer; outer: Buffer } {
   if (!found) {
     const block = Buffer.alloc(64);
     (key.length > 64 ? hash('sha256', key, 'buffer') : key).copy(block);
-    found = { inner: block.map((b) => b ^ 0x36), outer: block.map((b) => b ^ 0x5c) };
+    found = {
+      inner: Buffer.from(block.map((b) => b ^ 0x36)),
+      outer: Buffer.from(block.map((b) => b ^ 0x5c)),
+    };
     pads.set(key, found);
   }
   return found;
