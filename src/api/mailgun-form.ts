@@ -1,4 +1,5 @@
 import addressparser from 'nodemailer/lib/addressparser';
+import { parseAddressList } from '../intake/address.ts';
 import { SendError } from '../intake/send-errors.ts';
 import type {
   Attachment,
@@ -44,11 +45,19 @@ function single(form: MailgunForm, name: string): string | undefined {
 function mailboxes(list: string[], field: string): Mailbox[] {
   const parsed: Mailbox[] = [];
   for (const value of list) {
-    for (const entry of addressparser(value, { flatten: true })) {
-      if (!entry.address)
-        throw new SendError('invalid_address', `'${field}' has an entry without an address: ${value}`, field);
-      parsed.push(entry.name ? { address: entry.address, name: entry.name } : { address: entry.address });
+    const entries = parseAddressList(value);
+    if (entries.problem === 'control') {
+      const shown = JSON.stringify(value);
+      throw new SendError(
+        'invalid_address',
+        `'${field}' has a line break or control character: ${shown}`,
+        field,
+      );
     }
+    if (entries.problem) {
+      throw new SendError('invalid_address', `'${field}' has an entry without an address: ${value}`, field);
+    }
+    parsed.push(...entries.mailboxes);
   }
   return parsed;
 }

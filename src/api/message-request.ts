@@ -1,4 +1,4 @@
-import addressparser from 'nodemailer/lib/addressparser';
+import { parseAddressList } from '../intake/address.ts';
 import { SendError } from '../intake/send-errors.ts';
 import type {
   Attachment,
@@ -69,12 +69,15 @@ function mailboxes(value: unknown, field: string): Mailbox[] {
   for (const [i, item] of items.entries()) {
     const at = Array.isArray(value) ? `${field}[${i}]` : field;
     if (typeof item === 'string') {
-      const parsed = addressparser(item, { flatten: true });
-      if (parsed.length === 0 || parsed.some((p) => !p.address)) {
-        throw new SendError('invalid_address', `"${item.slice(0, 80)}" is not a valid email address`, at);
+      const parsed = parseAddressList(item);
+      if (parsed.problem || parsed.mailboxes.length === 0) {
+        throw new SendError(
+          'invalid_address',
+          `${JSON.stringify(item.slice(0, 80))} is not a valid email address`,
+          at,
+        );
       }
-      for (const p of parsed)
-        out.push(p.name ? { address: p.address, name: p.name } : { address: p.address });
+      out.push(...parsed.mailboxes);
     } else if (isObject(item)) {
       onlyKnown(item, new Set(['email', 'name']), `${at}.`);
       const email = optionalString(item, 'email', `${at}.email`);

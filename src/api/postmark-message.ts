@@ -1,4 +1,4 @@
-import addressparser from 'nodemailer/lib/addressparser';
+import { parseAddressList } from '../intake/address.ts';
 import { SendError } from '../intake/send-errors.ts';
 import type { Attachment, Mailbox, SendRequest, TrackOptions } from '../intake/send-request.ts';
 
@@ -63,12 +63,12 @@ function optionalString(message: JsonObject, name: string): string | undefined {
 function mailboxList(message: JsonObject, name: string): Mailbox[] {
   const value = optionalString(message, name);
   if (value === undefined) return [];
-  return addressparser(value, { flatten: true }).map((entry) => {
-    if (!entry.address) {
-      throw new SendError('invalid_address', `Invalid '${name}' address: '${entry.name || value}'`, name);
-    }
-    return entry.name ? { address: entry.address, name: entry.name } : { address: entry.address };
-  });
+  const parsed = parseAddressList(value);
+  if (parsed.problem) {
+    const shown = parsed.problem === 'control' ? JSON.stringify(value) : `'${parsed.entry}'`;
+    throw new SendError('invalid_address', `Invalid '${name}' address: ${shown}`, name);
+  }
+  return parsed.mailboxes;
 }
 
 function fromMailbox(message: JsonObject): Mailbox {
