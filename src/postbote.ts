@@ -16,6 +16,7 @@ import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { createScreening } from './content/screen.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
+import { createDashboardDeps } from './dashboard/wiring.ts';
 import { createCheckResolver } from './domains/checks/resolver.ts';
 import { createDomains } from './domains/domains.ts';
 import { createSenderGate } from './domains/sender-gate.ts';
@@ -216,6 +217,7 @@ export async function startPostbote(
       audit,
       privacy,
       webhooks: createWebhooks({ store, clock, settings: webhookSettings(config) }),
+      ...(config.dashboard.enabled ? { dashboard: createDashboardDeps({ store, clock, config, logger }) } : {}),
       operations: {
         registry: metrics,
         metricsToken: config.http.metrics_token,

@@ -4,6 +4,7 @@ import { isApiScope } from '../auth/scopes.ts';
 import { ApiError } from './errors.ts';
 import type { RateLimiter } from './rate-limit.ts';
 import type { ApiPrincipal, ApiScope, KeyGate } from './send-api.ts';
+import { sessionPrincipal } from './session-auth.ts';
 
 /** The KeyGate every front end uses: API key verification and the per-key rate limit. */
 export function createKeyGate(options: { verifier: ApiKeyVerifier; limiter: RateLimiter }): KeyGate {
@@ -45,12 +46,18 @@ export async function authorize(
   scope: ApiScope,
 ): Promise<ApiPrincipal> {
   const token = bearer(request);
-  if (!token) throw new ApiError('unauthorized', 'send an API key as "Authorization: Bearer <key>"');
-  const principal = await gate.authenticate(token, request.ip);
+  // A dashboard session (api/session-auth.ts, CSRF checked there) stands in for a key.
+  const session = token ? undefined : sessionPrincipal(request);
+  if (!token && !session)
+    throw new ApiError('unauthorized', 'send an API key as "Authorization: Bearer <key>"');
+  const principal = session ?? (token ? await gate.authenticate(token, request.ip) : undefined);
   if (!principal)
     throw new ApiError('unauthorized', 'the API key is not valid (unknown, revoked or mistyped)');
   if (!principal.scopes.includes(scope)) {
-    throw new ApiError('forbidden', `this API key lacks the "${scope}" scope`);
+    throw new ApiError(
+      'forbidden',
+      session ? `your dashboard role lacks the "${scope}" scope` : `this API key lacks the "${scope}" scope`,
+    );
   }
   const taken = gate.take(principal);
   if (!taken.ok) {

@@ -4,6 +4,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Logger } from 'pino';
 import type { Audit } from '../audit/audit.ts';
 import type { Suppressions } from '../bounces/suppressions.ts';
+import { type DashboardDeps, registerDashboard } from '../dashboard/routes.ts';
 import type { Resolve } from '../domains/checks/types.ts';
 import type { Domains } from '../domains/domains.ts';
 import type { Guard } from '../guard/guard.ts';
@@ -20,7 +21,9 @@ import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
 import { registerEventRoutes } from './events.ts';
 import type { Idempotency } from './idempotency.ts';
+import { registerKeyRoutes } from './key-routes.ts';
 import { registerMailgunRoutes } from './mailgun.ts';
+import { registerMessageContentRoutes } from './message-content.ts';
 import { registerMessageRoutes } from './messages.ts';
 import { type OperationsDeps, registerOperationsRoutes } from './metrics.ts';
 import { registerPostmarkRoutes } from './postmark.ts';
@@ -58,6 +61,8 @@ export interface HttpServerDeps {
   privacy?: Privacy;
   /** /metrics and /readyz (api/metrics.ts); without it: open /metrics, readiness = the store answers. */
   operations?: Pick<OperationsDeps, 'registry' | 'metricsToken' | 'readiness'>;
+  /** The web dashboard at / with its login (dashboard/routes.ts); absent = none. */
+  dashboard?: DashboardDeps;
 }
 
 /**
@@ -137,6 +142,10 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     resolve: deps.resolve,
   });
   registerEventRoutes(app, { store: deps.store, keys: deps.keys });
+  // API keys, a message's content, and the dashboard that uses them (dashboard/).
+  registerKeyRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
+  registerMessageContentRoutes(app, { store: deps.store, keys: deps.keys });
+  if (deps.dashboard) registerDashboard(app, deps.dashboard);
   if (deps.webhooks) registerWebhookRoutes(app, { webhooks: deps.webhooks, keys: deps.keys });
   const send = createSendApi(deps.sender);
   registerPostmarkRoutes(app, { send, keys: deps.keys });

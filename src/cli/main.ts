@@ -16,6 +16,7 @@ import { registerStart } from './start.ts';
 import { registerStats } from './stats.ts';
 import { registerStreams } from './streams.ts';
 import { registerSuppressions } from './suppressions.ts';
+import { registerUsers } from './users.ts';
 import { registerWebhooks } from './webhooks.ts';
 
 const program = new Command('postbote')
@@ -42,6 +43,7 @@ registerStats(program, globals);
 registerGc(program, globals);
 registerPrivacy(program, globals);
 registerAudit(program, globals);
+registerUsers(program, globals);
 
 try {
   await program.parseAsync(process.argv);

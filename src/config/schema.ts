@@ -207,6 +207,31 @@ export const schema = {
           : 'must be empty or an http(s) URL without query, e.g. https://mail.example.com',
     ),
   },
+  // The web dashboard (src/dashboard/, web/): served at / on the HTTP listener; users are
+  // created with `postbote users create`.
+  dashboard: {
+    enabled: leaf('bool', true, 'Serve the dashboard at / and its login under /auth; false = API only.'),
+    session_idle: leaf('duration', '30m', 'A dashboard session unused this long ends.', positive),
+    session_max: leaf(
+      'duration',
+      '12h',
+      'A dashboard session ends this long after login, however busy.',
+      positive,
+    ),
+    secure_cookie: leaf(
+      'bool',
+      false,
+      'Mark the session cookie Secure even on plain HTTP (set it behind a TLS proxy); requests that arrive over TLS get it anyway.',
+    ),
+    max_failures: leaf(
+      'int',
+      5,
+      'Failed logins per e-mail address and per client IP before that address or IP is locked out.',
+      positive,
+    ),
+    failure_window: leaf('duration', '15m', 'Window in which failed logins are counted.', positive),
+    lockout: leaf('duration', '15m', 'How long a locked-out address or IP must wait.', positive),
+  },
   // The HTTP send API (src/api/). Message size and recipients per message are the submission
   // limits (smtp.submission.max_message_size, max_recipients), the same for SMTP and HTTP.
   api: {

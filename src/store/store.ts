@@ -7,6 +7,8 @@ import type {
   AuditFilter,
   Credential,
   CredentialKind,
+  DashboardSession,
+  DashboardUser,
   DkimKey,
   DkimKeyState,
   EnrichedEventRow,
@@ -439,6 +441,26 @@ export interface Store {
   listWebhookAttempts(webhookId: string, limit: number): Promise<WebhookAttempt[]>;
   /** A webhook's latest batches (without their bodies' content when `withBody` is false), newest first. */
   listWebhookBatches(webhookId: string, limit: number): Promise<WebhookBatch[]>;
+
+  // dashboard users and sessions (dashboard/)
+  /** Stores a new user; rejects (unique violation) when the e-mail is taken. */
+  createDashboardUser(user: DashboardUser): Promise<DashboardUser>;
+  getDashboardUser(id: string): Promise<DashboardUser | undefined>;
+  /** By lower-cased e-mail. */
+  findDashboardUser(email: string): Promise<DashboardUser | undefined>;
+  /** Users of one account, or all, by e-mail. */
+  listDashboardUsers(accountId?: string): Promise<DashboardUser[]>;
+  /** Deletes the user and its sessions; false when there was none. */
+  deleteDashboardUser(id: string): Promise<boolean>;
+  /** Replaces the password hash and ends every session of the user; false when there is no such user. */
+  setDashboardPassword(id: string, passwordHash: string, at: number): Promise<boolean>;
+  createDashboardSession(session: DashboardSession): Promise<void>;
+  getDashboardSession(id: string): Promise<DashboardSession | undefined>;
+  /** Moves the session's last activity to `at` (the idle timeout counts from there). */
+  touchDashboardSession(id: string, at: number): Promise<void>;
+  deleteDashboardSession(id: string): Promise<void>;
+  /** Deletes sessions idle since before `idleBefore` or created before `createdBefore`; returns how many. */
+  purgeDashboardSessions(idleBefore: number, createdBefore: number): Promise<number>;
 }
 
 /**

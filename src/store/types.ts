@@ -930,3 +930,29 @@ export interface ErasureResult {
   /** Rows deleted or rewritten per table (the generic sweep included). */
   tables: Record<string, number>;
 }
+
+/** What a dashboard user may do: `admin` = send, read, admin scopes; `viewer` = read (dashboard/users.ts). */
+export type DashboardRole = 'admin' | 'viewer';
+
+/** A person who logs in to the web dashboard; belongs to one account (schema SQLite v14, PostgreSQL v15). */
+export interface DashboardUser {
+  id: string;
+  accountId: string;
+  /** Lower-cased; unique across accounts (the login name). */
+  email: string;
+  role: DashboardRole;
+  /** scrypt (auth/secret-hash.ts). */
+  passwordHash: string;
+  createdAt: number;
+  passwordChangedAt: number;
+}
+
+/** A logged-in dashboard session. The cookie holds the token; the store only its SHA-256 (`id`). */
+export interface DashboardSession {
+  id: string;
+  userId: string;
+  /** The token state-changing requests must echo in X-CSRF-Token. */
+  csrfToken: string;
+  createdAt: number;
+  lastSeenAt: number;
+}

@@ -6,6 +6,7 @@ import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postg
 import type { LeaseRequest } from '../../src/store/types.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
+import { dashboardContract } from './dashboard-contract.ts';
 import { guardContract } from './guard-contract.ts';
 import { trackingContract } from './tracking-contract.ts';
 
@@ -24,6 +25,19 @@ if (admin) {
       },
     };
   };
+
+  dashboardContract('postgres', async () => {
+    const { schema, drop } = freshSchema();
+    const store = new PostgresStore({ url, schema, poolSize: 4 });
+    await store.migrate();
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await drop();
+      },
+    };
+  });
 
   guardContract('postgres', async () => {
     const { schema, drop } = freshSchema();

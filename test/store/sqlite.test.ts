@@ -8,6 +8,7 @@ import { createThreadedSqliteStore, storeFromPort } from '../../src/store/sqlite
 import type { Store } from '../../src/store/store.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
+import { dashboardContract } from './dashboard-contract.ts';
 import { guardContract } from './guard-contract.ts';
 import { trackingContract } from './tracking-contract.ts';
 
@@ -42,6 +43,11 @@ guardContract(
   inTempDir((path) => new SqliteStore(path)),
 );
 guardContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
+dashboardContract(
+  'sqlite',
+  inTempDir((path) => new SqliteStore(path)),
+);
+dashboardContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
 
 // The delivery thread reaches the store thread through a port: the same contract must hold.
 storeContract('sqlite through a port shared with another thread', async () => {

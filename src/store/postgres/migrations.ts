@@ -412,4 +412,27 @@ export const migrations: readonly string[][] = [
       value text NOT NULL
     )`,
   ],
+  // v15: the web dashboard (dashboard/), as SQLite v14: users (e-mail unique, the login name)
+  // and sessions by the SHA-256 of the cookie's token.
+  [
+    `CREATE TABLE dashboard_users (
+      id text COLLATE "C" PRIMARY KEY,
+      account_id text COLLATE "C" NOT NULL REFERENCES accounts(id),
+      email text COLLATE "C" NOT NULL UNIQUE,
+      role text NOT NULL,
+      password_hash text NOT NULL,
+      created_at bigint NOT NULL,
+      password_changed_at bigint NOT NULL
+    )`,
+    `CREATE INDEX dashboard_users_account ON dashboard_users(account_id, email)`,
+    `CREATE TABLE dashboard_sessions (
+      id text COLLATE "C" PRIMARY KEY,
+      user_id text COLLATE "C" NOT NULL,
+      csrf_token text NOT NULL,
+      created_at bigint NOT NULL,
+      last_seen_at bigint NOT NULL
+    )`,
+    `CREATE INDEX dashboard_sessions_user ON dashboard_sessions(user_id)`,
+    `CREATE INDEX dashboard_sessions_seen ON dashboard_sessions(last_seen_at)`,
+  ],
 ];

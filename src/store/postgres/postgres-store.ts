@@ -14,6 +14,8 @@ import type {
   AuditEntry,
   AuditFilter,
   Credential,
+  DashboardSession,
+  DashboardUser,
   CredentialKind,
   DkimKey,
   DkimKeyState,
@@ -77,6 +79,7 @@ import {
 } from '../types.ts';
 import { Batcher } from './batcher.ts';
 import { PostgresConnectionSlots } from './connection-slots.ts';
+import * as dashboardStore from './dashboard-store.ts';
 import { DUE_CHANNEL, type DueWatch, watchDue } from './due-notifier.ts';
 import * as pgEvents from './events-store.ts';
 import * as guardStore from './guard-store.ts';
@@ -1972,5 +1975,50 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   listWebhookBatches(webhookId: string, limit: number): Promise<WebhookBatch[]> {
     return pgEvents.listWebhookBatches(this.#events, webhookId, limit);
+  }
+
+  // dashboard users and sessions: dashboard-store.ts
+  async createDashboardUser(user: DashboardUser): Promise<DashboardUser> {
+    return dashboardStore.createUser(this.#pool, user);
+  }
+
+  async getDashboardUser(id: string): Promise<DashboardUser | undefined> {
+    return dashboardStore.getUser(this.#pool, id);
+  }
+
+  async findDashboardUser(email: string): Promise<DashboardUser | undefined> {
+    return dashboardStore.findUser(this.#pool, email);
+  }
+
+  async listDashboardUsers(accountId?: string): Promise<DashboardUser[]> {
+    return dashboardStore.listUsers(this.#pool, accountId);
+  }
+
+  async deleteDashboardUser(id: string): Promise<boolean> {
+    return dashboardStore.deleteUser(this.#pool, id);
+  }
+
+  async setDashboardPassword(id: string, passwordHash: string, at: number): Promise<boolean> {
+    return dashboardStore.setPassword(this.#pool, id, passwordHash, at);
+  }
+
+  async createDashboardSession(session: DashboardSession): Promise<void> {
+    await dashboardStore.createSession(this.#pool, session);
+  }
+
+  async getDashboardSession(id: string): Promise<DashboardSession | undefined> {
+    return dashboardStore.getSession(this.#pool, id);
+  }
+
+  async touchDashboardSession(id: string, at: number): Promise<void> {
+    await dashboardStore.touchSession(this.#pool, id, at);
+  }
+
+  async deleteDashboardSession(id: string): Promise<void> {
+    await dashboardStore.deleteSession(this.#pool, id);
+  }
+
+  async purgeDashboardSessions(idleBefore: number, createdBefore: number): Promise<number> {
+    return dashboardStore.purgeSessions(this.#pool, idleBefore, createdBefore);
   }
 }

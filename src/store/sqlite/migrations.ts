@@ -393,4 +393,29 @@ export const migrations: readonly string[][] = [
       value TEXT NOT NULL
     )`,
   ],
+  // v14: the web dashboard (dashboard/). dashboard_users: people who log in, one account each,
+  // the e-mail (lower case) unique across accounts since it is the login name; dashboard_sessions:
+  // logged-in sessions by the SHA-256 of the cookie's token (a copy of the table logs no one
+  // in), with the CSRF token and the times the idle and absolute timeouts count from.
+  [
+    `CREATE TABLE dashboard_users (
+      id TEXT PRIMARY KEY,
+      account_id TEXT NOT NULL REFERENCES accounts(id),
+      email TEXT NOT NULL UNIQUE,
+      role TEXT NOT NULL,
+      password_hash TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      password_changed_at INTEGER NOT NULL
+    )`,
+    `CREATE INDEX dashboard_users_account ON dashboard_users(account_id, email)`,
+    `CREATE TABLE dashboard_sessions (
+      id TEXT PRIMARY KEY,
+      user_id TEXT NOT NULL,
+      csrf_token TEXT NOT NULL,
+      created_at INTEGER NOT NULL,
+      last_seen_at INTEGER NOT NULL
+    )`,
+    `CREATE INDEX dashboard_sessions_user ON dashboard_sessions(user_id)`,
+    `CREATE INDEX dashboard_sessions_seen ON dashboard_sessions(last_seen_at)`,
+  ],
 ];

@@ -16,6 +16,8 @@ import type {
   AuditEntry,
   AuditFilter,
   Credential,
+  DashboardSession,
+  DashboardUser,
   CredentialKind,
   DkimAlgorithm,
   DkimKey,
@@ -84,6 +86,7 @@ import {
   storedSize,
 } from '../types.ts';
 import { CommitQueue } from './commit-queue.ts';
+import * as dashboardStore from './dashboard-store.ts';
 import * as guardStore from './guard-store.ts';
 import { migrations } from './migrations.ts';
 import * as privacyStore from './privacy-store.ts';
@@ -2266,5 +2269,50 @@ export class SqliteStore implements Store {
       webhookId,
       Math.min(Math.max(limit, 1), 1000),
     ).map(toWebhookBatch);
+  }
+
+  // dashboard users and sessions: dashboard-store.ts
+  async createDashboardUser(user: DashboardUser): Promise<DashboardUser> {
+    return this.#queue.run(() => dashboardStore.createUser(this.#db, user));
+  }
+
+  async getDashboardUser(id: string): Promise<DashboardUser | undefined> {
+    return dashboardStore.getUser(this.#db, id);
+  }
+
+  async findDashboardUser(email: string): Promise<DashboardUser | undefined> {
+    return dashboardStore.findUser(this.#db, email);
+  }
+
+  async listDashboardUsers(accountId?: string): Promise<DashboardUser[]> {
+    return dashboardStore.listUsers(this.#db, accountId);
+  }
+
+  async deleteDashboardUser(id: string): Promise<boolean> {
+    return this.#queue.run(() => dashboardStore.deleteUser(this.#db, id));
+  }
+
+  async setDashboardPassword(id: string, passwordHash: string, at: number): Promise<boolean> {
+    return this.#queue.run(() => dashboardStore.setPassword(this.#db, id, passwordHash, at));
+  }
+
+  async createDashboardSession(session: DashboardSession): Promise<void> {
+    await this.#queue.run(() => dashboardStore.createSession(this.#db, session));
+  }
+
+  async getDashboardSession(id: string): Promise<DashboardSession | undefined> {
+    return dashboardStore.getSession(this.#db, id);
+  }
+
+  async touchDashboardSession(id: string, at: number): Promise<void> {
+    await this.#queue.run(() => dashboardStore.touchSession(this.#db, id, at));
+  }
+
+  async deleteDashboardSession(id: string): Promise<void> {
+    await this.#queue.run(() => dashboardStore.deleteSession(this.#db, id));
+  }
+
+  async purgeDashboardSessions(idleBefore: number, createdBefore: number): Promise<number> {
+    return this.#queue.run(() => dashboardStore.purgeSessions(this.#db, idleBefore, createdBefore));
   }
 }

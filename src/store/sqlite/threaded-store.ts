@@ -113,6 +113,17 @@ const METHODS = [
   'queryStats',
   'statsLookup',
   'queueDepth',
+  'createDashboardUser',
+  'getDashboardUser',
+  'findDashboardUser',
+  'listDashboardUsers',
+  'deleteDashboardUser',
+  'setDashboardPassword',
+  'createDashboardSession',
+  'getDashboardSession',
+  'touchDashboardSession',
+  'deleteDashboardSession',
+  'purgeDashboardSessions',
 ] as const satisfies readonly (keyof Store)[];
 
 type Missing = Exclude<keyof Store, (typeof METHODS)[number]>;

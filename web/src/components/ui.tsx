@@ -1,0 +1,66 @@
+import type { ComponentChildren } from 'preact';
+import { useState } from 'preact/hooks';
+
+export function ErrorNote(props: { error: string | undefined }) {
+  return props.error ? (
+    <p class="error" role="alert">
+      {props.error}
+    </p>
+  ) : null;
+}
+
+export function Loading(props: { loading: boolean }) {
+  return props.loading ? <p aria-live="polite">Loading…</p> : null;
+}
+
+/** Copies `text` to the clipboard; says so for screen readers. */
+export function CopyButton(props: { text: string; label?: string }) {
+  const [done, setDone] = useState(false);
+  return (
+    <button
+      type="button"
+      class="small"
+      onClick={async () => {
+        try {
+          await navigator.clipboard.writeText(props.text);
+          setDone(true);
+          setTimeout(() => setDone(false), 1500);
+        } catch {
+          // Clipboard denied (plain HTTP on another host): the value is selectable beside the button.
+        }
+      }}
+    >
+      <span aria-live="polite">{done ? 'Copied' : (props.label ?? 'Copy')}</span>
+    </button>
+  );
+}
+
+export function Status(props: { value: string }) {
+  return <span class={`status status-${props.value.replace(/[^a-z_]/g, '')}`}>{props.value}</span>;
+}
+
+export function Section(props: { title: string; children: ComponentChildren; actions?: ComponentChildren }) {
+  return (
+    <section class="card">
+      <header class="card-head">
+        <h2>{props.title}</h2>
+        {props.actions}
+      </header>
+      {props.children}
+    </section>
+  );
+}
+
+/** Asks before something that cannot be undone. */
+export function confirmAction(text: string): boolean {
+  return window.confirm(text);
+}
+
+export function download(name: string, text: string, type: string): void {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
