@@ -32,6 +32,8 @@ import { tempDir } from './temp-dir.ts';
 export interface ApiApp {
   app: FastifyInstance;
   store: Store;
+  /** The SQLite file (tests that read every table). */
+  path: string;
   clock: { now: number };
   /** Keys of account "acme": all scopes, send only, read only; and one of account "other". */
   keys: { all: string; send: string; read: string; other: string };
@@ -155,6 +157,7 @@ export async function startApiApp(
   return {
     app,
     store,
+    path: join(dir.path, 'postbote.db'),
     clock,
     keys,
     intake,
