@@ -146,7 +146,13 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   registerKeyRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerMessageContentRoutes(app, { store: deps.store, keys: deps.keys });
   if (deps.dashboard) registerDashboard(app, deps.dashboard);
-  if (deps.webhooks) registerWebhookRoutes(app, { webhooks: deps.webhooks, keys: deps.keys });
+  if (deps.webhooks) {
+    registerWebhookRoutes(app, {
+      webhooks: deps.webhooks,
+      keys: deps.keys,
+      ...(deps.audit ? { audit: deps.audit } : {}),
+    });
+  }
   const send = createSendApi(deps.sender);
   registerPostmarkRoutes(app, { send, keys: deps.keys });
   registerMailgunRoutes(app, { send, keys: deps.keys, maxMessageBytes: deps.limits.maxMessageBytes });

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { type Audit, credentialActor } from '../audit/audit.ts';
 import { PUBLIC_EVENT_TYPES } from '../events/schema.ts';
 import type { WebhookAttempt } from '../store/types.ts';
 import { WebhookError, type Webhooks, type WebhookView } from '../webhooks/webhooks.ts';
@@ -59,7 +60,7 @@ const asApiError = (err: unknown): never => {
  */
 export function registerWebhookRoutes(
   app: FastifyInstance,
-  deps: { webhooks: Webhooks; keys: KeyGate },
+  deps: { webhooks: Webhooks; keys: KeyGate; audit?: Audit },
 ): void {
   const { webhooks, keys } = deps;
   const tags = ['webhooks'];
@@ -104,6 +105,13 @@ export function registerWebhookRoutes(
       const created = await webhooks
         .create({ accountId: principal.accountId, url: body.url, events: body.events })
         .catch(asApiError);
+      await deps.audit?.record({
+        actor: credentialActor(principal.credentialId),
+        accountId: principal.accountId,
+        action: 'webhook.create',
+        target: created.id,
+        details: { url: created.url },
+      });
       return reply.code(201).send({ ...webhookBody(created), secret: created.secret });
     },
   );
@@ -141,6 +149,12 @@ export function registerWebhookRoutes(
       const principal = await authorize(keys, request, 'admin');
       const { id } = request.params as { id: string };
       await webhooks.remove(principal.accountId, id).catch(asApiError);
+      await deps.audit?.record({
+        actor: credentialActor(principal.credentialId),
+        accountId: principal.accountId,
+        action: 'webhook.delete',
+        target: id,
+      });
       return reply.code(204).send();
     },
   );

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { cliActor, recordAudit } from '../audit/audit.ts';
 import { requireAccount } from '../auth/accounts.ts';
 import type { Store } from '../store/store.ts';
 import { webhookSettings } from '../webhooks/settings.ts';
@@ -43,6 +44,13 @@ export function registerWebhooks(program: Command, globals: () => GlobalOptions)
           url: opts.url,
           ...(opts.events ? { events: opts.events.split(',').map((t) => t.trim()) } : {}),
         });
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: account.id,
+          action: 'webhook.create',
+          target: created.id,
+          details: { url: created.url },
+        });
         output([{ ...view(created), secret: created.secret }], opts.json);
       });
     });
@@ -63,7 +71,14 @@ export function registerWebhooks(program: Command, globals: () => GlobalOptions)
     .requiredOption('--account <name>', 'the account')
     .action(async (id: string, opts: { account: string }) => {
       await run(globals(), async (w, store) => {
-        await w.remove((await requireAccount(store, opts.account)).id, id);
+        const account = await requireAccount(store, opts.account);
+        await w.remove(account.id, id);
+        await recordAudit(store, {
+          actor: cliActor(),
+          accountId: account.id,
+          action: 'webhook.delete',
+          target: id,
+        });
         process.stdout.write(`deleted ${id}\n`);
       });
     });
