@@ -1,7 +1,7 @@
 /**
  * Which tables a privacy erasure (Store.eraseAddress) leaves alone, for both adapters. These
  * hold configuration an operator wrote (accounts, credentials, domains, keys, streams, templates,
- * webhooks, retention, guard state), bookkeeping with no personal data (schema version, nodes,
+ * webhooks, retention, guard state, dashboard logins), bookkeeping with no personal data (schema version, nodes,
  * cursors, rollup counters) or the erasure's own salt: an address in them is not a recipient's
  * trace but the operator's choice (a credential named after a mailbox), and deleting such a row
  * would change how the deployment works. Every other table, including ones added after this list
@@ -25,6 +25,9 @@ export const CONFIGURATION_TABLES: ReadonlySet<string> = new Set([
   'account_retention',
   'privacy_secrets',
   'connection_slots',
+  // Dashboard logins are operators' accounts, not recipients' data.
+  'dashboard_users',
+  'dashboard_sessions',
 ]);
 
 /** The tables an export shows through its messages (not again under `other`). */
