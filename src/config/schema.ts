@@ -341,8 +341,8 @@ export const schema = {
     action: leaf(
       'string',
       'warn',
-      'What a built-in finding does: warn (a content_warning event), hold (the message is held for an operator) or reject.',
-      (v: string) => oneOf('warn', 'hold', 'reject')(v),
+      'What a built-in finding does: warn (a content_warning event), hold (the message is held for an operator), reject, or off (no built-in checks).',
+      (v: string) => oneOf('warn', 'hold', 'reject', 'off')(v),
     ),
     max_image_size: leaf(
       'size',

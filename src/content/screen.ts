@@ -65,12 +65,15 @@ export function createScreening(options: {
     let hold: string | undefined;
     let reject: string | undefined;
     if (content) {
-      const findings = builtInChecks({
-        raw: input.raw,
-        ...(input.original ? { original: input.original } : {}),
-        kind: input.kind,
-        maxImageSize: content.max_image_size,
-      });
+      const findings =
+        content.action === 'off'
+          ? []
+          : builtInChecks({
+              raw: input.raw,
+              ...(input.original ? { original: input.original } : {}),
+              kind: input.kind,
+              maxImageSize: content.max_image_size,
+            });
       for (const f of findings) warnings.push(`${f.check}: ${f.message}`);
       if (findings.length > 0 && content.action === 'hold')
         hold = `content checks: ${findings.map((f) => f.check).join(', ')}`;

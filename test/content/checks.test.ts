@@ -189,6 +189,17 @@ describe('rspamd scan (a fake /checkv2 on loopback)', () => {
     assert.match(seen[0]?.body ?? '', /Subject: s/);
   });
 
+  it('action off: no built-in findings (rspamd still asked when configured)', async () => {
+    answer = () => ({ status: 200, body: JSON.stringify({ score: 0 }) });
+    const raw = crlf(['Subject: s', 'Content-Type: text/html', '', '<p>hi</p>']);
+    assert.deepEqual(
+      await createScreening({ content: config({}, 'off') }).screen({ ...input(raw), kind: 'broadcast' }),
+      {
+        warnings: [],
+      },
+    );
+  });
+
   it('scores hold and reject by the configured thresholds; below both nothing', async () => {
     const screening = createScreening({ content: config() });
     answer = () => ({ status: 200, body: JSON.stringify({ score: 2 }) });
