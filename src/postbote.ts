@@ -15,8 +15,8 @@ import { loadBounceSecret } from './bounces/verp.ts';
 import { parseHostPort } from './config/load.ts';
 import type { Config } from './config/schema.ts';
 import { createScreening } from './content/screen.ts';
-import { startDeliveryThread } from './delivery/thread.ts';
 import { createDashboardDeps } from './dashboard/wiring.ts';
+import { startDeliveryThread } from './delivery/thread.ts';
 import { createCheckResolver } from './domains/checks/resolver.ts';
 import { createDomains } from './domains/domains.ts';
 import { createSenderGate } from './domains/sender-gate.ts';
@@ -70,6 +70,8 @@ export async function startPostbote(
 ): Promise<RunningPostbote> {
   const clock = options.clock ?? Date.now;
   const releasePid = config.database.url === '' ? acquirePidLock(config.data_dir) : () => {};
+  // From here on this process is the only one writing the embedded store (pid lock).
+  const startedAt = clock();
   const cleanups: (() => Promise<void> | void)[] = [releasePid];
   const closeAll = async (): Promise<void> => {
     for (const fn of cleanups.reverse()) {
@@ -212,12 +214,20 @@ export async function startPostbote(
       suppressions,
       resolve: createCheckResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout }),
       keys,
-      idempotency: createIdempotency({ store, clock, ttlMs: config.api.idempotency_ttl }),
+      idempotency: createIdempotency({
+        store,
+        clock,
+        ttlMs: config.api.idempotency_ttl,
+        staleMs: config.api.idempotency_stale,
+        ...(config.database.url === '' ? { soleProcessSince: startedAt } : {}),
+      }),
       guard,
       audit,
       privacy,
       webhooks: createWebhooks({ store, clock, settings: webhookSettings(config) }),
-      ...(config.dashboard.enabled ? { dashboard: createDashboardDeps({ store, clock, config, logger }) } : {}),
+      ...(config.dashboard.enabled
+        ? { dashboard: createDashboardDeps({ store, clock, config, logger }) }
+        : {}),
       operations: {
         registry: metrics,
         metricsToken: config.http.metrics_token,

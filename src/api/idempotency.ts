@@ -12,9 +12,6 @@ export interface StoredAnswer {
 }
 
 const KEY = /^[\x21-\x7e]{1,255}$/;
-// A claim still unanswered after this long belongs to a request that died before its commit
-// (the answer is written in the same transaction as the messages), so a retry may take it over.
-const STALE_MS = 5 * 60_000;
 
 /**
  * `Idempotency-Key` on POST requests: the same key and body within the TTL answers the first
@@ -22,7 +19,25 @@ const STALE_MS = 5 * 60_000;
  * is stored in the same transaction as the messages (Remember), so a crash cannot leave mail
  * sent without its answer, or an answer without its mail. Failed requests forget their key.
  */
-export function createIdempotency(options: { store: Store; clock: () => number; ttlMs: number }) {
+export function createIdempotency(options: {
+  store: Store;
+  clock: () => number;
+  ttlMs: number;
+  /**
+   * A claim still unanswered after this long belongs to a request that died before its commit
+   * (the answer is written in the same transaction as the messages), so a retry may take it
+   * over (`api.idempotency_stale`). A request never holds its claim that long: it is one
+   * render and one durable commit.
+   */
+  staleMs: number;
+  /**
+   * When this process started, where it is the only one writing (the embedded store, pid
+   * lock): an unanswered claim from before then belongs to a process that died before its
+   * commit (kill -9, power loss), so a retry takes it over at once instead of getting
+   * `idempotency_key_in_use` for `staleMs`. Not for a cluster: another node's claim may be live.
+   */
+  soleProcessSince?: number;
+}) {
   const { store, clock, ttlMs } = options;
 
   function hash(request: FastifyRequest): string {
@@ -63,7 +78,7 @@ export function createIdempotency(options: { store: Store; clock: () => number; 
       key,
       requestHash,
       now,
-      staleBefore: now - STALE_MS,
+      staleBefore: Math.max(now - options.staleMs, options.soleProcessSince ?? Number.NEGATIVE_INFINITY),
       expiredBefore: now - ttlMs,
     });
     if (existing) {

@@ -251,6 +251,12 @@ export const schema = {
       'How long an Idempotency-Key answers with its first response.',
       positive,
     ),
+    idempotency_stale: leaf(
+      'duration',
+      '1m',
+      'How long an unanswered Idempotency-Key claim (its request still running, or its process killed before the commit) answers 409 idempotency_key_in_use before a retry may take it over. On the embedded store a restart frees such claims at once.',
+      positive,
+    ),
   },
   dns: {
     servers: leaf('hostports', [], 'DNS servers as host:port; empty = the system resolver.'),

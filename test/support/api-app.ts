@@ -147,7 +147,7 @@ export async function startApiApp(
       }),
       limiter: new RateLimiter({ rate: options.rate ?? 1000, burst: options.burst ?? 1000, clock: now }),
     }),
-    idempotency: createIdempotency({ store, clock: now, ttlMs: 24 * 3_600_000 }),
+    idempotency: createIdempotency({ store, clock: now, ttlMs: 24 * 3_600_000, staleMs: 60_000 }),
     guard,
     audit,
     privacy,
