@@ -17,9 +17,10 @@
  * `bounces.secret`. Without it each node generates its own into its data dir, which is fine
  * for one node only.
  */
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hmacSha256 } from '../hmac.ts';
 
 /** Local-part prefix of every VERP address. */
 export const VERP_PREFIX = 'b+';
@@ -42,7 +43,7 @@ function canonicalDomain(domain: string): string {
 /** The first `MAC_CHARS` base32 characters of the HMAC (5 bits each, big-endian). */
 function mac(id: number, domain: string, secret: Buffer): string {
   // Versioned and separated: the input can never be read as another (id, domain) pair.
-  const digest = createHmac('sha256', secret).update(`postbote-verp-v1\n${id}\n${domain}`).digest();
+  const digest = hmacSha256(secret, `postbote-verp-v1\n${id}\n${domain}`);
   let out = '';
   let bits = 0;
   let value = 0;

@@ -1,6 +1,7 @@
-import { createHmac, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Audit } from '../audit/audit.ts';
 import { loadBounceSecret } from '../bounces/verp.ts';
+import { hmacSha256 } from '../hmac.ts';
 import type { Store } from '../store/store.ts';
 import type { AddressExport, ErasureResult } from '../store/types.ts';
 
@@ -26,11 +27,17 @@ export class PrivacyError extends Error {
   }
 }
 
+/** The salt as an HMAC key, made once: intake hashes every recipient with it (src/hmac.ts). */
+const saltKeys = new Map<string, Buffer>();
+
 /** The token an erased address is kept as: `sha256:` + 32 hex digits of HMAC-SHA256(salt, address). */
 export function addressToken(salt: string, address: string): string {
-  return (
-    ERASED_PREFIX + createHmac('sha256', salt).update(address.trim().toLowerCase()).digest('hex').slice(0, 32)
-  );
+  let key = saltKeys.get(salt);
+  if (!key) {
+    key = Buffer.from(salt, 'utf8');
+    if (saltKeys.size < 16) saltKeys.set(salt, key);
+  }
+  return ERASED_PREFIX + hmacSha256(key, address.trim().toLowerCase()).toString('hex').slice(0, 32);
 }
 
 /** An address as the export and erasure take it: trimmed, lower case, plausibly an address. */
@@ -130,5 +137,5 @@ export function logPrivacy(config: {
 }): { hashRecipients?: Buffer } {
   if (!config.log.hash_recipients) return {};
   const secret = loadBounceSecret(config.data_dir, config.bounces.secret);
-  return { hashRecipients: createHmac('sha256', secret).update('postbote-log-recipients-v1').digest() };
+  return { hashRecipients: hmacSha256(secret, 'postbote-log-recipients-v1') };
 }
