@@ -7,7 +7,7 @@ export function registerGc(program: Command, globals: () => GlobalOptions): void
   program
     .command('gc')
     .description(
-      'apply the retention policy now: delete finished messages (and traffic shaping events) older than retention.metadata and the bodies of those older than retention.bodies',
+      'apply the retention policy now: delete finished messages (and traffic shaping events, webhook deliveries, events about no message) older than retention.metadata and the bodies of those older than retention.bodies',
     )
     .option('--json', 'print JSON')
     .action(async (opts: { json?: boolean }) => {
@@ -19,6 +19,7 @@ export function registerGc(program: Command, globals: () => GlobalOptions): void
           messages: result.messages,
           bodies: result.bodies,
           shapingEvents: result.shapingEvents,
+          eventLog: result.eventLog,
           messagesReceivedBefore: iso(now - metadataMs),
           bodiesReceivedBefore: iso(now - bodiesMs),
           durationMs: Date.now() - now,
@@ -30,7 +31,8 @@ export function registerGc(program: Command, globals: () => GlobalOptions): void
         process.stdout.write(
           `${row.messages} message(s) deleted with their recipients and events: finished and received before ${row.messagesReceivedBefore} (retention.metadata ${formatDuration(metadataMs)})\n` +
             `${row.bodies} message body(ies) deleted: finished and received before ${row.bodiesReceivedBefore} (retention.bodies ${formatDuration(bodiesMs)})\n` +
-            `${row.shapingEvents} traffic shaping event(s) deleted: ended before ${row.messagesReceivedBefore} (retention.metadata)\n`,
+            `${row.shapingEvents} traffic shaping event(s) deleted: ended before ${row.messagesReceivedBefore} (retention.metadata)\n` +
+            `${row.eventLog} webhook attempt(s) and batch(es) and event(s) about no message deleted: before ${row.messagesReceivedBefore} (retention.metadata)\n`,
         );
       });
     });

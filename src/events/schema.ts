@@ -11,8 +11,9 @@ import type { EnrichedEventRow, EventType } from '../store/types.ts';
  * - `delivering` is a recipient state, never an event.
  *
  * Types beyond the issue's list that exist internally are public too: `dsn_sent` (a delivery
- * status notification went back to the sender) and `webhook_disabled` (an endpoint failed for a
- * day or answered 410).
+ * status notification went back to the sender), `webhook_disabled` (an endpoint failed for a
+ * day or answered 410), `account_warned` (the reputation guard's warn threshold: guard/) and
+ * `content_warning` (the built-in or rspamd content checks found something: content/).
  */
 export const PUBLIC_EVENT_TYPES = [
   'accepted',
@@ -31,6 +32,8 @@ export const PUBLIC_EVENT_TYPES = [
   'domain_status_changed',
   'account_paused',
   'account_resumed',
+  'account_warned',
+  'content_warning',
   'dsn_sent',
   'webhook_disabled',
 ] as const;

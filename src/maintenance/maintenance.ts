@@ -83,7 +83,8 @@ export async function startMaintenance(deps: {
             now,
             { signal },
           );
-          return result.bodies + result.messages + result.shapingEvents > 0 || !result.complete
+          return result.bodies + result.messages + result.shapingEvents + result.eventLog > 0 ||
+            !result.complete
             ? { ...result }
             : undefined;
         },

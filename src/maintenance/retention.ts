@@ -27,11 +27,16 @@ export interface RetentionResult {
   messages: number;
   /** Traffic shaping events deleted (Store.purgeShapingEvents). */
   shapingEvents: number;
+  /** Webhook attempts and batches, and events about no message, deleted (Store.purgeEventLog). */
+  eventLog: number;
   /** False when `signal` stopped the run before everything due was deleted. */
   complete: boolean;
 }
 
-export type RetentionStore = Pick<Store, 'purgeBodies' | 'purgeMessages' | 'purgeShapingEvents'> &
+export type RetentionStore = Pick<
+  Store,
+  'purgeBodies' | 'purgeMessages' | 'purgeShapingEvents' | 'purgeEventLog'
+> &
   Partial<Pick<Store, 'listAccountRetention'>>;
 
 // A batch holds the SQLite write lock for its transaction: 500 messages (20 KB bodies, two
@@ -44,7 +49,8 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
  * Applies the retention policy as of `now`: first deletes finished messages older than
  * `metadataMs` (so their bodies are not deleted one step earlier for nothing), then the bodies of
  * finished messages older than `bodiesMs`, then traffic shaping events that ended more than
- * `metadataMs` ago. Runs batch after batch until a batch comes back short,
+ * `metadataMs` ago, then webhook attempts, finished webhook batches and events about no message
+ * older than `metadataMs`. Runs batch after batch until a batch comes back short,
  * yielding between batches; never touches a message with a recipient still waiting for delivery.
  * Safe to run on several nodes at once (each batch is its own transaction), though the cluster
  * runs it on its elected node only.
@@ -107,5 +113,18 @@ export async function runRetention(
   const shapingEvents = await drain((limit) =>
     store.purgeShapingEvents({ before: now - policy.metadataMs, limit }),
   );
-  return { bodies, messages, shapingEvents, complete };
+  // Webhook deliveries and message-less events, on the metadata terms of their account.
+  let eventLog = await drain((limit) =>
+    store.purgeEventLog({ before: now - policy.metadataMs, limit, ...except(ownMetadata) }),
+  );
+  for (const r of ownMetadata) {
+    eventLog += await drain((limit) =>
+      store.purgeEventLog({
+        before: now - (r.metadataMs ?? policy.metadataMs),
+        limit,
+        accountId: r.accountId,
+      }),
+    );
+  }
+  return { bodies, messages, shapingEvents, eventLog, complete };
 }

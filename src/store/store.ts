@@ -199,6 +199,12 @@ export interface Store {
    * nothing still in force loses its event. Returns how many it deleted.
    */
   purgeShapingEvents(batch: PurgeBatch): Promise<number>;
+  /**
+   * Deletes up to `limit` of each, older than `before`: webhook delivery attempts, finished
+   * webhook batches (their bodies hold events) and events about no message (domain status,
+   * guard, webhooks), the last two within the batch's account scope. Returns how many in all.
+   */
+  purgeEventLog(batch: PurgeBatch): Promise<number>;
 
   // templates (templates/templates.ts). Versions are never changed: an update adds one.
   /** Stores a template with its version 1; undefined when the account has a live template with that alias. */

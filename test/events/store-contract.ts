@@ -242,5 +242,67 @@ export function eventsStoreContract(
         );
       });
     });
+
+    it('purgeEventLog: old attempts, finished batches and message-less events go, by account scope', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        const b = await account(store, 'b');
+        const wa = endpoint(a);
+        const wb = endpoint(b);
+        await store.createWebhook(wa);
+        await store.createWebhook(wb);
+        const aged = (x: WebhookBatch, at: number): WebhookBatch => ({ ...x, createdAt: at, updatedAt: at });
+        await store.enqueueWebhookBatches([
+          aged(batch(wa, 'old-done', T0), T0 - 100),
+          aged(batch(wa, 'old-pending', T0), T0 - 100),
+          aged(batch(wa, 'new-done', T0), T0 + 100),
+          aged(batch(wb, 'b-old-done', T0), T0 - 100),
+        ]);
+        const done = { state: 'delivered' as const, attempts: 1, nextAttemptAt: T0, lastError: '' };
+        for (const [id, webhookId, at] of [
+          ['old-done', wa.id, T0 - 100],
+          ['new-done', wa.id, T0 + 100],
+          ['b-old-done', wb.id, T0 - 100],
+        ] as const) {
+          await store.recordWebhookAttempt(
+            { batchId: id, webhookId, at, status: 200, error: '', durationMs: 1 },
+            done,
+          );
+        }
+        const domainEvent = (accountId: string, at: number) => ({
+          at,
+          type: 'domain_status_changed' as const,
+          accountId,
+          data: { domain: 'shop.test' },
+        });
+        await store.appendEvents([
+          domainEvent(a, T0 - 100),
+          domainEvent(a, T0 + 100),
+          domainEvent(b, T0 - 100),
+        ]);
+
+        // Account b has its own (longer) retention: the default pass leaves it alone.
+        assert.equal(await store.purgeEventLog({ before: T0, limit: 10, exceptAccountIds: [b] }), 4);
+        assert.deepEqual(
+          (await store.listWebhookBatches(wa.id, 10)).map((x) => x.id).sort(),
+          ['new-done', 'old-pending'],
+          'a pending batch stays whatever its age',
+        );
+        assert.deepEqual(
+          (await store.listWebhookAttempts(wa.id, 10)).map((x) => x.batchId),
+          ['new-done'],
+        );
+        assert.deepEqual(
+          (await store.listWebhookBatches(wb.id, 10)).map((x) => x.id),
+          ['b-old-done'],
+        );
+        const left = async (accountId: string) =>
+          (await store.listEvents({ accountId, limit: 10 })).map((e) => e.at);
+        assert.deepEqual(await left(a), [T0 + 100]);
+        assert.deepEqual(await left(b), [T0 - 100]);
+        assert.equal(await store.purgeEventLog({ before: T0, limit: 10, accountId: b }), 2);
+        assert.deepEqual(await left(b), []);
+      });
+    });
   });
 }

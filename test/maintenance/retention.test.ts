@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { describe, it } from 'node:test';
 import { type RetentionStore, runRetention } from '../../src/maintenance/retention.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
@@ -11,10 +12,10 @@ const DAY = 86_400_000;
 const policy = { bodiesMs: 7 * DAY, metadataMs: 90 * DAY };
 
 /** A store with `due` messages, bodies and shaping events to delete, recording every call. */
-function fakeStore(due: { messages: number; bodies: number; shaping?: number }) {
+function fakeStore(due: { messages: number; bodies: number; shaping?: number; log?: number }) {
   const calls: string[] = [];
-  const left = { shaping: 0, ...due };
-  const take = (kind: 'messages' | 'bodies' | 'shaping', batch: PurgeBatch): number => {
+  const left = { shaping: 0, log: 0, ...due };
+  const take = (kind: 'messages' | 'bodies' | 'shaping' | 'log', batch: PurgeBatch): number => {
     const n = Math.min(left[kind], batch.limit);
     left[kind] -= n;
     calls.push(`${kind} before=${(T0 - batch.before) / DAY}d limit=${batch.limit} -> ${n}`);
@@ -24,15 +25,16 @@ function fakeStore(due: { messages: number; bodies: number; shaping?: number }) 
     purgeMessages: async (batch) => take('messages', batch),
     purgeBodies: async (batch) => take('bodies', batch),
     purgeShapingEvents: async (batch) => take('shaping', batch),
+    purgeEventLog: async (batch) => take('log', batch),
   };
   return { store, calls };
 }
 
 describe('runRetention', () => {
-  it('deletes old messages first, then old bodies, then old shaping events, in batches until one comes back short', async () => {
-    const { store, calls } = fakeStore({ messages: 5, bodies: 4, shaping: 1 });
+  it('deletes old messages first, then old bodies, then old shaping events and the event log, in batches until one comes back short', async () => {
+    const { store, calls } = fakeStore({ messages: 5, bodies: 4, shaping: 1, log: 3 });
     const result = await runRetention(store, policy, T0, { batchSize: 2 });
-    assert.deepEqual(result, { messages: 5, bodies: 4, shapingEvents: 1, complete: true });
+    assert.deepEqual(result, { messages: 5, bodies: 4, shapingEvents: 1, eventLog: 3, complete: true });
     assert.deepEqual(calls, [
       'messages before=90d limit=2 -> 2',
       'messages before=90d limit=2 -> 2',
@@ -41,6 +43,8 @@ describe('runRetention', () => {
       'bodies before=7d limit=2 -> 2',
       'bodies before=7d limit=2 -> 0',
       'shaping before=90d limit=2 -> 1',
+      'log before=90d limit=2 -> 2',
+      'log before=90d limit=2 -> 1',
     ]);
   });
 
@@ -65,7 +69,7 @@ describe('runRetention', () => {
         if (calls.length === 2) controller.abort();
       },
     });
-    assert.deepEqual(result, { messages: 6, bodies: 0, shapingEvents: 0, complete: false });
+    assert.deepEqual(result, { messages: 6, bodies: 0, shapingEvents: 0, eventLog: 0, complete: false });
     assert.equal(calls.length, 2);
   });
 
@@ -83,6 +87,9 @@ describe('runRetention', () => {
       const at = (daysAgo: number) =>
         sampleMessage('a1', [`r${daysAgo}@one.test`], { receivedAt: T0 - daysAgo * DAY });
       const ancient = [100, 120, 91].map(at);
+      // A tagged one: its events' rows in the event log's tag index go with it.
+      const tagged = ancient[0];
+      if (tagged) tagged.tags = ['newsletter', 'nov'];
       const old = [8, 30, 60, 89].map(at);
       const recent = at(6);
       const waiting = at(200);
@@ -103,8 +110,17 @@ describe('runRetention', () => {
         throttle(T0 - 10 * DAY, T0 - 10 * DAY + 1_800_000),
       ]);
 
+      // Events about no message (a domain's status): one of 100 days ago goes, one of 10 stays.
+      const domainEvent = (daysAgo: number) => ({
+        at: T0 - daysAgo * DAY,
+        type: 'domain_status_changed' as const,
+        accountId: 'a1',
+        data: { domain: 'shop.test' },
+      });
+      await store.appendEvents([domainEvent(100), domainEvent(10)]);
+
       const result = await runRetention(store, policy, T0, { batchSize: 2 });
-      assert.deepEqual(result, { messages: 3, bodies: 4, shapingEvents: 1, complete: true });
+      assert.deepEqual(result, { messages: 3, bodies: 4, shapingEvents: 1, eventLog: 1, complete: true });
       for (const m of ancient) assert.equal(await store.getMessage(m.id), undefined);
       for (const m of old) assert.equal((await store.getMessage(m.id))?.bodyPurged, true);
       assert.deepEqual(await store.getBody(recent.id), recent.body);
@@ -113,8 +129,21 @@ describe('runRetention', () => {
         messages: 0,
         bodies: 0,
         shapingEvents: 0,
+        eventLog: 0,
         complete: true,
       });
+      await store.close();
+      const db = new DatabaseSync(join(dir.path, 'postbote.db'));
+      try {
+        assert.equal(db.prepare('SELECT COUNT(*) AS n FROM event_tags').get()?.n, 0, 'no tag rows left');
+        assert.equal(
+          db.prepare(`SELECT COUNT(*) AS n FROM events WHERE message_id = ''`).get()?.n,
+          1,
+          'the recent domain event stays',
+        );
+      } finally {
+        db.close();
+      }
     } finally {
       await store.close();
       dir.cleanup();

@@ -106,6 +106,8 @@ if (admin) {
             'audit_log',
             'connection_slots',
             'credentials',
+            'dashboard_sessions',
+            'dashboard_users',
             'dkim_keys',
             'domains',
             'event_cursors',

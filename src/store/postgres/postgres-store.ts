@@ -14,9 +14,9 @@ import type {
   AuditEntry,
   AuditFilter,
   Credential,
+  CredentialKind,
   DashboardSession,
   DashboardUser,
-  CredentialKind,
   DkimKey,
   DkimKeyState,
   EnrichedEventRow,
@@ -1180,6 +1180,11 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       `WITH doomed AS (
          SELECT m.id FROM messages m WHERE m.received_at < $1 AND ${FINISHED}${scope.sql}
          ORDER BY m.received_at LIMIT $2 FOR UPDATE SKIP LOCKED
+       ), tags_gone AS (
+         -- the event log's tag index (schema v12), by its key: account, each tag, the events
+         DELETE FROM event_tags t USING messages m, jsonb_array_elements_text(m.tags::jsonb) g(tag), events e
+         WHERE m.id IN (SELECT id FROM doomed) AND m.tags <> '[]' AND e.message_id = m.id
+           AND t.account_id = e.account_id AND t.tag = g.tag AND t.event_id = e.id
        ), events_gone AS (
          DELETE FROM events WHERE message_id IN (SELECT id FROM doomed)
        ), recipients_gone AS (
@@ -1190,6 +1195,33 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
        DELETE FROM messages WHERE id IN (SELECT id FROM doomed)`,
       [before, limit, ...scope.params],
     );
+  }
+
+  async purgeEventLog(batch: PurgeBatch): Promise<number> {
+    const { before, limit } = batch;
+    const scope = guardStore.purgeScope(batch, 3);
+    // See the SQLite adapter: attempts by age, finished batches and message-less events by
+    // their account's retention.
+    const [attempts, batches, events] = await Promise.all([
+      this.#run(
+        `DELETE FROM webhook_attempts WHERE id IN (
+           SELECT id FROM webhook_attempts WHERE at < $1 ORDER BY at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [before, limit],
+      ),
+      this.#run(
+        `DELETE FROM webhook_batches WHERE id IN (
+           SELECT m.id FROM webhook_batches m WHERE m.state <> 'pending' AND m.created_at < $1${scope.sql}
+           LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [before, limit, ...scope.params],
+      ),
+      this.#run(
+        `DELETE FROM events WHERE id IN (
+           SELECT m.id FROM events m WHERE m.message_id = '' AND m.at < $1${scope.sql}
+           ORDER BY m.id LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+        [before, limit, ...scope.params],
+      ),
+    ]);
+    return attempts + batches + events;
   }
 
   async purgeShapingEvents({ before, limit }: PurgeBatch): Promise<number> {

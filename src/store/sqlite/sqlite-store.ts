@@ -16,9 +16,9 @@ import type {
   AuditEntry,
   AuditFilter,
   Credential,
+  CredentialKind,
   DashboardSession,
   DashboardUser,
-  CredentialKind,
   DkimAlgorithm,
   DkimKey,
   DkimKeyState,
@@ -1242,19 +1242,59 @@ export class SqliteStore implements Store {
     const scope = guardStore.purgeScope(batch);
     return this.#queue.run(() => {
       const doomed = this.#all(
-        `SELECT m.id FROM messages m WHERE m.received_at < ? AND ${FINISHED}${scope.sql} ORDER BY m.received_at LIMIT ?`,
+        `SELECT m.id, m.account_id, m.tags FROM messages m WHERE m.received_at < ? AND ${FINISHED}${scope.sql}
+         ORDER BY m.received_at LIMIT ?`,
         before,
         ...scope.params,
         limit,
       );
       for (const r of doomed) {
         const id = String(r.id);
+        // The event log's tag index (schema v11), by its key: account, each of the message's tags.
+        for (const tag of parse<string[]>(r.tags ?? '[]')) {
+          this.#run(
+            'DELETE FROM event_tags WHERE account_id = ? AND tag = ? AND event_id IN (SELECT id FROM events WHERE message_id = ?)',
+            String(r.account_id),
+            tag,
+            id,
+          );
+        }
         this.#run('DELETE FROM events WHERE message_id = ?', id);
         this.#run('DELETE FROM recipients WHERE message_id = ?', id);
         this.#run('DELETE FROM message_variants WHERE message_id = ?', id);
         this.#run('DELETE FROM messages WHERE id = ?', id);
       }
       return doomed.length;
+    });
+  }
+
+  async purgeEventLog(batch: PurgeBatch): Promise<number> {
+    const { before, limit } = batch;
+    const scope = guardStore.purgeScope(batch);
+    return this.#queue.run(() => {
+      // Attempts name no address (status, error, timing): one global age for them.
+      let n = this.#run(
+        'DELETE FROM webhook_attempts WHERE id IN (SELECT id FROM webhook_attempts WHERE at < ? ORDER BY at LIMIT ?)',
+        before,
+        limit,
+      );
+      // A batch's body holds its events (addresses, metadata): by its account's retention.
+      n += this.#run(
+        `DELETE FROM webhook_batches WHERE id IN (
+           SELECT m.id FROM webhook_batches m WHERE m.state <> 'pending' AND m.created_at < ?${scope.sql} LIMIT ?)`,
+        before,
+        ...scope.params,
+        limit,
+      );
+      // Events about no message (domains, the guard, webhooks): purgeMessages never reaches them.
+      n += this.#run(
+        `DELETE FROM events WHERE id IN (
+           SELECT m.id FROM events m WHERE m.message_id = '' AND m.at < ?${scope.sql} ORDER BY m.id LIMIT ?)`,
+        before,
+        ...scope.params,
+        limit,
+      );
+      return n;
     });
   }
 

@@ -53,6 +53,7 @@ const METHODS = [
   'purgeBodies',
   'purgeMessages',
   'purgeShapingEvents',
+  'purgeEventLog',
   'recordShapingEvents',
   'activeShaping',
   'createTemplate',
