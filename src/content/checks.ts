@@ -55,8 +55,14 @@ function headerBlock(raw: Buffer): string {
   return end < 0 ? text : text.slice(0, end);
 }
 
-function hasField(block: string, name: string): boolean {
-  return new RegExp(`(^|\\n)${name}[ \\t]*:`, 'i').test(block);
+const FIELD = {
+  'message-id': /(^|\n)message-id[ \t]*:/i,
+  date: /(^|\n)date[ \t]*:/i,
+  'list-unsubscribe': /(^|\n)list-unsubscribe[ \t]*:/i,
+} as const;
+
+function hasField(block: string, name: keyof typeof FIELD): boolean {
+  return FIELD[name].test(block);
 }
 
 function decodedSize(part: MimePart): number {
@@ -88,7 +94,8 @@ export function builtInChecks(input: BuiltInInput): ContentFinding[] {
   const { root } = parseMime(input.raw.toString('latin1'));
   let html = false;
   let text = false;
-  let offersUnsubscribe = hasField(headerBlock(input.raw), 'list-unsubscribe');
+  // Only broadcast mail needs an unsubscribe offer: transactional text is not scanned for one.
+  let offersUnsubscribe = input.kind !== 'broadcast' || hasField(headerBlock(input.raw), 'list-unsubscribe');
   for (const part of walkParts(root)) {
     const disposition = (fieldValue(part.headers, 'content-disposition') ?? '').toLowerCase();
     const attachment = disposition.startsWith('attachment');
