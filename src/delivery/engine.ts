@@ -264,24 +264,34 @@ export async function startDeliveryEngine(deps: {
   // Heartbeats: `postbote cluster status` shows which nodes are alive and what they do.
   const openConnections = (): number => pool.stats().reduce((n, key) => n + key.open, 0);
   const beat = (): void => {
-    store
-      .heartbeat(
-        {
-          id: config.node_id,
-          startedAt,
-          info: {
-            ...scheduler.stats(),
-            connections: openConnections(),
-            sites: connectionsBySite(pool.stats()),
-            // Routing state for `queue summary`: warm-up counts and route health, this node's.
-            warmup: router.capsStatus(clock()),
-            routes: router.failover.status(clock()).filter((r) => r.state !== 'up'),
-            leader: maintenance.isLeader(),
-            hostname: config.hostname,
-            metrics: deliveryMetrics.snapshot(),
+    // The elected node runs the webhook dispatcher: its backlog goes to /metrics with the beat.
+    const backlog = maintenance.isLeader()
+      ? store.webhookBacklog().catch((err: unknown) => {
+          logger.warn({ err }, 'could not read the webhook backlog');
+          return undefined;
+        })
+      : Promise.resolve(undefined);
+    backlog
+      .then((webhooks) =>
+        store.heartbeat(
+          {
+            id: config.node_id,
+            startedAt,
+            info: {
+              ...scheduler.stats(),
+              connections: openConnections(),
+              sites: connectionsBySite(pool.stats()),
+              // Routing state for `queue summary`: warm-up counts and route health, this node's.
+              warmup: router.capsStatus(clock()),
+              routes: router.failover.status(clock()).filter((r) => r.state !== 'up'),
+              leader: maintenance.isLeader(),
+              hostname: config.hostname,
+              metrics: deliveryMetrics.snapshot(),
+              ...(webhooks ? { webhookBacklog: webhooks.events, webhookBatches: webhooks.batches } : {}),
+            },
           },
-        },
-        clock(),
+          clock(),
+        ),
       )
       .catch((err: unknown) => logger.warn({ err }, 'could not record the node heartbeat'));
   };

@@ -443,6 +443,8 @@ export interface Store {
   ): Promise<void>;
   /** Marks a webhook's pending batches failed (it was disabled); returns how many. */
   failWebhookBatches(webhookId: string, reason: string, now: number): Promise<number>;
+  /** What the dispatcher still has to deliver: pending batches and the events they carry (metrics). */
+  webhookBacklog(): Promise<{ batches: number; events: number }>;
   /** A webhook's latest attempts, newest first. */
   listWebhookAttempts(webhookId: string, limit: number): Promise<WebhookAttempt[]>;
   /** A webhook's latest batches (without their bodies' content when `withBody` is false), newest first. */

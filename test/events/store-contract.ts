@@ -281,6 +281,7 @@ export function eventsStoreContract(
           domainEvent(b, T0 - 100),
         ]);
 
+        assert.deepEqual(await store.webhookBacklog(), { batches: 1, events: 2 }, 'the one pending batch');
         // Account b has its own (longer) retention: the default pass leaves it alone.
         assert.equal(await store.purgeEventLog({ before: T0, limit: 10, exceptAccountIds: [b] }), 4);
         assert.deepEqual(

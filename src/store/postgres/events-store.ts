@@ -292,6 +292,14 @@ export async function dueWebhookBatches(db: PgQueries, now: number, limit: numbe
   return rows.map(toWebhookBatch);
 }
 
+export async function webhookBacklog(db: PgQueries): Promise<{ batches: number; events: number }> {
+  const rows = await db.all(
+    `SELECT COUNT(*) AS batches, COALESCE(SUM(count), 0) AS events FROM webhook_batches WHERE state = 'pending'`,
+    [],
+  );
+  return { batches: Number(rows[0]?.batches ?? 0), events: Number(rows[0]?.events ?? 0) };
+}
+
 export async function recordWebhookAttempt(
   db: PgQueries,
   attempt: Omit<WebhookAttempt, 'id'>,

@@ -2015,6 +2015,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async getDashboardUser(id: string): Promise<DashboardUser | undefined> {
+  webhookBacklog(): Promise<{ batches: number; events: number }> {
+    return pgEvents.webhookBacklog(this.#events);
+  }
+
     return dashboardStore.getUser(this.#pool, id);
   }
 

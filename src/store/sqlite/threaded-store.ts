@@ -106,6 +106,7 @@ const METHODS = [
   'enqueueWebhookBatches',
   'dueWebhookBatches',
   'recordWebhookAttempt',
+  'webhookBacklog',
   'failWebhookBatches',
   'listWebhookAttempts',
   'listWebhookBatches',
