@@ -1990,6 +1990,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return pgEvents.dueWebhookBatches(this.#events, now, limit);
   }
 
+  webhookBacklog(): Promise<{ batches: number; events: number }> {
+    return pgEvents.webhookBacklog(this.#events);
+  }
+
   recordWebhookAttempt(
     attempt: Omit<WebhookAttempt, 'id'>,
     batch: Pick<WebhookBatch, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError'>,
@@ -2015,10 +2019,6 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async getDashboardUser(id: string): Promise<DashboardUser | undefined> {
-  webhookBacklog(): Promise<{ batches: number; events: number }> {
-    return pgEvents.webhookBacklog(this.#events);
-  }
-
     return dashboardStore.getUser(this.#pool, id);
   }
 

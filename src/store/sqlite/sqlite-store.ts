@@ -2247,6 +2247,13 @@ export class SqliteStore implements Store {
     ).map(toWebhookBatch);
   }
 
+  async webhookBacklog(): Promise<{ batches: number; events: number }> {
+    const r = this.#get(
+      `SELECT COUNT(*) AS batches, COALESCE(SUM(count), 0) AS events FROM webhook_batches WHERE state = 'pending'`,
+    );
+    return { batches: Number(r?.batches ?? 0), events: Number(r?.events ?? 0) };
+  }
+
   async recordWebhookAttempt(
     attempt: Omit<WebhookAttempt, 'id'>,
     batch: Pick<WebhookBatch, 'state' | 'attempts' | 'nextAttemptAt' | 'lastError'>,
@@ -2280,13 +2287,6 @@ export class SqliteStore implements Store {
       reason,
       now,
       webhookId,
-  async webhookBacklog(): Promise<{ batches: number; events: number }> {
-    const r = this.#get(
-      `SELECT COUNT(*) AS batches, COALESCE(SUM(count), 0) AS events FROM webhook_batches WHERE state = 'pending'`,
-    );
-    return { batches: Number(r?.batches ?? 0), events: Number(r?.events ?? 0) };
-  }
-
     );
   }
 
