@@ -154,8 +154,18 @@ export async function startPostbote(
       keyFile: config.smtp.tls.key,
       dataDir: config.data_dir,
       hostname: config.hostname,
+      logger,
     });
     cleanups.push(() => certificate.close());
+    // SIGHUP re-reads the certificate at once (after a renewal), without waiting for the poll;
+    // the listener also keeps node's default for SIGHUP (exit) from applying.
+    const onHangup = (): void => {
+      certificate.reload();
+    };
+    process.on('SIGHUP', onHangup);
+    cleanups.push(() => {
+      process.off('SIGHUP', onHangup);
+    });
     const authenticator = new Authenticator({
       store,
       clock,
