@@ -108,6 +108,37 @@ export function registerDomainRoutes(
     },
   );
 
+  app.post(
+    '/v1/domains/:domain/rotate-dkim',
+    documented({
+      tags,
+      summary:
+        'Start a DKIM key rotation: a new selector signs beside the current one; publish its record (in the answer) and the next check makes it the key',
+      security,
+      params: byName,
+      response: { '4xx': errorSchema },
+    }),
+    async (request) => {
+      const principal = await authorize(keys, request, 'admin');
+      const { domain } = request.params as { domain: string };
+      const view = await domains.get(domain, principal.accountId);
+      const pending = await domains.rotate(view);
+      await recordAudit(deps.store, {
+        actor: credentialActor(principal.credentialId),
+        accountId: principal.accountId,
+        action: 'domain.rotate_dkim',
+        target: view.domain.domain,
+        details: { selectors: pending.map((k) => k.selector) },
+      });
+      const fresh = await domains.get(domain, principal.accountId);
+      return {
+        ...domainBody(fresh),
+        ...(await records(fresh)),
+        rotated: pending.map((k) => ({ selector: k.selector, algorithm: k.algorithm, state: k.state })),
+      };
+    },
+  );
+
   app.delete(
     '/v1/domains/:domain',
     documented({ tags, summary: 'Remove a sending domain and its keys', security, params: byName }),

@@ -28,8 +28,10 @@ import { registerMessageRoutes } from './messages.ts';
 import { type OperationsDeps, registerOperationsRoutes } from './metrics.ts';
 import { registerPostmarkRoutes } from './postmark.ts';
 import { registerPrivacyRoutes } from './privacy.ts';
+import { registerQueueRoutes } from './queue.ts';
 import { createSendApi, type KeyGate } from './send-api.ts';
 import { registerStatsRoutes } from './stats.ts';
+import { registerStreamRoutes } from './streams.ts';
 import { registerSuppressionRoutes } from './suppressions.ts';
 import { registerTemplateRoutes } from './templates.ts';
 import { registerWebhookRoutes } from './webhooks.ts';
@@ -145,6 +147,8 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   // API keys, a message's content, and the dashboard that uses them (dashboard/).
   registerKeyRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerMessageContentRoutes(app, { store: deps.store, keys: deps.keys });
+  registerQueueRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
+  registerStreamRoutes(app, { store: deps.store, keys: deps.keys });
   if (deps.dashboard) registerDashboard(app, deps.dashboard);
   if (deps.webhooks) {
     registerWebhookRoutes(app, {

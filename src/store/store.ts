@@ -156,14 +156,21 @@ export interface Store {
   listMessages(filter: MessageFilter): Promise<MessageSummary[]>;
   getRecipients(messageId: string): Promise<RecipientRow[]>;
   getEvents(messageId: string): Promise<EventRow[]>;
-  queueSummary(now: number): Promise<QueueDomainSummary[]>;
+  /** Waiting and delivering recipients by domain; `accountId`: that account's only (the API). */
+  queueSummary(now: number, accountId?: string): Promise<QueueDomainSummary[]>;
   /**
    * Waiting and delivering recipients by the site of their last attempt (Outcome.site), most
-   * recipients first; ready = due at `now`, scheduled = due later.
+   * recipients first; ready = due at `now`, scheduled = due later. `accountId`: that account's only.
    */
-  queueSiteSummary(now: number): Promise<QueueSiteSummary[]>;
+  queueSiteSummary(now: number, accountId?: string): Promise<QueueSiteSummary[]>;
   /** Makes matching queued/deferred recipients due now, and releases held ones; returns how many. */
   retryNow(selector: QueueSelector, now: number): Promise<number>;
+  /**
+   * Holds matching queued/deferred recipients (state held, hold reason `operator`, a `held` event
+   * with `reason` as its details) until retryNow releases them; in-flight ones are not touched.
+   * Returns how many.
+   */
+  hold(selector: QueueSelector, now: number, reason?: string): Promise<number>;
   /** Cancels matching recipients that are not final; returns how many. `reason` goes on their events. */
   cancel(selector: QueueSelector, now: number, reason?: string): Promise<number>;
   /** Counts by recipient state (health, metrics, tests). */

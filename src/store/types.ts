@@ -510,6 +510,8 @@ export interface ShapingEventRow extends Required<NewShapingEvent> {
 
 /** The reason recorded on the `cancelled` event when the caller gives none. */
 export const CANCEL_REASON = 'deleted from the queue by an operator';
+/** The `details` of the held event when an operator holds mail (Store.hold). */
+export const HOLD_REASON = 'held by an operator';
 
 export interface QueueSelector {
   messageId?: string;
@@ -846,7 +848,8 @@ export interface WebhookAttempt {
 // ---- Reputation guard, audit trail, per-account retention, privacy (guard/, audit/, privacy/) ----
 
 /** Why a recipient is `held` (NewRecipient.held): its account or stream is paused, or a content check held it. */
-export type HoldReason = 'paused' | 'content';
+/** paused: the guard or a pause; content: content checks; operator: held from the queue (Store.hold). */
+export type HoldReason = 'paused' | 'content' | 'operator';
 
 /** An audit trail entry as recorded (audit/audit.ts). */
 export interface NewAuditEntry {

@@ -72,6 +72,7 @@ import {
   copySize,
   DEFAULT_STREAM,
   FINAL_STATES,
+  HOLD_REASON,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
   STREAM_KINDS,
@@ -974,9 +975,11 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     );
   }
 
-  async queueSummary(now: number): Promise<QueueDomainSummary[]> {
+  async queueSummary(now: number, accountId?: string): Promise<QueueDomainSummary[]> {
     const hourAgo = now - 3_600_000;
     const dayAgo = now - 86_400_000;
+    // $3 / $1 is the account when one is asked for (the API's view of its own mail).
+    const only = accountId === undefined ? '' : ' AND account_id = $3';
     const rows = await this.#all(
       `SELECT domain,
          count(*) FILTER (WHERE state = 'queued') AS queued,
@@ -986,9 +989,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          count(*) FILTER (WHERE created_at > $1) AS under_hour,
          count(*) FILTER (WHERE created_at <= $1 AND created_at > $2) AS under_day,
          count(*) FILTER (WHERE created_at <= $2) AS older
-       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')${only}
        GROUP BY domain ORDER BY count(*) DESC, domain`,
-      [hourAgo, dayAgo],
+      accountId === undefined ? [hourAgo, dayAgo] : [hourAgo, dayAgo, accountId],
     );
     // The three most common last replies of each domain's deferred recipients.
     const reasons = await this.#all(
@@ -996,9 +999,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          SELECT domain, last_code, last_enhanced, last_text, count(*) AS n,
            row_number() OVER (PARTITION BY domain ORDER BY count(*) DESC, last_code, last_enhanced, last_text)
              AS rank
-         FROM recipients WHERE state = 'deferred' AND last_code IS NOT NULL
+         FROM recipients WHERE state = 'deferred' AND last_code IS NOT NULL${only.replace('$3', '$1')}
          GROUP BY domain, last_code, last_enhanced, last_text) x
        WHERE rank <= 3 ORDER BY domain, rank`,
+      accountId === undefined ? [] : [accountId],
     );
     return rows.map((r) => ({
       domain: String(r.domain),
@@ -1013,34 +1017,37 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     }));
   }
 
-  async queueSiteSummary(now: number): Promise<QueueSiteSummary[]> {
+  async queueSiteSummary(now: number, accountId?: string): Promise<QueueSiteSummary[]> {
+    const only = (n: number) => (accountId === undefined ? '' : ` AND account_id = $${n}`);
+    const of = accountId === undefined ? [] : [accountId];
     const rows = await this.#all(
       `SELECT last_site,
          count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1) AS ready,
          count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at > $1) AS scheduled,
          count(*) FILTER (WHERE state = 'delivering') AS delivering,
          MIN(created_at) AS oldest, count(DISTINCT domain) AS domains
-       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')${only(2)}
        GROUP BY last_site ORDER BY count(*) DESC, last_site`,
-      [now],
+      [now, ...of],
     );
     // The three most common last replies of each site's deferred recipients.
     const reasons = await this.#all(
       `SELECT last_site, last_code, last_enhanced, last_text, n FROM (
          SELECT last_site, last_code, last_enhanced, last_text, count(*) AS n,
            row_number() OVER (PARTITION BY last_site ORDER BY count(*) DESC, last_code, last_text) AS rank
-         FROM recipients WHERE state = 'deferred' AND last_code IS NOT NULL
+         FROM recipients WHERE state = 'deferred' AND last_code IS NOT NULL${only(1)}
          GROUP BY last_site, last_code, last_enhanced, last_text) x
        WHERE rank <= 3 ORDER BY last_site, rank`,
+      of,
     );
     const bySource = await this.#all(
       `SELECT last_site, last_source,
          count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at <= $1) AS ready,
          count(*) FILTER (WHERE state IN ('queued', 'deferred') AND next_attempt_at > $1) AS scheduled,
          count(*) FILTER (WHERE state = 'delivering') AS delivering
-       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')${only(2)}
        GROUP BY last_site, last_source ORDER BY last_site, last_source`,
-      [now],
+      [now, ...of],
     );
     return rows.map((r) => ({
       site: String(r.last_site),
@@ -1127,6 +1134,24 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     const n = num(r?.n ?? 0);
     if (n > 0) this.#notifyDue();
     return n;
+  }
+
+  async hold(selector: QueueSelector, now: number, reason = HOLD_REASON): Promise<number> {
+    const values: unknown[] = [now, json({ reason: 'operator', details: reason })];
+    const sql = this.#selectorWhere(selector, values);
+    const r = await this.#get(
+      `WITH changed AS (
+         UPDATE recipients SET state = 'held', hold_reason = 'operator', updated_at = $1
+         WHERE state IN ('queued', 'deferred') AND ${sql}
+         RETURNING id, message_id, account_id, address
+       ), logged AS (
+         INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+         SELECT $1, 'held', message_id, id, account_id, address, $2::jsonb FROM changed ORDER BY id
+       )
+       SELECT count(*) AS n FROM changed`,
+      values,
+    );
+    return num(r?.n ?? 0);
   }
 
   async cancel(selector: QueueSelector, now: number, reason = CANCEL_REASON): Promise<number> {

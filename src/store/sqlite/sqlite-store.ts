@@ -80,6 +80,7 @@ import {
   DEFAULT_STREAM,
   EVENT_WRITE_SLACK_MS,
   FINAL_STATES,
+  HOLD_REASON,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
   STREAM_KINDS,
@@ -1024,24 +1025,27 @@ export class SqliteStore implements Store {
     return this.#all('SELECT * FROM events WHERE message_id = ? ORDER BY id', messageId).map(toEvent);
   }
 
-  async queueSummary(now: number): Promise<QueueDomainSummary[]> {
+  async queueSummary(now: number, accountId?: string): Promise<QueueDomainSummary[]> {
+    const [only, of] = accountId === undefined ? ['', []] : [' AND account_id = ?', [accountId]];
     const rows = this.#all(
       `SELECT domain,
          SUM(state = 'queued') AS queued, SUM(state = 'deferred') AS deferred, SUM(state = 'delivering') AS delivering,
          MIN(created_at) AS oldest,
          SUM(created_at > ?) AS under_hour, SUM(created_at <= ? AND created_at > ?) AS under_day,
          SUM(created_at <= ?) AS older
-       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')${only}
        GROUP BY domain ORDER BY COUNT(*) DESC, domain`,
       now - 3_600_000,
       now - 3_600_000,
       now - 86_400_000,
       now - 86_400_000,
+      ...of,
     );
     const reasons = this.#all(
       `SELECT domain, last_code, last_enhanced, last_text, COUNT(*) AS n FROM recipients
-       WHERE state = 'deferred' AND last_code IS NOT NULL
+       WHERE state = 'deferred' AND last_code IS NOT NULL${only}
        GROUP BY domain, last_code, last_enhanced, last_text ORDER BY n DESC`,
+      ...of,
     );
     return rows.map((r) => ({
       domain: String(r.domain),
@@ -1057,31 +1061,35 @@ export class SqliteStore implements Store {
     }));
   }
 
-  async queueSiteSummary(now: number): Promise<QueueSiteSummary[]> {
+  async queueSiteSummary(now: number, accountId?: string): Promise<QueueSiteSummary[]> {
+    const [only, of] = accountId === undefined ? ['', []] : [' AND account_id = ?', [accountId]];
     const rows = this.#all(
       `SELECT last_site,
          SUM(state IN ('queued', 'deferred') AND next_attempt_at <= ?) AS ready,
          SUM(state IN ('queued', 'deferred') AND next_attempt_at > ?) AS scheduled,
          SUM(state = 'delivering') AS delivering, MIN(created_at) AS oldest, COUNT(DISTINCT domain) AS domains
-       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')${only}
        GROUP BY last_site ORDER BY COUNT(*) DESC, last_site`,
       now,
       now,
+      ...of,
     );
     const reasons = this.#all(
       `SELECT last_site, last_code, last_enhanced, last_text, COUNT(*) AS n FROM recipients
-       WHERE state = 'deferred' AND last_code IS NOT NULL
+       WHERE state = 'deferred' AND last_code IS NOT NULL${only}
        GROUP BY last_site, last_code, last_enhanced, last_text ORDER BY n DESC, last_code, last_text`,
+      ...of,
     );
     const bySource = this.#all(
       `SELECT last_site, last_source,
          SUM(state IN ('queued', 'deferred') AND next_attempt_at <= ?) AS ready,
          SUM(state IN ('queued', 'deferred') AND next_attempt_at > ?) AS scheduled,
          SUM(state = 'delivering') AS delivering
-       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')
+       FROM recipients WHERE state IN ('queued', 'deferred', 'delivering')${only}
        GROUP BY last_site, last_source ORDER BY last_site, last_source`,
       now,
       now,
+      ...of,
     );
     return rows.map((r) => ({
       site: String(r.last_site),
@@ -1179,6 +1187,31 @@ export class SqliteStore implements Store {
           {
             reason: 'retry requested by an operator',
           },
+        );
+      }
+      return rows.length;
+    });
+  }
+
+  async hold(selector: QueueSelector, now: number, reason = HOLD_REASON): Promise<number> {
+    const { sql, params } = this.#selectorWhere(selector);
+    return this.#queue.run(() => {
+      const rows = this.#all(
+        `UPDATE recipients SET state = 'held', hold_reason = 'operator', updated_at = ?
+         WHERE state IN ('queued', 'deferred') AND ${sql}
+         RETURNING id, message_id, account_id, address`,
+        now,
+        ...params,
+      );
+      for (const r of rows) {
+        this.#insertEvent(
+          now,
+          'held',
+          String(r.message_id),
+          Number(r.id),
+          String(r.account_id),
+          String(r.address),
+          { reason: 'operator', details: reason },
         );
       }
       return rows.length;

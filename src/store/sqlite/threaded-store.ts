@@ -48,6 +48,7 @@ const METHODS = [
   'queueSummary',
   'queueSiteSummary',
   'retryNow',
+  'hold',
   'cancel',
   'countByState',
   'purgeBodies',
