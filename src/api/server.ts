@@ -67,6 +67,19 @@ export interface HttpServerDeps {
   dashboard?: DashboardDeps;
 }
 
+/** One registered route: an HTTP method and its URL pattern (`/v1/messages/:id`). */
+export interface RouteEntry {
+  method: string;
+  url: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route registered on this app, in order (read by tests). */
+    routeTable: readonly RouteEntry[];
+  }
+}
+
 /**
  * The HTTP listener: the native send API (/v1), the Postmark- and Mailgun-compatible
  * endpoints, the OpenAPI document (/openapi.json) with rendered docs (/docs), and health.
@@ -78,6 +91,13 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.limits.maxRequestBytes,
   });
+  // Every route as registered (plugins included), so the hardening tests can walk all of them
+  // and fail when a route is added without authentication (test/hardening/route-auth.test.ts).
+  const routeTable: RouteEntry[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routeTable.push({ method, url: route.url });
+  });
+  app.decorate('routeTable', routeTable);
   await app.register(swagger, {
     openapi: {
       openapi: '3.1.0',

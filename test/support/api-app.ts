@@ -2,6 +2,8 @@
  * The HTTP API in-process over a real SQLite store (no delivery engine): requests go through
  * fastify's inject or a real listener, and tests read what was stored.
  */
+
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
@@ -16,6 +18,8 @@ import type { ApiScope } from '../../src/auth/scopes.ts';
 import { createSuppressions } from '../../src/bounces/suppressions.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { type ContentConfig, createScreening } from '../../src/content/screen.ts';
+import { createSessions, type Sessions } from '../../src/dashboard/sessions.ts';
+import { loadAssets } from '../../src/dashboard/static.ts';
 import type { Resolve } from '../../src/domains/checks/types.ts';
 import { createDomains } from '../../src/domains/domains.ts';
 import { createSenderGate } from '../../src/domains/sender-gate.ts';
@@ -27,6 +31,12 @@ import { createPrivacy, type Privacy } from '../../src/privacy/privacy.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import { createTemplates } from '../../src/templates/templates.ts';
+import { createMachineDetector } from '../../src/tracking/bots.ts';
+import { createEngagement } from '../../src/tracking/engagement.ts';
+import { createTrackingHosts } from '../../src/tracking/hosts.ts';
+import { trackingKey } from '../../src/tracking/token.ts';
+import { webhookSettings } from '../../src/webhooks/settings.ts';
+import { createWebhooks, type Webhooks } from '../../src/webhooks/webhooks.ts';
 import { tempDir } from './temp-dir.ts';
 
 export interface ApiApp {
@@ -42,6 +52,9 @@ export interface ApiApp {
   guard: Guard;
   audit: Audit;
   privacy: Privacy;
+  /** With `full`: the webhooks (hooks.acme.test allowed, resolving to loopback) and dashboard sessions. */
+  webhooks?: Webhooks;
+  sessions?: Sessions;
   close(): Promise<void>;
 }
 
@@ -59,6 +72,8 @@ export async function startApiApp(
     resolve?: Resolve;
     /** Content checks at intake (config `content`); absent = none. */
     content?: ContentConfig;
+    /** Every optional part as postbote.ts wires it: webhooks, tracking, the dashboard (a tiny build). */
+    full?: boolean;
   } = {},
 ): Promise<ApiApp> {
   const dir = tempDir('postbote-api-');
@@ -118,7 +133,9 @@ export async function startApiApp(
     hostname: 'relay.test',
     limits: { maxMessageBytes, maxRecipients: 50, maxAttachments: 5 },
   });
+  const full = options.full ? fullParts(store, now, dir.path, suppressions) : undefined;
   const app = await createHttpServer({
+    ...(full ? { webhooks: full.webhooks, tracking: full.tracking, dashboard: full.dashboard } : {}),
     store,
     nodeId: 'test',
     startedAt: now(),
@@ -155,6 +172,7 @@ export async function startApiApp(
   });
   await app.ready();
   return {
+    ...(full ? { webhooks: full.webhooks, sessions: full.sessions } : {}),
     app,
     store,
     path: join(dir.path, 'postbote.db'),
@@ -169,6 +187,56 @@ export async function startApiApp(
       // A test may have closed the store already (store unavailable).
       await store.close().catch(() => undefined);
       dir.cleanup();
+    },
+  };
+}
+
+/** The optional parts of the HTTP server (webhooks, tracking, dashboard) for `full`. */
+function fullParts(
+  store: Store,
+  now: () => number,
+  dir: string,
+  suppressions: ReturnType<typeof createSuppressions>,
+) {
+  const config = loadConfig({ env: {}, cwd: dir });
+  const webhooks = createWebhooks({
+    store,
+    clock: now,
+    settings: {
+      ...webhookSettings(config),
+      policy: { allowPrivate: false, allowHosts: ['hooks.acme.test', 'hooks.other.test'] },
+    },
+    lookupAll: async () => [{ address: '127.0.0.1', family: 4 }],
+  });
+  const sessions = createSessions({
+    store,
+    clock: now,
+    idleMs: 3_600_000,
+    maxMs: 86_400_000,
+    maxFailures: 50,
+    failureWindowMs: 60_000,
+    lockoutMs: 60_000,
+  });
+  // A tiny "build" of the SPA: an index and one hashed asset.
+  const web = join(dir, 'web');
+  mkdirSync(join(web, 'assets'), { recursive: true });
+  writeFileSync(join(web, 'index.html'), '<!doctype html><title>t</title>');
+  writeFileSync(join(web, 'assets', 'index-abc123.js'), 'console.log(1)');
+  const hosts = createTrackingHosts({ store, clock: now, scheme: 'http' });
+  return {
+    webhooks,
+    sessions,
+    dashboard: { store, sessions, assets: loadAssets(web), secureCookie: false },
+    tracking: {
+      engagement: createEngagement({
+        store,
+        clock: now,
+        machine: createMachineDetector({ scannerWindowMs: 2_000, machineRanges: [] }),
+        ipMode: 'full' as const,
+        suppress: (input: Parameters<typeof suppressions.suppress>[0]) => suppressions.suppress(input),
+      }),
+      hosts,
+      key: trackingKey(Buffer.alloc(32, 7)),
     },
   };
 }
