@@ -295,6 +295,24 @@ export const schema = {
       oneOf('opportunistic', 'required', 'none')(v),
     ),
     dsn: leaf('bool', true, 'Send a delivery status notification to the sender on bounce or expiry.'),
+    // MTA-STS (RFC 8461, src/delivery/mta-sts.ts): recipient domains that publish a policy in
+    // enforce mode get mail only at the MX hosts they list, over TLS with a verified certificate.
+    mta_sts: {
+      enabled: leaf(
+        'bool',
+        true,
+        'Honour MTA-STS policies of recipient domains (enforce: verified TLS to the listed MX hosts or defer; testing: log only).',
+      ),
+      fetch_timeout: leaf('duration', '10s', 'Time limit for fetching one policy over HTTPS.', positive),
+      ca_file: leaf(
+        'string',
+        '',
+        'PEM file of extra CA certificates trusted beside the system CAs for policy fetches and MX certificates under a policy (a private CA, tests).',
+      ),
+      port: leaf('int', 443, 'HTTPS port of mta-sts.<domain> (443; another only for tests).', (v: number) =>
+        v > 0 && v < 65536 ? undefined : 'must be a port number (1-65535)',
+      ),
+    },
     retry: {
       first: leaf('duration', '5m', 'First retry after a temporary failure.', positive),
       multiplier: leaf('int', 2, 'Backoff multiplier between retries.', positive),

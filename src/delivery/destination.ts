@@ -2,7 +2,9 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import { applyAddressPolicy } from '../dns/address-policy.ts';
 import { MxError, type MxLookup, resolveMxTargets } from '../dns/mx.ts';
+import { headerValue, readHeaders } from '../intake/headers.ts';
 import type { RecipientDsn, Reply, StreamKind } from '../store/types.ts';
+import { type MtaSts, mxMatches } from './mta-sts.ts';
 import type { EgressChoice, RouteDecision, Router } from './routing/router.ts';
 import type { DeliveryResult, DeliveryTarget, SessionPool, TargetHost } from './session-pool.ts';
 import type { AdaptiveShaper } from './shaping/adaptive.ts';
@@ -82,6 +84,8 @@ export interface MxDestinationOptions {
   directory?: Directory;
   /** Nodes sharing each site's message rates (a cluster paces per node): this node's share. */
   share?: () => number;
+  /** MTA-STS (RFC 8461) policies of recipient domains, applied to MX legs (delivery.mta_sts). */
+  mtaSts?: MtaSts;
   clock?: () => number;
   random?: () => number;
   logger: Logger;
@@ -110,6 +114,8 @@ interface Leg {
   implicitTls?: boolean;
   auth?: { user: string; pass: string };
   limitsSite?: Site;
+  /** An MTA-STS policy in enforce mode applies: verified TLS only, to the policy's MX hosts. */
+  mtaSts?: { domain: string; id: string };
 }
 
 /**
@@ -257,7 +263,8 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       site: leg.site,
       hosts: leg.hosts,
       port: leg.port,
-      starttls: limits?.tls ?? leg.starttls,
+      starttls: leg.mtaSts ? 'required' : (limits?.tls ?? leg.starttls),
+      ...(leg.mtaSts ? { verifyTls: true } : {}),
       source: source.name,
       ...(source.address ? { localAddress: source.address } : {}),
       ...(source.ehlo ? { ehloName: source.ehlo } : {}),
@@ -292,6 +299,14 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
     );
     if (res.connectionFailed) {
       logger.debug({ domain: request.domain, ...tag }, 'no host of the site took a session');
+      if (leg.mtaSts) {
+        // Say why plaintext or an unverified certificate was not good enough: the MTA-STS policy.
+        const why = `MTA-STS policy ${leg.mtaSts.id} of ${leg.mtaSts.domain} (enforce) requires verified TLS`;
+        res.recipients = res.recipients.map((r) => ({
+          ...r,
+          reply: { ...r.reply, text: `${why}: ${r.reply.text}` },
+        }));
+      }
     }
     // Each distinct answer counts once per transaction towards the rules' thresholds.
     if (adaptive && res.retryAt === undefined) {
@@ -306,9 +321,53 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
     return toResult(res);
   }
 
+  /**
+   * RFC 8461 §5: under a policy in `enforce` mode, only the MX hosts the policy lists, over
+   * STARTTLS with a certificate valid for the MX name; none listed defers (never bounces: the
+   * policy or the MX may be mid-change). `testing` delivers as usual and logs what enforce would
+   * have refused. `TLS-Required: No` (RFC 8689 §4) in the message opts it out.
+   */
+  async function withMtaSts(
+    request: DeliveryRequest,
+    leg: Leg | { refused: AttemptOutcome; reply: Reply },
+  ): Promise<Leg | { refused: AttemptOutcome; reply: Reply }> {
+    if (!options.mtaSts || 'refused' in leg) return leg;
+    const policy = await options.mtaSts.policyFor(request.domain);
+    if (!policy || policy.mode === 'none') return leg;
+    const listed = leg.hosts.filter((h) => policy.mx.some((p) => mxMatches(p, h.host)));
+    const unlisted = [...new Set(leg.hosts.filter((h) => !listed.includes(h)).map((h) => h.host))];
+    if (policy.mode === 'testing') {
+      if (unlisted.length > 0) {
+        logger.warn(
+          { domain: request.domain, mtaSts: 'testing', id: policy.id, unlisted, patterns: policy.mx },
+          'MTA-STS (testing): MX hosts not in the policy; delivering as usual',
+        );
+      }
+      return leg;
+    }
+    if (tlsNotRequired(request.body)) {
+      logger.info(
+        { domain: request.domain, mtaSts: 'enforce', id: policy.id },
+        'TLS-Required: No: MTA-STS policy not applied to this message',
+      );
+      return leg;
+    }
+    if (listed.length === 0) {
+      return {
+        refused: 'temporary',
+        reply: {
+          code: 451,
+          enhanced: '4.7.5',
+          text: `MTA-STS policy ${policy.id} of ${request.domain} (enforce) lists none of its MX hosts (${unlisted.join(', ')})`,
+        },
+      };
+    }
+    return { ...leg, hosts: listed, starttls: 'required', mtaSts: { domain: request.domain, id: policy.id } };
+  }
+
   /** Without a router: MX from the default source. */
   async function direct(request: DeliveryRequest): Promise<DestinationResult> {
-    const leg = await mxLeg(request.domain);
+    const leg = await withMtaSts(request, await mxLeg(request.domain));
     if ('refused' in leg) return { recipients: allOf(request.recipients, leg.refused, leg.reply) };
     return send(request, request.recipients, leg, defaultSource, undefined);
   }
@@ -366,7 +425,9 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       const batch = remaining.slice(0, Math.max(1, decision.recipients));
       remaining = remaining.slice(batch.length);
       const smarthost = decision.route.via === 'smarthost' ? decision.route.smarthost : undefined;
-      const leg = smarthost ? await smarthostLeg(smarthost) : await mxLeg(request.domain);
+      const leg = smarthost
+        ? await smarthostLeg(smarthost)
+        : await withMtaSts(request, await mxLeg(request.domain));
       let result: DestinationResult;
       if ('refused' in leg) {
         result = { recipients: allOf(batch, leg.refused, leg.reply), route: decision.route.name };
@@ -433,6 +494,11 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       return options.router ? routed(request, options.router) : direct(request);
     },
   };
+}
+
+/** RFC 8689 §4: the sender asks that opportunistic TLS policies (MTA-STS, DANE) be ignored. */
+export function tlsNotRequired(body: Buffer): boolean {
+  return headerValue(readHeaders(body), 'tls-required')?.trim().toLowerCase() === 'no';
 }
 
 /** One result from the parts of a request: every recipient's answer, the first connection. */

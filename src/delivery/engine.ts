@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { classify } from '../bounces/classify.ts';
 import { createBounceFeedback } from '../bounces/feedback.ts';
 import { useRulesFile } from '../bounces/rules-file.ts';
@@ -14,6 +15,7 @@ import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts
 import { type ConnectionPermits, createClusterPermits } from './connection-permits.ts';
 import { createMxDestination, type Directory } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
+import { createMtaSts, httpsPolicyFetch } from './mta-sts.ts';
 import { createRetryPolicy } from './retry-policy.ts';
 import { createRouter, routerInput } from './routing/router.ts';
 import { Scheduler } from './scheduler.ts';
@@ -130,6 +132,22 @@ export async function startDeliveryEngine(deps: {
     circuit.sweep(clock());
   }, 60_000);
   sweeper.unref();
+  const mtaStsConfig = delivery.mta_sts;
+  const trustedCa = mtaStsConfig.ca_file === '' ? undefined : readFileSync(mtaStsConfig.ca_file, 'utf8');
+  const mtaSts = mtaStsConfig.enabled
+    ? createMtaSts({
+        resolver,
+        clock,
+        logger,
+        fetch: httpsPolicyFetch({
+          resolver,
+          timeoutMs: mtaStsConfig.fetch_timeout,
+          allowPrivate: delivery.allow_private_mx,
+          ...(trustedCa ? { ca: trustedCa } : {}),
+          port: mtaStsConfig.port,
+        }),
+      })
+    : undefined;
   const pool = createSessionPool({
     maxConnectionsPerKey: delivery.max_connections_per_host,
     maxMessagesPerConnection: delivery.max_messages_per_connection,
@@ -141,6 +159,7 @@ export async function startDeliveryEngine(deps: {
     maxQueuePerKey: delivery.window,
     logger,
     ...(permits ? { permits } : {}),
+    ...(trustedCa ? { trustedCa } : {}),
     limiter,
     circuit,
     clock,
@@ -172,6 +191,7 @@ export async function startDeliveryEngine(deps: {
     port: delivery.port,
     allowPrivate: delivery.allow_private_mx,
     starttls: delivery.starttls as 'opportunistic' | 'required' | 'none',
+    ...(mtaSts ? { mtaSts } : {}),
     random,
     logger,
   });

@@ -12,7 +12,7 @@
  * further deliveries wait in a bounded FIFO queue. The pool does not decide *whether* to send
  * (that is the shaper's job) — it only bounds connections and reuses them.
  */
-import type { SecureVersion } from 'node:tls';
+import { rootCertificates, type SecureVersion } from 'node:tls';
 import type { ConnectionPermits, Permit } from './connection-permits.ts';
 import type { CircuitBreaker } from './shaping/circuit.ts';
 import type { RateLimiter, Throttle } from './shaping/rate-limiter.ts';
@@ -53,6 +53,11 @@ export interface SessionPoolOptions {
   logger?: PoolLogger;
   /** MX certificates are rarely valid for the MX name (RFC 7435): verify nothing by default. */
   tls?: { rejectUnauthorized?: boolean; minVersion?: SecureVersion };
+  /**
+   * Extra CA certificates (PEM) trusted beside the system's for targets with `verifyTls`
+   * (MTA-STS: delivery.mta_sts.ca_file; a private CA or tests).
+   */
+  trustedCa?: string;
   /**
    * Cluster-wide limit: before it opens a connection the pool also takes one of the cluster's
    * `maxConnectionsPerKey` permits for the destination host (IP, port, source address), and
@@ -105,6 +110,11 @@ export interface DeliveryTarget {
   ehloName?: string;
   /** Smarthost credentials. */
   auth?: { user: string; pass: string };
+  /**
+   * The certificate must verify (system CAs plus `trustedCa`) and name the MX host (MTA-STS
+   * enforce, REQUIRETLS); a failure fails the connection. Use with `starttls: 'required'`.
+   */
+  verifyTls?: boolean;
 }
 
 export interface DeliveryConnection {
@@ -248,7 +258,15 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
     greetingTimeoutMs: options.greetingTimeoutMs ?? 60_000,
     socketTimeoutMs: options.socketTimeoutMs ?? 300_000,
   };
+  // RFC 8996: no TLS 1.0/1.1 outbound either. Under opportunistic STARTTLS a peer that speaks
+  // nothing newer fails the handshake and gets the one plaintext retry (smtp-session.ts): its
+  // mail goes out as it would to a peer without STARTTLS, never over a deprecated protocol.
   const tlsOptions = { rejectUnauthorized: false, minVersion: 'TLSv1.2' as SecureVersion, ...options.tls };
+  const verifiedTlsOptions = {
+    ...tlsOptions,
+    rejectUnauthorized: true,
+    ...(options.trustedCa ? { ca: [...rootCertificates, options.trustedCa] } : {}),
+  };
   const log = options.logger;
   const permits = options.permits;
   const limiter = options.limiter;
@@ -271,6 +289,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
       target.starttls,
       target.implicitTls ? 'implicit-tls' : '',
       target.auth?.user ?? '',
+      target.verifyTls ? 'verify-tls' : '',
     ]
       .map(String)
       .join('|');
@@ -641,7 +660,7 @@ export function createSessionPool(options: SessionPoolOptions): SessionPool {
           starttls: target.starttls,
           auth: target.auth,
           ...(target.implicitTls ? { implicitTls: true } : {}),
-          tls: tlsOptions,
+          tls: target.verifyTls ? verifiedTlsOptions : tlsOptions,
           ...timeouts,
         });
         state.failedHosts.delete(host.ip);

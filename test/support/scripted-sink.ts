@@ -92,8 +92,8 @@ export interface ScriptedSinkOptions {
   hostname?: string;
   /** EHLO keywords (default: PIPELINING, 8BITMIME, SIZE, ENHANCEDSTATUSCODES, DSN, SMTPUTF8). */
   extensions?: string[];
-  /** Key and certificate (PEM): STARTTLS is offered and works. */
-  tls?: { key: string; cert: string };
+  /** Key and certificate (PEM): STARTTLS is offered and works (other context options, e.g. maxVersion, apply). */
+  tls?: { key: string; cert: string } & tls.SecureContextOptions;
   /** Offer STARTTLS, answer 220, then send plain text instead of a TLS handshake. */
   brokenTls?: boolean;
   respond?: SinkResponder;
