@@ -122,6 +122,18 @@ export async function startPostbote(
       hosts: trackingHosts,
       key: trackingKey,
       publicUrl: () => publicUrl,
+      // List-Unsubscribe's mailto: address is on the return path: only where the MX receives it.
+      ...(config.smtp.mx.listen === '' ? {} : { mailtoDomain: trackingHosts.returnPathFor }),
+    });
+    const engagement = createEngagement({
+      store,
+      clock,
+      machine: createMachineDetector({
+        scannerWindowMs: config.tracking.scanner_window,
+        machineRanges: config.tracking.machine_ranges,
+      }),
+      ipMode: config.tracking.ip as IpMode,
+      suppress: (input) => suppressions.suppress(input),
     });
     const intake = createIntake({
       store,
@@ -251,23 +263,15 @@ export async function startPostbote(
         maxMessageBytes: sub.max_message_size,
       },
       tracking: {
-        engagement: createEngagement({
-          store,
-          clock,
-          machine: createMachineDetector({
-            scannerWindowMs: config.tracking.scanner_window,
-            machineRanges: config.tracking.machine_ranges,
-          }),
-          ipMode: config.tracking.ip as IpMode,
-          suppress: (input) => suppressions.suppress(input),
-        }),
+        engagement,
         hosts: trackingHosts,
         key: trackingKey,
       },
     });
     /**
-     * The inbound MX for bounces and complaints: only VERP addresses on our return-path domains
-     * and the feedback addresses are accepted; what arrives is parsed and recorded.
+     * The inbound MX for bounces, complaints and unsubscribe mail: only VERP and unsubscribe
+     * addresses on our return-path domains and the feedback addresses are accepted; what arrives
+     * is parsed and recorded.
      */
     async function startMx(): Promise<AddressInfo> {
       const listenMx = parseHostPort(config.smtp.mx.listen);
@@ -307,6 +311,20 @@ export async function startPostbote(
           feedbackAddresses: new Set(config.bounces.feedback_addresses.map((a) => a.toLowerCase())),
           secret,
           onReport: reportReceiver({ parseReport, record, secret, logger }),
+          // Mail to List-Unsubscribe's mailto: does what the one-click POST does.
+          unsubscribe: {
+            key: trackingKey,
+            async onUnsubscribe({ token, clientIp }) {
+              const address = await engagement.unsubscribe(
+                { kind: 'unsubscribe', ...token },
+                { method: 'SMTP', userAgent: '', ip: clientIp, via: 'mailto' },
+              );
+              logger.info(
+                { messageId: token.messageId, recipient: token.recipient, gone: address === undefined },
+                'unsubscribed by mail',
+              );
+            },
+          },
           logger,
         }),
       });

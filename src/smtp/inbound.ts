@@ -1,16 +1,18 @@
 /**
- * The inbound MX: where bounces (to VERP return paths) and feedback-loop complaints (to the
- * configured feedback addresses) arrive. Written as SMTP phase hooks like `submission.ts`.
+ * The inbound MX: where bounces (to VERP return paths), feedback-loop complaints (to the
+ * configured feedback addresses) and unsubscribe mail (to the `mailto:` of List-Unsubscribe,
+ * tracking/mailto.ts) arrive. Written as SMTP phase hooks like `submission.ts`.
  *
- * It is a sink, never a relay: a recipient is accepted only when it is a VERP address whose MAC
- * checks out for one of our return-path domains, or a configured feedback address; everything
- * else gets `550 5.7.1`. Nothing received here is ever sent on, and nothing received here ever
+ * It is a sink, never a relay: a recipient is accepted only when it is a VERP or unsubscribe
+ * address whose MAC checks out for one of our return-path domains, or a configured feedback
+ * address; everything else gets `550 5.7.1`. Nothing received here is ever sent on, and nothing received here ever
  * makes us send mail (no DSN of a DSN: RFC 3464 §2, and no backscatter).
  */
 import type { AddressInfo } from 'node:net';
 import type tls from 'node:tls';
 import type { ParsedReport } from '../bounces/parse.ts';
 import { readVerp, readVerpAddress, VERP_PREFIX } from '../bounces/verp.ts';
+import { MAILTO_PREFIX, type MailtoToken, readMailto } from '../tracking/mailto.ts';
 import { replies } from './replies.ts';
 import { createSmtpServer, type SmtpServer } from './server/index.ts';
 import type { SmtpHandlers, SmtpLogger, SmtpSession } from './server/types.ts';
@@ -29,6 +31,14 @@ export interface InboundReport {
   clientIp: string;
 }
 
+/** One message to an unsubscribe address (the `mailto:` of List-Unsubscribe). */
+export interface InboundUnsubscribe {
+  token: MailtoToken;
+  /** The RCPT address as the client wrote it. */
+  address: string;
+  clientIp: string;
+}
+
 export interface InboundDeps {
   /** Whether `domain` (lower case) is the return-path domain of one of our sending domains. */
   isOurReturnPath(domain: string): boolean;
@@ -42,6 +52,13 @@ export interface InboundDeps {
    * understood must not reject, or every retry fails the same way (see `reportReceiver`).
    */
   onReport(input: InboundReport): Promise<void>;
+  /**
+   * Unsubscribe mail (tracking/mailto.ts): `key` is the tracking key its addresses are signed
+   * with; `onUnsubscribe` records one, resolving once it is recorded (a recipient that is gone
+   * resolves too) and rejecting only when it could not be (451, the sender retries). Without
+   * it, `u+` addresses are refused like any other unknown address.
+   */
+  unsubscribe?: { key: Buffer; onUnsubscribe(input: InboundUnsubscribe): Promise<void> };
   logger: SmtpLogger;
 }
 
@@ -57,8 +74,17 @@ function splitAddress(address: string): { local: string; domain: string } | unde
  * could not be recorded.
  */
 export function inboundHandlers(deps: InboundDeps): SmtpHandlers {
-  const { isOurReturnPath, secret, onReport, logger } = deps;
+  const { isOurReturnPath, secret, onReport, logger, unsubscribe } = deps;
   const feedback = new Set([...deps.feedbackAddresses].map((a) => a.toLowerCase()));
+
+  /** The token of an unsubscribe address on a return-path domain of ours, else undefined. */
+  const mailtoToken = (address: string): MailtoToken | undefined => {
+    if (!unsubscribe || feedback.has(address.toLowerCase())) return undefined;
+    const parts = splitAddress(address);
+    if (!parts?.local.toLowerCase().startsWith(MAILTO_PREFIX) || !isOurReturnPath(parts.domain))
+      return undefined;
+    return readMailto(parts.local, parts.domain, unsubscribe.key);
+  };
 
   /** The recipient id of an accepted VERP address; `undefined` for feedback addresses. */
   const verpId = (address: string): number | undefined =>
@@ -77,22 +103,38 @@ export function inboundHandlers(deps: InboundDeps): SmtpHandlers {
       if (feedback.has(address.toLowerCase())) return undefined;
       const parts = splitAddress(address);
       if (parts && isOurVerp(parts)) return undefined;
+      if (mailtoToken(address)) return undefined;
       logger.info(
         { session: session.id, ip: session.remoteAddress, domain: parts?.domain ?? '' },
-        'RCPT refused: not a bounce or feedback address',
+        'RCPT refused: not a bounce, feedback or unsubscribe address',
       );
       return replies.notOurAddress;
     },
 
     async onData(session: SmtpSession, message: Buffer) {
-      const to = session.envelope.rcptTo.map((r) => r.address);
+      const all = session.envelope.rcptTo.map((r) => r.address);
+      // Unsubscribe mail is not a report: its RCPTs are handled here, the rest goes on.
+      const unsubscribes = new Map<string, InboundUnsubscribe>();
+      const to: string[] = [];
+      for (const address of all) {
+        const token = mailtoToken(address);
+        if (!token) to.push(address);
+        else
+          unsubscribes.set(`${token.messageId}-${token.recipient}`, {
+            token,
+            address,
+            clientIp: session.remoteAddress,
+          });
+      }
       const recipientIds: number[] = [];
       for (const address of to) {
         const id = verpId(address);
         if (id !== undefined && !recipientIds.includes(id)) recipientIds.push(id);
       }
       try {
-        await onReport({ recipientIds, to, raw: message, clientIp: session.remoteAddress });
+        for (const input of unsubscribes.values()) await unsubscribe?.onUnsubscribe(input);
+        if (to.length > 0)
+          await onReport({ recipientIds, to, raw: message, clientIp: session.remoteAddress });
       } catch (err) {
         logger.error(
           { err, session: session.id, ip: session.remoteAddress },
@@ -107,6 +149,7 @@ export function inboundHandlers(deps: InboundDeps): SmtpHandlers {
           ip: session.remoteAddress,
           recipients: to.length,
           recipientIds: recipientIds.length,
+          unsubscribes: unsubscribes.size,
           size: message.length,
         },
         'report received',

@@ -22,6 +22,14 @@ const EVENT_OF: Record<TrackingToken['kind'], EngagementType> = {
 };
 const USER_AGENT_MAX = 500;
 
+/** How an unsubscribe arrived: RFC 8058's POST, the confirm page's button, or mail to the mailto: address. */
+export type UnsubscribeVia = 'one-click' | 'page' | 'mailto';
+const VIA_DETAILS: Record<UnsubscribeVia, string> = {
+  'one-click': 'one-click unsubscribe (RFC 8058)',
+  page: 'unsubscribe page',
+  mailto: 'unsubscribe mail (List-Unsubscribe mailto:)',
+};
+
 export function createEngagement(options: {
   store: Store;
   clock: () => number;
@@ -90,7 +98,7 @@ export function createEngagement(options: {
    */
   async function unsubscribe(
     token: TrackingToken,
-    request: EngagementRequest & { via: 'one-click' | 'page' },
+    request: EngagementRequest & { via: UnsubscribeVia },
   ): Promise<string | undefined> {
     const recipient = await store.getRecipientAt(token.messageId, token.recipient);
     if (!recipient) return undefined;
@@ -100,7 +108,7 @@ export function createEngagement(options: {
       reason: 'unsubscribe',
       scope: recipient.stream,
       source: token.messageId,
-      details: request.via === 'one-click' ? 'one-click unsubscribe (RFC 8058)' : 'unsubscribe page',
+      details: VIA_DETAILS[request.via],
     });
     const at = clock();
     await store.recordEngagement({

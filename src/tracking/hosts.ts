@@ -64,6 +64,25 @@ export function createTrackingHosts(options: {
   }
 
   /**
+   * The return-path domain of the account's verified sending domain `fromDomain` belongs to (or
+   * its nearest registered parent): where its `mailto:` unsubscribe addresses live (mailto.ts),
+   * the domain whose MX is our inbound MX. Undefined for other senders.
+   */
+  async function returnPathFor(
+    accountId: string,
+    fromDomain: string | undefined,
+  ): Promise<string | undefined> {
+    if (!fromDomain) return undefined;
+    await refresh();
+    for (let d = fromDomain.toLowerCase(); d.includes('.'); d = d.slice(d.indexOf('.') + 1)) {
+      const found = byName.get(d);
+      if (!found) continue;
+      return found.accountId === accountId && found.verifiedAt !== null ? found.returnPath : undefined;
+    }
+    return undefined;
+  }
+
+  /**
    * Whether `host` (a Host header, port removed) is a verified tracking host. Answers from what
    * was last loaded and refreshes in the background, so the HTTP hook never waits on the store.
    */
@@ -72,7 +91,7 @@ export function createTrackingHosts(options: {
     return hosts.has(host.toLowerCase());
   }
 
-  return { baseFor, isTrackingHost, refresh };
+  return { baseFor, returnPathFor, isTrackingHost, refresh };
 }
 
 export type TrackingHosts = ReturnType<typeof createTrackingHosts>;

@@ -8,8 +8,9 @@
  * html.ts); a recipient's copy is then only its tokens filled in and its parts re-encoded.
  * Suppressed recipients are never sent and get no copy.
  *
- * No mailto: in List-Unsubscribe: the inbound MX does not handle unsubscribe mail yet, and a
- * dead address is worse than none (RFC 8058 needs only the HTTPS URI).
+ * List-Unsubscribe names a `mailto:` unsubscribe address (mailto.ts) beside the URL only when
+ * the inbound MX is on and the sending domain's return path is known (`mailtoDomain`): a dead
+ * address is worse than none (RFC 8058 needs only the HTTPS URI).
  */
 import { authorDomains } from '../domains/sender-gate.ts';
 import { readHeaders } from '../intake/headers.ts';
@@ -17,6 +18,7 @@ import type { TrackOptions } from '../intake/send-request.ts';
 import type { NewRecipient, StreamKind } from '../store/types.ts';
 import type { TrackingHosts } from './hosts.ts';
 import type { Slot } from './html.ts';
+import { mailtoAddress, mailtoUri } from './mailto.ts';
 import { type MessagePlan, planMessage, renderMessage } from './mime.ts';
 import { effectiveTracking, type StreamTrackingLookup } from './settings.ts';
 import { signToken, type TrackingToken } from './token.ts';
@@ -54,6 +56,11 @@ export function createTracker(options: {
   key: Buffer;
   /** `http.public_url`, or the listener's own address once it is known. */
   publicUrl: () => string;
+  /**
+   * The return-path domain for the `mailto:` of List-Unsubscribe (hosts.ts returnPathFor), given
+   * only when the inbound MX that receives such mail is on.
+   */
+  mailtoDomain?: (accountId: string, fromDomain: string | undefined) => Promise<string | undefined>;
 }) {
   const { key } = options;
 
@@ -68,8 +75,12 @@ export function createTracker(options: {
 
     const first =
       input.body.length > 0 ? input.body : (input.variants.find((v) => v.length > 0) ?? input.body);
-    const base =
-      (await options.hosts.baseFor(input.accountId, authorDomains(first)[0])) ?? options.publicUrl();
+    const fromDomain = authorDomains(first)[0];
+    const base = (await options.hosts.baseFor(input.accountId, fromDomain)) ?? options.publicUrl();
+    const mailtoDomain =
+      listUnsubscribe && options.mailtoDomain
+        ? await options.mailtoDomain(input.accountId, fromDomain)
+        : undefined;
     const notes: string[] = [];
     const plans = new Map<number, { plan: MessagePlan; raw: string; hasListUnsubscribe: boolean }>();
     const planOf = (variant: number) => {
@@ -117,7 +128,13 @@ export function createTracker(options: {
         });
       };
       let copy = plan.changed ? renderMessage(plan, fill) : raw;
-      if (listUnsubscribe && !hasListUnsubscribe) copy = withListUnsubscribe(copy, unsubscribeUrl);
+      if (listUnsubscribe && !hasListUnsubscribe) {
+        const mailto =
+          mailtoDomain === undefined
+            ? undefined
+            : mailtoUri(mailtoAddress({ messageId: input.messageId, recipient: index }, mailtoDomain, key));
+        copy = withListUnsubscribe(copy, unsubscribeUrl, mailto);
+      }
       variants.push(Buffer.from(copy, 'latin1'));
       r.variant = variants.length;
     }
@@ -130,10 +147,18 @@ export function createTracker(options: {
 
 export type Tracker = ReturnType<typeof createTracker>;
 
+/**
+ * List-Unsubscribe (the URL, then the mailto: URI when given, on a folded line of its own) and
+ * List-Unsubscribe-Post, as header fields with their CRLFs.
+ */
+export function listUnsubscribeFields(unsubscribeUrl: string, mailto?: string): string {
+  const value = mailto === undefined ? `<${unsubscribeUrl}>` : `<${unsubscribeUrl}>,\r\n <${mailto}>`;
+  return `List-Unsubscribe: ${value}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n`;
+}
+
 /** Adds List-Unsubscribe and List-Unsubscribe-Post at the end of the header block (latin1 text). */
-export function withListUnsubscribe(message: string, unsubscribeUrl: string): string {
-  const fields =
-    `List-Unsubscribe: <${unsubscribeUrl}>\r\n` + 'List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n';
+export function withListUnsubscribe(message: string, unsubscribeUrl: string, mailto?: string): string {
+  const fields = listUnsubscribeFields(unsubscribeUrl, mailto);
   if (message.startsWith('\r\n')) return fields + message;
   const end = message.indexOf('\r\n\r\n');
   // A message that is all header block: the fields go at its end.

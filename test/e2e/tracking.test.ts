@@ -5,7 +5,9 @@
  * (dkimpy). Fetching them records the events and redirects; a tampered token is 404 and
  * records nothing; the one-click POST suppresses the recipient on the broadcast stream, so the
  * next broadcast to them is suppressed while transactional mail is still delivered
- * (suppressions.transactional_ignores_unsubscribes, on by default).
+ * (suppressions.transactional_ignores_unsubscribes, on by default). The inbound MX is on, so
+ * List-Unsubscribe also names a mailto: address on the return path; mail to it unsubscribes
+ * another reader the same way.
  *
  * One Postbote for the file; the tests run in order and share the first message.
  */
@@ -15,13 +17,21 @@ import { simpleParser } from 'mailparser';
 import { PIXEL } from '../../src/tracking/routes.ts';
 import { dkimpyVerify, haveDkimpy } from '../domains/verifiers.ts';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { fakeMxEnv, stopPostbote } from '../support/e2e-harness.ts';
-import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
+import { fakeMxEnv, SmtpSession, stopPostbote } from '../support/e2e-harness.ts';
+import {
+  freePort,
+  type PostboteProcess,
+  runCli,
+  startPostboteProcess,
+  waitFor,
+} from '../support/postbote-process.ts';
 import { type ScriptedSink, type SinkTransaction, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 const FROM = 'Shop <news@shop.test>';
 const READER = 'reader@example.test';
+/** Unsubscribes by mail (the mailto: of List-Unsubscribe). */
+const MAILER = 'mailer@example.test';
 const LINKS = [
   'https://shop.test/summer?ref=mail&x=1',
   'https://shop.test/shoes',
@@ -48,6 +58,7 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
   let key = '';
   let dkimRecords: Record<string, string> = {};
   let base = '';
+  let mxPort = 0;
   /** The first broadcast: its id and what the sink received. */
   const first: { id: string; data: Buffer; html: string } = { id: '', data: Buffer.alloc(0), html: '' };
 
@@ -59,8 +70,11 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
         'mx.example.test': { A: ['127.0.0.2'] },
       },
     });
+    mxPort = await freePort();
     const env = {
       ...fakeMxEnv({ dataDir: dir.path, dns: dns.address, mxPort: sink.port }),
+      // The inbound MX: List-Unsubscribe gets its mailto: entry.
+      POSTBOTE_SMTP__MX__LISTEN: `127.0.0.1:${mxPort}`,
       // Clicks come seconds after delivery here: the scanner window would flag them all.
       POSTBOTE_TRACKING__SCANNER_WINDOW: '0s',
       POSTBOTE_TRACKING__IP: 'full',
@@ -110,10 +124,10 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
     return { status: response.status, body: (await response.json()) as T };
   }
 
-  async function send(stream: string, subject: string): Promise<Sent> {
+  async function send(stream: string, subject: string, to = READER): Promise<Sent> {
     const sent = await api<Sent>('POST', '/v1/messages', {
       from: FROM,
-      to: [READER],
+      to: [to],
       subject,
       html: HTML,
       stream,
@@ -168,7 +182,13 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
       assert.equal(first.html.includes(link), false, `${link} is not in the mail as it was`);
 
     const head = tx.data.toString('latin1').split('\r\n\r\n')[0] ?? '';
-    assert.match(head, new RegExp(`\\r\\nList-Unsubscribe: <${base}/u/[^>]+>\\r\\n`));
+    // The URL first (RFC 8058 uses it), then the mailto: address on the return path (RFC 2369).
+    assert.match(
+      head,
+      new RegExp(
+        `\\r\\nList-Unsubscribe: <${base}/u/[^>]+>,\\r\\n <mailto:u\\+[0-9a-z-]+@pb-bounces\\.shop\\.test\\?subject=unsubscribe>(\\r\\n|$)`,
+      ),
+    );
     assert.match(head, /\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click(\r\n|$)/);
     // DKIM covers the List-Unsubscribe fields (RFC 8058 §4) and the rewritten body.
     const signed = /DKIM-Signature:[^\r\n]*?\bh=([^;]*)/i.exec(head.replace(/\r\n[ \t]+/g, ' '))?.[1] ?? '';
@@ -293,6 +313,59 @@ describe('tracking end to end: rewritten links and pixel, events, redirects, one
     assert.equal(
       sink.transactions.some((t) => t.data?.toString('latin1').includes('Subject: Autumn sale')),
       false,
+    );
+  });
+
+  it('mail to the mailto: address of List-Unsubscribe unsubscribes that reader from the broadcast stream', async () => {
+    const winter = await send('broadcast', 'Winter sale', MAILER);
+    const tx = await delivered('Winter sale');
+    const head = tx.data.toString('latin1').split('\r\n\r\n')[0] ?? '';
+    const address =
+      /\r\nList-Unsubscribe: <[^>]+>,\r\n <mailto:([^?>]+)\?subject=unsubscribe>/.exec(head)?.[1] ?? '';
+    assert.match(address, /^u\+/);
+    const session = await SmtpSession.open(mxPort);
+    try {
+      assert.equal((await session.command('EHLO mail.example.test')).code, 250);
+      // A tampered address is refused like any address that is not ours.
+      assert.equal((await session.command('MAIL FROM:<mailer@example.test>')).code, 250);
+      const tampered = address.replace(/.@/, (m) => `${m[0] === 'a' ? 'b' : 'a'}@`);
+      assert.equal((await session.command(`RCPT TO:<${tampered}>`)).code, 550);
+      assert.equal((await session.command('RSET')).code, 250);
+      // What a mailbox provider sends; twice, as a retry would: the second changes nothing.
+      for (let i = 0; i < 2; i++) {
+        assert.equal((await session.command('MAIL FROM:<mailer@example.test>')).code, 250);
+        assert.equal((await session.command(`RCPT TO:<${address}>`)).code, 250);
+        const reply = await session.data(
+          `From: ${MAILER}\r\nTo: <${address}>\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n`,
+        );
+        assert.equal(reply.code, 250, reply.text);
+      }
+    } finally {
+      session.close();
+    }
+    const [unsubscribed] = await eventsOf(winter.id, 'unsubscribed', 1);
+    assert.deepEqual(
+      [unsubscribed?.recipient, unsubscribed?.data.via, unsubscribed?.data.scope],
+      [MAILER, 'mailto', 'broadcast'],
+    );
+    const suppressions = await waitFor(
+      async () => {
+        const list = await api<{ data: { address: string; scope: string; reason: string }[] }>(
+          'GET',
+          `/v1/suppressions?address=${MAILER}`,
+        );
+        return list.body.data.length > 0 ? list.body.data : undefined;
+      },
+      { timeoutMs: 5_000, intervalMs: 50, what: `a suppression of ${MAILER}` },
+    );
+    assert.deepEqual(
+      suppressions.map((s) => [s.address, s.scope, s.reason]),
+      [[MAILER, 'broadcast', 'unsubscribe']],
+    );
+    const next = await send('broadcast', 'Spring sale', MAILER);
+    assert.deepEqual(
+      next.recipients.map((r) => [r.status, r.reason]),
+      [['suppressed', 'unsubscribe']],
     );
   });
 });

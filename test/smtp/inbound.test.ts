@@ -10,11 +10,14 @@ import { verpAddress } from '../../src/bounces/verp.ts';
 import {
   type InboundMx,
   type InboundReport,
+  type InboundUnsubscribe,
   inboundHandlers,
   reportReceiver,
   startInboundMx,
 } from '../../src/smtp/inbound.ts';
 import type { SmtpLogger } from '../../src/smtp/server/types.ts';
+import { mailtoAddress } from '../../src/tracking/mailto.ts';
+import { trackingKey } from '../../src/tracking/token.ts';
 import { SmtpTestClient } from '../support/smtp-client.ts';
 import { testSecureContext } from '../support/smtp-test-server.ts';
 
@@ -278,6 +281,153 @@ describe('inbound MX', () => {
       assert.deepEqual(reports[0]?.recipientIds, [9]);
     } finally {
       c.close();
+    }
+  });
+});
+
+describe('inbound MX: unsubscribe mail (List-Unsubscribe mailto:)', () => {
+  const key = trackingKey(secret);
+  const MESSAGE = '01jd5x3k0f8n2pq4r6st';
+  let mx: InboundMx;
+  const unsubscribes: InboundUnsubscribe[] = [];
+  const reports: InboundReport[] = [];
+  let failNext: Error | undefined;
+
+  before(async () => {
+    const logger = recordingLogger([]);
+    mx = await startInboundMx({
+      listen: { host: '127.0.0.1', port: 0 },
+      hostname: 'mx.postbote.test',
+      sizeLimit: SIZE_LIMIT,
+      greetingDelayMs: 1,
+      logger,
+      handlers: inboundHandlers({
+        isOurReturnPath: (domain) => RETURN_PATHS.has(domain),
+        feedbackAddresses: new Set(),
+        secret,
+        logger,
+        onReport: async (input) => {
+          reports.push(input);
+        },
+        unsubscribe: {
+          key,
+          async onUnsubscribe(input) {
+            if (failNext) {
+              const err = failNext;
+              failNext = undefined;
+              throw err;
+            }
+            unsubscribes.push(input);
+          },
+        },
+      }),
+    });
+  });
+
+  after(() => mx.close());
+
+  beforeEach(() => {
+    unsubscribes.length = 0;
+    reports.length = 0;
+  });
+
+  /** One message from a mailbox provider to `to`, with the reply to the end of DATA. */
+  async function mail(to: string[]): Promise<{ rcpt: number[]; data: number }> {
+    const c = await SmtpTestClient.connect(mx.address.port);
+    try {
+      await c.hello('mta.gmail.example');
+      await c.command('MAIL FROM:<reader@gmail.example>');
+      const rcpt: number[] = [];
+      for (const address of to) rcpt.push((await c.command(`RCPT TO:<${address}>`)).code);
+      if (!rcpt.includes(250)) return { rcpt, data: 0 };
+      assert.equal((await c.command('DATA')).code, 354);
+      const r = await c.command('From: reader@gmail.example\r\nSubject: unsubscribe\r\n\r\nunsubscribe\r\n.');
+      return { rcpt, data: r.code };
+    } finally {
+      c.close();
+    }
+  }
+
+  it('accepts a valid unsubscribe address (any case) and records it, not as a report, answered 250', async () => {
+    const address = mailtoAddress({ messageId: MESSAGE, recipient: 3 }, 'bounces.shop.example', key);
+    assert.deepEqual(await mail([address.toUpperCase()]), { rcpt: [250], data: 250 });
+    assert.deepEqual(unsubscribes, [
+      { token: { messageId: MESSAGE, recipient: 3 }, address: address.toUpperCase(), clientIp: '127.0.0.1' },
+    ]);
+    assert.equal(reports.length, 0);
+  });
+
+  it('refuses tampered, foreign-domain, foreign-key and unknown u+ addresses with 550', async () => {
+    const address = mailtoAddress({ messageId: MESSAGE, recipient: 3 }, 'bounces.shop.example', key);
+    const tampered = address.replace(/-3-(.)/, (_, c: string) => `-3-${c === 'a' ? 'b' : 'a'}`);
+    for (const to of [
+      tampered,
+      address.replace('-3-', '-4-'),
+      address.replace('bounces.shop.example', 'bounces.news.example'),
+      address.replace('bounces.shop.example', 'gmail.example'),
+      mailtoAddress({ messageId: MESSAGE, recipient: 3 }, 'gmail.example', key),
+      mailtoAddress(
+        { messageId: MESSAGE, recipient: 3 },
+        'bounces.shop.example',
+        trackingKey(Buffer.alloc(32, 1)),
+      ),
+      `u+${MESSAGE}-3-aaaaaaaaaaaa@bounces.shop.example`,
+      'u+@bounces.shop.example',
+    ]) {
+      assert.deepEqual((await mail([to])).rcpt, [550], to);
+    }
+    assert.equal(unsubscribes.length, 0);
+  });
+
+  it('records each recipient once however often it is named; a bounce in the same transaction still reaches onReport', async () => {
+    const a = mailtoAddress({ messageId: MESSAGE, recipient: 1 }, 'bounces.shop.example', key);
+    const b = mailtoAddress({ messageId: MESSAGE, recipient: 2 }, 'bounces.news.example', key);
+    const verp = verpAddress(77, 'bounces.shop.example', secret);
+    assert.deepEqual(await mail([a, a.toUpperCase(), b, verp]), { rcpt: [250, 250, 250, 250], data: 250 });
+    assert.deepEqual(
+      unsubscribes.map((u) => u.token.recipient),
+      [1, 2],
+    );
+    assert.equal(reports.length, 1);
+    assert.deepEqual(reports[0]?.recipientIds, [77]);
+    assert.deepEqual(reports[0]?.to, [verp]);
+  });
+
+  it('answers 451 when the unsubscribe could not be recorded, so the sender retries', async () => {
+    const address = mailtoAddress({ messageId: MESSAGE, recipient: 9 }, 'bounces.shop.example', key);
+    failNext = new Error('store unavailable');
+    assert.deepEqual(await mail([address]), { rcpt: [250], data: 451 });
+    assert.deepEqual(await mail([address]), { rcpt: [250], data: 250 });
+    assert.equal(unsubscribes.length, 1);
+  });
+
+  it('without the unsubscribe handler, u+ addresses are refused like any unknown address', async () => {
+    const logger = recordingLogger([]);
+    const plain = await startInboundMx({
+      listen: { host: '127.0.0.1', port: 0 },
+      hostname: 'mx.postbote.test',
+      sizeLimit: SIZE_LIMIT,
+      greetingDelayMs: 1,
+      handlers: inboundHandlers({
+        isOurReturnPath: (domain) => RETURN_PATHS.has(domain),
+        feedbackAddresses: new Set(),
+        secret,
+        logger,
+        onReport: async () => {},
+      }),
+    });
+    try {
+      const c = await SmtpTestClient.connect(plain.address.port);
+      try {
+        await c.hello('mta.gmail.example');
+        await c.command('MAIL FROM:<reader@gmail.example>');
+        const address = mailtoAddress({ messageId: MESSAGE, recipient: 3 }, 'bounces.shop.example', key);
+        assert.equal((await c.command(`RCPT TO:<${address}>`)).code, 550);
+      } finally {
+        c.close();
+      }
+    } finally {
+      await plain.close();
     }
   });
 });

@@ -4,6 +4,7 @@ import { simpleParser } from 'mailparser';
 import { composeMessage } from '../../src/intake/compose.ts';
 import type { NewRecipient, SendingDomain } from '../../src/store/types.ts';
 import { createTrackingHosts } from '../../src/tracking/hosts.ts';
+import { readMailtoAddress } from '../../src/tracking/mailto.ts';
 import { planMessage, renderMessage } from '../../src/tracking/mime.ts';
 import { readToken, trackingKey } from '../../src/tracking/token.ts';
 import { createTracker } from '../../src/tracking/tracker.ts';
@@ -51,8 +52,11 @@ function fakeStore(domains: SendingDomain[] = [], tracking?: Record<string, bool
   } as never;
 }
 
-function tracker(options: { domains?: SendingDomain[]; tracking?: Record<string, boolean> } = {}) {
+function tracker(
+  options: { domains?: SendingDomain[]; tracking?: Record<string, boolean>; mailto?: boolean } = {},
+) {
   const store = fakeStore(options.domains, options.tracking);
+  const hosts = createTrackingHosts({ store, clock: () => 0, scheme: 'https' });
   return createTracker({
     streams: {
       get: async (a: string, s: string) =>
@@ -67,9 +71,10 @@ function tracker(options: { domains?: SendingDomain[]; tracking?: Record<string,
           ).getStream(a, s)
         ).settings.tracking,
     },
-    hosts: createTrackingHosts({ store, clock: () => 0, scheme: 'https' }),
+    hosts,
     key,
     publicUrl: () => 'http://127.0.0.1:8025',
+    ...(options.mailto ? { mailtoDomain: hosts.returnPathFor } : {}),
   });
 }
 
@@ -209,6 +214,64 @@ describe('tracking copies', () => {
       /href="http:\/\/127\.0\.0\.1:8025\/c\//,
     );
     assert.match(await run({ ...domain, accountId: 'other' }), /href="http:\/\/127\.0\.0\.1:8025\/c\//);
+  });
+
+  it('List-Unsubscribe names the mailto: address on the return-path domain when the inbound MX is on', async () => {
+    const domain: SendingDomain = {
+      id: 'd1',
+      accountId: 'acc',
+      domain: 'shop.test',
+      returnPath: 'pb-bounces.shop.test',
+      trackingHost: 'pb-track.shop.test',
+      verifiedAt: 1,
+      verifiedBy: 'dns',
+      lastCheck: [],
+      checkedAt: 1,
+      createdAt: 1,
+    };
+    const headOf = async (options: Parameters<typeof tracker>[0], from = 'news@shop.test') => {
+      const body = compose('<a href="https://shop.test/">x</a>')
+        .toString('latin1')
+        .replace('news@shop.test', from);
+      const result = await tracker(options).apply({
+        accountId: 'acc',
+        messageId: MESSAGE,
+        stream: { name: 'broadcast', kind: 'broadcast' },
+        recipients: recipients('a@example.test', 'b@example.test'),
+        body: Buffer.from(body, 'latin1'),
+        variants: [],
+      });
+      return (result?.variants ?? []).map((v) => v.toString('latin1').split('\r\n\r\n')[0] ?? '');
+    };
+    const heads = await headOf({ domains: [domain], mailto: true });
+    assert.equal(heads.length, 2);
+    for (const [i, head] of heads.entries()) {
+      const m =
+        /\r\nList-Unsubscribe: <http:\/\/127\.0\.0\.1:8025\/u\/([^>]+)>,\r\n <mailto:([^?>]+)\?subject=unsubscribe>\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click$/.exec(
+          head,
+        );
+      assert.ok(m, head);
+      assert.deepEqual(readToken(m[1] ?? '', key), { kind: 'unsubscribe', messageId: MESSAGE, recipient: i });
+      assert.match(m[2] ?? '', /@pb-bounces\.shop\.test$/);
+      assert.deepEqual(readMailtoAddress(m[2] ?? '', key), { messageId: MESSAGE, recipient: i });
+    }
+    // A subdomain of the sending domain uses its return path too.
+    assert.match(
+      (await headOf({ domains: [domain], mailto: true }, 'news@mail.shop.test'))[0] ?? '',
+      /mailto:/,
+    );
+    // No inbound MX, an unverified domain, another account's domain, an unknown domain: URL only.
+    const cases: [Parameters<typeof tracker>[0], string][] = [
+      [{ domains: [domain] }, 'news@shop.test'],
+      [{ domains: [{ ...domain, verifiedAt: null }], mailto: true }, 'news@shop.test'],
+      [{ domains: [{ ...domain, accountId: 'other' }], mailto: true }, 'news@shop.test'],
+      [{ domains: [domain], mailto: true }, 'news@elsewhere.test'],
+    ];
+    for (const [options, from] of cases) {
+      const [head = ''] = await headOf(options, from);
+      assert.match(head, /\r\nList-Unsubscribe: <http:[^>]+>\r\n/, JSON.stringify(options));
+      assert.equal(head.includes('mailto:'), false);
+    }
   });
 
   it('personalised copies are rewritten each for its own recipient', async () => {
