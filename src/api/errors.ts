@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
 import type { Logger } from 'pino';
 import { DomainError } from '../domains/domains.ts';
 import { SendError, type SendErrorCode } from '../intake/send-errors.ts';
+import { isStoreUnavailable } from '../store/errors.ts';
 import { TemplateError } from '../templates/templates.ts';
 
 /**
@@ -121,8 +122,22 @@ export function toApiError(err: unknown): ApiError {
   if (e.statusCode === 400 && e instanceof SyntaxError)
     return new ApiError('invalid_json', 'the request body is not valid JSON');
   if (typeof e.statusCode === 'number' && e.statusCode === 404) return new ApiError('not_found', 'not found');
+  if (isStoreUnavailable(err)) return storeUnavailable();
   return new ApiError('internal_error', 'internal error');
 }
+
+/** The store is full or not reachable: nothing was stored, the same request may be sent again. */
+export function storeUnavailable(): ApiError {
+  return new ApiError(
+    'unavailable',
+    'the message store is unavailable (full or not reachable); nothing was stored, try again',
+    undefined,
+    { 'retry-after': String(STORE_RETRY_AFTER_S) },
+  );
+}
+
+/** What 503 answers suggest as Retry-After (seconds). */
+export const STORE_RETRY_AFTER_S = 5;
 
 export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
   for (const [name, value] of Object.entries(err.headers)) reply.header(name, value);
@@ -135,6 +150,8 @@ export function installErrorHandler(app: FastifyInstance, logger: Logger): void 
     const apiError = toApiError(err);
     if (apiError.code === 'internal_error') {
       logger.error({ err, method: request.method, url: request.url }, 'HTTP request failed');
+    } else if (apiError.code === 'unavailable') {
+      logger.warn({ err, method: request.method, url: request.url }, 'store unavailable; answered 503');
     }
     return sendApiError(reply, apiError);
   });

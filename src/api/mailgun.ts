@@ -3,6 +3,7 @@ import multipart from '@fastify/multipart';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SendError } from '../intake/send-errors.ts';
 import type { SendResult } from '../intake/send-request.ts';
+import { isStoreUnavailable } from '../store/errors.ts';
 import { type MailgunForm, toRawSendRequest, toSendRequest } from './mailgun-form.ts';
 import type { ApiPrincipal, KeyGate, SendApi } from './send-api.ts';
 
@@ -184,6 +185,10 @@ function replyWithError(reply: FastifyReply, error: unknown): FastifyReply {
   const status = (error as { statusCode?: unknown }).statusCode;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return reply.code(status).send({ message: (error as Error).message });
+  }
+  if (isStoreUnavailable(error)) {
+    reply.log.warn({ err: error }, 'store unavailable; answered 503');
+    return reply.code(503).header('retry-after', '5').send({ message: 'Service unavailable, try again' });
   }
   reply.log.error({ err: error }, 'mailgun send endpoint failed');
   return reply.code(500).send({ message: 'Internal error' });

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SendError, type SendErrorCode } from '../intake/send-errors.ts';
 import type { SendRequest, SendResult } from '../intake/send-request.ts';
+import { isStoreUnavailable } from '../store/errors.ts';
 import { isObject, type JsonObject, type MessageKind, toSendRequest } from './postmark-message.ts';
 import type { ApiPrincipal, KeyGate, SendApi } from './send-api.ts';
 
@@ -85,6 +86,8 @@ const REPLIES = {
   },
   bodyTooLarge: { status: 413, errorCode: 300, message: 'Request body too large' },
   internal: { status: 500, errorCode: 1, message: 'internal error' },
+  // Postmark's own answer when it cannot take mail for a while.
+  unavailable: { status: 503, errorCode: 1, message: 'the message store is unavailable; try again' },
 } as const satisfies Record<string, PostmarkFailure>;
 
 function rateLimited(retryAfterSeconds: number): PostmarkFailure {
@@ -222,7 +225,7 @@ function failureFor(error: unknown): PostmarkFailure {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
       return REPLIES.bodyTooLarge;
     default:
-      return REPLIES.internal;
+      return isStoreUnavailable(error) ? REPLIES.unavailable : REPLIES.internal;
   }
 }
 

@@ -10,7 +10,9 @@ interface Job {
  * Group commit: writes queued during one event-loop turn share one transaction and so one
  * fsync (WAL + synchronous=FULL). Each job runs inside its own savepoint so a failing job
  * (a constraint violation) fails alone; a failing COMMIT (disk full, I/O error) fails them all,
- * and nothing of theirs is visible.
+ * and nothing of theirs is visible. A job that fails with disk full, an I/O error or out of
+ * memory may make SQLite roll back the whole transaction on its own: then every job of the
+ * group fails with that error (none of them is stored), and none runs outside a transaction.
  */
 export class CommitQueue {
   readonly #db: DatabaseSync;
@@ -58,6 +60,13 @@ export class CommitQueue {
         if (isolate) db.exec('RELEASE job');
         results.push({ job, ok: true, value });
       } catch (err) {
+        if (!db.isTransaction) {
+          // SQLite undid the transaction itself (SQLITE_FULL, SQLITE_IOERR, SQLITE_NOMEM):
+          // the jobs before this one are gone too, and the ones after must not run in
+          // autocommit mode (each statement its own commit: a message without recipients).
+          for (const j of jobs) j.reject(err);
+          return;
+        }
         if (isolate) {
           try {
             db.exec('ROLLBACK TO job');
