@@ -19,6 +19,7 @@ import { createDashboardDeps } from './dashboard/wiring.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
 import { createCheckResolver } from './domains/checks/resolver.ts';
 import { createDomains } from './domains/domains.ts';
+import { checkStoredKeys, createKeyBox, loadSecretsKey } from './domains/key-encryption.ts';
 import { createSenderGate } from './domains/sender-gate.ts';
 import { createGuard, thresholdsFromConfig } from './guard/guard.ts';
 import { createIntake } from './intake/intake.ts';
@@ -85,6 +86,10 @@ export async function startPostbote(
   try {
     const store = await openServerStore(config);
     cleanups.push(() => store.close());
+    // DKIM keys sealed with the secrets key: a wrong or missing key stops the start here, with a
+    // clear message, instead of failing the first message that needs a signature.
+    const dkimKeyBox = createKeyBox(loadSecretsKey(config.secrets));
+    await checkStoredKeys(() => store.signingDomains(), dkimKeyBox);
     const metrics = createMetricsRegistry();
     // Readiness (/readyz): every listener is up; false again from the first step of shutdown.
     let listening = false;
@@ -142,7 +147,7 @@ export async function startPostbote(
       dsnOnFailure: config.delivery.dsn,
       onAccepted: () => delivery.wake(),
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
-      senderGate: createSenderGate({ store, clock }),
+      senderGate: createSenderGate({ store, clock, keys: dkimKeyBox }),
       suppressions,
       screening: createScreening({ paused: guard.holdReason, content: config.content, store, clock, logger }),
       tracking: tracker,

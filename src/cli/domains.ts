@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.ts';
 import { createCheckResolver } from '../domains/checks/resolver.ts';
 import { toZoneLines } from '../domains/dns-records.ts';
 import { createDomains, DomainError, type DomainView } from '../domains/domains.ts';
+import { SecretsKeyError } from '../domains/key-encryption.ts';
 import type { Store } from '../store/store.ts';
 import { CliError, type GlobalOptions, iso, output, withStore } from './context.ts';
 
@@ -20,7 +21,7 @@ async function withDomains<T>(
     try {
       return await fn(service(store, config), store, config);
     } catch (err) {
-      if (err instanceof DomainError) throw new CliError(err.message);
+      if (err instanceof DomainError || err instanceof SecretsKeyError) throw new CliError(err.message);
       throw err;
     }
   });
@@ -128,6 +129,24 @@ export function registerDomains(program: Command, globals: () => GlobalOptions):
           process.stdout.write(`\n[${r.status.toUpperCase()}] ${r.record} ${r.name}\n  ${r.explanation}\n`);
           if (r.fix) process.stdout.write(`  fix: ${r.fix}\n`);
         }
+      });
+    });
+  domains
+    .command('encrypt-keys')
+    .description(
+      'encrypt every DKIM private key still stored as plaintext with the secrets key (secrets.key / POSTBOTE_SECRETS__KEY or secrets.key_file)',
+    )
+    .option('--json', 'print JSON')
+    .action(async (opts: { json?: boolean }) => {
+      await withDomains(globals(), async (service) => {
+        const result = await service.encryptKeys();
+        if (opts.json) {
+          process.stdout.write(`${JSON.stringify(result)}\n`);
+          return;
+        }
+        process.stdout.write(
+          `${result.encrypted} DKIM key(s) encrypted, ${result.alreadyEncrypted} already encrypted\n`,
+        );
       });
     });
   domains

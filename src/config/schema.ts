@@ -482,6 +482,20 @@ export const schema = {
       jitter: dataLeaf('20%', 'Random spread of the backoff: 20% or 0.2 = ±20 %.', parseJitterKey),
     },
   },
+  // Secrets at rest (src/domains/key-encryption.ts): with a key set, DKIM private keys are stored
+  // AES-256-GCM encrypted (`enc:v1:`); `postbote domains encrypt-keys` seals older plaintext ones.
+  secrets: {
+    key: leaf(
+      'string',
+      '',
+      'Base64 of 32 random bytes (openssl rand -base64 32) encrypting DKIM private keys in the database; set it through POSTBOTE_SECRETS__KEY rather than the file. Empty = stored as plaintext PEM.',
+    ),
+    key_file: leaf(
+      'string',
+      '',
+      'A file holding the secrets key (base64 text), instead of secrets.key. Losing the key loses the encrypted DKIM keys.',
+    ),
+  },
   // Bounces and complaints (src/bounces/).
   bounces: {
     secret: leaf(

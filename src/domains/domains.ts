@@ -8,6 +8,7 @@ import type { CheckResult, Resolve } from './checks/types.ts';
 import { generateDkimKey } from './dkim-keys.ts';
 import { recordsToPublish } from './dns-records.ts';
 import { egressAddresses } from './egress.ts';
+import { createKeyBox, isSealed, type KeyBox, loadSecretsKey, SecretsKeyError } from './key-encryption.ts';
 
 /** Why a domain command was refused; `code` is the API's error code. */
 export class DomainError extends Error {
@@ -49,6 +50,12 @@ export function createDomains(options: { store: Store; clock: () => number; conf
   const { store, clock, config } = options;
   const mxHost = config.domains.mx_host || config.hostname;
   const trackingTarget = config.domains.tracking_target || config.hostname;
+  // Loaded when a key is generated or sealed, not before: most commands never need it.
+  let box: KeyBox | undefined;
+  const keyBox = (): KeyBox => {
+    box ??= createKeyBox(loadSecretsKey(config.secrets));
+    return box;
+  };
 
   async function newKeys(domainId: string, algorithms: readonly DkimAlgorithm[], state: DkimKey['state']) {
     const now = clock();
@@ -59,7 +66,7 @@ export function createDomains(options: { store: Store; clock: () => number; conf
         domainId,
         selector: generated.selector,
         algorithm,
-        privateKeyPem: generated.privateKeyPem,
+        privateKeyPem: keyBox().seal(generated.privateKeyPem),
         publicKey: generated.publicKey,
         state,
         createdAt: now,
@@ -205,6 +212,34 @@ export function createDomains(options: { store: Store; clock: () => number; conf
     return pending;
   }
 
+  /**
+   * Seals every plaintext private key with the secrets key (`postbote domains encrypt-keys`).
+   * Keys already sealed must open with this key: two keys in one database would leave one set
+   * unreadable at the next start.
+   */
+  async function encryptKeys(): Promise<{ encrypted: number; alreadyEncrypted: number }> {
+    const sealer = keyBox();
+    if (!sealer.encrypting) {
+      throw new SecretsKeyError(
+        'no secrets key configured: set secrets.key (POSTBOTE_SECRETS__KEY) or secrets.key_file',
+      );
+    }
+    let encrypted = 0;
+    let alreadyEncrypted = 0;
+    for (const domain of await store.listDomains()) {
+      for (const key of await store.listDkimKeys(domain.id)) {
+        if (isSealed(key.privateKeyPem)) {
+          sealer.open(key.privateKeyPem);
+          alreadyEncrypted++;
+          continue;
+        }
+        const sealed = sealer.seal(key.privateKeyPem);
+        if (await store.setDkimPrivateKey(domain.id, key.selector, key.privateKeyPem, sealed)) encrypted++;
+      }
+    }
+    return { encrypted, alreadyEncrypted };
+  }
+
   async function remove(view: DomainView): Promise<void> {
     await store.deleteDomain(view.domain.id);
   }
@@ -218,6 +253,7 @@ export function createDomains(options: { store: Store; clock: () => number; conf
     trust,
     rotate,
     remove,
+    encryptKeys,
   };
 }
 

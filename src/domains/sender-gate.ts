@@ -4,6 +4,7 @@ import { SendError } from '../intake/send-errors.ts';
 import type { Store } from '../store/store.ts';
 import type { DkimKey, SenderPolicy, SendingDomain } from '../store/types.ts';
 import { signMessage } from './dkim-sign.ts';
+import type { KeyBox } from './key-encryption.ts';
 
 type SigningDomain = SendingDomain & { keys: DkimKey[] };
 
@@ -59,8 +60,16 @@ export function authorDomains(message: Buffer): string[] {
  * domain of a subdomain signs: aligned under relaxed DMARC). Domains and policies are read
  * whole and kept for `cacheMs` (they are changed by the CLI and the API, in other processes).
  */
-export function createSenderGate(options: { store: Store; clock: () => number; cacheMs?: number }) {
+export function createSenderGate(options: {
+  store: Store;
+  clock: () => number;
+  cacheMs?: number;
+  /** Opens private keys stored encrypted (secrets.key); without it they must be plaintext. */
+  keys?: KeyBox;
+}) {
   const { store, clock } = options;
+  // Stored value → PEM, so a reload (every cacheMs) does not decrypt every key again.
+  let opened = new Map<string, string>();
   const cacheMs = options.cacheMs ?? 5_000;
   let domains = new Map<string, SigningDomain>();
   let loadedAt = Number.NEGATIVE_INFINITY;
@@ -72,6 +81,18 @@ export function createSenderGate(options: { store: Store; clock: () => number; c
     loading ??= store
       .signingDomains()
       .then((list) => {
+        const box = options.keys;
+        if (box) {
+          const next = new Map<string, string>();
+          for (const d of list) {
+            d.keys = d.keys.map((k) => {
+              const pem = opened.get(k.privateKeyPem) ?? box.open(k.privateKeyPem);
+              next.set(k.privateKeyPem, pem);
+              return { ...k, privateKeyPem: pem };
+            });
+          }
+          opened = next;
+        }
         domains = new Map(list.map((d) => [d.domain, d]));
         loadedAt = clock();
       })

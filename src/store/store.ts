@@ -258,6 +258,16 @@ export interface Store {
   /** Changes a key's state; false when the domain has no such selector. */
   setDkimKeyState(domainId: string, selector: string, state: DkimKeyState, at: number): Promise<boolean>;
   /**
+   * Replaces a key's stored private key (`postbote domains encrypt-keys`) if it still is
+   * `expected`; false when the key is gone or changed meanwhile.
+   */
+  setDkimPrivateKey(
+    domainId: string,
+    selector: string,
+    expected: string,
+    privateKey: string,
+  ): Promise<boolean>;
+  /**
    * Every domain with its active and pending keys, for intake's signing and sender checks
    * (a small table, read whole and cached).
    */

@@ -1558,6 +1558,17 @@ export function storeContract(
             'the other domain’s key of the same selector is untouched',
           );
           assert.equal(await store.setDkimKeyState('d1', 'pb-none', 'retired', T0 + 20), false);
+          // Encrypting a key in place: only while it still holds what the caller read.
+          const stored = (await store.listDkimKeys('d1'))[0]!.privateKeyPem;
+          assert.equal(await store.setDkimPrivateKey('d1', 'pb-old', 'something else', 'enc:v1:x'), false);
+          assert.equal(await store.setDkimPrivateKey('d1', 'pb-old', stored, 'enc:v1:x'), true);
+          assert.equal((await store.listDkimKeys('d1'))[0]!.privateKeyPem, 'enc:v1:x');
+          assert.equal(
+            (await store.listDkimKeys('d2'))[0]!.privateKeyPem,
+            stored,
+            'the other domain untouched',
+          );
+          assert.equal(await store.setDkimPrivateKey('d1', 'pb-none', stored, 'enc:v1:y'), false);
           assert.equal(await store.setDkimKeyState('nope', 'pb-old', 'retired', T0 + 20), false);
           assert.deepEqual(await store.listDkimKeys('nope'), []);
         });

@@ -1476,6 +1476,19 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return changed > 0;
   }
 
+  async setDkimPrivateKey(
+    domainId: string,
+    selector: string,
+    expected: string,
+    privateKey: string,
+  ): Promise<boolean> {
+    const changed = await this.#run(
+      'UPDATE dkim_keys SET private_key = $1 WHERE domain_id = $2 AND selector = $3 AND private_key = $4',
+      [privateKey, domainId, selector, expected],
+    );
+    return changed > 0;
+  }
+
   async signingDomains(): Promise<(SendingDomain & { keys: DkimKey[] })[]> {
     // One statement, so one snapshot: a domain never comes without the keys it was created with.
     const rows = await this.#all(

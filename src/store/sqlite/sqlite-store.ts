@@ -1564,6 +1564,24 @@ export class SqliteStore implements Store {
     return changed > 0;
   }
 
+  async setDkimPrivateKey(
+    domainId: string,
+    selector: string,
+    expected: string,
+    privateKey: string,
+  ): Promise<boolean> {
+    const changed = await this.#queue.run(() =>
+      this.#run(
+        'UPDATE dkim_keys SET private_key = ? WHERE domain_id = ? AND selector = ? AND private_key = ?',
+        privateKey,
+        domainId,
+        selector,
+        expected,
+      ),
+    );
+    return changed > 0;
+  }
+
   async signingDomains(): Promise<(SendingDomain & { keys: DkimKey[] })[]> {
     const keys = new Map<string, DkimKey[]>();
     for (const key of this.#all(

@@ -22,6 +22,7 @@ const METHODS = [
   'listDkimKeys',
   'addDkimKey',
   'setDkimKeyState',
+  'setDkimPrivateKey',
   'signingDomains',
   'createCredential',
   'getCredential',
