@@ -2,7 +2,8 @@
  * The dashboard in a real browser (playwright-core driving Debian's chromium) against a running
  * `postbote start` with a fake MX: log in, send a message through the API, find it in Activity
  * with its delivered event, see it counted on the Overview, create and revoke an API key, add
- * and remove a suppression. POSTBOTE_SCREENSHOTS=1 writes a screenshot of each page to
+ * and remove a suppression, hold and delete queued mail (confirmed), change a stream's tracking,
+ * preview and save a template, rotate a domain's DKIM key and delete the domain. POSTBOTE_SCREENSHOTS=1 writes a screenshot of each page to
  * docs/screenshots/ (for the README); normal runs write nothing.
  */
 import assert from 'node:assert/strict';
@@ -58,6 +59,8 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
     const env = {
       ...fakeMxEnv({ dataDir: dir.path, dns: dns.address, mxPort: sink.port }),
       POSTBOTE_STATS__INTERVAL: '200ms',
+      // The SPF record a new domain is told to publish names the relay's address.
+      POSTBOTE_DOMAINS__PUBLIC_IPS: '192.0.2.10',
     };
     await runCli(['accounts', 'create', 'acme', '--sender-policy', 'any'], env);
     const [credential] = JSON.parse(
@@ -196,6 +199,106 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
     page.once('dialog', (d) => d.accept());
     await page.getByRole('button', { name: 'Remove blocked@example.test' }).click();
     await page.locator('tr[data-address="blocked@example.test"]').waitFor({ state: 'detached' });
+  });
+
+  it('holds and deletes waiting mail on the Queue page, each after a confirmation', async () => {
+    const sent = await fetch(`${base}/v1/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        from: 'shop@sender.test',
+        to: 'later@example.test',
+        subject: 'Scheduled for later',
+        text: 'Later',
+        send_at: new Date(Date.now() + 3_600_000).toISOString(),
+      }),
+    });
+    assert.equal(sent.status, 202);
+    await page.getByRole('link', { name: 'Queue' }).click();
+    await page.getByRole('heading', { name: 'Queue', exact: true }).waitFor();
+    const row = page.locator('tr', { has: page.getByRole('rowheader', { name: 'example.test' }) });
+    await row.waitFor();
+    // Dismissed: nothing happens.
+    page.once('dialog', (d) => d.dismiss());
+    await page.getByRole('button', { name: 'Hold example.test' }).click();
+    assert.equal((await page.locator('[data-figure="held"] dd').textContent())?.trim(), '0');
+    let asked = '';
+    page.once('dialog', (d) => {
+      asked = d.message();
+      d.accept();
+    });
+    await page.getByRole('button', { name: 'Hold example.test' }).click();
+    await page.getByRole('status').filter({ hasText: 'Hold example.test: 1 recipient(s)' }).waitFor();
+    assert.match(asked, /nothing is sent until you release them/);
+    await page.locator('[data-figure="held"] dd', { hasText: '1' }).waitFor();
+    await page.getByRole('link', { name: 'Scheduled for later' }).waitFor();
+    await shot('queue');
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Delete message Scheduled for later' }).click();
+    await page.getByRole('status').filter({ hasText: '1 recipient(s)' }).waitFor();
+    await page.locator('[data-figure="held"] dd', { hasText: '0' }).waitFor();
+    // The Overview shows the queue depth from the same API.
+    await page.getByRole('link', { name: 'Overview' }).click();
+    await page.locator('[data-figure="queue Held"] dd', { hasText: '0' }).waitFor();
+  });
+
+  it("changes a stream's tracking switch", async () => {
+    await page.getByRole('link', { name: 'Streams' }).click();
+    const opens = page.getByRole('checkbox', { name: 'Opens (pixel) for broadcast' });
+    await opens.waitFor();
+    assert.equal(await opens.isChecked(), true, 'broadcast tracks opens by default');
+    await opens.uncheck();
+    await page.getByRole('status').filter({ hasText: 'Saved: broadcast opens off' }).waitFor();
+    const streams = (await (
+      await fetch(`${base}/v1/streams`, { headers: { authorization: `Bearer ${key}` } })
+    ).json()) as { data: { name: string; tracking: { opens: boolean } }[] };
+    assert.equal(streams.data.find((s) => s.name === 'broadcast')?.tracking.opens, false);
+    await page.getByRole('button', { name: 'Use default for Opens (pixel) of broadcast' }).waitFor();
+    await shot('streams');
+  });
+
+  it('edits a template with a live preview from variables and saves a new version', async () => {
+    await page.getByRole('link', { name: 'Templates' }).click();
+    await page.getByLabel('New template').fill('Welcome');
+    await page.getByRole('button', { name: 'Create' }).click();
+    const subject = page.locator('[data-preview="subject"]');
+    await subject.filter({ hasText: 'Hello Ada' }).waitFor();
+    await page.getByLabel('Variables (JSON)').fill('{"name": "Grace"}');
+    await subject.filter({ hasText: 'Hello Grace' }).waitFor();
+    await page
+      .frameLocator('iframe[title="Message content"]')
+      .locator('p', { hasText: 'Hello Grace' })
+      .waitFor();
+    await page.getByLabel('Subject').fill('Welcome aboard, {{name}}');
+    await page.getByRole('button', { name: 'Save as new version' }).click();
+    await page.getByRole('status').filter({ hasText: 'Saved as version 2' }).waitFor();
+    await subject.filter({ hasText: 'Welcome aboard, Grace' }).waitFor();
+    await shot('templates');
+  });
+
+  it('shows webhooks with the event filter', async () => {
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await page.getByRole('checkbox', { name: 'delivered' }).waitFor();
+    await shot('webhooks');
+  });
+
+  it('adds a domain, rotates its DKIM key and deletes it', async () => {
+    await page.getByRole('link', { name: 'Domains' }).click();
+    await page.getByLabel('Add a domain').fill('brand.test');
+    await page.getByRole('button', { name: 'Add' }).click();
+    await page.getByRole('heading', { name: 'brand.test' }).waitFor();
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Rotate DKIM key' }).click();
+    await page.getByRole('status').filter({ hasText: 'New DKIM key' }).waitFor();
+    await page
+      .getByText(/pending/)
+      .first()
+      .waitFor();
+    await shot('domain-rotated');
+    page.once('dialog', (d) => d.accept());
+    await page.getByRole('button', { name: 'Delete domain' }).click();
+    await page.getByRole('heading', { name: 'brand.test' }).waitFor({ state: 'detached' });
+    await page.getByText('No sending domains yet.').waitFor();
   });
 
   it('shows the domains page and works at phone width', async () => {

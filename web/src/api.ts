@@ -44,7 +44,7 @@ export interface RequestOptions {
 }
 
 export async function request<T>(
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE',
   path: string,
   body?: unknown,
   options: RequestOptions = {},
@@ -85,6 +85,8 @@ export const get = <T>(path: string, options?: RequestOptions) => request<T>('GE
 export const post = <T>(path: string, body?: unknown, options?: RequestOptions) =>
   request<T>('POST', path, body ?? {}, options);
 export const del = <T = void>(path: string) => request<T>('DELETE', path);
+export const put = <T>(path: string, body: unknown) => request<T>('PUT', path, body);
+export const patch = <T>(path: string, body: unknown) => request<T>('PATCH', path, body);
 
 /** A query string from the non-empty values. */
 export function query(params: Record<string, string | number | undefined>): string {
@@ -101,5 +103,7 @@ export function formatTime(iso: string | null | undefined): string {
 }
 
 export function percent(rate: number | null | undefined): string {
-  return rate === null || rate === undefined ? '–' : `${(rate * 100).toFixed(rate < 0.01 && rate > 0 ? 2 : 1)} %`;
+  return rate === null || rate === undefined
+    ? '–'
+    : `${(rate * 100).toFixed(rate < 0.01 && rate > 0 ? 2 : 1)} %`;
 }

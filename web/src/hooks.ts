@@ -11,13 +11,14 @@ export interface Loaded<T> {
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[]): Loaded<T> {
   const [state, setState] = useState<{ data?: T; error?: string; loading: boolean }>({ loading: true });
   const [tick, setTick] = useState(0);
-  // biome-ignore lint/correctness/useExhaustiveDependencies: deps are the caller's
+  // The dependencies are the caller's (`deps`) and the reload counter.
   useEffect(() => {
     let live = true;
     setState((s) => ({ ...s, loading: true }));
     load().then(
       (data) => live && setState({ data, loading: false }),
-      (err: unknown) => live && setState({ error: err instanceof Error ? err.message : String(err), loading: false }),
+      (err: unknown) =>
+        live && setState({ error: err instanceof Error ? err.message : String(err), loading: false }),
     );
     return () => {
       live = false;

@@ -8,35 +8,47 @@ import { Keys } from './pages/Keys.tsx';
 import { Login } from './pages/Login.tsx';
 import { Message } from './pages/Message.tsx';
 import { Overview } from './pages/Overview.tsx';
+import { Queue } from './pages/Queue.tsx';
+import { Streams } from './pages/Streams.tsx';
 import { Suppressions } from './pages/Suppressions.tsx';
+import { Templates } from './pages/Templates.tsx';
 import { Webhooks } from './pages/Webhooks.tsx';
 import './style.css';
 
 const NAV: [string, string][] = [
   ['/overview', 'Overview'],
   ['/activity', 'Activity'],
+  ['/queue', 'Queue'],
   ['/domains', 'Domains'],
+  ['/streams', 'Streams'],
+  ['/templates', 'Templates'],
   ['/suppressions', 'Suppressions'],
   ['/keys', 'API keys'],
   ['/webhooks', 'Webhooks'],
 ];
 
-function Page(props: { path: string; params: URLSearchParams }) {
+function Page(props: { path: string; params: URLSearchParams; session: SessionInfo }) {
   const message = /^\/messages\/(.+)$/.exec(props.path);
   if (message?.[1]) return <Message id={decodeURIComponent(message[1])} />;
   switch (props.path) {
     case '/activity':
       return <Activity params={props.params} />;
+    case '/queue':
+      return <Queue />;
     case '/domains':
       return <Domains params={props.params} />;
+    case '/streams':
+      return <Streams canEdit={props.session.scopes.includes('admin')} />;
+    case '/templates':
+      return <Templates params={props.params} />;
     case '/suppressions':
       return <Suppressions />;
     case '/keys':
       return <Keys />;
     case '/webhooks':
-      return <Webhooks />;
+      return <Webhooks params={props.params} />;
     default:
-      return <Overview />;
+      return <Overview accountId={props.session.account.id} />;
   }
 }
 
@@ -73,12 +85,16 @@ function App() {
     );
   return (
     <>
-      <a class="skip" href="#main" onClick={(e) => {
-        e.preventDefault();
-        document.getElementById('main')?.focus();
-      }}>
+      <button
+        type="button"
+        class="skip"
+        onClick={(e) => {
+          e.preventDefault();
+          document.getElementById('main')?.focus();
+        }}
+      >
         Skip to content
-      </a>
+      </button>
       <header class="top">
         <span class="brand">Postbote</span>
         <nav aria-label="Main">
@@ -112,7 +128,7 @@ function App() {
         </div>
       </header>
       <main id="main" tabIndex={-1}>
-        <Page path={route.path} params={route.params} />
+        <Page path={route.path} params={route.params} session={session} />
       </main>
     </>
   );

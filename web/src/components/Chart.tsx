@@ -34,7 +34,13 @@ export function Chart(props: { title: string; times: number[]; series: Series[];
               v === null ? '–' : props.percent ? `${(v * 100).toFixed(2)} %` : String(v),
           })),
         ],
-        axes: [{}, { size: 60, values: (_u, vals) => vals.map((v) => (props.percent ? `${(v * 100).toFixed(1)}%` : String(v))) }],
+        axes: [
+          {},
+          {
+            size: 60,
+            values: (_u, vals) => vals.map((v) => (props.percent ? `${(v * 100).toFixed(1)}%` : String(v))),
+          },
+        ],
         scales: { y: { range: (_u, _min, max) => [0, Math.max(max, props.percent ? 0.01 : 1)] } },
       },
       [props.times, ...props.series.map((s) => s.values)] as uPlot.AlignedData,

@@ -3,7 +3,8 @@ import { useState } from 'preact/hooks';
 // The preview's own policy (a frame made from srcdoc also inherits the page's): no scripts at
 // all, inline styles only, and images only from data: URIs until the user asks for remote content.
 const BLOCKED = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:";
-const REMOTE = "default-src 'none'; style-src 'unsafe-inline' https: http:; img-src data: https: http:; font-src data: https: http:";
+const REMOTE =
+  "default-src 'none'; style-src 'unsafe-inline' https: http:; img-src data: https: http:; font-src data: https: http:";
 
 function srcdoc(html: string, remote: boolean): string {
   const head = `<meta http-equiv="Content-Security-Policy" content="${remote ? REMOTE : BLOCKED}"><base target="_blank">`;
@@ -19,7 +20,7 @@ export function MessagePreview(props: { html: string | null; text: string | null
   const [view, setView] = useState<'html' | 'text'>(props.html ? 'html' : 'text');
   return (
     <div class="preview">
-      <div class="toolbar" role="group" aria-label="Content view">
+      <fieldset class="toolbar group" aria-label="Content view">
         {props.html !== null && (
           <button type="button" class="small" aria-pressed={view === 'html'} onClick={() => setView('html')}>
             HTML
@@ -36,7 +37,7 @@ export function MessagePreview(props: { html: string | null; text: string | null
           </button>
         )}
         {view === 'html' && remote && <span class="muted">Remote content loaded</span>}
-      </div>
+      </fieldset>
       {view === 'html' && props.html !== null ? (
         <iframe
           title="Message content"

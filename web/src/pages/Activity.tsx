@@ -1,4 +1,3 @@
-import { useState } from 'preact/hooks';
 import { formatTime, get, query } from '../api.ts';
 import { ErrorNote, Loading, Section, Status } from '../components/ui.tsx';
 import { navigate, useLoad } from '../hooks.ts';
@@ -22,8 +21,31 @@ interface EventItem {
   data?: Record<string, unknown>;
 }
 
-const STATUSES = ['', 'queued', 'delivering', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'held', 'cancelled'];
-const EVENT_TYPES = ['', 'accepted', 'delivered', 'deferred', 'bounced', 'expired', 'suppressed', 'complained', 'opened', 'clicked', 'unsubscribed'];
+const STATUSES = [
+  '',
+  'queued',
+  'delivering',
+  'delivered',
+  'deferred',
+  'bounced',
+  'expired',
+  'suppressed',
+  'held',
+  'cancelled',
+];
+const EVENT_TYPES = [
+  '',
+  'accepted',
+  'delivered',
+  'deferred',
+  'bounced',
+  'expired',
+  'suppressed',
+  'complained',
+  'opened',
+  'clicked',
+  'unsubscribed',
+];
 
 /** Search messages (GET /v1/messages) and events (GET /v1/events); filters live in the URL. */
 export function Activity(props: { params: URLSearchParams }) {
@@ -41,15 +63,31 @@ export function Activity(props: { params: URLSearchParams }) {
       <div class="page-head">
         <h1>Activity</h1>
         <div role="tablist" class="toolbar" aria-label="What to search">
-          <button type="button" role="tab" class="small" aria-selected={tab === 'messages'} onClick={() => set({ tab: '' })}>
+          <button
+            type="button"
+            role="tab"
+            class="small"
+            aria-selected={tab === 'messages'}
+            onClick={() => set({ tab: '' })}
+          >
             Messages
           </button>
-          <button type="button" role="tab" class="small" aria-selected={tab === 'events'} onClick={() => set({ tab: 'events' })}>
+          <button
+            type="button"
+            role="tab"
+            class="small"
+            aria-selected={tab === 'events'}
+            onClick={() => set({ tab: 'events' })}
+          >
             Events
           </button>
         </div>
       </div>
-      {tab === 'messages' ? <Messages params={props.params} set={set} /> : <Events params={props.params} set={set} />}
+      {tab === 'messages' ? (
+        <Messages params={props.params} set={set} />
+      ) : (
+        <Events params={props.params} set={set} />
+      )}
     </>
   );
 }
@@ -106,7 +144,14 @@ function Messages(props: { params: URLSearchParams; set: Setter }) {
     [key],
   );
   return (
-    <Section title="Messages" actions={<button type="button" class="small" onClick={list.reload}>Refresh</button>}>
+    <Section
+      title="Messages"
+      actions={
+        <button type="button" class="small" onClick={list.reload}>
+          Refresh
+        </button>
+      }
+    >
       <Filters
         params={p}
         set={props.set}
@@ -164,7 +209,9 @@ function Messages(props: { params: URLSearchParams; set: Setter }) {
 
 function Events(props: { params: URLSearchParams; set: Setter }) {
   const p = props.params;
-  const key = ['type', 'recipient', 'tag', 'stream', 'from', 'to', 'cursor'].map((k) => p.get(k) ?? '').join('|');
+  const key = ['type', 'recipient', 'tag', 'stream', 'from', 'to', 'cursor']
+    .map((k) => p.get(k) ?? '')
+    .join('|');
   const list = useLoad(
     () =>
       get<{ data: EventItem[]; next_cursor: string | null }>(
@@ -182,7 +229,14 @@ function Events(props: { params: URLSearchParams; set: Setter }) {
     [key],
   );
   return (
-    <Section title="Events" actions={<button type="button" class="small" onClick={list.reload}>Refresh</button>}>
+    <Section
+      title="Events"
+      actions={
+        <button type="button" class="small" onClick={list.reload}>
+          Refresh
+        </button>
+      }
+    >
       <Filters
         params={p}
         set={props.set}
@@ -217,7 +271,13 @@ function Events(props: { params: URLSearchParams; set: Setter }) {
                     <Status value={e.type} />
                   </td>
                   <td>
-                    {e.message_id ? <a href={`#/messages/${encodeURIComponent(e.message_id)}`}>{e.recipient ?? e.message_id}</a> : e.recipient}
+                    {e.message_id ? (
+                      <a href={`#/messages/${encodeURIComponent(e.message_id)}`}>
+                        {e.recipient ?? e.message_id}
+                      </a>
+                    ) : (
+                      e.recipient
+                    )}
                   </td>
                   <td class="mono">{replyText(e.data)}</td>
                 </tr>

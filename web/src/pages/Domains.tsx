@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
-import { formatTime, get, post } from '../api.ts';
-import { CopyButton, ErrorNote, Loading, Section, Status } from '../components/ui.tsx';
+import { del, formatTime, get, post } from '../api.ts';
+import { CopyButton, confirmAction, ErrorNote, Loading, Section, Status } from '../components/ui.tsx';
 import { navigate, useLoad } from '../hooks.ts';
 
 interface Domain {
@@ -44,7 +44,10 @@ export function Domains(props: { params: URLSearchParams }) {
         <ul class="plain">
           {list.data?.data.map((d) => (
             <li key={d.domain}>
-              <a href={`#/domains?domain=${encodeURIComponent(d.domain)}`} aria-current={selected === d.domain}>
+              <a
+                href={`#/domains?domain=${encodeURIComponent(d.domain)}`}
+                aria-current={selected === d.domain}
+              >
                 {d.domain}
               </a>{' '}
               <Status value={d.verified ? 'verified' : 'unverified'} />{' '}
@@ -75,12 +78,53 @@ export function Domains(props: { params: URLSearchParams }) {
         </form>
         <ErrorNote error={error} />
       </Section>
-      {selected && <DomainChecks domain={selected} onChecked={list.reload} />}
+      {selected && (
+        <DomainChecks
+          key={selected}
+          domain={selected}
+          onChecked={list.reload}
+          onDeleted={() => {
+            list.reload();
+            navigate('/domains');
+          }}
+        />
+      )}
     </>
   );
 }
 
-function DomainChecks(props: { domain: string; onChecked: () => void }) {
+function DomainChecks(props: { domain: string; onChecked: () => void; onDeleted: () => void }) {
+  const [message, setMessage] = useState<string>();
+  const [error, setError] = useState<string>();
+  const rotate = async () => {
+    if (
+      !confirmAction(
+        `Start a DKIM key rotation for ${props.domain}? A new key signs beside the current one; publish its record, and the next check makes it the key.`,
+      )
+    )
+      return;
+    setError(undefined);
+    try {
+      const r = await post<{ rotated: { selector: string }[] }>(
+        `/v1/domains/${encodeURIComponent(props.domain)}/rotate-dkim`,
+      );
+      setMessage(`New DKIM key ${r.rotated.map((k) => k.selector).join(', ')}: publish its record below.`);
+      details.reload();
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
+  const remove = async () => {
+    if (!confirmAction(`Delete ${props.domain} and its DKIM keys? Mail from it is refused afterwards.`))
+      return;
+    setError(undefined);
+    try {
+      await del(`/v1/domains/${encodeURIComponent(props.domain)}`);
+      props.onDeleted();
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  };
   // GET /v1/domains/{domain} runs the DNS checks live: "Check now" is a reload.
   const details = useLoad(async () => {
     const d = await get<DomainDetails>(`/v1/domains/${encodeURIComponent(props.domain)}`);
@@ -92,12 +136,25 @@ function DomainChecks(props: { domain: string; onChecked: () => void }) {
     <Section
       title={props.domain}
       actions={
-        <button type="button" class="small" onClick={details.reload} disabled={details.loading}>
-          {details.loading ? 'Checking…' : 'Check now'}
-        </button>
+        <div class="toolbar">
+          <button type="button" class="small" onClick={details.reload} disabled={details.loading}>
+            {details.loading ? 'Checking…' : 'Check now'}
+          </button>
+          <button type="button" class="small" onClick={rotate}>
+            Rotate DKIM key
+          </button>
+          <button type="button" class="small danger" onClick={remove}>
+            Delete domain
+          </button>
+        </div>
       }
     >
-      <ErrorNote error={details.error} />
+      <ErrorNote error={details.error ?? error} />
+      {message && (
+        <p class="ok" role="status">
+          {message}
+        </p>
+      )}
       {d && (
         <>
           <h3>Records to publish</h3>
@@ -143,8 +200,7 @@ function DomainChecks(props: { domain: string; onChecked: () => void }) {
             ))}
           </ul>
           <p class="muted small-print">
-            DKIM keys: {d.dkim.map((k) => `${k.selector} (${k.algorithm}, ${k.state})`).join('; ') || 'none'}. Rotation:{' '}
-            <code>postbote domains rotate-dkim {props.domain}</code> (not in the /v1 API yet).
+            DKIM keys: {d.dkim.map((k) => `${k.selector} (${k.algorithm}, ${k.state})`).join('; ') || 'none'}.
           </p>
         </>
       )}

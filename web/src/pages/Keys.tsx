@@ -98,7 +98,8 @@ export function Keys() {
                         class="small danger"
                         aria-label={`Revoke ${k.prefix}`}
                         onClick={async () => {
-                          if (!confirmAction(`Revoke ${k.prefix}? Clients using it stop working at once.`)) return;
+                          if (!confirmAction(`Revoke ${k.prefix}? Clients using it stop working at once.`))
+                            return;
                           try {
                             await del(`/v1/keys/${encodeURIComponent(k.id)}`);
                             if (created?.id === k.id) setCreated(undefined);

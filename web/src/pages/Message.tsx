@@ -30,7 +30,10 @@ interface Content {
 /** One message: recipients, the event timeline with each attempt's reply, headers and content. */
 export function Message(props: { id: string }) {
   const details = useLoad(() => get<Details>(`/v1/messages/${encodeURIComponent(props.id)}`), [props.id]);
-  const content = useLoad(() => get<Content>(`/v1/messages/${encodeURIComponent(props.id)}/content`), [props.id]);
+  const content = useLoad(
+    () => get<Content>(`/v1/messages/${encodeURIComponent(props.id)}/content`),
+    [props.id],
+  );
   const [showHeaders, setShowHeaders] = useState(false);
   const m = details.data;
   return (
@@ -75,7 +78,8 @@ export function Message(props: { id: string }) {
             <ol class="timeline">
               {m.events.map((e, i) => (
                 <li key={i}>
-                  <time>{formatTime(e.at)}</time> <Status value={e.type} /> {e.recipient && <span>{e.recipient}</span>}
+                  <time>{formatTime(e.at)}</time> <Status value={e.type} />{' '}
+                  {e.recipient && <span>{e.recipient}</span>}
                   {replyText(e.data) && <div class="mono reply">{replyText(e.data)}</div>}
                   {typeof e.data.mx === 'string' && <div class="muted">via {e.data.mx}</div>}
                 </li>
@@ -87,7 +91,12 @@ export function Message(props: { id: string }) {
       <Section
         title="Content"
         actions={
-          <button type="button" class="small" aria-expanded={showHeaders} onClick={() => setShowHeaders(!showHeaders)}>
+          <button
+            type="button"
+            class="small"
+            aria-expanded={showHeaders}
+            onClick={() => setShowHeaders(!showHeaders)}
+          >
             {showHeaders ? 'Hide headers' : 'Show headers'}
           </button>
         }
@@ -108,7 +117,9 @@ export function Message(props: { id: string }) {
             </table>
           </div>
         )}
-        {content.data && !content.data.body_purged && <MessagePreview html={content.data.html} text={content.data.text} />}
+        {content.data && !content.data.body_purged && (
+          <MessagePreview html={content.data.html} text={content.data.text} />
+        )}
         {content.data?.truncated && <p class="muted">Long parts are shown shortened.</p>}
       </Section>
     </>

@@ -3,6 +3,7 @@ import { get, percent, query } from '../api.ts';
 import { Chart, type Series } from '../components/Chart.tsx';
 import { ErrorNote, Loading, Section } from '../components/ui.tsx';
 import { useLoad } from '../hooks.ts';
+import type { QueueView } from './Queue.tsx';
 
 type Counters = Record<string, number>;
 interface Rates {
@@ -73,8 +74,22 @@ function since(hours: number): string {
   return new Date(Date.now() - hours * 3600_000).toISOString();
 }
 
-/** Volume and rates over time (/v1/stats), by stream and provider, and domains needing attention. */
-export function Overview() {
+interface GuardStatus {
+  paused: boolean;
+  streams: {
+    stream: string;
+    paused: boolean;
+    paused_by: string | null;
+    reason: string | null;
+    warned_at: string | null;
+  }[];
+}
+
+/**
+ * Volume and rates over time (/v1/stats), by stream and provider, the queue depth (/v1/queue),
+ * and what needs attention: pauses and warnings of the reputation guard, unverified domains.
+ */
+export function Overview(props: { accountId: string }) {
   const [range, setRange] = useState<Range>('24h');
   const r = RANGES[range];
   const stats = useLoad(
@@ -86,10 +101,16 @@ export function Overview() {
     [range],
   );
   const byProvider = useLoad(
-    () => get<Stats>(`/v1/stats${query({ interval: r.interval, from: since(r.hours), group_by: 'provider' })}`),
+    () =>
+      get<Stats>(`/v1/stats${query({ interval: r.interval, from: since(r.hours), group_by: 'provider' })}`),
     [range],
   );
   const domains = useLoad(() => get<{ data: Domain[] }>('/v1/domains'), []);
+  const queue = useLoad(() => get<QueueView>('/v1/queue'), []);
+  const guard = useLoad(
+    () => get<GuardStatus>(`/v1/accounts/${encodeURIComponent(props.accountId)}/status`),
+    [props.accountId],
+  );
 
   const filled = useMemo(() => buckets(stats.data), [stats.data]);
   const times = filled.times;
@@ -113,21 +134,31 @@ export function Overview() {
   );
   const total = stats.data?.totals[0];
   const unverified = (domains.data?.data ?? []).filter((d) => !d.verified);
+  const streamName = (s: string) => (s === '' ? 'The account' : `Stream ${s}`);
+  const pauses = (guard.data?.streams ?? []).filter((s) => s.paused);
+  const warnings = (guard.data?.streams ?? []).filter((s) => !s.paused && s.warned_at !== null);
+  const q = queue.data?.totals;
 
   return (
     <>
       <div class="page-head">
         <h1>Overview</h1>
-        <div role="group" aria-label="Time range" class="toolbar">
+        <fieldset aria-label="Time range" class="toolbar group">
           {(Object.keys(RANGES) as Range[]).map((k) => (
-            <button type="button" class="small" key={k} aria-pressed={range === k} onClick={() => setRange(k)}>
+            <button
+              type="button"
+              class="small"
+              key={k}
+              aria-pressed={range === k}
+              onClick={() => setRange(k)}
+            >
               {k}
             </button>
           ))}
           <button type="button" class="small" onClick={() => stats.reload()}>
             Refresh
           </button>
-        </div>
+        </fieldset>
       </div>
       <ErrorNote error={stats.error} />
       <Loading loading={stats.loading && !stats.data} />
@@ -159,32 +190,76 @@ export function Overview() {
       )}
       <div class="columns">
         <Breakdown title="By stream" dimension="stream" stats={byStream.data} error={byStream.error} />
-        <Breakdown title="By mailbox provider" dimension="provider" stats={byProvider.data} error={byProvider.error} />
+        <Breakdown
+          title="By mailbox provider"
+          dimension="provider"
+          stats={byProvider.data}
+          error={byProvider.error}
+        />
       </div>
-      <Section title="Attention">
-        <ErrorNote error={domains.error} />
-        {unverified.length === 0 ? (
-          <p class="muted">No domain problems{domains.data ? '' : ' known yet'}.</p>
-        ) : (
+      <div class="columns">
+        <Section title="Queue" actions={<a href="#/queue">Open the queue</a>}>
+          <ErrorNote error={queue.error} />
+          {q && (
+            <dl class="figures" aria-label="Queue depth">
+              {(
+                [
+                  ['Waiting', q.queued + q.deferred],
+                  ['Deferred', q.deferred],
+                  ['Delivering', q.delivering],
+                  ['Held', q.held],
+                ] as const
+              ).map(([label, value]) => (
+                <div key={label} data-figure={`queue ${label}`}>
+                  <dt>{label}</dt>
+                  <dd>{value}</dd>
+                </div>
+              ))}
+            </dl>
+          )}
+          {queue.data && queue.data.in_force.length > 0 && (
+            <p>{queue.data.in_force.length} throttle(s) or suspension(s) in force at your destinations.</p>
+          )}
+        </Section>
+        <Section title="Attention">
+          <ErrorNote error={domains.error ?? guard.error} />
+          {pauses.length + warnings.length + unverified.length === 0 && (
+            <p class="muted">
+              Nothing needs attention{domains.data && guard.data ? '' : ' as far as known yet'}.
+            </p>
+          )}
           <ul>
+            {pauses.map((s) => (
+              <li key={`p${s.stream}`} class="error">
+                {streamName(s.stream)} is paused by {s.paused_by}: {s.reason}. New mail is accepted and held.
+              </li>
+            ))}
+            {warnings.map((s) => (
+              <li key={`w${s.stream}`}>
+                {streamName(s.stream)}: the reputation guard warned at{' '}
+                {new Date(s.warned_at ?? '').toLocaleString()} (
+                {s.reason ?? 'bounce or complaint rate near its limit'}).
+              </li>
+            ))}
             {unverified.map((d) => (
               <li key={d.domain}>
-                <a href={`#/domains?domain=${encodeURIComponent(d.domain)}`}>{d.domain}</a> is not verified: mail from it
-                is refused until its DNS records are published.
+                <a href={`#/domains?domain=${encodeURIComponent(d.domain)}`}>{d.domain}</a> is not verified:
+                mail from it is refused until its DNS records are published.
               </li>
             ))}
           </ul>
-        )}
-        <p class="muted small-print">
-          Queue depth and guard state are not in the /v1 API yet; operators see the queue with{' '}
-          <code>postbote queue</code> and Prometheus <code>/metrics</code>.
-        </p>
-      </Section>
+        </Section>
+      </div>
     </>
   );
 }
 
-function Breakdown(props: { title: string; dimension: 'stream' | 'provider'; stats?: Stats; error?: string }) {
+function Breakdown(props: {
+  title: string;
+  dimension: 'stream' | 'provider';
+  stats?: Stats;
+  error?: string;
+}) {
   const rows = props.stats?.totals ?? [];
   return (
     <Section title={props.title}>

@@ -54,7 +54,13 @@ export function Suppressions() {
         >
           <div class="field">
             <label for="sup-address">Address</label>
-            <input id="sup-address" type="email" required value={address} onInput={(e) => setAddress(e.currentTarget.value)} />
+            <input
+              id="sup-address"
+              type="email"
+              required
+              value={address}
+              onInput={(e) => setAddress(e.currentTarget.value)}
+            />
           </div>
           <div class="field">
             <label for="sup-scope">Stream (empty = every stream)</label>
@@ -89,7 +95,11 @@ export function Suppressions() {
             class="small"
             onClick={() =>
               run(async () => {
-                download('suppressions.csv', await get<string>('/v1/suppressions/export', { text: true }), 'text/csv');
+                download(
+                  'suppressions.csv',
+                  await get<string>('/v1/suppressions/export', { text: true }),
+                  'text/csv',
+                );
                 return 'Exported.';
               })
             }
@@ -107,7 +117,7 @@ export function Suppressions() {
       <Section title="List">
         <form
           class="filters"
-          role="search"
+          aria-label="Search suppressions"
           onSubmit={(e) => {
             e.preventDefault();
             setCursor(undefined);
@@ -122,7 +132,9 @@ export function Suppressions() {
         </form>
         <ErrorNote error={list.error} />
         <Loading loading={list.loading && !list.data} />
-        {list.data && list.data.data.length === 0 && <p class="muted">No suppressed addresses{search ? ' match' : ''}.</p>}
+        {list.data && list.data.data.length === 0 && (
+          <p class="muted">No suppressed addresses{search ? ' match' : ''}.</p>
+        )}
         {list.data && list.data.data.length > 0 && (
           <div class="table-wrap">
             <table>
@@ -156,7 +168,9 @@ export function Suppressions() {
                         onClick={() => {
                           if (!confirmAction(`Remove ${s.address}? Mail to it will be sent again.`)) return;
                           run(async () => {
-                            await del(`/v1/suppressions/${encodeURIComponent(s.address)}${query({ scope: s.scope || undefined })}`);
+                            await del(
+                              `/v1/suppressions/${encodeURIComponent(s.address)}${query({ scope: s.scope || undefined })}`,
+                            );
                             return `${s.address} removed.`;
                           });
                         }}
