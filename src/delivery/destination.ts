@@ -244,6 +244,9 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       ...(request.dsn.notify ? { notify: request.dsn.notify } : {}),
       ...(request.dsn.orcpt ? { orcpt: request.dsn.orcpt } : {}),
     };
+    // RFC 8689: REQUIRETLS needs TLS with a certificate verified for the host, on every route.
+    const requireTls = request.dsn.requireTls === true;
+    const verifyTls = requireTls || leg.mtaSts !== undefined;
     const started = Date.now();
     const toResult = (res: DeliveryResult): DestinationResult => ({
       recipients: res.recipients,
@@ -263,8 +266,8 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       site: leg.site,
       hosts: leg.hosts,
       port: leg.port,
-      starttls: leg.mtaSts ? 'required' : (limits?.tls ?? leg.starttls),
-      ...(leg.mtaSts ? { verifyTls: true } : {}),
+      starttls: verifyTls && !leg.implicitTls ? 'required' : (limits?.tls ?? leg.starttls),
+      ...(verifyTls ? { verifyTls: true } : {}),
       source: source.name,
       ...(source.address ? { localAddress: source.address } : {}),
       ...(source.ehlo ? { ehloName: source.ehlo } : {}),
@@ -292,14 +295,26 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
     const settle = request.settle;
     const res = await pool.deliver(
       target,
-      { from: request.mailFrom, to: recipients, size, dsn, smtputf8 },
+      { from: request.mailFrom, to: recipients, size, dsn, smtputf8, ...(requireTls ? { requireTls } : {}) },
       request.body,
       settle && ((answered) => settle(toResult(answered))),
       { priority: request.priority ?? 0 },
     );
     if (res.connectionFailed) {
       logger.debug({ domain: request.domain, ...tag }, 'no host of the site took a session');
-      if (leg.mtaSts) {
+      if (
+        requireTls &&
+        res.retryAt === undefined &&
+        res.recipients.every((r) => r.reply.enhanced?.startsWith('4.7.'))
+      ) {
+        // No STARTTLS or no valid certificate: RFC 8689 §5 returns the message (5.7.30)
+        // rather than letting it wait for a host that will not change its TLS.
+        res.recipients = res.recipients.map((r) => ({
+          ...r,
+          outcome: 'permanent',
+          reply: { code: 550, enhanced: '5.7.30', text: `REQUIRETLS: ${r.reply.text}` },
+        }));
+      } else if (leg.mtaSts) {
         // Say why plaintext or an unverified certificate was not good enough: the MTA-STS policy.
         const why = `MTA-STS policy ${leg.mtaSts.id} of ${leg.mtaSts.domain} (enforce) requires verified TLS`;
         res.recipients = res.recipients.map((r) => ({
@@ -345,7 +360,8 @@ export function createMxDestination(options: MxDestinationOptions): Destination 
       }
       return leg;
     }
-    if (tlsNotRequired(request.body)) {
+    // RFC 8689 §4.1: with REQUIRETLS on the envelope, TLS-Required: No is ignored.
+    if (!request.dsn.requireTls && tlsNotRequired(request.body)) {
       logger.info(
         { domain: request.domain, mtaSts: 'enforce', id: policy.id },
         'TLS-Required: No: MTA-STS policy not applied to this message',

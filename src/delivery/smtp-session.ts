@@ -55,6 +55,11 @@ export interface TransactionEnvelope {
   size: number;
   /** The message needs SMTPUTF8 (RFC 6531); refused locally if the server lacks it. */
   smtputf8?: boolean;
+  /**
+   * RFC 8689 REQUIRETLS: sent on MAIL FROM; refused locally (5.7.30) unless the session is TLS
+   * and the server advertises REQUIRETLS. The certificate check is the session's (verifyTls).
+   */
+  requireTls?: boolean;
 }
 
 export interface RecipientResult {
@@ -242,6 +247,18 @@ function send(
     const text = `${peer.host} does not support SMTPUTF8, required by this message`;
     return Promise.resolve({ recipients: local({ code: 553, enhanced: '5.6.7', text }), reusable: true });
   }
+  if (envelope.requireTls) {
+    const why = !conn.secure
+      ? `the session with ${peer.host} is not TLS`
+      : extensions && !extensions.includes('REQUIRETLS')
+        ? `${peer.host} does not support REQUIRETLS`
+        : undefined;
+    if (why) {
+      // RFC 8689 §5: such a message is returned, never sent where the requirement is lost.
+      const text = `REQUIRETLS: ${why}`;
+      return Promise.resolve({ recipients: local({ code: 550, enhanced: '5.7.30', text }), reusable: true });
+    }
+  }
   const sendable = envelope.to.filter((address) => address !== '' && !INVALID_PATH.test(address));
   if (sendable.length === 0) {
     return Promise.resolve({ recipients: local(INVALID_RECIPIENT), reusable: true });
@@ -258,6 +275,8 @@ function send(
           size: envelope.size,
           use8BitMime: has8BitBytes(body),
           ...(envelope.dsn ? { dsn: envelope.dsn } : {}),
+          // nodemailer's name for "append REQUIRETLS to MAIL FROM" (RFC 8689 §4.2).
+          ...(envelope.requireTls ? { requireTLSExtensionEnabled: true } : {}),
         },
         body,
         settle,

@@ -66,6 +66,8 @@ export const replies = Object.freeze({
   paramNotRecognised: (name: string): SmtpReply =>
     reply(555, '5.5.4', `Unsupported parameter ${name.slice(0, 32)}`),
   paramInvalid: (name: string): SmtpReply => reply(501, '5.5.4', `Invalid value for parameter ${name}`),
+  /** RFC 8689 §4.1: REQUIRETLS only in a TLS session (it is advertised only there). */
+  requireTlsNeedsTls: reply(530, '5.7.10', 'REQUIRETLS needs a TLS session: STARTTLS first'),
   heloSyntax: (verb: string): SmtpReply => reply(501, '5.5.4', `Syntax: ${verb} hostname`),
 
   // --- HELO / EHLO / misc commands ---

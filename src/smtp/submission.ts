@@ -27,11 +27,16 @@ function messageDsn(params: SmtpParams | undefined): MessageDsn {
   };
 }
 
-function recipientDsn(params: SmtpParams): RecipientDsn | undefined {
+function recipientDsn(params: SmtpParams, requireTls: boolean): RecipientDsn | undefined {
   // The protocol layer has already refused NOTIFY values outside RFC 3461 with 501.
   const notify = params.NOTIFY?.toUpperCase().split(',').filter(Boolean) as DsnNotify[] | undefined;
-  if (!notify && !params.ORCPT) return undefined;
-  return { ...(notify ? { notify } : {}), ...(params.ORCPT ? { orcpt: params.ORCPT } : {}) };
+  if (!notify && !params.ORCPT && !requireTls) return undefined;
+  return {
+    ...(notify ? { notify } : {}),
+    ...(params.ORCPT ? { orcpt: params.ORCPT } : {}),
+    // RFC 8689: a property of the message, kept on each recipient (it travels with the lease).
+    ...(requireTls ? { requireTls: true } : {}),
+  };
 }
 
 /**
@@ -88,6 +93,7 @@ export function submissionHandlers(deps: {
       const user = session.user as SubmissionUser | undefined;
       const envelope = session.envelope;
       if (!user || !envelope.mailFrom) return replies.badSequence;
+      const requireTls = Object.hasOwn(envelope.mailFrom.params, 'REQUIRETLS');
       // RFC 3848 protocol names: ESMTP + S (TLS) + A (authenticated); plain SMTP after HELO.
       const protocol = session.esmtp
         ? `ESMTP${session.secure ? 'S' : ''}${user.via === 'auth' ? 'A' : ''}`
@@ -98,7 +104,7 @@ export function submissionHandlers(deps: {
           credentialId: user.credential.id,
           mailFrom: envelope.mailFrom.address,
           recipients: envelope.rcptTo.map((r) => {
-            const dsn = recipientDsn(r.params);
+            const dsn = recipientDsn(r.params, requireTls);
             return dsn ? { address: r.address, dsn } : { address: r.address };
           }),
           raw: message,

@@ -138,6 +138,12 @@ export type DsnNotify = 'NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY';
 export interface RecipientDsn {
   notify?: DsnNotify[];
   orcpt?: string;
+  /**
+   * RFC 8689 REQUIRETLS was given on MAIL FROM: every hop must be TLS with a verified
+   * certificate and support REQUIRETLS, or the recipient bounces (5.7.30). Kept with the
+   * recipient's envelope parameters, which travel with its lease to delivery.
+   */
+  requireTls?: boolean;
 }
 
 export interface NewRecipient {

@@ -23,6 +23,8 @@ function extensions(conn: Connection): string[] {
     'DSN',
   ];
   if (!session.secure && conn.tlsContext() !== undefined) list.push('STARTTLS');
+  // RFC 8689 §4: REQUIRETLS is offered inside TLS only.
+  if (session.secure) list.push('REQUIRETLS');
   // RFC 4954 §4 leaves it to us: AUTH is only shown where it can succeed (TLS or trusted).
   if (options.authMethods.length > 0 && (session.secure || plaintextAuthAllowed(conn))) {
     list.push(`AUTH ${options.authMethods.join(' ')}`);
@@ -72,7 +74,11 @@ async function mail(conn: Connection, arg: string): Promise<void> {
   const session = conn.session;
   if (session.heloName === null) return conn.protocolError(replies.needHelo);
   if (session.envelope.mailFrom !== null) return conn.protocolError(replies.nestedMail);
-  const parsed = parseMailFrom(arg, { esmtp: session.esmtp, sizeLimit: conn.options.sizeLimit });
+  const parsed = parseMailFrom(arg, {
+    esmtp: session.esmtp,
+    sizeLimit: conn.options.sizeLimit,
+    secure: session.secure,
+  });
   if (!parsed.ok) return conn.protocolError(parsed.reply);
   const { address, params } = parsed.value;
   const hook = conn.options.handlers.onMailFrom;

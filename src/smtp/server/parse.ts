@@ -290,11 +290,12 @@ function mailboxReply(problem: MailboxProblem, kind: 'sender' | 'recipient'): Sm
 
 /**
  * `MAIL FROM:<reverse-path> [params]` (RFC 5321 §4.1.1.2). Parameters: SIZE (RFC 1870),
- * BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET and ENVID (RFC 3461 §4.3, §4.4), AUTH (RFC 4954 §5).
+ * BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET and ENVID (RFC 3461 §4.3, §4.4), AUTH (RFC 4954 §5),
+ * REQUIRETLS (RFC 8689 §4.1, TLS sessions only).
  */
 export function parseMailFrom(
   arg: string,
-  options: { esmtp: boolean; sizeLimit: number },
+  options: { esmtp: boolean; sizeLimit: number; secure?: boolean },
 ): Parsed<SmtpAddress> {
   const split = splitPath(arg, 'FROM:');
   if (!split) return fail(replies.badSenderSyntax);
@@ -317,6 +318,11 @@ export function parseMailFrom(
       }
       case 'SMTPUTF8':
         if (value !== '') return fail(replies.paramInvalid(key));
+        break;
+      case 'REQUIRETLS':
+        // RFC 8689 §4.1: a flag without value, and only over TLS.
+        if (value !== '') return fail(replies.paramInvalid(key));
+        if (!options.secure) return fail(replies.requireTlsNeedsTls);
         break;
       case 'RET': {
         const ret = value.toUpperCase();
