@@ -55,6 +55,9 @@ export interface DeliveryEngine {
   stop(): Promise<void>;
 }
 
+/** SIGTERM: how long transactions already talking to a remote server get to finish. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 /**
  * The delivery engine of one node: DNS, the session pool, the MX destination, DSNs and the
  * scheduler, wired from the config. Runs in-process or on its own thread (delivery/thread.ts).
@@ -343,9 +346,11 @@ export async function startDeliveryEngine(deps: {
       stopRules();
       await maintenance.stop();
       await dueWatch?.stop();
-      await scheduler.stop();
-      // The scheduler has already given in-flight deliveries their grace; the pool cuts off the rest.
-      await pool.close(1000);
+      // No new leases, and no new transactions: the pool turns away at once what still waits
+      // for a connection (never attempted; its lease is released, not counted as an attempt),
+      // and what is talking to a remote server now gets the scheduler's grace to finish. The
+      // pool cuts the rest a moment after the scheduler has released their leases.
+      await Promise.all([scheduler.stop(SHUTDOWN_GRACE_MS), pool.close(SHUTDOWN_GRACE_MS + 1000)]);
       await permits?.stop();
       await shapingEvents.flush();
     },

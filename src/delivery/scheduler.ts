@@ -292,6 +292,12 @@ export class Scheduler {
         priority: tx.recipients[0]?.kind === 'broadcast' ? 1 : 0,
       });
     } catch (err) {
+      // Shutting down: the pool turned the transaction away before it reached a server. Not an
+      // attempt; stop() releases its lease and the next start sends it at once.
+      if ((err as { code?: unknown }).code === 'POOL_CLOSED' && this.#stopping) {
+        await Promise.all(settling);
+        return;
+      }
       logger.error({ err, messageId: tx.messageId, domain: tx.domain }, 'delivery failed unexpectedly');
       result = {
         recipients: tx.recipients.map((r) => ({
