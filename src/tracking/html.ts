@@ -75,6 +75,18 @@ export function decodeEntities(value: string): string {
  * redirect's Location is always ASCII.
  */
 export function trackableUrl(href: string): string | undefined {
+  // The copies of a message repeat their links: each distinct href is parsed once.
+  if (trackable.has(href)) return trackable.get(href);
+  const result = checkUrl(href);
+  if (trackable.size >= TRACKABLE_CACHE_SIZE) trackable.clear();
+  trackable.set(href, result);
+  return result;
+}
+
+const TRACKABLE_CACHE_SIZE = 4096;
+const trackable = new Map<string, string | undefined>();
+
+function checkUrl(href: string): string | undefined {
   const url = href.trim();
   if (!/^https?:\/\//i.test(url) || url.length > 4096) return undefined;
   if (/[\x00-\x20\x7f]/.test(url)) return undefined;

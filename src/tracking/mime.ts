@@ -16,6 +16,7 @@ const CRLF = '\r\n';
 const MAX_DEPTH = 10;
 const MAX_PARTS = 500;
 const MAX_LINE = 998;
+const HEADER_CACHE_SIZE = 1000;
 
 /** Charsets whose bytes below 0x80 are always ASCII characters. */
 const ASCII_COMPATIBLE =
@@ -27,8 +28,6 @@ type Encoding = 'identity' | 'quoted-printable' | 'base64';
 export interface PlannedPart {
   /** The part's header block without its final CRLF CRLF. */
   head: string;
-  /** The same with Content-Transfer-Encoding: quoted-printable (for a line grown past 998). */
-  headQp: string;
   encoding: Encoding;
   segments: Segments;
   /** What followed the encoded text (a base64 body's final line break). */
@@ -38,6 +37,14 @@ export interface PlannedPart {
 export interface MessagePlan {
   /** Literal latin1 text and planned parts, in order. */
   pieces: (string | PlannedPart)[];
+  /**
+   * Where header fields added per copy go (List-Unsubscribe): an offset into `pieces[0]` when
+   * that is text, after the header block's last field (0 when the message has no header). When
+   * `pieces[0]` is a planned part, they go after its head.
+   */
+  headerEnd: number;
+  /** The message is all header block, without a final CRLF: added fields need one first. */
+  headerNeedsBreak: boolean;
   /** Whether any part has a slot (else every copy is the original). */
   changed: boolean;
   notes: string[];
@@ -47,43 +54,77 @@ export interface PlanMessageOptions {
   clicks: boolean;
   textLinks: boolean;
   opens: boolean;
+  /** Header blocks already read (readHeader): one map for the copies of one message. */
+  headerCache?: Map<string, Header>;
 }
 
-interface Header {
+export interface Header {
   type: string;
   params: Record<string, string>;
   encoding: string;
   disposition: string;
 }
 
-/** The fields of a header block (latin1) that decide how its part is handled. */
-function readHeader(block: string): Header {
-  const fields = new Map<string, string>();
-  let current = '';
-  const take = () => {
-    const colon = current.indexOf(':');
-    if (colon > 0) {
-      const name = current.slice(0, colon).trim().toLowerCase();
-      if (!fields.has(name)) fields.set(name, current.slice(colon + 1).trim());
-    }
-  };
-  for (const line of block.split(CRLF)) {
-    if (line.startsWith(' ') || line.startsWith('\t')) current += ` ${line.trim()}`;
-    else {
-      take();
-      current = line;
-    }
+/** The start of the fields that decide how a part is handled (any case, at a line start). */
+const DECIDING_FIELD = /(?:^|\r\n)(content-(?:type|transfer-encoding|disposition))[ \t]*:/gi;
+
+/** The unfolded value of the field whose value starts at `start` in `block`. */
+function fieldValue(block: string, start: number): string {
+  let end = block.indexOf(CRLF, start);
+  let value = block.slice(start, end === -1 ? block.length : end);
+  // Continuation lines (folded: CRLF then space or tab) belong to the field.
+  while (end !== -1 && (block[end + 2] === ' ' || block[end + 2] === '\t')) {
+    const next = block.indexOf(CRLF, end + 2);
+    value += ` ${block.slice(end + 2, next === -1 ? block.length : next).trim()}`;
+    end = next;
   }
-  take();
-  const type = libmime.parseHeaderValue(fields.get('content-type') ?? 'text/plain');
+  return value.trim();
+}
+
+/**
+ * The fields of a header block (latin1) that decide how its part is handled; the first of each
+ * counts. Only those three are looked at (a top-level header block is mostly other fields), and
+ * `cache` (per message: the parts of personalised copies have the same header blocks) keeps
+ * what was read.
+ */
+function readHeader(block: string, cache?: Map<string, Header>): Header {
+  const hit = cache?.get(block);
+  if (hit) return hit;
+  const fields = new Map<string, string>();
+  DECIDING_FIELD.lastIndex = 0;
+  for (let m = DECIDING_FIELD.exec(block); m !== null; m = DECIDING_FIELD.exec(block)) {
+    const name = (m[1] as string).toLowerCase();
+    if (!fields.has(name)) fields.set(name, fieldValue(block, m.index + m[0].length));
+  }
+  const typeField = fields.get('content-type');
+  const type = libmime.parseHeaderValue(typeField ?? 'text/plain');
   const params: Record<string, string> = {};
   for (const [k, v] of Object.entries(type.params)) params[k.toLowerCase()] = String(v);
-  return {
+  const dispositionField = fields.get('content-disposition');
+  const header: Header = {
     type: (type.value || 'text/plain').toLowerCase(),
     params,
     encoding: (fields.get('content-transfer-encoding') ?? '').toLowerCase().trim(),
-    disposition: libmime.parseHeaderValue(fields.get('content-disposition') ?? '').value.toLowerCase(),
+    disposition:
+      dispositionField === undefined ? '' : libmime.parseHeaderValue(dispositionField).value.toLowerCase(),
   };
+  if (cache) {
+    if (cache.size >= HEADER_CACHE_SIZE) cache.clear();
+    cache.set(block, header);
+  }
+  return header;
+}
+
+/** Whether the header block `raw.slice(0, end)` has a field `name` (lower case). */
+export function hasHeaderField(raw: string, end: number, name: string): boolean {
+  const lower = raw.slice(0, end).toLowerCase();
+  for (let at = lower.indexOf(name); at !== -1; at = lower.indexOf(name, at + 1)) {
+    if (at !== 0 && !(lower[at - 1] === '\n' && lower[at - 2] === '\r')) continue;
+    let after = at + name.length;
+    while (lower[after] === ' ' || lower[after] === '\t') after++;
+    if (lower[after] === ':') return true;
+  }
+  return false;
 }
 
 /** RFC 2045 §6.7 decoding to latin1 (one character per byte); malformed escapes stay as written. */
@@ -95,7 +136,10 @@ export function decodeQuotedPrintable(text: string): string {
 
 const HEX = '0123456789ABCDEF';
 
-/** RFC 2045 §6.7 encoding of latin1 text with CRLF hard breaks; lines of at most 76 characters. */
+/**
+ * RFC 2045 §6.7 encoding of latin1 text with CRLF hard breaks; lines of at most 76 characters.
+ * The reference for writeQuotedPrintable, which copies use.
+ */
 export function encodeQuotedPrintable(text: string): string {
   const lines = text.split(CRLF);
   const out: string[] = [];
@@ -120,13 +164,6 @@ export function encodeQuotedPrintable(text: string): string {
   return out.join(CRLF);
 }
 
-function base64Lines(text: string): string {
-  const encoded = Buffer.from(text, 'latin1').toString('base64');
-  const lines: string[] = [];
-  for (let i = 0; i < encoded.length; i += 76) lines.push(encoded.slice(i, i + 76));
-  return lines.join(CRLF);
-}
-
 /** The header block with its Content-Transfer-Encoding replaced by quoted-printable. */
 function withQpEncoding(head: string): string {
   const kept: string[] = [];
@@ -138,18 +175,6 @@ function withQpEncoding(head: string): string {
   }
   kept.push('Content-Transfer-Encoding: quoted-printable');
   return kept.filter((l, i) => l !== '' || i < kept.length - 1).join(CRLF);
-}
-
-function longestLine(text: string): number {
-  let longest = 0;
-  let start = 0;
-  for (;;) {
-    const end = text.indexOf(CRLF, start);
-    const length = (end === -1 ? text.length : end) - start;
-    if (length > longest) longest = length;
-    if (end === -1) return longest;
-    start = end + 2;
-  }
 }
 
 /**
@@ -174,7 +199,7 @@ export function planMessage(raw: string, options: PlanMessageOptions): MessagePl
     const head = text.slice(0, headEnd);
     const bodyStart = split === 0 ? 2 : split + 4;
     const body = text.slice(bodyStart);
-    const header = readHeader(head);
+    const header = readHeader(head, options.headerCache);
 
     if (header.type.startsWith('multipart/')) {
       const boundary = header.params.boundary;
@@ -230,7 +255,7 @@ export function planMessage(raw: string, options: PlanMessageOptions): MessagePl
     if (!hasSlots(segments)) return [text];
     if (pixel) pixelPlaced = true;
     const trailer = encoding === 'base64' && body.endsWith(CRLF) ? CRLF : '';
-    return [{ head, headQp: withQpEncoding(head), encoding, segments, trailer }];
+    return [{ head, encoding, segments, trailer }];
   }
 
   /** The pieces of a multipart body, or undefined when its closing delimiter is missing. */
@@ -278,29 +303,166 @@ export function planMessage(raw: string, options: PlanMessageOptions): MessagePl
   }
 
   const pieces = entity(raw, 0);
-  return { pieces, changed: pieces.some((p) => typeof p !== 'string'), notes };
+  const split = raw.startsWith(CRLF) ? 0 : raw.indexOf(CRLF + CRLF);
+  return {
+    pieces,
+    headerEnd: split === -1 ? raw.length : split === 0 ? 0 : split + 2,
+    headerNeedsBreak: split === -1 && !raw.endsWith(CRLF),
+    changed: pieces.some((p) => typeof p !== 'string'),
+    notes,
+  };
 }
 
-/** One recipient's copy of a planned message: every slot filled by `fill`, parts re-encoded. */
-export function renderMessage(plan: MessagePlan, fill: (slot: Slot) => string): string {
-  let out = '';
-  for (const piece of plan.pieces) {
-    if (typeof piece === 'string') {
-      out += piece;
+/**
+ * A growable byte buffer. One per message: each copy is written into it and then copied out,
+ * so a copy costs one allocation of its own size instead of a string per piece.
+ */
+export class ByteWriter {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(size = 16 * 1024) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  /** Room for `n` more bytes. */
+  reserve(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(grown, 0, 0, this.pos);
+    this.buf = grown;
+  }
+
+  /** A string of one-byte characters, one byte each. */
+  latin1(text: string): void {
+    this.reserve(text.length);
+    this.pos += this.buf.write(text, this.pos, 'latin1');
+  }
+
+  bytes(source: Buffer, start = 0, end = source.length): void {
+    this.reserve(end - start);
+    this.pos += source.copy(this.buf, this.pos, start, end);
+  }
+
+  /** A copy of what was written. */
+  take(): Buffer {
+    return Buffer.from(this.buf.subarray(0, this.pos));
+  }
+}
+
+const HEX_BYTES = Buffer.from(HEX, 'latin1');
+
+/**
+ * RFC 2045 §6.7 encoding of `source[start, end)` (CRLF hard breaks) into `out`: the same
+ * output as encodeQuotedPrintable, one byte at a time without strings.
+ */
+export function writeQuotedPrintable(source: Buffer, start: number, end: number, out: ByteWriter): void {
+  const length = end - start;
+  // Worst case: every byte as =XX, plus a soft break (=CRLF) per 25 of them.
+  out.reserve(3 * length + 3 * Math.ceil(length / 25) + 3);
+  const b = out.buf;
+  let p = out.pos;
+  let column = 0;
+  for (let i = start; i < end; i++) {
+    const c = source[i] as number;
+    if (c === 13 && i + 1 < end && source[i + 1] === 10) {
+      b[p++] = 13;
+      b[p++] = 10;
+      i++;
+      column = 0;
       continue;
     }
-    let content = '';
-    for (const s of piece.segments) content += typeof s === 'string' ? s : fill(s);
-    let head = piece.head;
-    let body: string;
-    if (piece.encoding === 'quoted-printable') body = encodeQuotedPrintable(content);
-    else if (piece.encoding === 'base64') body = base64Lines(content);
-    else if (longestLine(content) > MAX_LINE) {
-      // A line that grew past RFC 5322's limit: the part goes out quoted-printable instead.
-      head = piece.headQp;
-      body = encodeQuotedPrintable(content);
-    } else body = content;
-    out += head === '' ? `${CRLF}${body}${piece.trailer}` : `${head}${CRLF}${CRLF}${body}${piece.trailer}`;
+    let literal = c >= 33 && c <= 126 && c !== 61;
+    if (c === 32 || c === 9) {
+      // Whitespace at the end of a line is encoded (transports strip it).
+      const last = i + 1 === end || (source[i + 1] === 13 && i + 2 < end && source[i + 2] === 10);
+      literal = !last;
+    }
+    const width = literal ? 1 : 3;
+    if (column + width > 75) {
+      b[p++] = 61;
+      b[p++] = 13;
+      b[p++] = 10;
+      column = 0;
+    }
+    if (literal) b[p++] = c;
+    else {
+      b[p++] = 61;
+      b[p++] = HEX_BYTES[c >> 4] as number;
+      b[p++] = HEX_BYTES[c & 15] as number;
+    }
+    column += width;
   }
-  return out;
+  out.pos = p;
+}
+
+const CRLF_BYTES = Buffer.from(CRLF, 'latin1');
+
+function longestLineBytes(source: Buffer, start: number, end: number): number {
+  let longest = 0;
+  let from = start;
+  for (;;) {
+    const found = source.indexOf(CRLF_BYTES, from);
+    const lineEnd = found === -1 || found >= end ? end : found;
+    if (lineEnd - from > longest) longest = lineEnd - from;
+    if (lineEnd === end) return longest;
+    from = lineEnd + 2;
+  }
+}
+
+/**
+ * Writes one recipient's copy of a planned message into `out`: every slot filled by `fill`,
+ * parts re-encoded, and `headerFields` (complete fields with their CRLFs) added at the end of
+ * the header block. `scratch` holds a part's content between filling and encoding.
+ */
+export function writeMessage(
+  plan: MessagePlan,
+  fill: (slot: Slot) => string,
+  out: ByteWriter,
+  scratch: ByteWriter,
+  headerFields = '',
+): void {
+  for (const [index, piece] of plan.pieces.entries()) {
+    if (typeof piece === 'string') {
+      if (index === 0 && headerFields !== '') {
+        out.latin1(plan.headerEnd === piece.length ? piece : piece.slice(0, plan.headerEnd));
+        if (plan.headerNeedsBreak) out.latin1(CRLF);
+        out.latin1(headerFields);
+        if (plan.headerEnd < piece.length) out.latin1(piece.slice(plan.headerEnd));
+      } else out.latin1(piece);
+      continue;
+    }
+    scratch.pos = 0;
+    for (const s of piece.segments) scratch.latin1(typeof s === 'string' ? s : fill(s));
+    const fields = index === 0 ? headerFields : '';
+    let head = piece.head;
+    let encoding = piece.encoding;
+    if (encoding === 'identity' && longestLineBytes(scratch.buf, 0, scratch.pos) > MAX_LINE) {
+      // A line that grew past RFC 5322's limit: the part goes out quoted-printable instead.
+      head = withQpEncoding(head);
+      encoding = 'quoted-printable';
+    }
+    if (head !== '') {
+      out.latin1(head);
+      out.latin1(CRLF);
+    }
+    if (fields !== '') out.latin1(fields);
+    out.latin1(CRLF);
+    if (encoding === 'quoted-printable') writeQuotedPrintable(scratch.buf, 0, scratch.pos, out);
+    else if (encoding === 'base64') {
+      const encoded = scratch.buf.toString('base64', 0, scratch.pos);
+      for (let i = 0; i < encoded.length; i += 76) {
+        if (i > 0) out.latin1(CRLF);
+        out.latin1(encoded.slice(i, i + 76));
+      }
+    } else out.bytes(scratch.buf, 0, scratch.pos);
+    out.latin1(piece.trailer);
+  }
+}
+
+/** One recipient's copy of a planned message as latin1 text (writeMessage). */
+export function renderMessage(plan: MessagePlan, fill: (slot: Slot) => string, headerFields = ''): string {
+  const out = new ByteWriter();
+  writeMessage(plan, fill, out, new ByteWriter(), headerFields);
+  return out.buf.toString('latin1', 0, out.pos);
 }

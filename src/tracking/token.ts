@@ -41,7 +41,7 @@ export function trackingKey(secret: Buffer): Buffer {
 }
 
 /** A tracked copy signs five or more tokens: the pads are prepared once per key (src/hmac.ts). */
-function mac(payload: string, key: Buffer): Buffer {
+function mac(payload: string | Buffer, key: Buffer): Buffer {
   return hmacSha256(key, payload).subarray(0, MAC_BYTES);
 }
 
@@ -59,7 +59,7 @@ export function signToken(token: TrackingToken, key: Buffer): string {
     payload += `|${token.link}|${token.url}`;
   }
   const body = Buffer.from(payload, 'utf8');
-  return `${body.toString('base64url')}.${mac(payload, key).toString('base64url')}`;
+  return `${body.toString('base64url')}.${mac(body, key).toString('base64url')}`;
 }
 
 /** The token's content when it is ours and intact, else undefined (tampered, truncated, foreign). */

@@ -13,13 +13,19 @@
  * address is worse than none (RFC 8058 needs only the HTTPS URI).
  */
 import { authorDomains } from '../domains/sender-gate.ts';
-import { readHeaders } from '../intake/headers.ts';
 import type { TrackOptions } from '../intake/send-request.ts';
 import type { NewRecipient, StreamKind } from '../store/types.ts';
 import type { TrackingHosts } from './hosts.ts';
 import type { Slot } from './html.ts';
 import { mailtoAddress, mailtoUri } from './mailto.ts';
-import { type MessagePlan, planMessage, renderMessage } from './mime.ts';
+import {
+  ByteWriter,
+  type Header,
+  hasHeaderField,
+  type MessagePlan,
+  planMessage,
+  writeMessage,
+} from './mime.ts';
 import { effectiveTracking, type StreamTrackingLookup } from './settings.ts';
 import { signToken, type TrackingToken } from './token.ts';
 
@@ -82,7 +88,9 @@ export function createTracker(options: {
         ? await options.mailtoDomain(input.accountId, fromDomain)
         : undefined;
     const notes: string[] = [];
-    const plans = new Map<number, { plan: MessagePlan; raw: string; hasListUnsubscribe: boolean }>();
+    const plans = new Map<number, { plan: MessagePlan; bytes: Buffer; hasListUnsubscribe: boolean }>();
+    // Personalised copies of one template have the same part headers: read once.
+    const headerCache = new Map<string, Header>();
     const planOf = (variant: number) => {
       let found = plans.get(variant);
       if (!found) {
@@ -92,12 +100,13 @@ export function createTracker(options: {
           clicks: settings.clicks,
           textLinks: settings.clicks && settings.textLinks,
           opens: settings.opens,
+          headerCache,
         });
         notes.push(...plan.notes);
-        const hasListUnsubscribe = readHeaders(bytes).some(([name]) => name === 'list-unsubscribe');
+        const hasListUnsubscribe = hasHeaderField(raw, plan.headerEnd, 'list-unsubscribe');
         if (listUnsubscribe && hasListUnsubscribe)
           notes.push('the message has its own List-Unsubscribe: kept');
-        found = { plan, raw, hasListUnsubscribe };
+        found = { plan, bytes, hasListUnsubscribe };
         plans.set(variant, found);
       }
       return found;
@@ -108,12 +117,15 @@ export function createTracker(options: {
       return `${base}${path}${signToken(token, key)}${suffix}`;
     };
     const variants: Buffer[] = [];
+    // Each copy is written here and copied out (mime.ts ByteWriter); `scratch` holds a part's text.
+    const out = new ByteWriter();
+    const scratch = new ByteWriter();
     for (const [index, r] of input.recipients.entries()) {
       if (r.suppressed) {
         r.variant = 0;
         continue;
       }
-      const { plan, raw, hasListUnsubscribe } = planOf(r.variant ?? 0);
+      const { plan, bytes, hasListUnsubscribe } = planOf(r.variant ?? 0);
       const unsubscribeUrl = url({ kind: 'unsubscribe', messageId: input.messageId, recipient: index });
       const fill = (slot: Slot): string => {
         if (slot.kind === 'unsubscribe') return unsubscribeUrl;
@@ -127,15 +139,20 @@ export function createTracker(options: {
           url: slot.url,
         });
       };
-      let copy = plan.changed ? renderMessage(plan, fill) : raw;
+      let fields = '';
       if (listUnsubscribe && !hasListUnsubscribe) {
         const mailto =
           mailtoDomain === undefined
             ? undefined
             : mailtoUri(mailtoAddress({ messageId: input.messageId, recipient: index }, mailtoDomain, key));
-        copy = withListUnsubscribe(copy, unsubscribeUrl, mailto);
+        fields = listUnsubscribeFields(unsubscribeUrl, mailto);
       }
-      variants.push(Buffer.from(copy, 'latin1'));
+      if (!plan.changed && fields === '') variants.push(bytes);
+      else {
+        out.pos = 0;
+        writeMessage(plan, fill, out, scratch, fields);
+        variants.push(out.take());
+      }
       r.variant = variants.length;
     }
     const shared = input.recipients.some((r) => !r.variant);
@@ -154,14 +171,4 @@ export type Tracker = ReturnType<typeof createTracker>;
 export function listUnsubscribeFields(unsubscribeUrl: string, mailto?: string): string {
   const value = mailto === undefined ? `<${unsubscribeUrl}>` : `<${unsubscribeUrl}>,\r\n <${mailto}>`;
   return `List-Unsubscribe: ${value}\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n`;
-}
-
-/** Adds List-Unsubscribe and List-Unsubscribe-Post at the end of the header block (latin1 text). */
-export function withListUnsubscribe(message: string, unsubscribeUrl: string, mailto?: string): string {
-  const fields = listUnsubscribeFields(unsubscribeUrl, mailto);
-  if (message.startsWith('\r\n')) return fields + message;
-  const end = message.indexOf('\r\n\r\n');
-  // A message that is all header block: the fields go at its end.
-  if (end === -1) return message.endsWith('\r\n') ? message + fields : `${message}\r\n${fields}`;
-  return message.slice(0, end + 2) + fields + message.slice(end + 2);
 }
