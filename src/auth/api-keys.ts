@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Store } from '../store/store.ts';
 import type { Credential } from '../store/types.ts';
-import { Lockout } from './lockout.ts';
+import { clientKey, Lockout } from './lockout.ts';
 import { dummyHashPromise, verifySecret } from './secret-hash.ts';
 
 // `pb_<12 hex>.<32 base64url>`, as auth/accounts.ts issues them.
@@ -41,10 +41,11 @@ export class ApiKeyVerifier {
       lockoutMs: options.lockoutMs,
       clock: options.clock,
     });
+    void dummyHashPromise(); // ready before the first unknown key (one scrypt, not two)
   }
 
   async verify(key: string, clientIp: string): Promise<KeyCheck> {
-    if (this.#lockout.isLocked(clientIp)) return { ok: false, reason: 'locked_out' };
+    if (this.#lockout.isLocked(clientKey(clientIp))) return { ok: false, reason: 'locked_out' };
     const shape = KEY_SHAPE.exec(key.trim());
     const now = this.#clock();
     let credential: Credential | undefined;
@@ -60,7 +61,7 @@ export class ApiKeyVerifier {
         credential?.secretHash ?? (await dummyHashPromise()),
       );
       if (credential && valid) {
-        this.#lockout.succeed(clientIp);
+        this.#lockout.succeed(clientKey(clientIp));
         if (this.#verified.size > 10_000) this.#verified.clear();
         this.#verified.set(cacheKey, { credentialId: credential.id, until: now + this.#cacheMs });
         return { ok: true, credential };
@@ -68,7 +69,7 @@ export class ApiKeyVerifier {
     } catch {
       return { ok: false, reason: 'unavailable' };
     }
-    this.#lockout.fail(clientIp);
+    this.#lockout.fail(clientKey(clientIp));
     return { ok: false, reason: 'invalid' };
   }
 }

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Store } from '../store/store.ts';
 import type { Credential } from '../store/types.ts';
 import { cidrMatcher } from './cidr.ts';
-import { Lockout } from './lockout.ts';
+import { clientKey, Lockout } from './lockout.ts';
 import { dummyHashPromise, verifySecret } from './secret-hash.ts';
 
 export interface AuthenticatorOptions {
@@ -44,11 +44,14 @@ export class Authenticator {
     };
     this.#byIp = new Lockout({ ...lock, clock: options.clock });
     this.#byUser = new Lockout({ ...lock, clock: options.clock });
+    // The dummy hash an unknown username is checked against exists before the first attempt:
+    // made on demand, the first unknown name would cost two scrypts instead of one.
+    void dummyHashPromise();
   }
 
   isLockedOut(clientIp: string, username?: string): boolean {
     return (
-      this.#byIp.isLocked(clientIp) ||
+      this.#byIp.isLocked(clientKey(clientIp)) ||
       (username !== undefined && this.#byUser.isLocked(username.toLowerCase()))
     );
   }
@@ -67,7 +70,7 @@ export class Authenticator {
       }
       const valid = await verifySecret(password, credential?.secretHash ?? (await dummyHashPromise()));
       if (credential && valid) {
-        this.#byIp.succeed(clientIp);
+        this.#byIp.succeed(clientKey(clientIp));
         this.#byUser.succeed(userKey);
         if (this.#verified.size > 10_000) this.#verified.clear();
         this.#verified.set(cacheKey, { credentialId: credential.id, until: now + this.#opts.successCacheMs });
@@ -76,7 +79,7 @@ export class Authenticator {
     } catch {
       return { ok: false, reason: 'unavailable' };
     }
-    const lockedIp = this.#byIp.fail(clientIp);
+    const lockedIp = this.#byIp.fail(clientKey(clientIp));
     const lockedUser = this.#byUser.fail(userKey);
     return { ok: false, reason: lockedIp || lockedUser ? 'locked_out' : 'invalid' };
   }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { Lockout } from '../auth/lockout.ts';
+import { clientKey, Lockout } from '../auth/lockout.ts';
 import { dummyHashPromise, verifySecret } from '../auth/secret-hash.ts';
 import type { Store } from '../store/store.ts';
 import type { DashboardSession, DashboardUser } from '../store/types.ts';
@@ -63,12 +63,13 @@ export function createSessions(options: SessionOptions): Sessions {
   // Writing last_seen_at on every API call would make each dashboard read a commit; a session's
   // activity is recorded at most this often, so the idle timeout is exact to within it.
   const touchEveryMs = Math.min(60_000, Math.floor(options.idleMs / 4));
+  void dummyHashPromise(); // ready before the first unknown e-mail (one scrypt, not two)
 
   return {
     idleMs: options.idleMs,
     async login(rawEmail, password, clientIp) {
       const email = normaliseEmail(rawEmail).slice(0, 320);
-      const keys = [`ip:${clientIp}`, `user:${email}`];
+      const keys = [`ip:${clientKey(clientIp)}`, `user:${email}`];
       if (keys.some((k) => lockout.isLocked(k))) return { ok: false, reason: 'locked_out' };
       const user = email === '' ? undefined : await store.findDashboardUser(email);
       // Unknown user or over-long password: the same scrypt against a dummy hash (same time).
