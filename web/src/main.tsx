@@ -34,7 +34,7 @@ function Page(props: { path: string; params: URLSearchParams; session: SessionIn
     case '/activity':
       return <Activity params={props.params} />;
     case '/queue':
-      return <Queue />;
+      return <Queue canAct={props.session.scopes.includes('admin')} />;
     case '/domains':
       return <Domains params={props.params} />;
     case '/streams':

@@ -66,7 +66,7 @@ const EFFECT: Record<Action, string> = {
 const WAITING = ['held', 'deferred', 'queued'] as const;
 
 /** The account's queue (/v1/queue) with retry, hold, release and delete, each confirmed first. */
-export function Queue() {
+export function Queue(props: { canAct: boolean }) {
   const queue = useLoad(() => get<QueueView>('/v1/queue'), []);
   const [status, setStatus] = useState<(typeof WAITING)[number]>('held');
   const messages = useLoad(
@@ -92,21 +92,22 @@ export function Queue() {
       setError(err instanceof Error ? err.message : String(err));
     }
   };
-  const actions = (target: { domain: string } | { message_id: string }, label: string, held: boolean) => (
-    <div class="toolbar">
-      {(['retry', held ? 'release' : 'hold', 'delete'] as Action[]).map((a) => (
-        <button
-          type="button"
-          key={a}
-          class={`small${a === 'delete' ? ' danger' : ''}`}
-          aria-label={`${VERBS[a]} ${label}`}
-          onClick={() => act(a, target, label)}
-        >
-          {VERBS[a]}
-        </button>
-      ))}
-    </div>
-  );
+  const actions = (target: { domain: string } | { message_id: string }, label: string, held: boolean) =>
+    props.canAct && (
+      <div class="toolbar">
+        {(['retry', held ? 'release' : 'hold', 'delete'] as Action[]).map((a) => (
+          <button
+            type="button"
+            key={a}
+            class={`small${a === 'delete' ? ' danger' : ''}`}
+            aria-label={`${VERBS[a]} ${label}`}
+            onClick={() => act(a, target, label)}
+          >
+            {VERBS[a]}
+          </button>
+        ))}
+      </div>
+    );
 
   const q = queue.data;
   return (

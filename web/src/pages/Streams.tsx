@@ -1,4 +1,4 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { formatTime, get, patch } from '../api.ts';
 import { ErrorNote, Loading, Section } from '../components/ui.tsx';
 import { useLoad } from '../hooks.ts';
@@ -29,9 +29,15 @@ export function Streams(props: { canEdit: boolean }) {
   const list = useLoad(() => get<{ data: Stream[] }>('/v1/streams'), []);
   const [message, setMessage] = useState<string>();
   const [error, setError] = useState<string>();
+  // What was clicked shows at once (a controlled checkbox would flip back until the list is
+  // loaded again); the fresh list replaces it.
+  const [pending, setPending] = useState<Record<string, boolean>>({});
+  useEffect(() => setPending({}), [list.data]);
   const change = async (stream: Stream, key: Switch, value: boolean | null) => {
     setError(undefined);
     setMessage(undefined);
+    const id = `${stream.name}/${key}`;
+    if (value !== null) setPending((p) => ({ ...p, [id]: value }));
     try {
       await patch(`/v1/streams/${encodeURIComponent(stream.name)}`, { tracking: { [key]: value } });
       setMessage(
@@ -40,6 +46,7 @@ export function Streams(props: { canEdit: boolean }) {
       list.reload();
     } catch (err) {
       setError(err instanceof Error ? err.message : String(err));
+      setPending(({ [id]: _, ...rest }) => rest);
     }
   };
   return (
@@ -71,7 +78,7 @@ export function Streams(props: { canEdit: boolean }) {
                   <label class="inline">
                     <input
                       type="checkbox"
-                      checked={s.tracking[key]}
+                      checked={pending[`${s.name}/${key}`] ?? s.tracking[key]}
                       disabled={!props.canEdit}
                       onChange={(e) => change(s, key, e.currentTarget.checked)}
                     />{' '}
