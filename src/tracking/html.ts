@@ -76,6 +76,7 @@ export function decodeEntities(value: string): string {
  */
 export function trackableUrl(href: string): string | undefined {
   // The copies of a message repeat their links: each distinct href is parsed once.
+  if (href.length > TRACKABLE_CACHE_CHARS) return checkUrl(href);
   if (trackable.has(href)) return trackable.get(href);
   const result = checkUrl(href);
   if (trackable.size >= TRACKABLE_CACHE_SIZE) trackable.clear();
@@ -83,7 +84,9 @@ export function trackableUrl(href: string): string | undefined {
   return result;
 }
 
-const TRACKABLE_CACHE_SIZE = 4096;
+/** At most 2,048 URLs of up to 1,024 characters are kept (~2 MB at worst, hostile mail included). */
+const TRACKABLE_CACHE_SIZE = 2048;
+const TRACKABLE_CACHE_CHARS = 1024;
 const trackable = new Map<string, string | undefined>();
 
 function checkUrl(href: string): string | undefined {

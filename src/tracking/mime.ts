@@ -199,7 +199,8 @@ export function planMessage(raw: string, options: PlanMessageOptions): MessagePl
     const head = text.slice(0, headEnd);
     const bodyStart = split === 0 ? 2 : split + 4;
     const body = text.slice(bodyStart);
-    const header = readHeader(head, options.headerCache);
+    // A top-level header block is each copy's own (To, Subject): only the parts' are shared.
+    const header = readHeader(head, depth === 0 ? undefined : options.headerCache);
 
     if (header.type.startsWith('multipart/')) {
       const boundary = header.params.boundary;

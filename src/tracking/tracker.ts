@@ -89,6 +89,10 @@ export function createTracker(options: {
         : undefined;
     const notes: string[] = [];
     const plans = new Map<number, { plan: MessagePlan; bytes: Buffer; hasListUnsubscribe: boolean }>();
+    // A plan is dropped after its last recipient: a personalised copy's plan (its text and
+    // segments) then dies young instead of living, and being promoted, until the batch ends.
+    const uses = new Map<number, number>();
+    for (const r of sent) uses.set(r.variant ?? 0, (uses.get(r.variant ?? 0) ?? 0) + 1);
     // Personalised copies of one template have the same part headers: read once.
     const headerCache = new Map<string, Header>();
     const planOf = (variant: number) => {
@@ -125,7 +129,11 @@ export function createTracker(options: {
         r.variant = 0;
         continue;
       }
-      const { plan, bytes, hasListUnsubscribe } = planOf(r.variant ?? 0);
+      const variant = r.variant ?? 0;
+      const { plan, bytes, hasListUnsubscribe } = planOf(variant);
+      const left = (uses.get(variant) ?? 1) - 1;
+      uses.set(variant, left);
+      if (left <= 0) plans.delete(variant);
       const unsubscribeUrl = url({ kind: 'unsubscribe', messageId: input.messageId, recipient: index });
       const fill = (slot: Slot): string => {
         if (slot.kind === 'unsubscribe') return unsubscribeUrl;
