@@ -33,6 +33,7 @@ import { createSendApi, type KeyGate } from './send-api.ts';
 import { registerStatsRoutes } from './stats.ts';
 import { registerStreamRoutes } from './streams.ts';
 import { registerSuppressionRoutes } from './suppressions.ts';
+import { registerTemplatePreviewRoute } from './template-preview.ts';
 import { registerTemplateRoutes } from './templates.ts';
 import { registerWebhookRoutes } from './webhooks.ts';
 
@@ -169,6 +170,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   registerMessageContentRoutes(app, { store: deps.store, keys: deps.keys });
   registerQueueRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerStreamRoutes(app, { store: deps.store, keys: deps.keys });
+  registerTemplatePreviewRoute(app, { keys: deps.keys });
   if (deps.dashboard) registerDashboard(app, deps.dashboard);
   if (deps.webhooks) {
     registerWebhookRoutes(app, {

@@ -269,10 +269,13 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
       .frameLocator('iframe[title="Message content"]')
       .locator('p', { hasText: 'Hello Grace' })
       .waitFor();
+    // An unsaved edit shows in the preview before it is saved.
     await page.getByLabel('Subject').fill('Welcome aboard, {{name}}');
+    await subject.filter({ hasText: 'Welcome aboard, Grace' }).waitFor();
+    await page.getByText('(unsaved draft)').waitFor();
     await page.getByRole('button', { name: 'Save as new version' }).click();
     await page.getByRole('status').filter({ hasText: 'Saved as version 2' }).waitFor();
-    await subject.filter({ hasText: 'Welcome aboard, Grace' }).waitFor();
+    await page.getByText('(version 2)', { exact: true }).waitFor();
     await shot('templates');
   });
 

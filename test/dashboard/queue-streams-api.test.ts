@@ -176,4 +176,28 @@ describe('queue, streams and DKIM rotation over /v1', () => {
     });
     assert.equal(del.statusCode, 204);
   });
+  it('previews unsaved template parts with variables; the send scope; bad input refused', async () => {
+    const ok = await call(api.keys.send, 'POST', '/v1/templates/preview', {
+      subject: 'Hi {{name}}',
+      html: '<p>{{name}} &amp; co</p>',
+      text: 'Hi {{name}}',
+      variables: { name: 'Ada <3' },
+    });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body));
+    assert.deepEqual(ok.body, { subject: 'Hi Ada <3', html: '<p>Ada &lt;3 &amp; co</p>', text: 'Hi Ada <3' });
+    assert.equal((await call(api.keys.read, 'POST', '/v1/templates/preview', { subject: 'x' })).status, 403);
+    const missing = await call(api.keys.send, 'POST', '/v1/templates/preview', { subject: 'Hi {{name}}' });
+    assert.equal(missing.status, 422, JSON.stringify(missing.body));
+    assert.equal(missing.body.error?.code, 'template_render_error');
+    const syntax = await call(api.keys.send, 'POST', '/v1/templates/preview', { html: '{{#if}}' });
+    assert.equal(syntax.body.error?.code, 'template_render_error');
+    for (const body of [[], { subject: 1 }, { from: 'x' }, { variables: [] }]) {
+      const bad = await call(api.keys.send, 'POST', '/v1/templates/preview', body);
+      assert.equal(bad.status, 400, JSON.stringify(body));
+    }
+    const huge = await call(api.keys.send, 'POST', '/v1/templates/preview', {
+      html: 'x'.repeat(512 * 1024 + 1),
+    });
+    assert.equal(huge.body.error?.code, 'invalid_template');
+  });
 });

@@ -16,7 +16,6 @@ interface Template {
   text?: string;
 }
 interface Rendered {
-  version: number;
   subject: string;
   html: string | null;
   text: string | null;
@@ -95,7 +94,8 @@ function Editor(props: { id: string; onSaved: () => void }) {
   }, [t]);
   const version = t?.version;
 
-  // The preview follows the variables as they are typed (300 ms after the last key).
+  // The preview follows the draft and the variables as they are typed (300 ms after the last
+  // key), rendered by the server's template engine (POST /v1/templates/preview, nothing stored).
   useEffect(() => {
     if (version === undefined) return;
     let parsed: unknown;
@@ -111,10 +111,7 @@ function Editor(props: { id: string; onSaved: () => void }) {
     }
     let live = true;
     const timer = setTimeout(() => {
-      post<Rendered>(`/v1/templates/${encodeURIComponent(props.id)}/render`, {
-        version,
-        variables: parsed,
-      }).then(
+      post<Rendered>('/v1/templates/preview', { ...draft, variables: parsed }).then(
         (r) => {
           if (!live) return;
           setPreview(r);
@@ -127,7 +124,7 @@ function Editor(props: { id: string; onSaved: () => void }) {
       live = false;
       clearTimeout(timer);
     };
-  }, [variables, version, props.id]);
+  }, [variables, draft, version]);
 
   const unsaved =
     t !== undefined &&
@@ -181,11 +178,7 @@ function Editor(props: { id: string; onSaved: () => void }) {
               <button type="submit" disabled={!unsaved}>
                 Save as new version
               </button>
-              {unsaved && (
-                <span class="muted">
-                  Unsaved changes: the preview shows version {t.version} until you save.
-                </span>
-              )}
+              {unsaved && <span class="muted">Unsaved changes (the preview shows them).</span>}
             </div>
             {message && (
               <p class="ok" role="status">
@@ -210,7 +203,7 @@ function Editor(props: { id: string; onSaved: () => void }) {
               <section aria-label="Preview">
                 <p>
                   Subject: <strong data-preview="subject">{preview.subject}</strong>{' '}
-                  <span class="muted">(version {preview.version})</span>
+                  <span class="muted">({unsaved ? 'unsaved draft' : `version ${t.version}`})</span>
                 </p>
                 <MessagePreview
                   key={`${preview.html}\n${preview.text}`}
