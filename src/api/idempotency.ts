@@ -39,6 +39,16 @@ export function createIdempotency(options: {
   soleProcessSince?: number;
 }) {
   const { store, clock, ttlMs } = options;
+  /**
+   * Claims this process made whose request ended without an answer and whose release failed
+   * too (the store was full or unreachable: the release is a write as well). Nothing holds
+   * them, so the next request with the key takes its claim over at once instead of getting
+   * `idempotency_key_in_use` until `staleMs` has passed. Only within `staleMs` of the failure:
+   * later another node may have taken the claim over the normal way, and it is live there. In
+   * memory and bounded: a claim forgotten here still goes stale the normal way.
+   */
+  const abandoned = new Map<string, number>();
+  const MAX_ABANDONED = 10_000;
 
   function hash(request: FastifyRequest): string {
     return createHash('sha256')
@@ -73,14 +83,28 @@ export function createIdempotency(options: {
     }
     const requestHash = hash(request);
     const now = clock();
-    const existing = await store.claimIdempotencyKey({
-      accountId: principal.accountId,
-      key,
-      requestHash,
-      now,
-      staleBefore: Math.max(now - options.staleMs, options.soleProcessSince ?? Number.NEGATIVE_INFINITY),
-      expiredBefore: now - ttlMs,
-    });
+    const id = `${principal.accountId}\0${key}`;
+    // Taken out before the claim: of two requests racing for an abandoned claim, one takes it
+    // over; the other finds that one's claim and waits its turn.
+    const abandonedAt = abandoned.get(id);
+    abandoned.delete(id);
+    const takeOver = abandonedAt !== undefined && now - abandonedAt < options.staleMs;
+    let existing: Awaited<ReturnType<Store['claimIdempotencyKey']>>;
+    try {
+      existing = await store.claimIdempotencyKey({
+        accountId: principal.accountId,
+        key,
+        requestHash,
+        now,
+        staleBefore: takeOver
+          ? Number.MAX_SAFE_INTEGER
+          : Math.max(now - options.staleMs, options.soleProcessSince ?? Number.NEGATIVE_INFINITY),
+        expiredBefore: now - ttlMs,
+      });
+    } catch (err) {
+      if (takeOver) abandoned.set(id, abandonedAt);
+      throw err;
+    }
     if (existing) {
       if (existing.requestHash !== requestHash) {
         throw new ApiError(
@@ -114,7 +138,10 @@ export function createIdempotency(options: {
       });
       return answer;
     } catch (err) {
-      await store.releaseIdempotencyKey(principal.accountId, key).catch(() => undefined);
+      await store.releaseIdempotencyKey(principal.accountId, key).catch(() => {
+        if (abandoned.size >= MAX_ABANDONED) abandoned.clear();
+        abandoned.set(id, now);
+      });
       throw err;
     }
   }

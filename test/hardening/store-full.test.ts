@@ -12,10 +12,12 @@
  */
 import assert from 'node:assert/strict';
 import { DatabaseSync } from 'node:sqlite';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { toApiError } from '../../src/api/errors.ts';
 import { isStoreUnavailable } from '../../src/store/errors.ts';
 import { CommitQueue } from '../../src/store/sqlite/commit-queue.ts';
+import type { Store } from '../../src/store/store.ts';
+import { type ApiApp, startApiApp } from '../support/api-app.ts';
 
 function database(): DatabaseSync {
   const db = new DatabaseSync(':memory:');
@@ -138,5 +140,59 @@ describe('store unavailable: which errors mean "try again later"', () => {
       assert.equal(isStoreUnavailable(err), false, String(err));
       if (err instanceof Error) assert.equal(toApiError(err).status, 500);
     }
+  });
+});
+
+describe('store full under the HTTP API', () => {
+  let api: ApiApp;
+  before(async () => {
+    api = await startApiApp();
+  });
+  after(() => api.close());
+
+  const full = () =>
+    Object.assign(new Error('database or disk is full'), { code: 'ERR_SQLITE_ERROR', errcode: 13 });
+  const send = (key: string) =>
+    api.app.inject({
+      method: 'POST',
+      url: '/v1/messages',
+      headers: { authorization: `Bearer ${api.keys.all}`, 'idempotency-key': key },
+      payload: { from: 'a@acme.test', to: ['b@example.com'], subject: 'hi', text: 'hello' },
+    });
+
+  it('503 with Retry-After; a retry with the same key succeeds once there is room, even if the claim could not be released', async () => {
+    // The claim is written, then the disk fills: the mail cannot be stored and neither can the
+    // claim be released (both are writes).
+    const store = api.store as Store & Record<string, unknown>;
+    const insert = store.insertMessages;
+    const release = store.releaseIdempotencyKey;
+    store.insertMessages = async () => {
+      throw full();
+    };
+    store.releaseIdempotencyKey = async () => {
+      throw full();
+    };
+    try {
+      const refused = await send('order-1');
+      assert.equal(refused.statusCode, 503, refused.body);
+      assert.equal(refused.json().error.code, 'unavailable');
+      assert.equal(refused.headers['retry-after'], '5');
+    } finally {
+      store.insertMessages = insert;
+      store.releaseIdempotencyKey = release;
+    }
+    // Room again. The client retries at once with the same key: its request ended, so its
+    // claim is not "in use"; the mail is stored now, once.
+    const retried = await send('order-1');
+    assert.equal(retried.statusCode, 202, retried.body);
+    const replayed = await send('order-1');
+    assert.equal(replayed.statusCode, 202);
+    assert.equal(replayed.json().id, retried.json().id, 'the third call replays the second');
+    const listed = await api.app.inject({
+      method: 'GET',
+      url: '/v1/messages',
+      headers: { authorization: `Bearer ${api.keys.all}` },
+    });
+    assert.equal((listed.json() as { data: unknown[] }).data.length, 1, 'stored once');
   });
 });
