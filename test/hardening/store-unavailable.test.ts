@@ -210,6 +210,8 @@ async function outageRun(
       200,
       'alive during the outage',
     );
+    // Readiness is reported, not asserted: SQLite still answers reads on a full disk.
+    t.diagnostic(`/readyz during the outage: ${(await fetch(`http://127.0.0.1:${httpPort}/readyz`)).status}`);
 
     // The outage lasts past the held delivery's answer.
     await new Promise((r) => setTimeout(r, Math.max(0, IN_FLIGHT_MS + 1_500 - (Date.now() - began))));
