@@ -33,6 +33,7 @@ const STATUS: Record<SendErrorCode | ApiOnlyCode, number> = {
   invalid_domain: 422,
   domain_taken: 409,
   domain_not_found: 404,
+  sending_addresses_unknown: 422,
   batch_too_large: 413,
   unauthorized: 401,
   forbidden: 403,
@@ -53,6 +54,7 @@ type ApiOnlyCode =
   | 'invalid_domain'
   | 'domain_taken'
   | 'domain_not_found'
+  | 'sending_addresses_unknown'
   | 'batch_too_large'
   | 'unauthorized'
   | 'forbidden'

@@ -75,6 +75,12 @@ export interface RecordsInput {
   egressIps: string[];
   /** A domain to `include:` instead of listing the egress addresses (hosted setups). */
   spfInclude?: string;
+  /**
+   * False: no SPF record (a domain trusted by an administrator on a node that does not know the
+   * addresses it sends from: there is nothing true to publish). Default true, and then an empty
+   * `egressIps` without `spfInclude` is an error.
+   */
+  spf?: boolean;
   /** Where aggregate DMARC reports go: an address or a `mailto:` URI. */
   dmarcRua?: string;
 }
@@ -242,7 +248,7 @@ export function recordsToPublish(input: RecordsInput): DnsRecord[] {
       purpose: 'return_path',
       description: 'Return path: bounces and complaints come back to Postbote',
     },
-    spfRecord(returnPath, input),
+    ...(input.spf === false ? [] : [spfRecord(returnPath, input)]),
     dmarcRecord(domain, input.dmarcRua),
   );
 

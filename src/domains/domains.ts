@@ -12,7 +12,7 @@ import { createKeyBox, isSealed, type KeyBox, loadSecretsKey, SecretsKeyError } 
 
 /** Why a domain command was refused; `code` is the API's error code. */
 export class DomainError extends Error {
-  readonly code: 'invalid_domain' | 'domain_taken' | 'domain_not_found';
+  readonly code: 'invalid_domain' | 'domain_taken' | 'domain_not_found' | 'sending_addresses_unknown';
   constructor(code: DomainError['code'], message: string) {
     super(message);
     this.name = 'DomainError';
@@ -76,7 +76,13 @@ export function createDomains(options: { store: Store; clock: () => number; conf
     return keys;
   }
 
+  /** Adds a domain whose DNS Postbote will check: refused when it could not write the SPF record. */
   async function add(account: Account, name: string): Promise<DomainView> {
+    requireSpfSource(egressAddresses(config, account.name, await store.listStreams(account.id)));
+    return create(account, name);
+  }
+
+  async function create(account: Account, name: string): Promise<DomainView> {
     const domainName = normaliseDomain(name);
     const existing = await store.getDomain(domainName);
     if (existing) {
@@ -121,9 +127,26 @@ export function createDomains(options: { store: Store; clock: () => number; conf
     return egressAddresses(config, account?.name ?? '', await store.listStreams(domain.accountId));
   }
 
+  /**
+   * The SPF record names the addresses mail leaves from: without any (no domains.public_ips, no
+   * egress pool addresses) and without domains.spf_include there is no record to publish, and a
+   * domain added now could never pass its SPF check. Refused before anything is stored.
+   */
+  function requireSpfSource(egress: { ip: string }[]): void {
+    if (egress.length > 0 || config.domains.spf_include) return;
+    throw new DomainError(
+      'sending_addresses_unknown',
+      'Postbote does not know the public addresses it sends from, so it cannot write the SPF record: ' +
+        'set domains.public_ips (or egress pool addresses, or domains.spf_include), or vouch for the domain ' +
+        'without DNS checks with `postbote domains trust`',
+    );
+  }
+
   /** The records to publish, for the keys that sign or will sign (not retired ones). */
   async function records(view: DomainView) {
     const egress = await egressOf(view.domain);
+    // A trusted domain can exist without a known sending address: its other records still apply.
+    const spf = egress.length > 0 || config.domains.spf_include !== '';
     return recordsToPublish({
       domain: view.domain.domain,
       dkim: view.keys.filter((k) => k.state !== 'retired'),
@@ -133,6 +156,7 @@ export function createDomains(options: { store: Store; clock: () => number; conf
       trackingTarget,
       egressIps: [...new Set(egress.map((e) => e.ip))],
       ...(config.domains.spf_include ? { spfInclude: config.domains.spf_include } : {}),
+      spf,
       dmarcRua: `dmarc@${view.domain.domain}`,
     });
   }
@@ -199,7 +223,8 @@ export function createDomains(options: { store: Store; clock: () => number; conf
     if (existing && existing.accountId !== account.id) {
       throw new DomainError('domain_taken', `${domainName} belongs to another account`);
     }
-    const view = existing ? await get(domainName) : await add(account, domainName);
+    // No DNS checks for a trusted domain: it needs no SPF source to be added.
+    const view = existing ? await get(domainName) : await create(account, domainName);
     await store.setDomainVerified(view.domain.id, clock(), 'admin');
     return get(domainName);
   }

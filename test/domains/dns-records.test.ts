@@ -218,3 +218,9 @@ test('txtStrings keeps short texts whole and never yields an empty list', () => 
   assert.deepEqual(txtStrings(''), ['']);
   assert.deepEqual(txtStrings('a'.repeat(510)), ['a'.repeat(255), 'a'.repeat(255)]);
 });
+
+test('spf: false leaves the SPF record out (a trusted domain on a node without known addresses)', () => {
+  const records = recordsToPublish(input({ egressIps: [], spf: false }));
+  assert.ok(!records.some((r) => r.purpose === 'spf'));
+  assert.ok(records.some((r) => r.purpose === 'dmarc'));
+});

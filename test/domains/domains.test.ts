@@ -9,7 +9,7 @@ import { createAccount } from '../../src/auth/accounts.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { createCheckResolver } from '../../src/domains/checks/resolver.ts';
 import type { DnsRecord } from '../../src/domains/dns-records.ts';
-import { createDomains, type DomainError } from '../../src/domains/domains.ts';
+import { createDomains, DomainError } from '../../src/domains/domains.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { Account } from '../../src/store/types.ts';
 import { startDnsServer, type TestDnsServer, type ZoneRecords } from '../support/dns-server.ts';
@@ -208,5 +208,26 @@ describe('sending domains', () => {
     );
     await domains.remove(view);
     assert.deepEqual(await domains.list(other.id), []);
+  });
+
+  it('a node that does not know the addresses it sends from: add is refused (no SPF record to write), trust works without SPF', async () => {
+    const bare = createDomains({
+      store,
+      clock: () => now,
+      config: loadConfig({ env: {}, cwd: dir.path, overrides: { hostname: 'relay.test' } }),
+    });
+    await assert.rejects(
+      bare.add(other, 'unsure.test'),
+      (err: unknown) =>
+        err instanceof DomainError &&
+        err.code === 'sending_addresses_unknown' &&
+        /public_ips/.test(err.message),
+    );
+    assert.equal(await store.getDomain('unsure.test'), undefined, 'nothing was stored');
+    const trusted = await bare.trust(other, 'unsure.test');
+    const records = await bare.records(trusted);
+    assert.ok(records.some((r) => r.purpose === 'dkim'));
+    assert.ok(!records.some((r) => r.purpose === 'spf'), 'no SPF record without a sending address');
+    await bare.remove(trusted);
   });
 });

@@ -89,7 +89,11 @@ describe('DKIM keys at rest', () => {
   const now = Date.parse('2026-11-28T10:00:00Z');
   let shop: Account;
   const configWith = (env: Record<string, string>) =>
-    loadConfig({ env, cwd: dir.path, overrides: { hostname: 'relay.test', data_dir: dir.path } });
+    loadConfig({
+      env,
+      cwd: dir.path,
+      overrides: { hostname: 'relay.test', data_dir: dir.path, domains: { public_ips: ['192.0.2.10'] } },
+    });
   const stored = async (domain: string) => {
     const d = await store.getDomain(domain);
     return (await store.listDkimKeys(d!.id)).map((k) => k.privateKeyPem);
