@@ -213,6 +213,18 @@ export function createDomains(options: { store: Store; clock: () => number; conf
       if (was !== undefined && was !== r.status) changes.push(`${r.record} ${r.name}: ${was} → ${r.status}`);
     }
     await store.recordDomainCheck(view.domain.id, { checkedAt: now, result: results });
+    // Whoever asked (the elected node's periodic check, the CLI, the API), what changed is an
+    // event of the domain's account (no message: id '').
+    if (changes.length > 0) {
+      await store.appendEvents([
+        {
+          at: now,
+          type: 'domain_status_changed',
+          accountId: view.domain.accountId,
+          data: { domain: view.domain.domain, changes },
+        },
+      ]);
+    }
     return { results, verified, changes };
   }
 

@@ -102,17 +102,9 @@ export async function startMaintenance(deps: {
             try {
               const { changes } = await domains.check(await domains.get(d.domain), resolve);
               checked++;
+              // domains.check records the change as a domain_status_changed event.
               if (changes.length > 0) {
                 logger.info({ event: 'domain_changed', domain: d.domain, changes }, 'domain status changed');
-                // The same change as an event of the domain's account (no message: id '').
-                await store.appendEvents([
-                  {
-                    at: clock(),
-                    type: 'domain_status_changed',
-                    accountId: d.accountId,
-                    data: { domain: d.domain, changes },
-                  },
-                ]);
               }
             } catch (err) {
               logger.warn({ err, domain: d.domain }, 'domain check failed');

@@ -140,6 +140,14 @@ describe('sending domains', () => {
     const stored = await domains.get('shop.test');
     assert.equal(stored.domain.verifiedBy, 'dns');
     assert.equal(stored.domain.checkedAt, now);
+    // What changed is an event of the account, whoever ran the check.
+    const [event] = await store.listEvents({
+      accountId: shop.id,
+      types: ['domain_status_changed'],
+      limit: 1,
+    });
+    assert.equal(event?.data.domain, 'shop.test');
+    assert.ok(((event?.data.changes ?? []) as string[]).includes('verified'));
   });
 
   it('a wrong DKIM record is reported with the expected value', async () => {
