@@ -9,6 +9,7 @@
  * TLS allows when a handshake fails, which nodemailer's `opportunisticTLS` does not cover:
  * it only continues when the server refuses the STARTTLS command).
  */
+import { isAscii } from 'node:buffer';
 import net from 'node:net';
 import tls from 'node:tls';
 import SMTPConnection, { type SMTPError } from 'nodemailer/lib/smtp-connection/index.js';
@@ -322,9 +323,9 @@ function mapTransaction(
   return { recipients, reusable: !broken && !isEnded() && !conn.destroyed };
 }
 
+/** Native, vectorised (a byte loop over a Buffer's iterator cost ~8 µs per 2 KB message). */
 function has8BitBytes(body: Buffer): boolean {
-  for (const byte of body) if (byte > 0x7f) return true;
-  return false;
+  return !isAscii(body);
 }
 
 // nodemailer keeps the advertised extensions and the per-transaction recipient bookkeeping
