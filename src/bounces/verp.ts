@@ -20,12 +20,11 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hmacSha256 } from '../hmac.ts';
+import { base32Mac, canonicalDomain, parseBase32 } from '../hmac.ts';
 
 /** Local-part prefix of every VERP address. */
 export const VERP_PREFIX = 'b+';
 
-const ALPHABET = '0123456789abcdefghijklmnopqrstuv';
 const MAC_CHARS = 10;
 /** `Number.MAX_SAFE_INTEGER` is 11 base32 digits. */
 const MAX_ID_CHARS = 11;
@@ -34,29 +33,10 @@ const MIN_SECRET_BYTES = 16;
 const GENERATED_SECRET_BYTES = 32;
 export const BOUNCE_SECRET_FILE = 'bounce-secret';
 
-/** Lower case, without the trailing dot of an absolute name: how a domain enters the MAC. */
-function canonicalDomain(domain: string): string {
-  const lower = domain.toLowerCase();
-  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
-
-/** The first `MAC_CHARS` base32 characters of the HMAC (5 bits each, big-endian). */
+/** The first `MAC_CHARS` base32 characters of the HMAC. */
 function mac(id: number, domain: string, secret: Buffer): string {
   // Versioned and separated: the input can never be read as another (id, domain) pair.
-  const digest = hmacSha256(secret, `postbote-verp-v1\n${id}\n${domain}`);
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (let i = 0; out.length < MAC_CHARS; i++) {
-    value = (value << 8) | (digest[i] ?? 0);
-    bits += 8;
-    while (bits >= 5 && out.length < MAC_CHARS) {
-      bits -= 5;
-      out += ALPHABET[(value >> bits) & 31];
-    }
-    value &= (1 << bits) - 1;
-  }
-  return out;
+  return base32Mac(secret, `postbote-verp-v1\n${id}\n${domain}`, MAC_CHARS);
 }
 
 /** `b+<token>@<domain>` for one recipient of one message. */
@@ -71,15 +51,7 @@ export function verpAddress(recipientId: number, returnPathDomain: string, secre
 
 /** The id digits: canonical (no leading zero) so one id has exactly one token. */
 function parseId(digits: string): number | undefined {
-  if (digits.length === 0 || digits.length > MAX_ID_CHARS) return undefined;
-  if (digits.length > 1 && digits[0] === '0') return undefined;
-  let id = 0;
-  for (let i = 0; i < digits.length; i++) {
-    const d = ALPHABET.indexOf(digits[i] as string);
-    if (d === -1) return undefined;
-    id = id * 32 + d;
-  }
-  return Number.isSafeInteger(id) ? id : undefined;
+  return parseBase32(digits, MAX_ID_CHARS);
 }
 
 /**

@@ -15,14 +15,13 @@
  * an address on the way.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { hmacSha256 } from '../hmac.ts';
+import { base32Mac, canonicalDomain, parseBase32 } from '../hmac.ts';
 
 /** Local-part prefix of every unsubscribe address. */
 export const MAILTO_PREFIX = 'u+';
 /** The subject the mailto URI asks for (RFC 6068 `?subject=`): anything received counts. */
 export const MAILTO_SUBJECT = 'unsubscribe';
 
-const ALPHABET = '0123456789abcdefghijklmnopqrstuv';
 const MAC_CHARS = 12;
 const MESSAGE_ID = /^[0-9a-z]{1,40}$/;
 /** Six base32 digits: recipient indexes below 2^30 (a message has far fewer recipients). */
@@ -37,28 +36,10 @@ export interface MailtoToken {
   recipient: number;
 }
 
-function canonicalDomain(domain: string): string {
-  const lower = domain.toLowerCase();
-  return lower.endsWith('.') ? lower.slice(0, -1) : lower;
-}
-
-/** The first `MAC_CHARS` base32 characters of the HMAC (5 bits each, big-endian). */
+/** The first `MAC_CHARS` base32 characters of the HMAC. */
 function mac(messageId: string, recipient: number, domain: string, key: Buffer): string {
   // Versioned and separated: the input can never be read as another (id, index, domain).
-  const digest = hmacSha256(key, `postbote-unsubscribe-mailto-v1\n${messageId}\n${recipient}\n${domain}`);
-  let out = '';
-  let bits = 0;
-  let value = 0;
-  for (let i = 0; out.length < MAC_CHARS; i++) {
-    value = (value << 8) | (digest[i] ?? 0);
-    bits += 8;
-    while (bits >= 5 && out.length < MAC_CHARS) {
-      bits -= 5;
-      out += ALPHABET[(value >> bits) & 31];
-    }
-    value &= (1 << bits) - 1;
-  }
-  return out;
+  return base32Mac(key, `postbote-unsubscribe-mailto-v1\n${messageId}\n${recipient}\n${domain}`, MAC_CHARS);
 }
 
 /** `u+<token>@<domain>` for recipient `token.recipient` of message `token.messageId`. */
@@ -80,15 +61,7 @@ export function mailtoUri(address: string): string {
 
 /** The index digits: canonical (no leading zero), so one recipient has exactly one address. */
 function parseIndex(digits: string): number | undefined {
-  if (digits.length === 0 || digits.length > MAX_INDEX_CHARS) return undefined;
-  if (digits.length > 1 && digits[0] === '0') return undefined;
-  let value = 0;
-  for (let i = 0; i < digits.length; i++) {
-    const d = ALPHABET.indexOf(digits[i] as string);
-    if (d === -1) return undefined;
-    value = value * 32 + d;
-  }
-  return value;
+  return parseBase32(digits, MAX_INDEX_CHARS);
 }
 
 /**

@@ -15,7 +15,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type LoadRun, startLoad } from '../support/load-generator.ts';
+import { type LoadRun, loadIdOf, startLoad } from '../support/load-generator.ts';
 import {
   createIpAccount,
   type PostboteProcess,
@@ -74,13 +74,6 @@ interface Arrival {
   id: string;
   /** performance.now() when the sink answered the final dot. */
   at: number;
-}
-
-function loadIdOf(data: Buffer): string {
-  const text = data.toString('latin1');
-  const headerEnd = text.indexOf('\r\n\r\n');
-  const m = /^X-Load-Id: *(\d+)\r?$/im.exec(headerEnd < 0 ? text : text.slice(0, headerEnd));
-  return m?.[1] ?? '(no X-Load-Id)';
 }
 
 interface QueueRow {

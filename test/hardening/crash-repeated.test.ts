@@ -18,7 +18,8 @@
 import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type LoadRun, startLoad } from '../support/load-generator.ts';
+import { queueLeft } from '../support/e2e-harness.ts';
+import { type LoadRun, loadIdOf, postLoadMessage, startLoad } from '../support/load-generator.ts';
 import {
   createIpAccount,
   type PostboteProcess,
@@ -63,42 +64,17 @@ function startApiLoad(options: {
     while (next < options.total && !options.signal.aborted) {
       const id = `api-${next++}`;
       for (let attempt = 0; !options.signal.aborted; attempt++) {
-        try {
-          const res = await fetch(`http://127.0.0.1:${options.port()}/v1/messages`, {
-            method: 'POST',
-            headers: {
-              authorization: `Bearer ${options.key}`,
-              'content-type': 'application/json',
-              'idempotency-key': id,
-            },
-            body: JSON.stringify({
-              from: 'load@sender.test',
-              to: ['user@sink.test'],
-              subject: `load ${id}`,
-              text: 'x'.repeat(1024),
-              headers: { 'X-Load-Id': id },
-            }),
-            signal: AbortSignal.timeout(10_000),
-          });
-          await res.arrayBuffer();
-          if (res.status === 202) {
-            acknowledged.add(id);
-            break;
-          }
-        } catch {
-          // down, reset, timed out: try again with the same key
+        const { status } = await postLoadMessage(options.port(), options.key, id, { idempotent: true });
+        if (status === 202) {
+          acknowledged.add(id);
+          break;
         }
+        // down, reset, timed out, in use: try again with the same key
         await new Promise((r) => setTimeout(r, Math.min(250, 20 * 2 ** attempt)));
       }
     }
   };
   return { acknowledged, done: Promise.all(Array.from({ length: options.clients }, worker)).then(() => {}) };
-}
-
-function loadIdOf(data: Buffer): string {
-  const text = data.toString('latin1');
-  const end = text.indexOf('\r\n\r\n');
-  return /^X-Load-Id: *(\S+)\r?$/im.exec(end < 0 ? text : text.slice(0, end))?.[1] ?? '(none)';
 }
 
 async function crashRun(
@@ -211,13 +187,8 @@ async function crashRun(
     // The queue drains: nothing left queued, deferred or delivering.
     const left = await waitFor(
       async () => {
-        const rows = (
-          JSON.parse(await running.cli(['queue', 'summary', '--json'])) as {
-            domains: { queued: number; deferred: number; delivering: number }[];
-          }
-        ).domains;
-        const n = rows.reduce((s, r) => s + r.queued + r.deferred + r.delivering, 0);
-        return n === 0 ? 0 : undefined;
+        const q = await queueLeft(running.cli);
+        return q.queued + q.deferred + q.delivering === 0 ? 0 : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 500, what: 'an empty queue' },
     ).catch(() => -1);

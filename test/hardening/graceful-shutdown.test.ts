@@ -17,7 +17,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, it, type TestContext } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
-import { type LoadRun, startLoad } from '../support/load-generator.ts';
+import { queueLeft } from '../support/e2e-harness.ts';
+import { type LoadRun, loadIdOf, postLoadMessage, startLoad } from '../support/load-generator.ts';
 import {
   createIpAccount,
   type PostboteProcess,
@@ -103,45 +104,18 @@ function startApiLoad(port: number, key: string, clients: number, signal: AbortS
   const worker = async () => {
     while (!signal.aborted) {
       const id = `api-${next++}`;
-      let status = 'refused';
-      try {
-        const res = await fetch(`http://127.0.0.1:${port}/v1/messages`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-          body: JSON.stringify({
-            from: 'load@sender.test',
-            to: ['user@sink.test'],
-            subject: `load ${id}`,
-            text: 'x'.repeat(1024),
-            headers: { 'X-Load-Id': id },
-          }),
-          signal: AbortSignal.timeout(10_000),
-        });
-        await res.arrayBuffer();
-        status = String(res.status);
-        if (res.status === 202) acknowledged.add(id);
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
+      const result = await postLoadMessage(port, key, id);
+      const status = result.status === 0 ? 'refused' : String(result.status);
+      if (result.status === 202) acknowledged.add(id);
+      else if (result.status === 0) await new Promise((r) => setTimeout(r, 50));
       statuses.set(status, (statuses.get(status) ?? 0) + 1);
     }
   };
   return { acknowledged, statuses, done: Promise.all(Array.from({ length: clients }, worker)) };
 }
 
-function loadIdOf(data: Buffer): string {
-  const text = data.toString('latin1');
-  const end = text.indexOf('\r\n\r\n');
-  return /^X-Load-Id: *(\S+)\r?$/im.exec(end < 0 ? text : text.slice(0, end))?.[1] ?? '(none)';
-}
-
 async function delivering(cli: (args: string[]) => Promise<string>): Promise<number> {
-  const rows = (
-    JSON.parse(await cli(['queue', 'summary', '--json'])) as {
-      domains: { queued: number; deferred: number; delivering: number }[];
-    }
-  ).domains;
-  return rows.reduce((s, r) => s + r.delivering, 0);
+  return (await queueLeft(cli)).delivering;
 }
 
 async function shutdownRun(t: TestContext, dbEnv: Record<string, string>): Promise<void> {

@@ -24,6 +24,8 @@ import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it, type TestContext } from 'node:test';
 import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
+import { queueLeft } from '../support/e2e-harness.ts';
+import { loadIdOf, postLoadMessage } from '../support/load-generator.ts';
 import {
   createIpAccount,
   freePort,
@@ -89,30 +91,12 @@ async function apiSend(
   id: string,
   bodyBytes: number,
 ): Promise<{ code: number; error: string }> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${port}/v1/messages`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', 'idempotency-key': id },
-      body: JSON.stringify({
-        from: 'load@sender.test',
-        to: ['user@sink.test'],
-        subject: id,
-        text: 'y'.repeat(bodyBytes),
-        headers: { 'X-Load-Id': id },
-      }),
-      signal: AbortSignal.timeout(15_000),
-    });
-    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
-    return { code: res.status, error: body.error?.code ?? '' };
-  } catch (err) {
-    return { code: 0, error: (err as Error).message };
-  }
-}
-
-function loadIdOf(data: Buffer): string {
-  const text = data.toString('latin1');
-  const end = text.indexOf('\r\n\r\n');
-  return /^X-Load-Id: *(\S+)\r?$/im.exec(end < 0 ? text : text.slice(0, end))?.[1] ?? '(none)';
+  const { status, error } = await postLoadMessage(port, key, id, {
+    idempotent: true,
+    bodyBytes,
+    timeoutMs: 15_000,
+  });
+  return { code: status, error };
 }
 
 async function outageRun(
@@ -266,13 +250,8 @@ async function outageRun(
     assert.ok(recordRetries > 0, 'an outcome fell into the outage (the scenario was exercised)');
     const left = await waitFor(
       async () => {
-        const rows = (
-          JSON.parse(await running.cli(['queue', 'summary', '--json'])) as {
-            domains: { queued: number; deferred: number; delivering: number }[];
-          }
-        ).domains;
-        const n = rows.reduce((s, r) => s + r.queued + r.deferred + r.delivering, 0);
-        return n === 0 ? 0 : undefined;
+        const q = await queueLeft(running.cli);
+        return q.queued + q.deferred + q.delivering === 0 ? 0 : undefined;
       },
       { timeoutMs: 60_000, intervalMs: 500, what: 'an empty queue' },
     ).catch(() => -1);

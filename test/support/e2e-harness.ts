@@ -488,3 +488,22 @@ export function fakeMxEnv(options: { dataDir: string; dns: string; mxPort: numbe
     POSTBOTE_DELIVERY__CONNECT_TIMEOUT: '2s',
   };
 }
+
+/** Recipients still waiting or in flight, from `queue summary --json` (0 each: the queue drained). */
+export async function queueLeft(
+  cli: (args: string[]) => Promise<string>,
+): Promise<{ queued: number; deferred: number; delivering: number }> {
+  const rows = (
+    JSON.parse(await cli(['queue', 'summary', '--json'])) as {
+      domains: { queued: number; deferred: number; delivering: number }[];
+    }
+  ).domains;
+  return rows.reduce(
+    (sum, r) => ({
+      queued: sum.queued + r.queued,
+      deferred: sum.deferred + r.deferred,
+      delivering: sum.delivering + r.delivering,
+    }),
+    { queued: 0, deferred: 0, delivering: 0 },
+  );
+}

@@ -329,3 +329,45 @@ export function startLoad(options: LoadOptions): LoadRun {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   return startLoad(options).done;
 }
+
+/** The X-Load-Id of a message as a sink received it ('(none)' without one). */
+export function loadIdOf(data: Buffer): string {
+  const text = data.toString('latin1');
+  const end = text.indexOf('\r\n\r\n');
+  return /^X-Load-Id: *(\S+)\r?$/im.exec(end < 0 ? text : text.slice(0, end))?.[1] ?? '(none)';
+}
+
+/**
+ * One message of an HTTP API load: POST /v1/messages from load@sender.test to user@sink.test
+ * carrying `X-Load-Id: id` (and `Idempotency-Key: id` when `idempotent`). Never throws: a
+ * transport failure is status 0 with the error's message.
+ */
+export async function postLoadMessage(
+  port: number,
+  key: string,
+  id: string,
+  options: { idempotent?: boolean; bodyBytes?: number; timeoutMs?: number } = {},
+): Promise<{ status: number; error: string }> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/messages`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${key}`,
+        'content-type': 'application/json',
+        ...(options.idempotent ? { 'idempotency-key': id } : {}),
+      },
+      body: JSON.stringify({
+        from: 'load@sender.test',
+        to: ['user@sink.test'],
+        subject: `load ${id}`,
+        text: 'x'.repeat(options.bodyBytes ?? 1024),
+        headers: { 'X-Load-Id': id },
+      }),
+      signal: AbortSignal.timeout(options.timeoutMs ?? 10_000),
+    });
+    const body = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
+    return { status: res.status, error: body.error?.code ?? '' };
+  } catch (err) {
+    return { status: 0, error: (err as Error).message };
+  }
+}
