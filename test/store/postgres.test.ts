@@ -26,47 +26,8 @@ if (admin) {
     };
   };
 
-  dashboardContract('postgres', async () => {
-    const { schema, drop } = freshSchema();
-    const store = new PostgresStore({ url, schema, poolSize: 4 });
-    await store.migrate();
-    return {
-      store,
-      cleanup: async () => {
-        await store.close();
-        await drop();
-      },
-    };
-  });
-
-  guardContract('postgres', async () => {
-    const { schema, drop } = freshSchema();
-    const store = new PostgresStore({ url, schema, poolSize: 4 });
-    await store.migrate();
-    return {
-      store,
-      cleanup: async () => {
-        await store.close();
-        await drop();
-      },
-    };
-  });
-
-  trackingContract('postgres', async () => {
-    const { schema, drop } = freshSchema();
-    const store = new PostgresStore({ url, schema, poolSize: 4 });
-    await store.migrate();
-    return {
-      store,
-      cleanup: async () => {
-        await store.close();
-        await drop();
-      },
-    };
-  });
-
   // One schema per contract test: each starts from a freshly migrated, empty database.
-  storeContract('postgres', async () => {
+  const open = async () => {
     const { schema, drop } = freshSchema();
     const store = new PostgresStore({ url, schema, poolSize: 4 });
     await store.migrate();
@@ -77,7 +38,10 @@ if (admin) {
         await drop();
       },
     };
-  });
+  };
+  for (const contract of [storeContract, trackingContract, guardContract, dashboardContract]) {
+    contract('postgres', open);
+  }
 
   describe('postgres store', () => {
     it('two nodes migrating at once both succeed and apply each version once', async () => {

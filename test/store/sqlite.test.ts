@@ -4,66 +4,21 @@ import { DatabaseSync } from 'node:sqlite';
 import { it } from 'node:test';
 import { migrations } from '../../src/store/sqlite/migrations.ts';
 import { SchemaTooNewError, SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { createThreadedSqliteStore, storeFromPort } from '../../src/store/sqlite/threaded-store.ts';
-import type { Store } from '../../src/store/store.ts';
+import { createThreadedSqliteStore } from '../../src/store/sqlite/threaded-store.ts';
 import { tempDir } from '../support/temp-dir.ts';
+import { SQLITE_SETUPS, sqliteThroughPort } from './adapters.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 import { dashboardContract } from './dashboard-contract.ts';
 import { guardContract } from './guard-contract.ts';
 import { trackingContract } from './tracking-contract.ts';
 
-/** A migrated store of the given form in a fresh temp dir, removed on cleanup. */
-function inTempDir(open: (path: string) => Store) {
-  return async () => {
-    const dir = tempDir();
-    const store = open(join(dir.path, 'postbote.db'));
-    await store.migrate();
-    return {
-      store,
-      cleanup: async () => {
-        await store.close();
-        dir.cleanup();
-      },
-    };
-  };
+// Every contract in-process and on the store thread; the main one also through a port, the
+// way the delivery thread reaches the store thread.
+for (const [name, open] of SQLITE_SETUPS) {
+  storeContract(name, open);
+  if (open === sqliteThroughPort) continue;
+  for (const contract of [trackingContract, guardContract, dashboardContract]) contract(name, open);
 }
-
-storeContract(
-  'sqlite',
-  inTempDir((path) => new SqliteStore(path)),
-);
-storeContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
-trackingContract(
-  'sqlite',
-  inTempDir((path) => new SqliteStore(path)),
-);
-trackingContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
-guardContract(
-  'sqlite',
-  inTempDir((path) => new SqliteStore(path)),
-);
-guardContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
-dashboardContract(
-  'sqlite',
-  inTempDir((path) => new SqliteStore(path)),
-);
-dashboardContract('sqlite on a worker thread', inTempDir(createThreadedSqliteStore));
-
-// The delivery thread reaches the store thread through a port: the same contract must hold.
-storeContract('sqlite through a port shared with another thread', async () => {
-  const dir = tempDir();
-  const owner = createThreadedSqliteStore(join(dir.path, 'postbote.db'));
-  await owner.migrate();
-  const store = storeFromPort(owner.openPort());
-  return {
-    store,
-    cleanup: async () => {
-      await store.close();
-      await owner.close();
-      dir.cleanup();
-    },
-  };
-});
 
 it('sqlite on a worker thread: errors keep their meaning across the thread', async () => {
   const dir = tempDir();
