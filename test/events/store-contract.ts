@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
 import type { WebhookBatch, WebhookEndpoint } from '../../src/store/types.ts';
+import { withStoreOf } from '../store/adapters.ts';
 import { sampleMessage, T0 } from '../store/contract.ts';
 
 /**
@@ -13,14 +14,7 @@ export function eventsStoreContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-    const { store, cleanup } = await open();
-    try {
-      await fn(store);
-    } finally {
-      await cleanup();
-    }
-  }
+  const withStore = withStoreOf(open);
 
   async function account(store: Store, accountName: string): Promise<string> {
     const id = newId(T0);

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Store } from '../../src/store/store.ts';
 import type { RollupIncrement } from '../../src/store/types.ts';
+import { withStoreOf } from '../store/adapters.ts';
 import { sampleMessage, T0 } from '../store/contract.ts';
 
 const HOUR = 3_600_000;
@@ -29,14 +30,7 @@ export function statsStoreContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-    const { store, cleanup } = await open();
-    try {
-      await fn(store);
-    } finally {
-      await cleanup();
-    }
-  }
+  const withStore = withStoreOf(open);
 
   describe(`${name}: statistics rollups`, () => {
     it('adds increments and moves the cursor in one go; a batch from a stale cursor changes nothing', () =>

@@ -85,3 +85,15 @@ export async function onEveryStore(
   const postgres = await postgresSetup(what);
   if (postgres) contract('postgres', postgres);
 }
+
+/** Runs `fn` on a freshly opened store and always cleans it up (each contract test starts empty). */
+export function withStoreOf(open: OpenStore): (fn: (store: Store) => Promise<void>) => Promise<void> {
+  return async (fn) => {
+    const { store, cleanup } = await open();
+    try {
+      await fn(store);
+    } finally {
+      await cleanup();
+    }
+  };
+}

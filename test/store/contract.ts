@@ -17,6 +17,7 @@ import {
   type StreamKind,
   type Suppression,
 } from '../../src/store/types.ts';
+import { withStoreOf } from './adapters.ts';
 
 export const T0 = Date.parse('2026-11-28T12:00:00Z');
 
@@ -52,14 +53,7 @@ export function storeContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-    const { store, cleanup } = await open();
-    try {
-      await fn(store);
-    } finally {
-      await cleanup();
-    }
-  }
+  const withStore = withStoreOf(open);
 
   async function seedAccount(store: Store, name = 'acme'): Promise<string> {
     const id = newId(T0);

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Store } from '../../src/store/store.ts';
 import { type DashboardUser, HOLD_REASON } from '../../src/store/types.ts';
+import { withStoreOf } from './adapters.ts';
 import { sampleMessage, T0 } from './contract.ts';
 
 /** The store's part of the dashboard (schema SQLite v14 / PostgreSQL v15), on every adapter. */
@@ -9,14 +10,7 @@ export function dashboardContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-    const { store, cleanup } = await open();
-    try {
-      await fn(store);
-    } finally {
-      await cleanup();
-    }
-  }
+  const withStore = withStoreOf(open);
   const user = (id: string, accountId: string, email: string): DashboardUser => ({
     id,
     accountId,

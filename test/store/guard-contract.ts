@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
 import type { GuardState } from '../../src/store/types.ts';
+import { withStoreOf } from './adapters.ts';
 import { sampleMessage, T0 } from './contract.ts';
 
 /**
@@ -13,14 +14,7 @@ export function guardContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-    const { store, cleanup } = await open();
-    try {
-      await fn(store);
-    } finally {
-      await cleanup();
-    }
-  }
+  const withStore = withStoreOf(open);
 
   async function seedAccount(store: Store, accountName = 'acme'): Promise<string> {
     const id = newId(T0);

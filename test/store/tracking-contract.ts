@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
+import { withStoreOf } from './adapters.ts';
 import { sampleMessage, T0 } from './contract.ts';
 
 /**
@@ -12,14 +13,7 @@ export function trackingContract(
   name: string,
   open: () => Promise<{ store: Store; cleanup: () => Promise<void> }>,
 ): void {
-  async function withStore(fn: (store: Store) => Promise<void>): Promise<void> {
-    const { store, cleanup } = await open();
-    try {
-      await fn(store);
-    } finally {
-      await cleanup();
-    }
-  }
+  const withStore = withStoreOf(open);
 
   async function seedAccount(store: Store): Promise<string> {
     const id = newId(T0);
