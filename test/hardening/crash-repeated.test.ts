@@ -17,18 +17,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, it, type TestContext } from 'node:test';
-import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { queueLeft } from '../support/e2e-harness.ts';
-import { type LoadRun, loadIdOf, postLoadMessage, startLoad } from '../support/load-generator.ts';
-import {
-  createIpAccount,
-  type PostboteProcess,
-  runCli,
-  startPostboteProcess,
-  waitFor,
-} from '../support/postbote-process.ts';
+import { type LoadRun, postLoadMessage, startLoad } from '../support/load-generator.ts';
+import { createLoadAccount, type LoadTarget, startLoadTarget } from '../support/load-target.ts';
+import { type PostboteProcess, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
 import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
-import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 import { seededRandom } from './harness.ts';
 
@@ -86,8 +79,7 @@ async function crashRun(
   const random = seededRandom(seed);
   t.diagnostic(`${store}: seed ${seed} (POSTBOTE_CRASH_SEED replays it), ${TOTAL} messages, ${KILLS} kills`);
   const dir = tempDir('postbote-crash5-');
-  let dns: TestDnsServer | undefined;
-  let sink: ScriptedSink | undefined;
+  let target: LoadTarget | undefined;
   let postbote: PostboteProcess | undefined;
   let smtp: LoadRun | undefined;
   const stop = new AbortController();
@@ -96,42 +88,17 @@ async function crashRun(
     void postbote?.kill();
   });
   try {
-    const arrivals = new Map<string, number>();
-    sink = await startScriptedSink({
-      host: '127.0.0.2',
-      hostname: 'mx.sink.test',
-      respond: (cmd) => {
-        const data = cmd.verb === 'DATA_END' ? cmd.transaction?.data : undefined;
-        if (data) {
-          const id = loadIdOf(data);
-          arrivals.set(id, (arrivals.get(id) ?? 0) + 1);
-        }
-        return undefined;
-      },
-    });
-    dns = await startDnsServer({
-      zones: {
-        'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
-        'mx.sink.test': { A: ['127.0.0.2'] },
-      },
-    });
+    target = await startLoadTarget();
+    const arrivals = target.arrivals;
     const env: Record<string, string> = {
-      POSTBOTE_DATA_DIR: dir.path,
-      POSTBOTE_DNS__SERVERS: dns.address,
-      POSTBOTE_DELIVERY__PORT: String(sink.port),
-      POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
-      POSTBOTE_DELIVERY__STARTTLS: 'none',
+      ...target.env(dir.path),
       POSTBOTE_DELIVERY__LEASE: '20s',
       // In a cluster an API request's claim left by a killed process blocks its retries this
       // long (the embedded store frees them at restart); shorter than the default 1 m here.
       POSTBOTE_API__IDEMPOTENCY_STALE: '15s',
       ...dbEnv,
     };
-    await createIpAccount(env, 'load', '127.0.0.0/8');
-    const key = /(pb_[A-Za-z0-9_.-]+)/.exec(
-      await runCli(['credentials', 'create', '--account', 'load', '--api', '--scopes', 'send'], env),
-    )?.[1];
-    assert.ok(key, 'an API key');
+    const key = await createLoadAccount(env);
 
     postbote = await startPostboteProcess({ dataDir: dir.path, env, timeoutMs: 30_000 });
     const { submissionPort, httpPort } = postbote;
@@ -212,8 +179,7 @@ async function crashRun(
   } finally {
     stop.abort();
     await postbote?.stop().catch(() => undefined);
-    await sink?.close();
-    await dns?.close();
+    await target?.close();
     dir.cleanup();
   }
 }

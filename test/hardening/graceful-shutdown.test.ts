@@ -16,18 +16,11 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { after, describe, it, type TestContext } from 'node:test';
-import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { queueLeft } from '../support/e2e-harness.ts';
-import { type LoadRun, loadIdOf, postLoadMessage, startLoad } from '../support/load-generator.ts';
-import {
-  createIpAccount,
-  type PostboteProcess,
-  runCli,
-  startPostboteProcess,
-  waitFor,
-} from '../support/postbote-process.ts';
+import { type LoadRun, postLoadMessage, startLoad } from '../support/load-generator.ts';
+import { createLoadAccount, type LoadTarget, startLoadTarget } from '../support/load-target.ts';
+import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../support/postbote-process.ts';
 import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
-import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
 /** The remote answers a final dot after this long: deliveries are in flight at the SIGTERM. */
@@ -120,45 +113,20 @@ async function delivering(cli: (args: string[]) => Promise<string>): Promise<num
 
 async function shutdownRun(t: TestContext, dbEnv: Record<string, string>): Promise<void> {
   const dir = tempDir('postbote-sigterm-');
-  let dns: TestDnsServer | undefined;
-  let sink: ScriptedSink | undefined;
+  let target: LoadTarget | undefined;
   let postbote: PostboteProcess | undefined;
   let smtp: LoadRun | undefined;
   const stopLoad = new AbortController();
   const stopProbes = new AbortController();
-  const arrivals = new Map<string, number>();
   let slow = true;
   try {
-    sink = await startScriptedSink({
-      host: '127.0.0.2',
-      hostname: 'mx.sink.test',
-      respond: (cmd) => {
-        if (cmd.verb !== 'DATA_END') return undefined;
-        const id = cmd.transaction?.data ? loadIdOf(cmd.transaction.data) : '(none)';
-        arrivals.set(id, (arrivals.get(id) ?? 0) + 1);
-        if (!slow) return undefined;
-        return { delayMs: id.startsWith('slow-') ? STUCK_MS : SLOW_MS };
-      },
+    target = await startLoadTarget((id) => {
+      if (!slow) return undefined;
+      return { delayMs: id.startsWith('slow-') ? STUCK_MS : SLOW_MS };
     });
-    dns = await startDnsServer({
-      zones: {
-        'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
-        'mx.sink.test': { A: ['127.0.0.2'] },
-      },
-    });
-    const env: Record<string, string> = {
-      POSTBOTE_DATA_DIR: dir.path,
-      POSTBOTE_DNS__SERVERS: dns.address,
-      POSTBOTE_DELIVERY__PORT: String(sink.port),
-      POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
-      POSTBOTE_DELIVERY__STARTTLS: 'none',
-      ...dbEnv,
-    };
-    await createIpAccount(env, 'load', '127.0.0.0/8');
-    const key = /(pb_[A-Za-z0-9_.-]+)/.exec(
-      await runCli(['credentials', 'create', '--account', 'load', '--api', '--scopes', 'send'], env),
-    )?.[1];
-    assert.ok(key, 'an API key');
+    const arrivals = target.arrivals;
+    const env: Record<string, string> = { ...target.env(dir.path), ...dbEnv };
+    const key = await createLoadAccount(env);
     postbote = await startPostboteProcess({ dataDir: dir.path, env, timeoutMs: 30_000 });
     const { submissionPort, httpPort } = postbote;
 
@@ -295,8 +263,7 @@ async function shutdownRun(t: TestContext, dbEnv: Record<string, string>): Promi
     stopLoad.abort();
     stopProbes.abort();
     await postbote?.stop().catch(() => undefined);
-    await sink?.close();
-    await dns?.close();
+    await target?.close();
     dir.cleanup();
   }
 }

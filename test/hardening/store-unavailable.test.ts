@@ -23,19 +23,16 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { after, describe, it, type TestContext } from 'node:test';
-import { startDnsServer, type TestDnsServer } from '../support/dns-server.ts';
 import { queueLeft } from '../support/e2e-harness.ts';
-import { loadIdOf, postLoadMessage } from '../support/load-generator.ts';
+import { postLoadMessage } from '../support/load-generator.ts';
+import { createLoadAccount, type LoadTarget, startLoadTarget } from '../support/load-target.ts';
 import {
-  createIpAccount,
   freePort,
   type PostboteProcess,
-  runCli,
   startPostboteProcess,
   waitFor,
 } from '../support/postbote-process.ts';
 import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
-import { type ScriptedSink, startScriptedSink } from '../support/scripted-sink.ts';
 import { SmtpTestClient } from '../support/smtp-client.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
@@ -103,45 +100,15 @@ async function outageRun(
   t: TestContext,
   setup: { dataDir: string; env: Record<string, string>; outage: Outage },
 ): Promise<void> {
-  let dns: TestDnsServer | undefined;
-  let sink: ScriptedSink | undefined;
+  let target: LoadTarget | undefined;
   let postbote: PostboteProcess | undefined;
-  const arrivals = new Map<string, number>();
   let slow = true;
   try {
-    sink = await startScriptedSink({
-      host: '127.0.0.2',
-      hostname: 'mx.sink.test',
-      respond: (cmd) => {
-        if (cmd.verb !== 'DATA_END') return undefined;
-        const data = cmd.transaction?.data;
-        if (data) {
-          const id = loadIdOf(data);
-          arrivals.set(id, (arrivals.get(id) ?? 0) + 1);
-        }
-        // Slow at first: deliveries are in flight when the outage begins.
-        return slow ? { delayMs: IN_FLIGHT_MS } : undefined;
-      },
-    });
-    dns = await startDnsServer({
-      zones: {
-        'sink.test': { MX: [{ preference: 10, exchange: 'mx.sink.test' }] },
-        'mx.sink.test': { A: ['127.0.0.2'] },
-      },
-    });
-    const env: Record<string, string> = {
-      POSTBOTE_DATA_DIR: setup.dataDir,
-      POSTBOTE_DNS__SERVERS: dns.address,
-      POSTBOTE_DELIVERY__PORT: String(sink.port),
-      POSTBOTE_DELIVERY__ALLOW_PRIVATE_MX: 'true',
-      POSTBOTE_DELIVERY__STARTTLS: 'none',
-      ...setup.env,
-    };
-    await createIpAccount(env, 'load', '127.0.0.0/8');
-    const key = /(pb_[A-Za-z0-9_.-]+)/.exec(
-      await runCli(['credentials', 'create', '--account', 'load', '--api', '--scopes', 'send'], env),
-    )?.[1];
-    assert.ok(key, 'an API key');
+    // Slow at first: deliveries are in flight when the outage begins.
+    target = await startLoadTarget(() => (slow ? { delayMs: IN_FLIGHT_MS } : undefined));
+    const arrivals = target.arrivals;
+    const env: Record<string, string> = { ...target.env(setup.dataDir), ...setup.env };
+    const key = await createLoadAccount(env);
     postbote = await startPostboteProcess({ dataDir: setup.dataDir, env, timeoutMs: 30_000 });
     const { submissionPort, httpPort } = postbote;
     const acknowledged = new Set<string>();
@@ -265,8 +232,7 @@ async function outageRun(
     }
   } finally {
     await postbote?.kill().catch(() => undefined);
-    await sink?.close();
-    await dns?.close();
+    await target?.close();
   }
 }
 

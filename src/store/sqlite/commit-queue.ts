@@ -4,6 +4,20 @@ interface Job {
   work: () => unknown;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
+  durable: boolean;
+}
+
+/** How long a job's commit waits for the disk (CommitQueue.run). */
+export interface CommitOptions {
+  /**
+   * True (default): answered only once the commit is fsynced (synchronous=FULL): intake, every
+   * promise to a client. False: delivery bookkeeping (leases, outcomes, heartbeats), committed
+   * without waiting for the fsync (synchronous=NORMAL) in a transaction of its own before the
+   * durable jobs of the same turn, whose fsync then covers it too. A process crash (kill -9)
+   * loses none of it: the WAL is written, only not yet flushed. A power loss can lose the last
+   * moments' outcomes: those deliveries are repeated (at least once), nothing is lost.
+   */
+  durable?: boolean;
 }
 
 /**
@@ -24,9 +38,14 @@ export class CommitQueue {
     this.#db = db;
   }
 
-  run<T>(work: () => T): Promise<T> {
+  run<T>(work: () => T, options: CommitOptions = {}): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.#jobs.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      this.#jobs.push({
+        work,
+        resolve: resolve as (v: unknown) => void,
+        reject,
+        durable: options.durable ?? true,
+      });
       if (!this.#scheduled) {
         this.#scheduled = true;
         // No gathering delay: with SMTP and delivery on other threads the commit is on the path
@@ -43,6 +62,31 @@ export class CommitQueue {
     const jobs = this.#jobs;
     this.#jobs = [];
     if (jobs.length === 0) return;
+    const lazy = jobs.filter((j) => !j.durable);
+    const durable = lazy.length === 0 ? jobs : jobs.filter((j) => j.durable);
+    if (lazy.length === 0) {
+      this.#commit(durable);
+      return;
+    }
+    this.#commit(lazy, 'NORMAL');
+    if (durable.length === 0) return;
+    // The lazy jobs' answers leave first (their continuations run as microtasks now and post
+    // their replies with setImmediate): the durable commit, and its fsync, come after those.
+    queueMicrotask(() => setImmediate(() => this.#commit(durable)));
+  }
+
+  /** One transaction for `jobs`: savepoints, then COMMIT (without waiting for the disk: NORMAL). */
+  #commit(jobs: Job[], synchronous: 'FULL' | 'NORMAL' = 'FULL'): void {
+    const db = this.#db;
+    if (synchronous === 'NORMAL') db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      this.#transaction(jobs);
+    } finally {
+      if (synchronous === 'NORMAL') db.exec('PRAGMA synchronous = FULL');
+    }
+  }
+
+  #transaction(jobs: Job[]): void {
     const db = this.#db;
     const results: { job: Job; ok: boolean; value: unknown }[] = [];
     // A lone job needs no savepoint: if it fails, the whole transaction is rolled back anyway.

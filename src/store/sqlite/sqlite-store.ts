@@ -97,6 +97,14 @@ type Row = Record<string, SQLInputValue>;
 export { SchemaTooNewError };
 
 const json = (value: unknown): string => JSON.stringify(value ?? {});
+/**
+ * Delivery bookkeeping (leases, outcomes, heartbeats, shaping changes) commits without waiting
+ * for the fsync (CommitQueue: `durable: false`): a delivery connection waits for its outcome's
+ * commit before its next transaction, so this shortens the window in which a crash repeats a
+ * delivery; the next intake commit's fsync makes it durable.
+ */
+const LAZY = { durable: false } as const;
+
 const parse = <T>(text: SQLInputValue | undefined): T => JSON.parse(String(text ?? '{}')) as T;
 
 function toAccount(r: Row): Account {
@@ -759,7 +767,7 @@ export class SqliteStore implements Store {
           variant: Number(r.variant),
         };
       });
-    });
+    }, LAZY);
   }
 
   /** Expired leases per kind, counted up to the batch limit (a dead node's work; few). */
@@ -878,7 +886,7 @@ export class SqliteStore implements Store {
           input.owner,
         );
       }
-    });
+    }, LAZY);
   }
 
   async releaseLeases(owner: string | null, now: number): Promise<number> {
@@ -956,7 +964,7 @@ export class SqliteStore implements Store {
         }
       }
       return applied;
-    });
+    }, LAZY);
   }
 
   async findMessagesByHeader(messageIdHeader: string): Promise<MessageRow[]> {
@@ -1131,7 +1139,7 @@ export class SqliteStore implements Store {
           oneLine(e.reply ?? '', SHAPING_REPLY_MAX),
         );
       }
-    });
+    }, LAZY);
   }
 
   async activeShaping(now: number): Promise<ShapingEventRow[]> {
@@ -1876,16 +1884,18 @@ export class SqliteStore implements Store {
   }
 
   async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {
-    await this.#queue.run(() =>
-      this.#run(
-        `INSERT INTO nodes (id, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?)
+    await this.#queue.run(
+      () =>
+        this.#run(
+          `INSERT INTO nodes (id, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?)
          ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
            info = excluded.info`,
-        node.id,
-        node.startedAt,
-        now,
-        json(node.info),
-      ),
+          node.id,
+          node.startedAt,
+          now,
+          json(node.info),
+        ),
+      LAZY,
     );
   }
 
