@@ -126,7 +126,9 @@ describe('reputation guard end to end: pause on bounces, held mail, operator res
     assert.equal(paused?.paused_by, 'system:guard');
     assert.match(paused?.reason ?? '', /bounce rate 40\.0 % \(10 of 25 sends\)/);
 
-    // Paused: accepted and held; the sink never sees it.
+    // Paused: accepted and held; the sink never sees it. Intake reads the pauses from a copy
+    // refreshed every second (guard cacheMs): a message sent within that second may still go.
+    await new Promise((r) => setTimeout(r, 1100));
     const before = sink.transactions.length;
     const held = await send('later@ok.test');
     const shown = await waitFor(
