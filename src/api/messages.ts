@@ -269,6 +269,11 @@ export function registerMessageRoutes(app: FastifyInstance, deps: MessagesDeps):
           recipient: { type: 'string' },
           status: { type: 'string', enum: [...RECIPIENT_STATES] },
           tag: { type: 'string' },
+          subject: {
+            type: 'string',
+            maxLength: 200,
+            description: 'text the subject contains (ASCII case ignored)',
+          },
           after: { type: 'string', format: 'date-time' },
           limit: { type: 'integer', minimum: 1, maximum: 100, default: 50 },
           cursor: { type: 'string', description: 'next_cursor of the previous page' },
@@ -278,7 +283,7 @@ export function registerMessageRoutes(app: FastifyInstance, deps: MessagesDeps):
     async (request) => {
       const principal = await authorize(keys, request, 'read');
       const q = request.query as Record<string, string | undefined>;
-      const known = new Set(['recipient', 'status', 'tag', 'after', 'limit', 'cursor']);
+      const known = new Set(['recipient', 'status', 'tag', 'subject', 'after', 'limit', 'cursor']);
       for (const key of Object.keys(q)) {
         if (!known.has(key)) throw new ApiError('invalid_request', `unknown parameter "${key}"`, key);
       }
@@ -307,6 +312,7 @@ export function registerMessageRoutes(app: FastifyInstance, deps: MessagesDeps):
         ...(q.recipient ? { recipient: q.recipient } : {}),
         ...(q.status ? { status: q.status as RecipientState } : {}),
         ...(q.tag ? { tag: q.tag } : {}),
+        ...(q.subject ? { subject: q.subject.slice(0, 200) } : {}),
         ...(after === undefined ? {} : { after }),
         ...(q.cursor ? { before: q.cursor } : {}),
         limit,

@@ -421,6 +421,8 @@ export interface MessageFilter {
   status?: RecipientState;
   /** Messages carrying this tag. */
   tag?: string;
+  /** Messages whose subject contains this text (ASCII letters in any case). */
+  subject?: string;
   /** Messages received at or after this time (epoch ms). */
   after?: number;
   limit?: number;

@@ -502,6 +502,7 @@ describe('native API: batch, raw, lookup, list, cancel, idempotency', () => {
       await call(api, api.keys.all, 'POST', '/v1/messages', {
         from: 'a@sender.test',
         to: `page${n}@example.test`,
+        subject: `Page number ${n}`,
         text: 'x',
         tags: ['paged'],
       });
@@ -536,6 +537,11 @@ describe('native API: batch, raw, lookup, list, cancel, idempotency', () => {
     const after = new Date(api.clock.now - 1500).toISOString();
     const recent = (await call(api, api.keys.all, 'GET', `/v1/messages?tag=paged&after=${after}`)).json();
     assert.equal(recent.data.length, 1);
+    const bySubject = (await call(api, api.keys.all, 'GET', '/v1/messages?subject=number%202')).json();
+    assert.deepEqual(
+      bySubject.data.map((m: { subject: string }) => m.subject),
+      ['Page number 2'],
+    );
     const bad = await call(api, api.keys.all, 'GET', '/v1/messages?status=lost');
     assert.equal(bad.json().error.code, 'invalid_request');
     assert.equal(bad.json().error.field, 'status');

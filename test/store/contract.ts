@@ -523,6 +523,24 @@ export function storeContract(
       });
     });
 
+    it('lists messages whose subject contains a text, ASCII case ignored, percent and underscore literal', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const titled = (subject: string) => sampleMessage(accountId, ['a@one.test'], { subject });
+        const order = titled('Your ORDER #1042 has shipped');
+        const invoice = titled('Invoice 100% paid');
+        const plain = titled('Welcome');
+        await store.insertMessages([order, invoice, plain]);
+        const ids = async (subject: string) =>
+          (await store.listMessages({ accountId, subject })).map((m) => m.id).sort();
+        assert.deepEqual(await ids('order #10'), [order.id]);
+        assert.deepEqual(await ids('100%'), [invoice.id]);
+        assert.deepEqual(await ids('%'), [invoice.id], 'a % is a character, not a wildcard');
+        assert.deepEqual(await ids('_'), []);
+        assert.deepEqual(await ids('e'), [invoice.id, order.id, plain.id].sort());
+      });
+    });
+
     it('personalised copies: each recipient gets its own body, size and accepted event size', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);

@@ -937,6 +937,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     if (filter.after !== undefined) where.push(`m.received_at >= $${values.push(filter.after)}`);
     // tags is JSON text (as in SQLite); `?` is jsonb's "array contains this string".
     if (filter.tag !== undefined) where.push(`m.tags::jsonb ? $${values.push(filter.tag)}`);
+    if (filter.subject !== undefined) {
+      where.push(`strpos(lower(m.subject), lower($${values.push(filter.subject)})) > 0`);
+    }
     if (filter.recipient !== undefined || filter.status !== undefined) {
       const sub: string[] = [];
       if (filter.recipient !== undefined) sub.push(`r.address = $${values.push(filter.recipient)}`);

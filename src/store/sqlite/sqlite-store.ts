@@ -998,6 +998,11 @@ export class SqliteStore implements Store {
       where.push('EXISTS (SELECT 1 FROM json_each(m.tags) t WHERE t.value = ?)');
       params.push(filter.tag);
     }
+    if (filter.subject !== undefined) {
+      // lower() of SQLite folds ASCII only; PostgreSQL's folds every letter.
+      where.push('instr(lower(m.subject), lower(?)) > 0');
+      params.push(filter.subject);
+    }
     if (filter.recipient !== undefined || filter.status !== undefined) {
       const sub: string[] = [];
       if (filter.recipient !== undefined) {

@@ -129,12 +129,13 @@ function Filters(props: { fields: [string, string, string[]?][]; params: URLSear
 
 function Messages(props: { params: URLSearchParams; set: Setter }) {
   const p = props.params;
-  const key = ['recipient', 'status', 'tag', 'cursor'].map((k) => p.get(k) ?? '').join('|');
+  const key = ['recipient', 'subject', 'status', 'tag', 'cursor'].map((k) => p.get(k) ?? '').join('|');
   const list = useLoad(
     () =>
       get<{ data: MessageItem[]; next_cursor: string | null }>(
         `/v1/messages${query({
           recipient: p.get('recipient') ?? undefined,
+          subject: p.get('subject') ?? undefined,
           status: p.get('status') ?? undefined,
           tag: p.get('tag') ?? undefined,
           cursor: p.get('cursor') ?? undefined,
@@ -157,6 +158,7 @@ function Messages(props: { params: URLSearchParams; set: Setter }) {
         set={props.set}
         fields={[
           ['recipient', 'Recipient'],
+          ['subject', 'Subject contains'],
           ['status', 'Status', STATUSES],
           ['tag', 'Tag'],
         ]}
