@@ -17,6 +17,7 @@ import { registerTrackingRoutes, type TrackingRouteDeps } from '../tracking/rout
 import type { Webhooks } from '../webhooks/webhooks.ts';
 import { registerAccountRoutes } from './accounts.ts';
 import { registerAuditRoutes } from './audit.ts';
+import { registerCredentialRoutes } from './credential-routes.ts';
 import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
 import { registerEventRoutes } from './events.ts';
@@ -167,6 +168,7 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   registerEventRoutes(app, { store: deps.store, keys: deps.keys });
   // API keys, a message's content, and the dashboard that uses them (dashboard/).
   registerKeyRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
+  registerCredentialRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerMessageContentRoutes(app, { store: deps.store, keys: deps.keys });
   registerQueueRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerStreamRoutes(app, { store: deps.store, keys: deps.keys });

@@ -1,7 +1,8 @@
 /**
  * The dashboard in a real browser (playwright-core driving Debian's chromium) against a running
  * `postbote start` with a fake MX: log in, send a message through the API, find it in Activity
- * with its delivered event, see it counted on the Overview, create and revoke an API key, add
+ * with its delivered event, see it counted on the Overview, create and revoke an API key, an
+ * SMTP login and an IP credential, add
  * and remove a suppression, hold and delete queued mail (confirmed), change a stream's tracking,
  * preview and save a template, rotate a domain's DKIM key and delete the domain. POSTBOTE_SCREENSHOTS=1 writes a screenshot of each page to
  * docs/screenshots/ (for the README); normal runs write nothing.
@@ -188,6 +189,25 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
     await page.getByRole('button', { name: `Revoke ${prefix}` }).click();
     await page.locator(`tr[data-key="${prefix}"]`).waitFor({ state: 'detached' });
     assert.equal((await check()).status, 401);
+  });
+
+  it('creates an SMTP login (password shown once) and an IP credential, and revokes them', async () => {
+    await page.getByRole('link', { name: 'SMTP credentials' }).click();
+    await page.getByLabel('Username').fill('browser-relay');
+    await page.getByRole('button', { name: 'Create login' }).click();
+    const shown = (await page.getByTestId('new-smtp-password').textContent()) ?? '';
+    assert.ok(shown.length >= 20, `a password is shown: ${shown}`);
+    await page.locator('tr[data-credential="browser-relay"]').waitFor();
+    await page.getByLabel('CIDRs').fill('192.0.2.0/24');
+    await page.getByRole('button', { name: 'Add networks' }).click();
+    await page.locator('tr[data-credential="192.0.2.0/24"]').waitFor();
+    await shot('credentials');
+    assert.ok(!(await page.content()).includes('scrypt'), 'no hash on the page');
+    for (const name of ['browser-relay', '192.0.2.0/24']) {
+      page.once('dialog', (d) => d.accept());
+      await page.getByRole('button', { name: `Revoke ${name}` }).click();
+      await page.locator(`tr[data-credential="${name}"]`).waitFor({ state: 'detached' });
+    }
   });
 
   it('adds and removes a suppression', async () => {

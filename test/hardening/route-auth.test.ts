@@ -122,6 +122,8 @@ interface Seeded {
   messageId: string;
   templateId: string;
   keyId: string;
+  /** A's SMTP login (GET/POST/DELETE /v1/credentials). */
+  smtpId: string;
   webhookId: string;
   domain: string;
   suppressed: string;
@@ -137,6 +139,7 @@ function paramsFor(url: string, a: Seeded): Record<string, string> | undefined {
   if (url.startsWith('/v1/suppressions/:address')) return { address: a.suppressed };
   if (url.startsWith('/v1/domains/:domain')) return { domain: a.domain };
   if (url.startsWith('/v1/keys/:id')) return { id: a.keyId };
+  if (url.startsWith('/v1/credentials/:id')) return { id: a.smtpId };
   if (url.startsWith('/v1/webhooks/:id')) return { id: a.webhookId };
   if (url.startsWith('/v1/accounts/:id')) return { id: a.accountId };
   if (url.startsWith('/v1/privacy/:email')) return { email: a.recipient };
@@ -212,6 +215,10 @@ describe('HTTP: tenant isolation on every route', () => {
       'suppression',
     );
     const key = await ok(await inject('POST', '/v1/keys', { scopes: ['read'] }), 'key');
+    const smtp = await ok(
+      await inject('POST', '/v1/credentials', { kind: 'smtp', username: 'acmemark-smtp' }),
+      'smtp login',
+    );
     const webhook = await ok(
       await inject('POST', '/v1/webhooks', { url: 'https://hooks.acme.test/acmemark-hook' }),
       'webhook',
@@ -233,6 +240,7 @@ describe('HTTP: tenant isolation on every route', () => {
       messageId: String(message.id),
       templateId: String(template.id),
       keyId: String(key.id),
+      smtpId: String(smtp.id),
       webhookId: String(webhook.id),
       domain: 'acmemark.test',
       suppressed: 'supp.acmemark@example.org',
@@ -242,6 +250,7 @@ describe('HTTP: tenant isolation on every route', () => {
         String(message.id),
         String(template.id),
         String(key.id),
+        String(smtp.id),
         String(webhook.id),
         'acmemark',
       ],
@@ -278,6 +287,7 @@ describe('HTTP: tenant isolation on every route', () => {
     }
     assert.match((await get('/v1/suppressions')).body, /supp\.acmemark@example\.org/, `after ${after}`);
     assert.match((await get('/v1/keys')).body, new RegExp(a.keyId), `after ${after}: A's key`);
+    assert.match((await get('/v1/credentials')).body, new RegExp(a.smtpId), `after ${after}: A's login`);
     const status = (await get(`/v1/accounts/${a.accountId}/status`)).json() as { paused: boolean };
     assert.equal(status.paused, false, `after ${after}: A was paused`);
     const stream = await api.store.getStream(a.accountId, 'acmemark-stream');

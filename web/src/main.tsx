@@ -3,6 +3,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { get, post, type SessionInfo, setSession, whenSessionEnds } from './api.ts';
 import { useRoute } from './hooks.ts';
 import { Activity } from './pages/Activity.tsx';
+import { Credentials } from './pages/Credentials.tsx';
 import { Domains } from './pages/Domains.tsx';
 import { Keys } from './pages/Keys.tsx';
 import { Login } from './pages/Login.tsx';
@@ -24,6 +25,7 @@ const NAV: [string, string][] = [
   ['/templates', 'Templates'],
   ['/suppressions', 'Suppressions'],
   ['/keys', 'API keys'],
+  ['/credentials', 'SMTP credentials'],
   ['/webhooks', 'Webhooks'],
 ];
 
@@ -45,6 +47,8 @@ function Page(props: { path: string; params: URLSearchParams; session: SessionIn
       return <Suppressions />;
     case '/keys':
       return <Keys />;
+    case '/credentials':
+      return <Credentials />;
     case '/webhooks':
       return <Webhooks params={props.params} />;
     default:

@@ -1,0 +1,153 @@
+import { useState } from 'preact/hooks';
+import { del, formatTime, get, post } from '../api.ts';
+import { CopyButton, confirmAction, ErrorNote, Loading, Section } from '../components/ui.tsx';
+import { useLoad } from '../hooks.ts';
+
+interface Credential {
+  id: string;
+  kind: 'smtp' | 'ip';
+  username?: string;
+  cidrs?: string[];
+  stream: string;
+  created_at: string;
+}
+
+/** What a row is called in lists and confirmations. */
+const label = (c: Credential) => (c.kind === 'smtp' ? (c.username ?? '') : (c.cidrs ?? []).join(', '));
+
+/**
+ * SMTP logins and IP credentials (GET/POST/DELETE /v1/credentials): list without secrets,
+ * create (an SMTP password is shown once), revoke. API keys have their own page.
+ */
+export function Credentials() {
+  const list = useLoad(() => get<{ data: Credential[] }>('/v1/credentials'), []);
+  const [username, setUsername] = useState('');
+  const [cidrs, setCidrs] = useState('');
+  const [created, setCreated] = useState<(Credential & { password: string }) | undefined>();
+  const [error, setError] = useState<string>();
+  const create = async (body: Record<string, unknown>) => {
+    setError(undefined);
+    try {
+      const answer = await post<Credential & { password?: string }>('/v1/credentials', body);
+      setCreated(answer.password ? { ...answer, password: answer.password } : undefined);
+      list.reload();
+      return true;
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+      return false;
+    }
+  };
+  return (
+    <>
+      <h1>SMTP credentials</h1>
+      <Section title="Create an SMTP login">
+        <form
+          class="filters"
+          onSubmit={async (e) => {
+            e.preventDefault();
+            if (await create({ kind: 'smtp', username: username.trim() })) setUsername('');
+          }}
+        >
+          <label>
+            Username{' '}
+            <input
+              name="username"
+              required
+              maxLength={128}
+              value={username}
+              onInput={(e) => setUsername(e.currentTarget.value)}
+            />
+          </label>
+          <button type="submit">Create login</button>
+        </form>
+      </Section>
+      <Section title="Allow client networks (IP credential)">
+        <form
+          class="filters"
+          onSubmit={async (e) => {
+            e.preventDefault();
+            const list = cidrs
+              .split(/[\s,]+/)
+              .map((c) => c.trim())
+              .filter(Boolean);
+            if (await create({ kind: 'ip', cidrs: list })) setCidrs('');
+          }}
+        >
+          <label>
+            CIDRs{' '}
+            <input
+              name="cidrs"
+              required
+              placeholder="192.0.2.0/24, 2001:db8::/32"
+              value={cidrs}
+              onInput={(e) => setCidrs(e.currentTarget.value)}
+            />
+          </label>
+          <button type="submit">Add networks</button>
+        </form>
+      </Section>
+      <ErrorNote error={error} />
+      {created && (
+        <div class="secret" role="status">
+          <p>
+            <strong>Copy the password of {created.username} now:</strong> it is shown only once.
+          </p>
+          <code data-testid="new-smtp-password">{created.password}</code>{' '}
+          <CopyButton text={created.password} />
+        </div>
+      )}
+      <Section title="Active credentials">
+        <ErrorNote error={list.error} />
+        <Loading loading={list.loading && !list.data} />
+        {list.data && list.data.data.length === 0 && <p class="muted">No SMTP logins or IP credentials.</p>}
+        {list.data && list.data.data.length > 0 && (
+          <div class="table-wrap">
+            <table>
+              <thead>
+                <tr>
+                  <th scope="col">Kind</th>
+                  <th scope="col">Username / networks</th>
+                  <th scope="col">Stream</th>
+                  <th scope="col">Created</th>
+                  <th scope="col">
+                    <span class="visually-hidden">Actions</span>
+                  </th>
+                </tr>
+              </thead>
+              <tbody>
+                {list.data.data.map((c) => (
+                  <tr key={c.id} data-credential={label(c)}>
+                    <td>{c.kind === 'smtp' ? 'SMTP login' : 'IP'}</td>
+                    <td class="mono">{label(c)}</td>
+                    <td>{c.stream}</td>
+                    <td>{formatTime(c.created_at)}</td>
+                    <td>
+                      <button
+                        type="button"
+                        class="small danger"
+                        aria-label={`Revoke ${label(c)}`}
+                        onClick={async () => {
+                          if (!confirmAction(`Revoke ${label(c)}? Clients using it stop relaying at once.`))
+                            return;
+                          try {
+                            await del(`/v1/credentials/${encodeURIComponent(c.id)}`);
+                            if (created?.id === c.id) setCreated(undefined);
+                            list.reload();
+                          } catch (err) {
+                            setError(err instanceof Error ? err.message : String(err));
+                          }
+                        }}
+                      >
+                        Revoke
+                      </button>
+                    </td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        )}
+      </Section>
+    </>
+  );
+}
