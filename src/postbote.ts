@@ -252,6 +252,7 @@ export async function startPostbote(
       audit,
       privacy,
       webhooks: createWebhooks({ store, clock, settings: webhookSettings(config) }),
+      delivery: config,
       ...(config.dashboard.enabled
         ? { dashboard: createDashboardDeps({ store, clock, config, logger }) }
         : {}),

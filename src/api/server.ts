@@ -18,6 +18,7 @@ import type { Webhooks } from '../webhooks/webhooks.ts';
 import { registerAccountRoutes } from './accounts.ts';
 import { registerAuditRoutes } from './audit.ts';
 import { registerCredentialRoutes } from './credential-routes.ts';
+import { type DeliveryView, registerDeliveryRoutes } from './delivery.ts';
 import { registerDomainRoutes } from './domains.ts';
 import { ApiError, installErrorHandler } from './errors.ts';
 import { registerEventRoutes } from './events.ts';
@@ -65,6 +66,8 @@ export interface HttpServerDeps {
   privacy?: Privacy;
   /** /metrics and /readyz (api/metrics.ts); without it: open /metrics, readiness = the store answers. */
   operations?: Pick<OperationsDeps, 'registry' | 'metricsToken' | 'readiness'>;
+  /** GET /v1/delivery (api/delivery.ts): the configured pools and routes; absent = no route. */
+  delivery?: DeliveryView;
   /** The web dashboard at / with its login (dashboard/routes.ts); absent = none. */
   dashboard?: DashboardDeps;
 }
@@ -169,6 +172,8 @@ export async function createHttpServer(deps: HttpServerDeps): Promise<FastifyIns
   // API keys, a message's content, and the dashboard that uses them (dashboard/).
   registerKeyRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerCredentialRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
+  if (deps.delivery)
+    registerDeliveryRoutes(app, { store: deps.store, keys: deps.keys, config: deps.delivery });
   registerMessageContentRoutes(app, { store: deps.store, keys: deps.keys });
   registerQueueRoutes(app, { store: deps.store, keys: deps.keys, clock: deps.clock });
   registerStreamRoutes(app, { store: deps.store, keys: deps.keys });

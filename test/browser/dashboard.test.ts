@@ -3,7 +3,7 @@
  * `postbote start` with a fake MX: log in, send a message through the API, find it in Activity
  * with its delivered event, see it counted on the Overview, create and revoke an API key, an
  * SMTP login and an IP credential, add
- * and remove a suppression, hold and delete queued mail (confirmed), change a stream's tracking,
+ * and remove a suppression, hold and delete queued mail (confirmed), change a stream's tracking (and see its egress pool),
  * preview and save a template, rotate a domain's DKIM key and delete the domain. POSTBOTE_SCREENSHOTS=1 writes a screenshot of each page to
  * docs/screenshots/ (for the README); normal runs write nothing.
  */
@@ -274,6 +274,10 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
     ).json()) as { data: { name: string; tracking: { opens: boolean } }[] };
     assert.equal(streams.data.find((s) => s.name === 'broadcast')?.tracking.opens, false);
     await page.getByRole('button', { name: 'Use default for Opens (pixel) of broadcast' }).waitFor();
+    // The configured pool the streams use, read-only (GET /v1/delivery).
+    const pool = page.locator('tr[data-pool="default"]').first();
+    await pool.waitFor();
+    assert.match((await pool.textContent()) ?? '', /default/);
     await shot('streams');
   });
 

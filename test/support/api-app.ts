@@ -74,6 +74,8 @@ export async function startApiApp(
     content?: ContentConfig;
     /** Every optional part as postbote.ts wires it: webhooks, tracking, the dashboard (a tiny build). */
     full?: boolean;
+    /** Configuration overrides (egress, routes…) for GET /v1/delivery, which is always on here. */
+    config?: Record<string, unknown>;
   } = {},
 ): Promise<ApiApp> {
   const dir = tempDir('postbote-api-');
@@ -94,6 +96,11 @@ export async function startApiApp(
     read: await key(acme, ['read']),
     other: await key(other, ['send', 'read', 'admin']),
   };
+  const config = loadConfig({
+    env: {},
+    cwd: dir.path,
+    overrides: { hostname: 'relay.test', domains: { public_ips: ['192.0.2.10'] }, ...options.config },
+  });
   const templates = createTemplates({ store, clock: now });
   const audit = createAudit({ store, clock: now });
   const guard = createGuard({
@@ -143,15 +150,8 @@ export async function startApiApp(
     clock: now,
     sender,
     templates,
-    domains: createDomains({
-      store,
-      clock: now,
-      config: loadConfig({
-        env: {},
-        cwd: dir.path,
-        overrides: { hostname: 'relay.test', domains: { public_ips: ['192.0.2.10'] } },
-      }),
-    }),
+    domains: createDomains({ store, clock: now, config }),
+    delivery: config,
     resolve: options.resolve ?? noDns,
     suppressions,
     keys: createKeyGate({

@@ -13,6 +13,37 @@ interface Stream {
   tracking_overrides: Partial<Record<Switch, boolean>>;
 }
 
+/** GET /v1/delivery: the configured pools and routes the account's streams use (no credentials). */
+interface Delivery {
+  streams: { name: string; pool: string; routes: string[] }[];
+  pools: {
+    name: string;
+    sources: { name: string; weight: number; addresses: string[]; ehlo: string; warming_up: boolean }[];
+  }[];
+  routes: {
+    name: string;
+    via: 'mx' | 'smarthost' | 'hold';
+    match?: { domains?: string[]; streams?: string[]; accounts_only?: boolean };
+    smarthost?: { host: string; port: number; tls: string; authenticated: boolean };
+    fallback: string[];
+  }[];
+}
+
+/** A route's match in words. */
+function matchText(m: NonNullable<Delivery['routes'][number]['match']>): string {
+  const parts = [
+    m.domains ? `domains ${m.domains.join(', ')}` : '',
+    m.streams ? `streams ${m.streams.join(', ')}` : '',
+    m.accounts_only ? 'this account' : '',
+  ].filter(Boolean);
+  return parts.length ? parts.join('; ') : 'all mail';
+}
+
+/** A smarthost as host:port (IPv6 in brackets), never its login. */
+function hostPort(h: { host: string; port: number }): string {
+  return `${h.host.includes(':') ? `[${h.host}]` : h.host}:${h.port}`;
+}
+
 const SWITCHES: [Switch, string][] = [
   ['opens', 'Opens (pixel)'],
   ['clicks', 'Clicks (tracked links)'],
@@ -22,11 +53,14 @@ const SWITCHES: [Switch, string][] = [
 
 /**
  * Streams with kind, pool and tracking (/v1/streams); the tracking switches are editable
- * (PATCH), kind and pool are the operator's (`postbote streams`). Pools and routes live in the
- * configuration, which the API does not show.
+ * (PATCH), kind and pool are the operator's (`postbote streams`). The pools and routes the
+ * streams use are shown read-only from the configuration (/v1/delivery): addresses, EHLO names,
+ * smarthost host:port, never a login.
  */
 export function Streams(props: { canEdit: boolean }) {
   const list = useLoad(() => get<{ data: Stream[] }>('/v1/streams'), []);
+  const delivery = useLoad(() => get<Delivery>('/v1/delivery'), []);
+  const route = (name: string) => delivery.data?.streams.find((d) => d.name === name);
   const [message, setMessage] = useState<string>();
   const [error, setError] = useState<string>();
   // What was clicked shows at once (a controlled checkbox would flip back until the list is
@@ -65,7 +99,12 @@ export function Streams(props: { canEdit: boolean }) {
             <dt>Kind</dt>
             <dd>{s.kind}</dd>
             <dt>Egress pool</dt>
-            <dd>{s.pool ?? `the default pool of ${s.kind} mail`}</dd>
+            <dd>
+              {route(s.name)?.pool ?? s.pool ?? 'the default'}
+              {s.pool === null && <span class="muted"> (the default of {s.kind} mail)</span>}
+            </dd>
+            <dt>Routes</dt>
+            <dd>{route(s.name)?.routes.join(', ') || 'MX (direct)'}</dd>
             <dt>Created</dt>
             <dd>{formatTime(s.created_at)}</dd>
           </dl>
@@ -102,10 +141,80 @@ export function Streams(props: { canEdit: boolean }) {
           </fieldset>
         </Section>
       ))}
+      <ErrorNote error={delivery.error} />
+      {delivery.data && (
+        <Section title="Egress pools">
+          <div class="table-wrap">
+            <table data-testid="pools">
+              <thead>
+                <tr>
+                  <th scope="col">Pool</th>
+                  <th scope="col">Source</th>
+                  <th scope="col">Addresses</th>
+                  <th scope="col">EHLO name</th>
+                  <th scope="col">Weight</th>
+                </tr>
+              </thead>
+              <tbody>
+                {delivery.data.pools.flatMap((p) =>
+                  p.sources.map((src) => (
+                    <tr key={`${p.name}/${src.name}`} data-pool={p.name}>
+                      <td>{p.name}</td>
+                      <td class="mono">
+                        {src.name}
+                        {src.warming_up && <span class="muted"> (warming up)</span>}
+                      </td>
+                      <td class="mono">{src.addresses.join(', ') || '(the OS chooses)'}</td>
+                      <td class="mono">{src.ehlo}</td>
+                      <td>{src.weight}</td>
+                    </tr>
+                  )),
+                )}
+              </tbody>
+            </table>
+          </div>
+        </Section>
+      )}
+      {delivery.data && (
+        <Section title="Routes">
+          {delivery.data.routes.length === 0 ? (
+            <p class="muted">No routes apply: mail goes to each domain's MX.</p>
+          ) : (
+            <div class="table-wrap">
+              <table data-testid="routes">
+                <thead>
+                  <tr>
+                    <th scope="col">Route</th>
+                    <th scope="col">Matches</th>
+                    <th scope="col">Delivers via</th>
+                    <th scope="col">Fallback</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {delivery.data.routes.map((r) => (
+                    <tr key={r.name} data-route={r.name}>
+                      <td>{r.name}</td>
+                      <td>{r.match ? matchText(r.match) : 'only as a fallback'}</td>
+                      <td class="mono">
+                        {r.via === 'smarthost' && r.smarthost
+                          ? `smarthost ${hostPort(r.smarthost)} (${r.smarthost.tls}${r.smarthost.authenticated ? ', logs in' : ''})`
+                          : r.via === 'hold'
+                            ? 'hold'
+                            : 'MX'}
+                      </td>
+                      <td>{r.fallback.join(', ') || '—'}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </Section>
+      )}
       <p class="muted small-print">
-        Kinds, pools and routes are configuration: <code>postbote streams create</code> and the{' '}
-        <code>egress</code> section of the config file. The dashboard shows no configuration (it may hold
-        addresses and credentials).
+        Kinds, pools and routes are configuration: <code>postbote streams create</code>, the{' '}
+        <code>egress</code> and <code>routes</code> sections of the config file. Smarthost logins are not
+        shown.
       </p>
     </>
   );
