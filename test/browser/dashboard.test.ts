@@ -171,6 +171,10 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
       { what: 'delivered = 1 on the Overview', intervalMs: 300 },
     );
     await page.locator('.chart canvas').first().waitFor();
+    // Delivered mail over time per stream and per provider (uPlot), beside their tables.
+    await page.locator('[data-testid="chart-by-stream"] canvas').waitFor();
+    await page.locator('[data-testid="chart-by-provider"] canvas').waitFor();
+    await page.locator('[data-testid="chart-by-stream"] .u-legend', { hasText: 'outbound' }).waitFor();
     await shot('overview');
   });
 

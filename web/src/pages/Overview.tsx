@@ -42,6 +42,43 @@ function buckets(stats: Stats | undefined): { times: number[]; entries: (Entry |
   }
   return { times, entries };
 }
+/** Colours of the per-stream and per-provider lines; the rest are summed as "other". */
+const PALETTE = ['#1d4ed8', '#15803d', '#b45309', '#7c3aed', '#0e7490', '#be185d'];
+
+/**
+ * One line per stream or provider (the largest by delivered mail over the range, the rest as
+ * "other") of delivered mail per bucket, on the same filled time axis as the volume chart.
+ */
+function groupedSeries(
+  stats: Stats | undefined,
+  dimension: 'stream' | 'provider',
+): { times: number[]; series: Series[] } {
+  if (!stats) return { times: [], series: [] };
+  const step = stats.interval === 'day' ? 86_400_000 : 3_600_000;
+  const from = Date.parse(stats.from);
+  const { times } = buckets({ ...stats, data: [] });
+  const ranked = [...stats.totals]
+    .sort((a, b) => (b.counters.delivered ?? 0) - (a.counters.delivered ?? 0))
+    .map((e) => e[dimension] ?? '');
+  const shown = ranked.slice(0, PALETTE.length);
+  const rest = ranked.length > shown.length;
+  const values = [...shown, ...(rest ? ['\0other'] : [])].map(() => times.map(() => 0));
+  for (const e of stats.data) {
+    const index = Math.round((Date.parse(e.start ?? '') - from) / step);
+    if (!(index >= 0 && index < times.length)) continue;
+    const own = shown.indexOf(e[dimension] ?? '');
+    const row = values[own >= 0 ? own : shown.length];
+    if (row) row[index] = (row[index] ?? 0) + (e.counters.delivered ?? 0);
+  }
+  const series = shown.map((name, i) => ({
+    label: name || '–',
+    color: PALETTE[i] ?? '#4b5563',
+    values: values[i] ?? [],
+  }));
+  if (rest) series.push({ label: 'other', color: '#4b5563', values: values[shown.length] ?? [] });
+  return { times, series };
+}
+
 interface Domain {
   domain: string;
   verified: boolean;
@@ -86,7 +123,8 @@ interface GuardStatus {
 }
 
 /**
- * Volume and rates over time (/v1/stats), by stream and provider, the queue depth (/v1/queue),
+ * Volume and rates over time (/v1/stats), by stream and provider (a chart of delivered mail per
+ * stream and per provider over time beside each table), the queue depth (/v1/queue),
  * and what needs attention: pauses and warnings of the reputation guard, unverified domains.
  */
 export function Overview(props: { accountId: string }) {
@@ -155,7 +193,15 @@ export function Overview(props: { accountId: string }) {
               {k}
             </button>
           ))}
-          <button type="button" class="small" onClick={() => stats.reload()}>
+          <button
+            type="button"
+            class="small"
+            onClick={() => {
+              stats.reload();
+              byStream.reload();
+              byProvider.reload();
+            }}
+          >
             Refresh
           </button>
         </fieldset>
@@ -261,9 +307,15 @@ function Breakdown(props: {
   error?: string;
 }) {
   const rows = props.stats?.totals ?? [];
+  const chart = useMemo(() => groupedSeries(props.stats, props.dimension), [props.stats, props.dimension]);
   return (
     <Section title={props.title}>
       <ErrorNote error={props.error} />
+      {rows.length > 0 && (
+        <div class="chart-by" data-testid={`chart-by-${props.dimension}`}>
+          <Chart title={`Delivered by ${props.dimension}`} times={chart.times} series={chart.series} />
+        </div>
+      )}
       {rows.length === 0 ? (
         <p class="muted">No mail in this range.</p>
       ) : (
