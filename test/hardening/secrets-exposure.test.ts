@@ -126,7 +126,14 @@ it('no secret in any log line or API answer', {
     secrets.set(`DKIM private key ${i}`, box.open(row.private_key).split('\n')[2]!);
   });
 
-  for (const path of ['/v1/domains', '/v1/domains/secret.test', '/v1/webhooks', '/v1/keys']) {
+  for (const path of [
+    '/v1/domains',
+    '/v1/domains/secret.test',
+    '/v1/webhooks',
+    '/v1/keys',
+    '/v1/credentials',
+    '/v1/delivery',
+  ]) {
     const answer = await api('GET', path);
     assert.equal(answer.status, 200, `${path}: ${answer.text}`);
     answers.push(`${path} ${answer.text}`);
