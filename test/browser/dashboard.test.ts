@@ -205,6 +205,11 @@ describe('dashboard in chromium', { skip: missing, timeout: 90_000 }, () => {
     await page.getByLabel('CIDRs').fill('192.0.2.0/24');
     await page.getByRole('button', { name: 'Add networks' }).click();
     await page.locator('tr[data-credential="192.0.2.0/24"]').waitFor();
+    assert.equal(
+      await page.getByTestId('new-smtp-password').textContent(),
+      shown,
+      'the password stays shown',
+    );
     await shot('credentials');
     assert.ok(!(await page.content()).includes('scrypt'), 'no hash on the page');
     for (const name of ['browser-relay', '192.0.2.0/24']) {

@@ -29,7 +29,9 @@ export function Credentials() {
     setError(undefined);
     try {
       const answer = await post<Credential & { password?: string }>('/v1/credentials', body);
-      setCreated(answer.password ? { ...answer, password: answer.password } : undefined);
+      // A new login's password stays on screen (until revoked or replaced by another login's)
+      // while networks are added: it cannot be shown again.
+      if (answer.password) setCreated({ ...answer, password: answer.password });
       list.reload();
       return true;
     } catch (err) {
