@@ -4,6 +4,7 @@ import { AuthInputError, createCredential } from '../auth/accounts.ts';
 import type { Store } from '../store/store.ts';
 import type { Credential } from '../store/types.ts';
 import { ApiError } from './errors.ts';
+import { revokeOwnCredential } from './key-routes.ts';
 import { authorize } from './keys.ts';
 import { documented } from './messages.ts';
 import { errorSchema, security } from './schemas.ts';
@@ -186,22 +187,10 @@ export function registerCredentialRoutes(
     async (request, reply) => {
       const principal = await authorize(keys, request, 'admin');
       const { id } = request.params as { id: string };
-      const credential = /^[\w-]{1,64}$/.test(id) ? await store.getCredential(id) : undefined;
-      if (
-        !credential ||
-        !(KINDS as readonly string[]).includes(credential.kind) ||
-        credential.accountId !== principal.accountId ||
-        credential.revokedAt !== null
-      ) {
-        throw new ApiError('not_found', `no SMTP or IP credential "${id.slice(0, 64)}"`, 'id');
-      }
-      await store.revokeCredential(credential.id, clock());
-      await recordAudit(store, {
-        actor: credentialActor(principal.credentialId),
-        accountId: principal.accountId,
-        action: 'credential.revoke',
-        target: credential.id,
-        details: { kind: credential.kind, name: credential.name },
+      await revokeOwnCredential({ store, clock }, principal, id, {
+        kinds: KINDS,
+        what: 'SMTP or IP credential',
+        details: (c) => ({ kind: c.kind, name: c.name }),
       });
       return reply.code(204).send();
     },

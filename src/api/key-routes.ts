@@ -3,12 +3,12 @@ import { credentialActor, recordAudit } from '../audit/audit.ts';
 import { AuthInputError, createCredential } from '../auth/accounts.ts';
 import { API_SCOPES, type ApiScope, isApiScope } from '../auth/scopes.ts';
 import type { Store } from '../store/store.ts';
-import type { Credential } from '../store/types.ts';
+import type { Credential, CredentialKind } from '../store/types.ts';
 import { ApiError } from './errors.ts';
 import { authorize } from './keys.ts';
 import { documented } from './messages.ts';
 import { errorSchema, security } from './schemas.ts';
-import type { KeyGate } from './send-api.ts';
+import type { ApiPrincipal, KeyGate } from './send-api.ts';
 
 const keySchema = {
   type: 'object',
@@ -155,23 +155,46 @@ export function registerKeyRoutes(
     async (request, reply) => {
       const principal = await authorize(keys, request, 'admin');
       const { id } = request.params as { id: string };
-      const credential = /^[\w-]{1,64}$/.test(id) ? await store.getCredential(id) : undefined;
-      if (
-        credential?.kind !== 'api' ||
-        credential.accountId !== principal.accountId ||
-        credential.revokedAt !== null
-      ) {
-        throw new ApiError('not_found', `no API key "${id.slice(0, 64)}"`, 'id');
-      }
-      await store.revokeCredential(credential.id, clock());
-      await recordAudit(store, {
-        actor: credentialActor(principal.credentialId),
-        accountId: principal.accountId,
-        action: 'credential.revoke',
-        target: credential.id,
-        details: { kind: 'api', prefix: credential.name },
+      await revokeOwnCredential({ store, clock }, principal, id, {
+        kinds: ['api'],
+        what: 'API key',
+        details: (c) => ({ kind: 'api', prefix: c.name }),
       });
       return reply.code(204).send();
     },
   );
+}
+
+/**
+ * Revokes one of the principal's own live credentials of the given kinds and audits it; any
+ * other id (unknown, another account's, another kind, revoked already) is 404, all alike.
+ */
+export async function revokeOwnCredential(
+  deps: { store: Store; clock: () => number },
+  principal: ApiPrincipal,
+  id: string,
+  options: {
+    kinds: readonly CredentialKind[];
+    what: string;
+    details: (c: Credential) => Record<string, unknown>;
+  },
+): Promise<void> {
+  const { store, clock } = deps;
+  const credential = /^[\w-]{1,64}$/.test(id) ? await store.getCredential(id) : undefined;
+  if (
+    !credential ||
+    !options.kinds.includes(credential.kind) ||
+    credential.accountId !== principal.accountId ||
+    credential.revokedAt !== null
+  ) {
+    throw new ApiError('not_found', `no ${options.what} "${id.slice(0, 64)}"`, 'id');
+  }
+  await store.revokeCredential(credential.id, clock());
+  await recordAudit(store, {
+    actor: credentialActor(principal.credentialId),
+    accountId: principal.accountId,
+    action: 'credential.revoke',
+    target: credential.id,
+    details: options.details(credential),
+  });
 }
