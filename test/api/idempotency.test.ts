@@ -43,13 +43,35 @@ describe('Idempotency-Key claims of a dead process', () => {
     return server;
   }
 
-  /** A claim made 30 s ago (within the stale period) by a request that never answered (its process was killed). */
-  async function orphan(key: string, hash: string) {
+  /** The same POST with `key`, as a client's retry sends it. */
+  const post = (server: Awaited<ReturnType<typeof app>>, key: string) =>
+    server.inject({ method: 'POST', url: '/x', headers: { 'idempotency-key': key }, payload: { a: 1 } });
+
+  /** The request hash of that POST: sent once under a key of its own, read back from its claim. */
+  let requestHash: string | undefined;
+  async function hashOfPost(server: Awaited<ReturnType<typeof app>>): Promise<string> {
+    if (requestHash) return requestHash;
+    assert.equal((await post(server, 'k-probe')).statusCode, 202);
+    const claim = await store.claimIdempotencyKey({
+      accountId,
+      key: 'k-probe',
+      requestHash: '',
+      now,
+      staleBefore: 0,
+      expiredBefore: 0,
+    });
+    assert.ok(claim?.requestHash);
+    requestHash = claim.requestHash;
+    return requestHash;
+  }
+
+  /** A claim of that POST made `ageMs` ago by a request that never answered (its process was killed). */
+  async function orphan(key: string, hash: string, ageMs: number) {
     await store.claimIdempotencyKey({
       accountId,
       key,
       requestHash: hash,
-      now: now - 60_000,
+      now: now - ageMs,
       staleBefore: 0,
       expiredBefore: 0,
     });
@@ -57,86 +79,23 @@ describe('Idempotency-Key claims of a dead process', () => {
 
   it('the embedded store: a retry after a restart takes the orphaned claim over at once', async () => {
     const server = await app(now - 1000);
-    const first = await server.inject({
-      method: 'POST',
-      url: '/x',
-      headers: { 'idempotency-key': 'k-probe' },
-      payload: { a: 1 },
-    });
-    assert.equal(first.statusCode, 202);
-    // The same request hash as a real retry would have: take it from the claim just stored.
-    const hash = (
-      await store.claimIdempotencyKey({
-        accountId,
-        key: 'k-probe',
-        requestHash: '',
-        now,
-        staleBefore: 0,
-        expiredBefore: 0,
-      })
-    )?.requestHash;
-    assert.ok(hash);
-    await orphan('k-orphan', hash);
-    const retry = await server.inject({
-      method: 'POST',
-      url: '/x',
-      headers: { 'idempotency-key': 'k-orphan' },
-      payload: { a: 1 },
-    });
+    await orphan('k-orphan', await hashOfPost(server), 30_000);
+    const retry = await post(server, 'k-orphan');
     assert.equal(retry.statusCode, 202, retry.body);
   });
 
   it('a cluster: the orphaned claim still answers in use until it is stale', async () => {
     const server = await app();
-    const hash = (
-      await store.claimIdempotencyKey({
-        accountId,
-        key: 'k-probe',
-        requestHash: '',
-        now,
-        staleBefore: 0,
-        expiredBefore: 0,
-      })
-    )?.requestHash;
-    assert.ok(hash);
-    await orphan('k-cluster', hash);
-    const retry = await server.inject({
-      method: 'POST',
-      url: '/x',
-      headers: { 'idempotency-key': 'k-cluster' },
-      payload: { a: 1 },
-    });
+    await orphan('k-cluster', await hashOfPost(server), 30_000);
+    const retry = await post(server, 'k-cluster');
     assert.equal(retry.statusCode, 409);
     assert.equal(retry.json().error, 'idempotency_key_in_use');
   });
 
   it('any store: a claim older than the stale period is taken over', async () => {
     const server = await app();
-    const hash = (
-      await store.claimIdempotencyKey({
-        accountId,
-        key: 'k-probe',
-        requestHash: '',
-        now,
-        staleBefore: 0,
-        expiredBefore: 0,
-      })
-    )?.requestHash;
-    assert.ok(hash);
-    await store.claimIdempotencyKey({
-      accountId,
-      key: 'k-old',
-      requestHash: hash,
-      now: now - 61_000,
-      staleBefore: 0,
-      expiredBefore: 0,
-    });
-    const retry = await server.inject({
-      method: 'POST',
-      url: '/x',
-      headers: { 'idempotency-key': 'k-old' },
-      payload: { a: 1 },
-    });
+    await orphan('k-old', await hashOfPost(server), 61_000);
+    const retry = await post(server, 'k-old');
     assert.equal(retry.statusCode, 202, retry.body);
   });
 });
