@@ -115,7 +115,8 @@ export async function startPostbote(
     });
     // Tracking tokens are signed with a key derived from the bounce secret: the same on every
     // node and after a restart. Links use http.public_url until the listener's address is known.
-    const trackingKey = deriveTrackingKey(loadBounceSecret(config.data_dir, config.bounces.secret));
+    const bounceSecret = loadBounceSecret(config.data_dir, config.bounces.secret);
+    const trackingKey = deriveTrackingKey(bounceSecret);
     const trackingHosts = createTrackingHosts({
       store,
       clock,
@@ -282,7 +283,7 @@ export async function startPostbote(
     async function startMx(): Promise<AddressInfo> {
       const listenMx = parseHostPort(config.smtp.mx.listen);
       if (!listenMx) throw new Error(`smtp.mx.listen: invalid address ${config.smtp.mx.listen}`);
-      const secret = loadBounceSecret(config.data_dir, config.bounces.secret);
+      const secret = bounceSecret;
       cleanups.push(useRulesFile(config.bounces.rules_file, logger));
       // Return-path domains change with `domains add` in another process: re-read every 5 s.
       let returnPaths = new Set<string>();
