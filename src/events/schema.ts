@@ -1,4 +1,5 @@
 import type { EnrichedEventRow, EventType } from '../store/types.ts';
+import { PUBLIC_EVENT_TYPES } from './types.ts';
 
 /**
  * The one public event schema (API, CSV, webhooks, `postbote events`). Internal event types keep
@@ -15,28 +16,7 @@ import type { EnrichedEventRow, EventType } from '../store/types.ts';
  * day or answered 410), `account_warned` (the reputation guard's warn threshold: guard/) and
  * `content_warning` (the built-in or rspamd content checks found something: content/).
  */
-export const PUBLIC_EVENT_TYPES = [
-  'accepted',
-  'scheduled',
-  'deferred',
-  'delivered',
-  'bounced',
-  'expired',
-  'suppressed',
-  'held',
-  'cancelled',
-  'complained',
-  'opened',
-  'clicked',
-  'unsubscribed',
-  'domain_status_changed',
-  'account_paused',
-  'account_resumed',
-  'account_warned',
-  'content_warning',
-  'dsn_sent',
-  'webhook_disabled',
-] as const;
+export { PUBLIC_EVENT_TYPES };
 export type PublicEventType = (typeof PUBLIC_EVENT_TYPES)[number];
 
 const TO_INTERNAL: Partial<Record<PublicEventType, string>> = { scheduled: 'retried' };

@@ -1,3 +1,4 @@
+import { PUBLIC_EVENT_TYPES } from '../../../src/events/types.ts';
 import { formatTime, get, query } from '../api.ts';
 import { ErrorNote, Loading, Section, Status } from '../components/ui.tsx';
 import { navigate, useLoad } from '../hooks.ts';
@@ -33,19 +34,7 @@ const STATUSES = [
   'held',
   'cancelled',
 ];
-const EVENT_TYPES = [
-  '',
-  'accepted',
-  'delivered',
-  'deferred',
-  'bounced',
-  'expired',
-  'suppressed',
-  'complained',
-  'opened',
-  'clicked',
-  'unsubscribed',
-];
+const EVENT_TYPES = ['', ...PUBLIC_EVENT_TYPES];
 
 /** Search messages (GET /v1/messages) and events (GET /v1/events); filters live in the URL. */
 export function Activity(props: { params: URLSearchParams }) {

@@ -1,4 +1,5 @@
 import { useState } from 'preact/hooks';
+import { PUBLIC_EVENT_TYPES } from '../../../src/events/types.ts';
 import { del, formatTime, get, post } from '../api.ts';
 import { confirmAction, ErrorNote, Loading, Section, Status } from '../components/ui.tsx';
 import { useLoad } from '../hooks.ts';
@@ -20,29 +21,7 @@ interface Attempt {
   duration_ms: number;
 }
 
-/** The public event types (events/schema.ts PUBLIC_EVENT_TYPES), for the endpoint's filter. */
-const EVENT_TYPES = [
-  'accepted',
-  'scheduled',
-  'deferred',
-  'delivered',
-  'bounced',
-  'expired',
-  'suppressed',
-  'held',
-  'cancelled',
-  'complained',
-  'opened',
-  'clicked',
-  'unsubscribed',
-  'domain_status_changed',
-  'account_paused',
-  'account_resumed',
-  'account_warned',
-  'content_warning',
-  'dsn_sent',
-  'webhook_disabled',
-];
+const EVENT_TYPES = [...PUBLIC_EVENT_TYPES];
 
 /**
  * Webhooks: list, create with an event filter (the signing secret is shown once), send a test,
