@@ -47,3 +47,33 @@ export function useRoute(): { path: string; params: URLSearchParams } {
 export function navigate(path: string): void {
   location.hash = path;
 }
+
+export interface Action {
+  message: string | undefined;
+  error: string | undefined;
+  /**
+   * Runs `action` (a string it returns becomes the message), then `after` (a reload); an error
+   * becomes `error`. True when it succeeded.
+   */
+  run: (action: () => Promise<unknown>) => Promise<boolean>;
+}
+
+/** The state of a page's buttons that change something: one message or one error at a time. */
+export function useAction(after: () => void): Action {
+  const [message, setMessage] = useState<string>();
+  const [error, setError] = useState<string>();
+  const run = async (action: () => Promise<unknown>) => {
+    setError(undefined);
+    setMessage(undefined);
+    try {
+      const result = await action();
+      if (typeof result === 'string') setMessage(result);
+      after();
+      return true;
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+      return false;
+    }
+  };
+  return { message, error, run };
+}

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { del, formatTime, get, post } from '../api.ts';
 import { CopyButton, confirmAction, ErrorNote, Loading, Section } from '../components/ui.tsx';
-import { useLoad } from '../hooks.ts';
+import { useAction, useLoad } from '../hooks.ts';
 
 interface Credential {
   id: string;
@@ -24,21 +24,14 @@ export function Credentials() {
   const [username, setUsername] = useState('');
   const [cidrs, setCidrs] = useState('');
   const [created, setCreated] = useState<(Credential & { password: string }) | undefined>();
-  const [error, setError] = useState<string>();
-  const create = async (body: Record<string, unknown>) => {
-    setError(undefined);
-    try {
+  const { error, run } = useAction(list.reload);
+  const create = (body: Record<string, unknown>) =>
+    run(async () => {
       const answer = await post<Credential & { password?: string }>('/v1/credentials', body);
       // A new login's password stays on screen (until revoked or replaced by another login's)
       // while networks are added: it cannot be shown again.
       if (answer.password) setCreated({ ...answer, password: answer.password });
-      list.reload();
-      return true;
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-      return false;
-    }
-  };
+    });
   return (
     <>
       <h1>SMTP credentials</h1>
@@ -131,13 +124,10 @@ export function Credentials() {
                         onClick={async () => {
                           if (!confirmAction(`Revoke ${label(c)}? Clients using it stop relaying at once.`))
                             return;
-                          try {
+                          await run(async () => {
                             await del(`/v1/credentials/${encodeURIComponent(c.id)}`);
                             if (created?.id === c.id) setCreated(undefined);
-                            list.reload();
-                          } catch (err) {
-                            setError(err instanceof Error ? err.message : String(err));
-                          }
+                          });
                         }}
                       >
                         Revoke

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { del, formatTime, get, post } from '../api.ts';
 import { CopyButton, confirmAction, ErrorNote, Loading, Section } from '../components/ui.tsx';
-import { useLoad } from '../hooks.ts';
+import { useAction, useLoad } from '../hooks.ts';
 
 interface Key {
   id: string;
@@ -18,7 +18,7 @@ export function Keys() {
   const keys = useLoad(() => get<{ data: Key[] }>('/v1/keys'), []);
   const [scopes, setScopes] = useState<string[]>(['send', 'read']);
   const [created, setCreated] = useState<(Key & { secret: string }) | undefined>();
-  const [error, setError] = useState<string>();
+  const { error, run } = useAction(keys.reload);
   return (
     <>
       <h1>API keys</h1>
@@ -27,13 +27,9 @@ export function Keys() {
           class="filters"
           onSubmit={async (e) => {
             e.preventDefault();
-            setError(undefined);
-            try {
+            await run(async () => {
               setCreated(await post<Key & { secret: string }>('/v1/keys', { scopes }));
-              keys.reload();
-            } catch (err) {
-              setError(err instanceof Error ? err.message : String(err));
-            }
+            });
           }}
         >
           <fieldset>
@@ -100,13 +96,10 @@ export function Keys() {
                         onClick={async () => {
                           if (!confirmAction(`Revoke ${k.prefix}? Clients using it stop working at once.`))
                             return;
-                          try {
+                          await run(async () => {
                             await del(`/v1/keys/${encodeURIComponent(k.id)}`);
                             if (created?.id === k.id) setCreated(undefined);
-                            keys.reload();
-                          } catch (err) {
-                            setError(err instanceof Error ? err.message : String(err));
-                          }
+                          });
                         }}
                       >
                         Revoke

@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { del, formatTime, get, post, query } from '../api.ts';
 import { confirmAction, download, ErrorNote, Loading, Section } from '../components/ui.tsx';
-import { useLoad } from '../hooks.ts';
+import { useAction, useLoad } from '../hooks.ts';
 
 interface Suppression {
   address: string;
@@ -25,18 +25,7 @@ export function Suppressions() {
   );
   const [address, setAddress] = useState('');
   const [scope, setScope] = useState('');
-  const [message, setMessage] = useState<string>();
-  const [error, setError] = useState<string>();
-  const run = async (action: () => Promise<string>) => {
-    setError(undefined);
-    setMessage(undefined);
-    try {
-      setMessage(await action());
-      list.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+  const { message, error, run } = useAction(list.reload);
   return (
     <>
       <h1>Suppressions</h1>

@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { PUBLIC_EVENT_TYPES } from '../../../src/events/types.ts';
 import { del, formatTime, get, post } from '../api.ts';
 import { confirmAction, ErrorNote, Loading, Section, Status } from '../components/ui.tsx';
-import { useLoad } from '../hooks.ts';
+import { useAction, useLoad } from '../hooks.ts';
 
 interface Webhook {
   id: string;
@@ -33,18 +33,7 @@ export function Webhooks(props: { params: URLSearchParams }) {
   const [url, setUrl] = useState('');
   const [events, setEvents] = useState<string[]>([]);
   const [secret, setSecret] = useState<string>();
-  const [message, setMessage] = useState<string>();
-  const [error, setError] = useState<string>();
-  const run = async (action: () => Promise<string | undefined>) => {
-    setError(undefined);
-    setMessage(undefined);
-    try {
-      setMessage(await action());
-      list.reload();
-    } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
-    }
-  };
+  const { message, error, run } = useAction(list.reload);
   return (
     <>
       <h1>Webhooks</h1>
