@@ -16,6 +16,7 @@ import { type ConnectionPermits, createClusterPermits } from './connection-permi
 import { createMxDestination, type Directory } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
 import { createMtaSts, httpsPolicyFetch } from './mta-sts.ts';
+import { outcomeJournalPath, recoverOutcomeJournal } from './outcome-journal.ts';
 import { createRetryPolicy } from './retry-policy.ts';
 import { createRouter, routerInput } from './routing/router.ts';
 import { Scheduler } from './scheduler.ts';
@@ -217,9 +218,21 @@ export async function startDeliveryEngine(deps: {
   // they reach /metrics on the main thread in the heartbeat (stats/delivery-metrics.ts).
   const loopDelay = createLoopDelayMonitor();
   const deliveryMetrics = createDeliveryMetrics({ loopDelay: () => loopDelay.read() });
+  // A kill between a remote 250 and its store commit would send the mail again: what the last
+  // run's journal says was delivered is recorded before its leases are released below.
+  const journalPath = outcomeJournalPath({
+    dataDir: config.data_dir,
+    sharedDatabase: config.database.url !== '',
+    nodeId: config.node_id,
+    defaultNodeId: `${config.hostname}:${process.pid}`,
+  });
+  const journal = journalPath
+    ? await recoverOutcomeJournal({ path: journalPath, store, owner: config.node_id, logger })
+    : undefined;
   const scheduler = new Scheduler({
     store,
     destination,
+    ...(journal ? { journal } : {}),
     retryPolicy: createRetryPolicy(
       {
         firstRetrySeconds: delivery.retry.first / 1000,
@@ -353,6 +366,7 @@ export async function startDeliveryEngine(deps: {
       await Promise.all([scheduler.stop(SHUTDOWN_GRACE_MS), pool.close(SHUTDOWN_GRACE_MS + 1000)]);
       await permits?.stop();
       await shapingEvents.flush();
+      journal?.close();
     },
   };
 }

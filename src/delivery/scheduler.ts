@@ -3,6 +3,7 @@ import type { Store } from '../store/store.ts';
 import type { LeasedRecipient, Outcome, Reply } from '../store/types.ts';
 import { BodyCache } from './body-cache.ts';
 import type { Destination, DestinationResult } from './destination.ts';
+import type { OutcomeJournal } from './outcome-journal.ts';
 import type { RetryPolicy } from './retry-policy.ts';
 
 /** The part of the lease window broadcast mail may fill; the rest is kept for transactional mail. */
@@ -45,6 +46,8 @@ export interface SchedulerOptions {
    * recipients travel in transactions of their own.
    */
   envelopeFor?: (recipient: LeasedRecipient) => string | undefined;
+  /** Delivered outcomes are appended here before they go to the store (crash replay). */
+  journal?: OutcomeJournal;
 }
 
 export interface FinalFailure {
@@ -70,8 +73,10 @@ interface Transaction {
  * delivery is in flight, and released on stop.
  */
 export class Scheduler {
-  readonly #o: Required<Omit<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded'>> &
-    Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded'>;
+  readonly #o: Required<
+    Omit<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal'>
+  > &
+    Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal'>;
   readonly #bodies: BodyCache;
   readonly #inflight = new Set<number>();
   /** Broadcast recipients among #inflight: they may fill only part of the window. */
@@ -407,7 +412,12 @@ export class Scheduler {
         'delivery attempt',
       );
     }
-    const applied = await this.#record(outcomes);
+    // The remote side has it: on disk before anything else can be cut short by a kill.
+    const journaled = this.#o.journal?.append(outcomes) ?? false;
+    const stored = await this.#record(outcomes);
+    // Left in the journal when the store never took it: the next start replays it.
+    if (journaled && stored) this.#o.journal?.recorded();
+    const applied = stored ?? new Set<number>();
     this.#o.onRecorded?.(outcomes.filter((o) => applied.has(o.recipientId)));
     const counts = this.#counts;
     for (const o of outcomes) {
@@ -432,8 +442,11 @@ export class Scheduler {
     }
   }
 
-  /** Writes outcomes; returns the recipient ids applied (a cancelled or released one is not). */
-  async #record(outcomes: Outcome[]): Promise<Set<number>> {
+  /**
+   * Writes outcomes; returns the recipient ids applied (a cancelled or released one is not), or
+   * undefined when the store could not take them after every retry.
+   */
+  async #record(outcomes: Outcome[]): Promise<Set<number> | undefined> {
     // The remote side has answered; if our commit fails we keep trying (the lease would
     // otherwise expire and the mail be sent again).
     for (let attempt = 0; ; attempt++) {
@@ -450,7 +463,7 @@ export class Scheduler {
         return applied;
       } catch (err) {
         this.#o.logger.error({ err, attempt }, 'could not record delivery outcomes; retrying');
-        if (attempt >= 20) return new Set();
+        if (attempt >= 20) return undefined;
         await new Promise((r) => setTimeout(r, Math.min(30_000, 250 * 2 ** attempt)));
       }
     }

@@ -413,6 +413,12 @@ export interface Outcome {
   site?: string;
   /** The egress source of this attempt (config egress.sources), kept like `site`. */
   source?: string;
+  /**
+   * Replayed from the outcome journal after an unclean stop (delivery/outcome-journal.ts): a
+   * `delivered` that may have been stored before the crash, so applied only where the recipient
+   * is not delivered yet (never a second event for one delivery).
+   */
+  recovered?: boolean;
 }
 
 export interface MessageFilter {

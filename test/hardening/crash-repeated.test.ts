@@ -5,10 +5,10 @@
  * must be 0); duplicates are counted against the issue's target of 0.1 % and must stay within
  * their structural bound. Run on SQLite, and on PostgreSQL where one is reachable.
  *
- * A duplicate is a delivery the remote side answered 250 whose outcome the killed process had
- * not committed yet: at most one per delivery connection (20) per kill, in practice 1-3 on
- * SQLite and 3-5 on PostgreSQL (its commit takes longer), so the share depends on the volume
- * between kills, not on the total.
+ * A duplicate is a delivery whose final dot the sink had when the process died but whose answer
+ * Postbote never wrote to its outcome journal (delivery/outcome-journal.ts; the 250 was still on
+ * its way): at most one per delivery connection (20) per kill, in practice 0-2, so the share
+ * depends on the volume between kills, not on the total.
  *
  * API messages carry an Idempotency-Key, so one whose answer was lost in a crash is retried
  * without being stored twice; SMTP messages whose reply was lost are "unknown" (may or may not

@@ -365,6 +365,39 @@ export function storeContract(
       });
     });
 
+    it('a recovered delivery (outcome journal) is recorded once: not over one already stored', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const m = sampleMessage(accountId, ['a@one.test', 'b@one.test', 'c@one.test']);
+        await store.insertMessages([m]);
+        const leased = await store.leaseDue({ owner: 'old-run', now: T0, limit: 10, leaseUntil: T0 + 1000 });
+        const by = (a: string) => leased.find((r) => r.address === a)!;
+        // a was recorded before the crash, b and c were not; c was already released by start-up.
+        await store.recordOutcomes('old-run', [outcome(by('a@one.test'), {})]);
+        await store.releaseLeases('old-run', T0 + 5);
+        await store.leaseDue({ owner: 'old-run', now: T0 + 6, limit: 1, leaseUntil: T0 + 1000 });
+        const applied = await store.recordOutcomes(
+          'new-run',
+          ['a@one.test', 'b@one.test', 'c@one.test'].map((a) => outcome(by(a), { recovered: true })),
+        );
+        assert.deepEqual(applied.sort(), [by('b@one.test').id, by('c@one.test').id].sort());
+        const rows = await store.getRecipients(m.id);
+        assert.deepEqual(
+          rows.map((r) => [r.address, r.state, r.attempts]),
+          [
+            ['a@one.test', 'delivered', 1],
+            ['b@one.test', 'delivered', 1],
+            ['c@one.test', 'delivered', 1],
+          ],
+        );
+        const delivered = (await store.getEvents(m.id)).filter((e) => e.type === 'delivered');
+        assert.deepEqual(delivered.map((e) => e.recipient).sort(), [
+          'a@one.test',
+          'b@one.test',
+          'c@one.test',
+        ]);
+      });
+    });
     it('keeps node heartbeats and reports the leases each node holds', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);

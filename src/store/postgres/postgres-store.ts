@@ -866,9 +866,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       `WITH o AS (
          SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
            $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
-           $16::text[], $17::text[])
+           $16::text[], $17::text[], $18::boolean[])
            WITH ORDINALITY AS x(id, state, attempted, next_attempt_at, has_reply, code, enhanced, reply_text, at,
-             event_type, event_data, message_id, account_id, recipient, site, source, ord)
+             event_type, event_data, message_id, account_id, recipient, site, source, recovered, ord)
        ), applied AS (
          UPDATE recipients r SET state = o.state, attempts = r.attempts + o.attempted,
            next_attempt_at = COALESCE(o.next_attempt_at, r.next_attempt_at),
@@ -879,7 +879,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
            last_source = COALESCE(o.source, r.last_source),
            lease_owner = NULL, lease_until = NULL, updated_at = o.at
          FROM o
-         WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1) OR o.state = 'delivered')
+         WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1)
+           OR (o.state = 'delivered' AND (NOT o.recovered OR r.state <> 'delivered')))
          RETURNING r.id
        ), logged AS (
          INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
@@ -907,6 +908,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         col((o) => o.recipient),
         col((o) => (o.site === undefined ? null : clean(o.site))),
         col((o) => (o.source === undefined ? null : clean(o.source))),
+        col((o) => o.recovered === true),
       ],
     );
     return rows.map((r) => num(r.id));

@@ -934,7 +934,8 @@ export class SqliteStore implements Store {
              last_text = COALESCE(?, last_text), last_site = COALESCE(?, last_site),
              last_source = COALESCE(?, last_source), lease_owner = NULL,
              lease_until = NULL, updated_at = ?
-           WHERE id = ? AND ((state = 'delivering' AND lease_owner = ?) OR ? = 'delivered')`,
+           WHERE id = ? AND ((state = 'delivering' AND lease_owner = ?)
+             OR (? = 'delivered' AND (? = 0 OR state <> 'delivered')))`,
           o.state,
           o.attempted ? 1 : 0,
           o.nextAttemptAt ?? null,
@@ -948,6 +949,7 @@ export class SqliteStore implements Store {
           o.recipientId,
           owner,
           o.state,
+          o.recovered ? 1 : 0,
         );
         if (changed === 0) continue;
         applied.push(o.recipientId);
