@@ -114,7 +114,11 @@ export const schema = {
     '',
     'Name used in greetings, EHLO and Received headers; empty = the machine host name.',
   ),
-  node_id: leaf('string', '', 'This node’s id in leases and logs; empty = hostname:pid.'),
+  node_id: leaf(
+    'string',
+    '',
+    'This node’s id in leases and logs; empty = hostname:pid. On PostgreSQL keep it across restarts: a restarted node takes its leases back and replays its outcome journal.',
+  ),
   database: {
     url: leaf(
       'string',

@@ -28,7 +28,8 @@ export class OutcomeJournal {
   /** Appended, not yet recorded by the store. */
   #pending = 0;
   #size: number;
-  #broken = false;
+  /** The last write failed (disk full): logged once, tried again with the next append. */
+  #failing = false;
 
   constructor(path: string, logger: Logger) {
     this.#fd = openSync(path, 'a', 0o600);
@@ -41,22 +42,46 @@ export class OutcomeJournal {
    * (then the caller calls `recorded()` once the store has them, whatever it applied).
    */
   append(outcomes: readonly Outcome[]): boolean {
-    if (this.#broken) return false;
     const delivered = outcomes.filter((o) => o.state === 'delivered');
     if (delivered.length === 0) return false;
     const line = Buffer.from(`${JSON.stringify(delivered)}\n`);
+    let written: number;
     try {
-      writeSync(this.#fd, line);
+      written = writeSync(this.#fd, line);
     } catch (err) {
-      // A full disk must not stop delivery: the store still records the outcome; only the
-      // crash window is back to the store commit's until the next start.
-      this.#broken = true;
-      this.#logger.error({ err }, 'could not write the outcome journal; continuing without it until restart');
-      return false;
+      return this.#failed(err);
+    }
+    if (written !== line.length) {
+      // Out of space mid-line: cut the torn line off, or the next line would be glued to it.
+      try {
+        ftruncateSync(this.#fd, this.#size);
+      } catch {
+        // the reader skips a line it cannot parse
+      }
+      return this.#failed(new Error(`short write (${written} of ${line.length} bytes)`));
+    }
+    if (this.#failing) {
+      this.#failing = false;
+      this.#logger.info('the outcome journal is written again');
     }
     this.#size += line.length;
     this.#pending++;
     return true;
+  }
+
+  /**
+   * A full disk must not stop delivery: the store still records the outcome, only the crash
+   * window of this delivery is back to its store commit's.
+   */
+  #failed(err: unknown): false {
+    if (!this.#failing) {
+      this.#failing = true;
+      this.#logger.error(
+        { err },
+        'could not write the outcome journal; delivering without it until a write succeeds',
+      );
+    }
+    return false;
   }
 
   /** The store has what one successful `append` wrote. */
@@ -71,7 +96,7 @@ export class OutcomeJournal {
   }
 
   close(): void {
-    if (this.#pending === 0 && !this.#broken) this.#empty();
+    if (this.#pending === 0) this.#empty();
     closeSync(this.#fd);
   }
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import type { Destination } from '../../src/delivery/destination.ts';
 import {
@@ -12,7 +13,7 @@ import {
 import { createRetryPolicy } from '../../src/delivery/retry-policy.ts';
 import { Scheduler } from '../../src/delivery/scheduler.ts';
 import { createIntake } from '../../src/intake/intake.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
+import { createLogger, silentLogger } from '../../src/observability/logger.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import type { Outcome } from '../../src/store/types.ts';
@@ -106,6 +107,30 @@ describe('outcome journal', () => {
     } finally {
       dir.cleanup();
     }
+  });
+
+  it('a full disk (ENOSPC) is logged once and delivery goes on without the journal', () => {
+    const lines: string[] = [];
+    const logger = createLogger({
+      level: 'info',
+      destination: new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    });
+    const journal = new OutcomeJournal('/dev/full', logger);
+    assert.equal(journal.append([outcome(1)]), false);
+    assert.equal(journal.append([outcome(2)]), false);
+    return new Promise<void>((resolve) =>
+      setImmediate(() => {
+        assert.equal(lines.length, 1);
+        assert.match(lines[0] ?? '', /ENOSPC.*could not write the outcome journal/);
+        journal.close();
+        resolve();
+      }),
+    );
   });
 
   it('lives in the data dir; on a shared database only under a configured node id', () => {
