@@ -1841,6 +1841,48 @@ export function storeContract(
         });
       });
 
+      it('concurrent lookups (merged into one statement on PostgreSQL) each get their own entries', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await store.upsertSuppressions([
+            entry(accountId, 'a@example.com'),
+            entry(accountId, 'b@example.com', { scope: 'news', reason: 'unsubscribe' }),
+            entry(other, 'a@example.com'),
+            entry(other, 'c@example.com', { expiresAt: T0 }),
+          ]);
+          const calls = [
+            { accountId, stream: 'news', addresses: ['a@example.com', 'b@example.com', 'A@example.com'] },
+            { accountId, stream: 'outbound', addresses: ['a@example.com', 'b@example.com'] },
+            {
+              accountId: other,
+              stream: 'news',
+              addresses: ['a@example.com', 'b@example.com', 'c@example.com'],
+            },
+            { accountId: other, stream: 'news', addresses: ['c@example.com'], now: T0 - 1 },
+            { accountId, stream: 'news', addresses: [] },
+          ];
+          // Many at once, in mixed order: every answer is its own call's.
+          const answers = await Promise.all(
+            Array.from({ length: 40 }, (_, i) => {
+              const call = calls[i % calls.length]!;
+              return store.findSuppressions({ ...call, now: call.now ?? T0 }).then(keys);
+            }),
+          );
+          const expected = [
+            ['a@example.com|', 'b@example.com|news'],
+            ['a@example.com|'],
+            ['a@example.com|'],
+            ['c@example.com|'],
+            [],
+          ];
+          assert.deepEqual(
+            answers,
+            answers.map((_, i) => expected[i % calls.length]),
+          );
+        });
+      });
+
       it('purges entries that expired before the cutoff, at most `limit` a call; permanent ones stay', async () => {
         await withStore(async (store) => {
           const accountId = await seedAccount(store);
