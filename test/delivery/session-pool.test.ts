@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClusterPermits } from '../../src/delivery/connection-permits.ts';
+import { type ConnectionPermits, createClusterPermits } from '../../src/delivery/connection-permits.ts';
 import {
   createSessionPool,
   type DeliveryTarget,
@@ -446,6 +446,36 @@ describe('session pool', () => {
     assert.equal(sink.maxConcurrent, 3);
     // Idle sessions close and give their slots back.
     await waitFor(() => slots.heldBy('a') === 0 && slots.heldBy('b') === 0);
+  });
+
+  it('while every cluster slot is held elsewhere, waiting deliveries ask one at a time, not each', async (t) => {
+    let asked = 0;
+    let free = false;
+    const slots = new MemorySlots();
+    const real = createClusterPermits({ slots, holder: 'a', leaseMs: 60_000 });
+    const permits: ConnectionPermits = {
+      tryAcquire: (key, limit) => {
+        asked++;
+        return free ? real.tryAcquire(key, limit) : Promise.resolve(undefined);
+      },
+      stop: () => real.stop(),
+    };
+    t.after(() => permits.stop());
+    const { sink, pool, target } = await setup(
+      t,
+      {},
+      { permits, maxConnectionsPerKey: 5, permitRetryMs: 40 },
+    );
+    const deliveries = Array.from({ length: 5 }, (_, i) =>
+      pool.deliver(target, envelope([`r${i}@example.net`]), body),
+    );
+    await sleep(150);
+    // Five waiting, about four retry rounds: one request each, where every waiter asked before.
+    assert.ok(asked >= 2 && asked <= 6, `asked ${asked} times`);
+    free = true;
+    const results = await Promise.all(deliveries);
+    assert.ok(results.every((r) => r.recipients[0]?.outcome === 'delivered'));
+    assert.equal(sink.transactions.length, 5);
   });
 
   it('closes a connection after its transaction when its cluster slot was lost', async (t) => {
