@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { parseDuration, parseSize } from './duration.ts';
-import { type Config, type Leaf, relations, type Section, schema } from './schema.ts';
+import { type Config, defaultNodeId, type Leaf, relations, type Section, schema } from './schema.ts';
 
 /** Thrown when the configuration is invalid; `problems` has one line per key. */
 export class ConfigError extends Error {
@@ -257,7 +257,7 @@ export function loadConfig(options: LoadOptions = {}): Config {
   if (walk.problems.length > 0) throw new ConfigError(walk.problems);
   const config = built as Record<string, unknown> & { hostname: string; node_id: string };
   if (config.hostname === '') config.hostname = osHostname();
-  if (config.node_id === '') config.node_id = `${config.hostname}:${process.pid}`;
+  if (config.node_id === '') config.node_id = defaultNodeId(config.hostname);
   return deepFreeze(built) as unknown as Config;
 }
 

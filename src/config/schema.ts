@@ -658,3 +658,8 @@ export const relations: readonly ((config: Config) => string | undefined)[] = [
   ({ shaping }) => shapingProblems(shaping).join('; ') || undefined,
   egressRelation,
 ];
+
+/** node_id when none is configured: new with every run, so no restart recognises its leases. */
+export function defaultNodeId(hostname: string): string {
+  return `${hostname}:${process.pid}`;
+}

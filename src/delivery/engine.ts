@@ -4,7 +4,7 @@ import { createBounceFeedback } from '../bounces/feedback.ts';
 import { useRulesFile } from '../bounces/rules-file.ts';
 import { createSuppressions } from '../bounces/suppressions.ts';
 import { loadBounceSecret, verpAddress } from '../bounces/verp.ts';
-import type { Config } from '../config/schema.ts';
+import { type Config, defaultNodeId } from '../config/schema.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { returnPathDomain } from '../domains/sender-gate.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
@@ -224,7 +224,7 @@ export async function startDeliveryEngine(deps: {
     dataDir: config.data_dir,
     sharedDatabase: config.database.url !== '',
     nodeId: config.node_id,
-    defaultNodeId: `${config.hostname}:${process.pid}`,
+    nodeIdConfigured: config.node_id !== defaultNodeId(config.hostname),
   });
   const journal = journalPath
     ? await recoverOutcomeJournal({ path: journalPath, store, owner: config.node_id, logger })

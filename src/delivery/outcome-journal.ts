@@ -170,10 +170,10 @@ export function outcomeJournalPath(input: {
   dataDir: string;
   sharedDatabase: boolean;
   nodeId: string;
-  defaultNodeId: string;
+  nodeIdConfigured: boolean;
 }): string | undefined {
   if (!input.sharedDatabase) return join(input.dataDir, 'outcomes.journal');
-  if (input.nodeId === input.defaultNodeId) return undefined;
+  if (!input.nodeIdConfigured) return undefined;
   return join(input.dataDir, `outcomes-${input.nodeId.replace(/[^\w.-]/g, '_')}.journal`);
 }
 

@@ -134,14 +134,17 @@ describe('outcome journal', () => {
   });
 
   it('lives in the data dir; on a shared database only under a configured node id', () => {
-    const base = { dataDir: '/var/lib/postbote', defaultNodeId: 'host:42' };
+    const base = { dataDir: '/var/lib/postbote' };
     assert.equal(
-      outcomeJournalPath({ ...base, sharedDatabase: false, nodeId: 'host:42' }),
+      outcomeJournalPath({ ...base, sharedDatabase: false, nodeId: 'host:42', nodeIdConfigured: false }),
       '/var/lib/postbote/outcomes.journal',
     );
-    assert.equal(outcomeJournalPath({ ...base, sharedDatabase: true, nodeId: 'host:42' }), undefined);
     assert.equal(
-      outcomeJournalPath({ ...base, sharedDatabase: true, nodeId: 'eu-1/../a b' }),
+      outcomeJournalPath({ ...base, sharedDatabase: true, nodeId: 'host:42', nodeIdConfigured: false }),
+      undefined,
+    );
+    assert.equal(
+      outcomeJournalPath({ ...base, sharedDatabase: true, nodeId: 'eu-1/../a b', nodeIdConfigured: true }),
       '/var/lib/postbote/outcomes-eu-1_.._a_b.journal',
     );
   });
