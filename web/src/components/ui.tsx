@@ -56,6 +56,34 @@ export function confirmAction(text: string): boolean {
   return window.confirm(text);
 }
 
+/** A secret the server shows once (a new API key, an SMTP password), with a copy button. */
+export function ShownOnce(props: { what: string; secret: string; testId: string }) {
+  return (
+    <div class="secret" role="status">
+      <p>
+        <strong>Copy {props.what} now:</strong> it is shown only once.
+      </p>
+      <code data-testid={props.testId}>{props.secret}</code> <CopyButton text={props.secret} />
+    </div>
+  );
+}
+
+/** Revokes a credential after asking; `consequence` completes "Revoke NAME? …". */
+export function RevokeButton(props: { name: string; consequence: string; onRevoke: () => Promise<unknown> }) {
+  return (
+    <button
+      type="button"
+      class="small danger"
+      aria-label={`Revoke ${props.name}`}
+      onClick={async () => {
+        if (confirmAction(`Revoke ${props.name}? ${props.consequence}`)) await props.onRevoke();
+      }}
+    >
+      Revoke
+    </button>
+  );
+}
+
 export function download(name: string, text: string, type: string): void {
   const url = URL.createObjectURL(new Blob([text], { type }));
   const a = document.createElement('a');

@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { del, formatTime, get, post } from '../api.ts';
-import { CopyButton, confirmAction, ErrorNote, Loading, Section } from '../components/ui.tsx';
+import { ErrorNote, Loading, RevokeButton, Section, ShownOnce } from '../components/ui.tsx';
 import { useAction, useLoad } from '../hooks.ts';
 
 interface Credential {
@@ -83,13 +83,11 @@ export function Credentials() {
       </Section>
       <ErrorNote error={error} />
       {created && (
-        <div class="secret" role="status">
-          <p>
-            <strong>Copy the password of {created.username} now:</strong> it is shown only once.
-          </p>
-          <code data-testid="new-smtp-password">{created.password}</code>{' '}
-          <CopyButton text={created.password} />
-        </div>
+        <ShownOnce
+          what={`the password of ${created.username}`}
+          secret={created.password}
+          testId="new-smtp-password"
+        />
       )}
       <Section title="Active credentials">
         <ErrorNote error={list.error} />
@@ -117,21 +115,16 @@ export function Credentials() {
                     <td>{c.stream}</td>
                     <td>{formatTime(c.created_at)}</td>
                     <td>
-                      <button
-                        type="button"
-                        class="small danger"
-                        aria-label={`Revoke ${label(c)}`}
-                        onClick={async () => {
-                          if (!confirmAction(`Revoke ${label(c)}? Clients using it stop relaying at once.`))
-                            return;
-                          await run(async () => {
+                      <RevokeButton
+                        name={label(c)}
+                        consequence="Clients using it stop relaying at once."
+                        onRevoke={() =>
+                          run(async () => {
                             await del(`/v1/credentials/${encodeURIComponent(c.id)}`);
                             if (created?.id === c.id) setCreated(undefined);
-                          });
-                        }}
-                      >
-                        Revoke
-                      </button>
+                          })
+                        }
+                      />
                     </td>
                   </tr>
                 ))}

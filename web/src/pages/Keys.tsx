@@ -1,6 +1,6 @@
 import { useState } from 'preact/hooks';
 import { del, formatTime, get, post } from '../api.ts';
-import { CopyButton, confirmAction, ErrorNote, Loading, Section } from '../components/ui.tsx';
+import { ErrorNote, Loading, RevokeButton, Section, ShownOnce } from '../components/ui.tsx';
 import { useAction, useLoad } from '../hooks.ts';
 
 interface Key {
@@ -54,14 +54,7 @@ export function Keys() {
           </button>
         </form>
         <ErrorNote error={error} />
-        {created && (
-          <div class="secret" role="status">
-            <p>
-              <strong>Copy the key now:</strong> it is shown only once.
-            </p>
-            <code data-testid="new-key-secret">{created.secret}</code> <CopyButton text={created.secret} />
-          </div>
-        )}
+        {created && <ShownOnce what="the key" secret={created.secret} testId="new-key-secret" />}
       </Section>
       <Section title="Active keys">
         <ErrorNote error={keys.error} />
@@ -89,21 +82,16 @@ export function Keys() {
                     <td>{k.stream}</td>
                     <td>{formatTime(k.created_at)}</td>
                     <td>
-                      <button
-                        type="button"
-                        class="small danger"
-                        aria-label={`Revoke ${k.prefix}`}
-                        onClick={async () => {
-                          if (!confirmAction(`Revoke ${k.prefix}? Clients using it stop working at once.`))
-                            return;
-                          await run(async () => {
+                      <RevokeButton
+                        name={k.prefix}
+                        consequence="Clients using it stop working at once."
+                        onRevoke={() =>
+                          run(async () => {
                             await del(`/v1/keys/${encodeURIComponent(k.id)}`);
                             if (created?.id === k.id) setCreated(undefined);
-                          });
-                        }}
-                      >
-                        Revoke
-                      </button>
+                          })
+                        }
+                      />
                     </td>
                   </tr>
                 ))}
