@@ -24,8 +24,11 @@ const SQLITE_TRANSIENT_TEXT =
   /database or disk is full|database is locked|database table is locked|disk I\/O error|unable to open database|attempt to write a readonly database|out of memory/i;
 /** The threaded store's own failures (store thread gone, port closed). */
 const STORE_GONE_TEXT = /^the store is closed$|the SQLite store thread|the store port was closed/;
+/** The code of a failed flush of the SQLite WAL (sqlite/commit-queue.ts): the disk failed. */
+export const STORE_FLUSH_FAILED = 'POSTBOTE_STORE_FLUSH_FAILED';
 /** Node and pg client errors of a database connection that is gone or never came. */
 const CONNECTION_CODES = new Set([
+  STORE_FLUSH_FAILED,
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',

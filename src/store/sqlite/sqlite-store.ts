@@ -86,7 +86,7 @@ import {
   STREAM_KINDS,
   storedSize,
 } from '../types.ts';
-import { CommitQueue } from './commit-queue.ts';
+import { CommitQueue, WalFlusher } from './commit-queue.ts';
 import * as dashboardStore from './dashboard-store.ts';
 import * as guardStore from './guard-store.ts';
 import { migrations } from './migrations.ts';
@@ -98,10 +98,10 @@ export { SchemaTooNewError };
 
 const json = (value: unknown): string => JSON.stringify(value ?? {});
 /**
- * Delivery bookkeeping (leases, outcomes, heartbeats, shaping changes) commits without waiting
- * for the fsync (CommitQueue: `durable: false`): a delivery connection waits for its outcome's
- * commit before its next transaction, so this shortens the window in which a crash repeats a
- * delivery; the next intake commit's fsync makes it durable.
+ * Delivery bookkeeping (leases, outcomes, heartbeats, shaping changes) is answered when it is
+ * committed, without waiting for the flush to disk (CommitQueue: `durable: false`): a delivery
+ * connection waits for its outcome's commit before its next transaction, so this shortens the
+ * window in which a crash repeats a delivery; the next flush makes it durable.
  */
 const LAZY = { durable: false } as const;
 
@@ -377,14 +377,17 @@ const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.
   AND r.state NOT IN (${FINAL_STATES.map((state) => `'${state}'`).join(', ')}))`;
 
 /**
- * The embedded store on node:sqlite. WAL with synchronous=FULL makes every COMMIT durable;
- * all writes go through one CommitQueue so concurrent submissions and outcomes share fsyncs.
- * node:sqlite is synchronous: a commit blocks the event loop for its fsync, which is why
- * batching matters (measured in bench/relay.ts).
+ * The embedded store on node:sqlite, in WAL mode. All writes go through one CommitQueue, so the
+ * writes of one event-loop turn (concurrent submissions, outcomes, leases) share a transaction.
+ * node:sqlite is synchronous, so the connection commits with synchronous=NORMAL (no fsync in
+ * COMMIT) and the queue flushes the WAL on libuv's thread pool (WalFlusher): durable jobs
+ * (intake) are answered after that flush, delivery bookkeeping (`durable: false`) right after
+ * its COMMIT.
  */
 export class SqliteStore implements Store {
   readonly #db: DatabaseSync;
   readonly #queue: CommitQueue;
+  readonly #flusher: WalFlusher | undefined;
   readonly #stmts = new Map<string, StatementSync>();
   /** Per lane, the account where the last lease's scan stopped (#dueClaims). */
   readonly #claimCursor = new Map<StreamKind, string>();
@@ -396,10 +399,18 @@ export class SqliteStore implements Store {
     // it, and even the journal_mode pragma must wait for the lock rather than fail.
     this.#db = new DatabaseSync(path, { timeout: 5000 });
     this.#db.exec('PRAGMA busy_timeout = 5000');
-    this.#db.exec('PRAGMA journal_mode = WAL');
-    this.#db.exec('PRAGMA synchronous = FULL');
+    const mode = this.#db.prepare('PRAGMA journal_mode = WAL').get()?.journal_mode;
     this.#db.exec('PRAGMA foreign_keys = ON');
-    this.#queue = new CommitQueue(this.#db);
+    if (mode === 'wal') {
+      // COMMIT writes the WAL without waiting for the disk; the commit queue flushes it off this
+      // thread and answers durable jobs after that (CommitQueue, WalFlusher).
+      this.#db.exec('PRAGMA synchronous = NORMAL');
+      this.#flusher = new WalFlusher(`${path}-wal`);
+    } else {
+      // An in-memory database: nothing to flush.
+      this.#db.exec('PRAGMA synchronous = FULL');
+    }
+    this.#queue = new CommitQueue(this.#db, this.#flusher);
   }
 
   #stmt(sql: string): StatementSync {
@@ -439,6 +450,8 @@ export class SqliteStore implements Store {
         throw new Error(`migration to schema version ${version} failed`, { cause: err });
       }
     }
+    // The migrations committed outside the queue: its flush makes them durable.
+    await this.#queue.run(() => undefined);
   }
 
   async close(): Promise<void> {
@@ -447,6 +460,7 @@ export class SqliteStore implements Store {
     // Let queued commits finish first.
     await this.#queue.run(() => undefined);
     this.#db.close();
+    this.#flusher?.close();
   }
 
   async createAccount(input: { id: string; name: string; createdAt: number }): Promise<Account> {

@@ -238,7 +238,7 @@ function createStoreClient(
 
 /**
  * The embedded SQLite store on a worker thread, behind the same async Store interface: commits
- * (and their fsyncs) and queries run off the event loop. Group commit happens in the worker.
+ * and queries run off the event loop. Group commit happens in the worker.
  * Buffers cross the thread boundary as copies (structured clone); bodies come back as Buffers.
  */
 export function createThreadedSqliteStore(path: string): ThreadedStore {

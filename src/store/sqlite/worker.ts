@@ -1,10 +1,10 @@
 /**
- * The SQLite store's thread. node:sqlite is synchronous: every statement, and every COMMIT's
- * fsync, blocks the thread it runs on. Here it blocks this worker, not the event loop that
- * serves SMTP, and it runs on the second core.
+ * The SQLite store's thread. node:sqlite is synchronous: every statement blocks the thread it
+ * runs on. Here it blocks this worker, not the event loop that serves SMTP, and it runs on the
+ * second core. (The WAL's flush to disk runs on libuv's pool: CommitQueue, WalFlusher.)
  *
  * Calls arrive in batches (one postMessage per event-loop turn of the caller); all of a batch's
- * writes land in the CommitQueue before it flushes, so they share one transaction and one fsync.
+ * writes land in the CommitQueue before it commits, so they share one transaction and flush.
  * Replies go back batched the same way.
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
