@@ -243,7 +243,9 @@ async function main(): Promise<void> {
     );
     out(
       `postbote  log level ${LOG_LEVEL}, other settings default (delivery.window 2000, of which broadcast may lease 80%); ` +
-        (pg ? `PostgreSQL schema ${pg.schema}: ${serverLine}` : 'SQLite WAL, synchronous=FULL'),
+        (pg
+          ? `PostgreSQL schema ${pg.schema}: ${serverLine}`
+          : 'SQLite WAL, every 250/202 after the WAL is flushed to disk'),
     );
     if (!process.version.startsWith('v24.')) out(`warning: expected Node 24, running ${process.version}`);
     out();

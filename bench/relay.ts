@@ -473,7 +473,7 @@ function machine(): string[] {
   return [
     ...machineLines(`node ${process.version}, postfix ${postfixVersionText}`),
     `workload  smtp-source -s ${SESSIONS} -m ${N} -l ${SIZE} (one message per connection), from ${FROM} to ${TO}`,
-    `postbote  log level ${LOG_LEVEL} (POSTBOTE_LOG__LEVEL), other settings default; SQLite WAL, synchronous=FULL`,
+    `postbote  log level ${LOG_LEVEL} (POSTBOTE_LOG__LEVEL), other settings default; SQLite WAL, every 250 after the WAL is flushed to disk`,
   ];
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { newId } from '../../src/store/ids.ts';
 import type { Store } from '../../src/store/store.ts';
-import type { WebhookBatch, WebhookEndpoint } from '../../src/store/types.ts';
+import { EVENT_WRITE_SLACK_MS, type WebhookBatch, type WebhookEndpoint } from '../../src/store/types.ts';
 import { withStoreOf } from '../store/adapters.ts';
 import { sampleMessage, T0 } from '../store/contract.ts';
 
@@ -101,6 +101,73 @@ export function eventsStoreContract(
           [m2.id],
         );
         assert.equal((await store.listEvents({ accountId: a, types: ['accepted', 'cancelled'] })).length, 4);
+      });
+    });
+
+    it('time bounds hold for events written out of time order (within the write slack) and across gaps in the ids', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        // Written in this order; each is up to a whole slack older than its place in the order
+        // (a late writer), never more: times go backwards here and there.
+        let seed = 7;
+        const random = () => {
+          seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+          return seed / 2 ** 31;
+        };
+        const times = Array.from(
+          { length: 400 },
+          (_, i) => T0 + i * 30_000 - Math.floor(random() * EVENT_WRITE_SLACK_MS),
+        );
+        const ids = await store.appendEvents(
+          times.map((at, i) => ({ at, type: 'domain_status_changed', accountId: a, data: { i } })),
+        );
+        // Gaps: the oldest events go (ids stay as they were).
+        await store.purgeEventLog({ before: T0 - EVENT_WRITE_SLACK_MS + 40 * 30_000, limit: 1000 });
+        const left = new Set((await store.listEvents({ accountId: a, limit: 1000 })).map((e) => e.id));
+        assert.ok(left.size > 300 && left.size < 400, `${left.size} left after the purge`);
+        const kept = ids.map((id, i) => ({ id, at: times[i] ?? 0 })).filter((e) => left.has(e.id));
+        for (const [from, to] of [
+          [T0 + 1_000_000, T0 + 2_000_000],
+          [T0 - EVENT_WRITE_SLACK_MS, T0 + 500_000],
+          [T0 + 11_000_000, undefined],
+          [undefined, T0 + 3_000_000],
+          [T0 + 20_000_000, undefined],
+          [undefined, T0 - 10 * EVENT_WRITE_SLACK_MS],
+        ] as [number | undefined, number | undefined][]) {
+          const got = (await store.listEvents({ accountId: a, from, to, limit: 1000, ascending: true })).map(
+            (e) => e.id,
+          );
+          const want = kept
+            .filter((e) => (from === undefined || e.at >= from) && (to === undefined || e.at < to))
+            .map((e) => e.id);
+          assert.deepEqual(got, want, `from ${from} to ${to}`);
+        }
+      });
+    });
+
+    it('finds the events of an address with and without a recipient row', async () => {
+      await withStore(async (store) => {
+        const a = await account(store, 'a');
+        const m = sampleMessage(a, ['x@one.test', 'y@one.test'], { receivedAt: T0 });
+        await store.insertMessages([m]);
+        await store.appendEvents([
+          { at: T0 + 1, type: 'unsubscribed', accountId: a, recipient: 'x@one.test', data: {} },
+          { at: T0 + 2, type: 'unsubscribed', accountId: a, recipient: 'z@one.test', data: {} },
+        ]);
+        const of = async (recipient: string) =>
+          (await store.listEvents({ accountId: a, recipient })).map((e) => [e.type, e.recipient]);
+        assert.deepEqual(await of('x@one.test'), [
+          ['unsubscribed', 'x@one.test'],
+          ['accepted', 'x@one.test'],
+        ]);
+        assert.deepEqual(await of('z@one.test'), [['unsubscribed', 'z@one.test']]);
+        assert.deepEqual(await of('w@one.test'), []);
+        const b = await account(store, 'b');
+        assert.deepEqual(
+          (await store.listEvents({ accountId: b, recipient: 'x@one.test' })).map((e) => e.id),
+          [],
+          'never across accounts',
+        );
       });
     });
 

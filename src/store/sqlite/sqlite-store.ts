@@ -1744,10 +1744,8 @@ export class SqliteStore implements Store {
         event.recipientId,
       );
       if (!r) return undefined;
-      // The IN term repeats the partial index's condition so the planner may use it.
       const earlier = this.#get(
-        `SELECT 1 AS x FROM events WHERE recipient_id = ? AND type = ?
-           AND type IN ('opened', 'clicked', 'unsubscribed') LIMIT 1`,
+        'SELECT 1 AS x FROM events WHERE recipient_id = ? AND type = ? LIMIT 1',
         event.recipientId,
         event.type,
       );
@@ -2116,20 +2114,40 @@ export class SqliteStore implements Store {
   #eventIdBounds(filter: EventFilter): { above?: number; below?: number } {
     const bounds: { above?: number; below?: number } = {};
     if (filter.from !== undefined) {
-      const r = this.#get(
-        'SELECT id FROM events WHERE at < ? ORDER BY at DESC LIMIT 1',
-        filter.from - EVENT_WRITE_SLACK_MS,
-      );
-      if (r) bounds.above = Number(r.id);
+      const boundary = this.#eventIdAtTime(filter.from - EVENT_WRITE_SLACK_MS);
+      if (boundary !== undefined) bounds.above = boundary - 1;
     }
     if (filter.to !== undefined) {
-      const r = this.#get(
-        'SELECT id FROM events WHERE at >= ? ORDER BY at LIMIT 1',
-        filter.to + EVENT_WRITE_SLACK_MS,
-      );
-      if (r) bounds.below = Number(r.id);
+      const boundary = this.#eventIdAtTime(filter.to + EVENT_WRITE_SLACK_MS);
+      if (boundary !== undefined) bounds.below = boundary;
     }
     return bounds;
+  }
+
+  /**
+   * An id `b` such that the first event at or after `b - 1` is older than `t` and the first at or
+   * after `b` is not (or there is none): a binary search over ids, one primary-key lookup a step.
+   * Times do not grow strictly with ids, but an event written after another is at most
+   * EVENT_WRITE_SLACK_MS older (ids grow with write time), so with `t = from - slack` every event
+   * at or after `from` has an id >= b, and with `t = to + slack` every event before `to` has an id
+   * < b. Undefined when there are no events.
+   */
+  #eventIdAtTime(t: number): number | undefined {
+    const range = this.#get('SELECT MIN(id) AS lo, MAX(id) AS hi FROM events');
+    if (range?.lo === null || range?.lo === undefined) return undefined;
+    const atOrAfter = (id: number): number | undefined => {
+      const r = this.#get('SELECT at FROM events WHERE id >= ? ORDER BY id LIMIT 1', id);
+      return r === undefined ? undefined : Number(r.at);
+    };
+    let lo = Number(range.lo);
+    if ((atOrAfter(lo) ?? t) >= t) return lo;
+    let hi = Number(range.hi) + 1;
+    while (hi - lo > 1) {
+      const mid = Math.floor((lo + hi) / 2);
+      if ((atOrAfter(mid) ?? t) >= t) hi = mid;
+      else lo = mid;
+    }
+    return hi;
   }
 
   async listEvents(filter: EventFilter): Promise<EnrichedEventRow[]> {
@@ -2161,8 +2179,21 @@ export class SqliteStore implements Store {
       where.push(`e.type IN (${filter.types.map(() => '?').join(', ')})`);
       params.push(...filter.types);
     }
+    if (filter.recipient !== undefined) {
+      // Through the address's recipient rows to their events (events_recipient); the few events
+      // that name an address without a recipient row have a partial index of their own. As an id
+      // list, the plan probes events by id in order (an OR of the two made SQLite walk the
+      // account's whole events_account range instead).
+      where.push(
+        `e.id IN (
+           SELECT x.id FROM events x WHERE x.recipient_id IN (
+             SELECT r.id FROM recipients r WHERE r.address = ? AND r.account_id = ?)
+           UNION ALL
+           SELECT x.id FROM events x WHERE x.recipient_id IS NULL AND x.account_id = ? AND x.recipient = ?)`,
+      );
+      params.push(filter.recipient, filter.accountId, filter.accountId, filter.recipient);
+    }
     for (const [column, value] of [
-      ['e.recipient', filter.recipient],
       ['e.message_id', filter.messageId],
       ['e.stream', filter.stream],
     ] as const) {
