@@ -115,7 +115,7 @@ export interface PostgresStoreOptions {
   url: string;
   /** The schema every table lives in; created by migrate() if missing. */
   schema: string;
-  /** Connections in the pool (default 10). */
+  /** Connections in the pool (default 10); the bookkeeping pool has half as many (at least 2). */
   poolSize?: number;
   /**
    * Errors of idle pooled connections (the server restarted, a network cut). The pool drops the
@@ -347,9 +347,20 @@ const bodyKey = (messageId: string, variant: number): string => `${variant}:${me
  * they stay atomic without a BEGIN/COMMIT round trip each. Durability is PostgreSQL's commit
  * with synchronous_commit on; concurrent commits share WAL flushes in the server, so there is no
  * group-commit queue here.
+ *
+ * Delivery bookkeeping (leases, renewals, outcomes, heartbeats, shaping changes, connection
+ * slots) is not a promise to a client and goes through a second pool whose sessions commit with
+ * synchronous_commit=off: the commit is visible at once and answered without waiting for the WAL
+ * flush, which the next durable commit (or the WAL writer, within wal_writer_delay) does anyway.
+ * Like the SQLite store's lazy jobs: a crash of a node loses none of it (the server has it); a
+ * crash of the server can lose its last moments, and those deliveries are repeated (at least
+ * once, nothing lost). Measured (bench/relay.ts --store postgres): the flushes were the largest
+ * wait of the nodes' sessions (IO:WALSync, LWLock:WALWrite).
  */
 export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader {
   readonly #pool: Pool;
+  /** Delivery bookkeeping: sessions with synchronous_commit=off (see the class comment). */
+  readonly #lazyPool: Pool;
   /** Cluster-wide connection limits (delivery/connection-permits.ts). */
   readonly connectionSlots: PostgresConnectionSlots;
   readonly #url: string;
@@ -384,9 +395,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     this.#schema = options.schema;
     this.#url = options.url;
     const searchPath = escapeIdentifier(options.schema);
+    const poolSize = options.poolSize ?? 10;
     this.#pool = new Pool({
       connectionString: options.url,
-      max: options.poolSize ?? 10,
+      max: poolSize,
       // Awaited by pg-pool before a new connection is handed out; if it fails, the connection is
       // closed and the caller gets the error, so no statement ever runs against another schema.
       // 250 means durable: a server or role configured with synchronous_commit=off would
@@ -401,8 +413,19 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         );
       },
     });
+    this.#lazyPool = new Pool({
+      connectionString: options.url,
+      max: Math.max(2, Math.ceil(poolSize / 2)),
+      onConnect: async (client) => {
+        await client.query(
+          `SELECT set_config('search_path', $1, false), set_config('synchronous_commit', 'off', false)`,
+          [searchPath],
+        );
+      },
+    });
     this.#pool.on('error', options.onIdleError ?? (() => {}));
-    this.connectionSlots = new PostgresConnectionSlots(this.#pool);
+    this.#lazyPool.on('error', options.onIdleError ?? (() => {}));
+    this.connectionSlots = new PostgresConnectionSlots(this.#lazyPool);
   }
 
   async #all(text: string, values: unknown[] = []): Promise<Row[]> {
@@ -415,6 +438,12 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   async #run(text: string, values: unknown[] = []): Promise<number> {
     return (await this.#pool.query(text, values)).rowCount ?? 0;
+  }
+
+  /** A bookkeeping statement: committed without waiting for the WAL flush (#lazyPool). */
+  async #lazy(text: string, values: unknown[] = []): Promise<{ rows: Row[]; rowCount: number }> {
+    const result = await this.#lazyPool.query<Row>(text, values);
+    return { rows: result.rows, rowCount: result.rowCount ?? 0 };
   }
 
   /** Runs `work` in one transaction on one connection. */
@@ -476,7 +505,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     if (this.#closed) return;
     this.#closed = true;
     // Waits for checked-out connections to be released, so calls in flight finish first.
-    await this.#pool.end();
+    await Promise.all([this.#pool.end(), this.#lazyPool.end()]);
   }
 
   async createAccount(input: { id: string; name: string; createdAt: number }): Promise<Account> {
@@ -775,7 +804,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
    * recheck and is skipped, so that account comes up short and gets no top-up this call.
    */
   async #leasePass(input: LeaseRequest, pass: LeasePass): Promise<Row[]> {
-    return this.#all(
+    const { rows } = await this.#lazy(
       `WITH expired AS (
          SELECT x.id FROM unnest($4::text[], $5::int[]) AS e(kind, n)
          CROSS JOIN LATERAL (
@@ -807,11 +836,12 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         pass.shares.map((s) => s.share),
       ],
     );
+    return rows;
   }
 
   async renewLeases(input: { owner: string; ids: number[]; leaseUntil: number }): Promise<void> {
     if (input.ids.length === 0) return;
-    await this.#run(
+    await this.#lazy(
       `UPDATE recipients SET lease_until = $1
        WHERE id = ANY($2::bigint[]) AND lease_owner = $3 AND state = 'delivering'`,
       [input.leaseUntil, input.ids, input.owner],
@@ -819,7 +849,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async releaseLeases(owner: string | null, now: number): Promise<number> {
-    const n = await this.#run(
+    const { rowCount: n } = await this.#lazy(
       `UPDATE recipients SET state = CASE WHEN attempts > 0 THEN 'deferred' ELSE 'queued' END,
          lease_owner = NULL, lease_until = NULL, updated_at = $1
        WHERE state = 'delivering' AND ($2::text IS NULL OR lease_owner = $2)`,
@@ -883,7 +913,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     // One statement: the batch is atomic, and an event is written only for an applied outcome.
     // The lease condition is rechecked on the newest row version if a concurrent write (a cancel,
     // another node taking an expired lease) got there first.
-    const rows = await this.#all(
+    const { rows } = await this.#lazy(
       `WITH o AS (
          SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
            $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
@@ -1099,7 +1129,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   async recordShapingEvents(events: NewShapingEvent[]): Promise<void> {
     if (events.length === 0) return;
     const col = <T>(pick: (e: NewShapingEvent) => T): T[] => events.map(pick);
-    await this.#run(
+    await this.#lazy(
       `INSERT INTO shaping_events (at, node_id, type, rule, kind, scope_key, rate, until, reply)
        SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
          $8::bigint[], $9::text[])`,
@@ -1812,7 +1842,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async heartbeat(node: NodeHeartbeat, now: number): Promise<void> {
-    await this.#pool.query(
+    await this.#lazy(
       `INSERT INTO nodes (id, started_at, heartbeat_at, info) VALUES ($1, $2, $3, $4::jsonb)
        ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at,
          info = excluded.info`,
