@@ -15,6 +15,8 @@ export interface LoadTarget {
   dns: TestDnsServer;
   /** How many times each X-Load-Id reached the sink (a count above 1 is a duplicate). */
   arrivals: Map<string, number>;
+  /** When (performance.now() of this process) the final dot of each copy arrived, per X-Load-Id. */
+  arrivalTimes: Map<string, number[]>;
   /** POSTBOTE_* settings delivering to the sink (add the store's and the test's own). */
   env(dataDir: string): Record<string, string>;
   close(): Promise<void>;
@@ -25,6 +27,7 @@ export async function startLoadTarget(
   onArrival: (id: string) => SinkAction | undefined = () => undefined,
 ): Promise<LoadTarget> {
   const arrivals = new Map<string, number>();
+  const arrivalTimes = new Map<string, number[]>();
   const sink = await startScriptedSink({
     host: '127.0.0.2',
     hostname: 'mx.sink.test',
@@ -32,6 +35,9 @@ export async function startLoadTarget(
       if (cmd.verb !== 'DATA_END') return undefined;
       const id = cmd.transaction?.data ? loadIdOf(cmd.transaction.data) : '(none)';
       arrivals.set(id, (arrivals.get(id) ?? 0) + 1);
+      const times = arrivalTimes.get(id);
+      if (times) times.push(performance.now());
+      else arrivalTimes.set(id, [performance.now()]);
       return onArrival(id);
     },
   });
@@ -45,6 +51,7 @@ export async function startLoadTarget(
     sink,
     dns,
     arrivals,
+    arrivalTimes,
     env: (dataDir) => ({
       POSTBOTE_DATA_DIR: dataDir,
       POSTBOTE_DNS__SERVERS: dns.address,
