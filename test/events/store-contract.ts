@@ -161,6 +161,16 @@ export function eventsStoreContract(
           ['accepted', 'x@one.test'],
         ]);
         assert.deepEqual(await of('z@one.test'), [['unsubscribed', 'z@one.test']]);
+        // A page holding only the second recipient's events still numbers it within its message.
+        assert.deepEqual(
+          (await store.listEvents({ accountId: a, recipient: 'y@one.test' })).map((e) => e.recipientOrdinal),
+          [1],
+        );
+        assert.deepEqual(
+          (await store.listEvents({ accountId: a, recipient: 'x@one.test' })).map((e) => e.recipientOrdinal),
+          [null, 0],
+          'an event without a recipient row has no position',
+        );
         assert.deepEqual(await of('w@one.test'), []);
         const b = await account(store, 'b');
         assert.deepEqual(

@@ -1,4 +1,5 @@
 import type { PoolClient } from 'pg';
+import { EVENT_WITH_LABELS, enrichedEventsSql } from '../enriched-events.ts';
 import type {
   EnrichedEventRow,
   EventFilter,
@@ -69,11 +70,6 @@ function toWebhookBatch(r: Row): WebhookBatch {
   };
 }
 
-/** An event with its message's labels and the recipient's position in it (EnrichedEventRow). */
-const ENRICHED = `e.*, m.tags AS m_tags, m.metadata AS m_metadata,
-  CASE WHEN e.recipient_id IS NULL THEN NULL ELSE
-    (SELECT count(*) FROM recipients r WHERE r.message_id = e.message_id AND r.id < e.recipient_id) END AS rcpt_ordinal`;
-
 export async function appendEvents(db: PgQueries, events: NewEvent[]): Promise<number[]> {
   if (events.length === 0) return [];
   const rows = await db.all(
@@ -131,9 +127,13 @@ export async function listEvents(db: PgQueries, filter: EventFilter): Promise<En
   if (filter.messageId !== undefined) where.push(`e.message_id = ${p(clean(filter.messageId))}`);
   if (filter.stream !== undefined) where.push(`e.stream = ${p(clean(filter.stream))}`);
   const limit = p(Math.min(Math.max(filter.limit ?? 100, 1), 1000));
+  const direction = filter.ascending ? 'ASC' : 'DESC';
   const rows = await db.all(
-    `SELECT ${ENRICHED} FROM ${from} LEFT JOIN messages m ON m.id = e.message_id
-     WHERE ${where.join(' AND ')} ORDER BY ${idCol} ${filter.ascending ? 'ASC' : 'DESC'} LIMIT ${limit}`,
+    enrichedEventsSql(
+      `SELECT ${EVENT_WITH_LABELS} FROM ${from} LEFT JOIN messages m ON m.id = e.message_id
+       WHERE ${where.join(' AND ')} ORDER BY ${idCol} ${direction} LIMIT ${limit}`,
+      direction,
+    ),
     values,
   );
   return rows.map(toEnrichedEvent);
@@ -145,8 +145,11 @@ export async function eventsAfter(
   limit: number,
 ): Promise<EnrichedEventRow[]> {
   const rows = await db.all(
-    `SELECT ${ENRICHED} FROM events e LEFT JOIN messages m ON m.id = e.message_id
-     WHERE e.id > $1 ORDER BY e.id LIMIT $2`,
+    enrichedEventsSql(
+      `SELECT ${EVENT_WITH_LABELS} FROM events e LEFT JOIN messages m ON m.id = e.message_id
+       WHERE e.id > $1 ORDER BY e.id LIMIT $2`,
+      'ASC',
+    ),
     [afterId, Math.min(Math.max(limit, 1), 10_000)],
   );
   return rows.map(toEnrichedEvent);

@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type SQLInputValue, type StatementSync } from 'node:sqlite';
 import { bounceReply } from '../bounce-reply.ts';
 import { isDefaultStream, withDefaultStreams } from '../default-streams.ts';
+import { EVENT_WITH_LABELS, enrichedEventsSql } from '../enriched-events.ts';
 import { SchemaTooNewError } from '../errors.ts';
 import { type LaneClaim, type LeasePass, LeasePlan } from '../lease-plan.ts';
 import { oneLine } from '../one-line.ts';
@@ -321,10 +322,6 @@ function toEvent(r: Row): EventRow {
 }
 
 /** An event with its message's labels and the recipient's position in it (EnrichedEventRow). */
-const ENRICHED_EVENT = `e.*, m.tags AS m_tags, m.metadata AS m_metadata,
-  CASE WHEN e.recipient_id IS NULL THEN NULL ELSE
-    (SELECT COUNT(*) FROM recipients r WHERE r.message_id = e.message_id AND r.id < e.recipient_id) END AS rcpt_ordinal`;
-
 function toEnrichedEvent(r: Row): EnrichedEventRow {
   return {
     ...toEvent(r),
@@ -2210,19 +2207,25 @@ export class SqliteStore implements Store {
       params.push(filter.to);
     }
     params.push(Math.min(Math.max(filter.limit ?? 100, 1), 1000));
+    const direction = filter.ascending ? 'ASC' : 'DESC';
     return this.#all(
-      `SELECT ${ENRICHED_EVENT}
-       FROM ${from} LEFT JOIN messages m ON m.id = e.message_id
-       WHERE ${where.join(' AND ')} ORDER BY ${idCol} ${filter.ascending ? 'ASC' : 'DESC'} LIMIT ?`,
+      enrichedEventsSql(
+        `SELECT ${EVENT_WITH_LABELS}
+         FROM ${from} LEFT JOIN messages m ON m.id = e.message_id
+         WHERE ${where.join(' AND ')} ORDER BY ${idCol} ${direction} LIMIT ?`,
+        direction,
+      ),
       ...params,
     ).map(toEnrichedEvent);
   }
 
   async eventsAfter(afterId: number, limit: number): Promise<EnrichedEventRow[]> {
     return this.#all(
-      `SELECT ${ENRICHED_EVENT}
-       FROM events e LEFT JOIN messages m ON m.id = e.message_id
-       WHERE e.id > ? ORDER BY e.id LIMIT ?`,
+      enrichedEventsSql(
+        `SELECT ${EVENT_WITH_LABELS} FROM events e LEFT JOIN messages m ON m.id = e.message_id
+         WHERE e.id > ? ORDER BY e.id LIMIT ?`,
+        'ASC',
+      ),
       afterId,
       Math.min(Math.max(limit, 1), 10_000),
     ).map(toEnrichedEvent);
