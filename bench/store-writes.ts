@@ -5,7 +5,7 @@
  * syscall, WAL frames and checkpoints), CPU from process.cpuUsage. Unlike throughput, both are
  * steady from run to run, so a change to the schema or the statements can be compared exactly.
  *
- *   node bench/store-writes.ts [--messages 20000] [--intake 4] [--lease 4] [--outcomes 2]
+ *   node bench/store-writes.ts [--messages 20000] [--intake 4] [--lease 4] [--outcomes 2] [--size 2000]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -23,6 +23,7 @@ const { values: args } = parseArgs({
     intake: { type: 'string', default: '4' },
     lease: { type: 'string', default: '4' },
     outcomes: { type: 'string', default: '2' },
+    size: { type: 'string', default: '2000' },
     drop: { type: 'string', default: '' },
   },
 });
@@ -56,7 +57,7 @@ try {
   }
   const accountId = newId(Date.now());
   await store.createAccount({ id: accountId, name: 'bench', createdAt: Date.now() });
-  const body = Buffer.alloc(2000, 'x');
+  const body = Buffer.alloc(Number(args.size), 'x');
 
   function message(): NewMessage {
     const now = Date.now();
