@@ -189,6 +189,49 @@ if (admin) {
       }
     });
 
+    it('a lease brings the bodies (up to 64 KB) of the copies it leases, each taken once; larger ones are read when asked for', async () => {
+      const { schema, drop } = freshSchema();
+      const store = new PostgresStore({ url, schema, poolSize: 2 });
+      try {
+        await store.migrate();
+        await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        const small = Buffer.from('Subject: small\r\n\r\nhi\r\n');
+        const large = Buffer.alloc(100 * 1024, 'x');
+        const copies = [
+          Buffer.from('Subject: for x\r\n\r\nx\r\n'),
+          Buffer.from('Subject: for y\r\n\r\ny\r\n'),
+        ];
+        await store.insertMessages([
+          { ...sampleMessage('a1', ['a@one.test', 'b@one.test']), id: 'small', body: small },
+          { ...sampleMessage('a1', ['c@one.test']), id: 'large', body: large },
+          {
+            ...sampleMessage('a1', []),
+            id: 'personal',
+            body: Buffer.alloc(0),
+            recipients: [
+              { address: 'x@one.test', domain: 'one.test', variant: 1 },
+              { address: 'y@one.test', domain: 'one.test', variant: 2 },
+            ],
+            variants: copies,
+          },
+        ]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 10, leaseUntil: T0 + 60_000 });
+        assert.equal(leased.length, 5);
+        // The table loses the bodies behind the store's back: what getBody still returns came with
+        // the lease; what it no longer finds would have been a read of its own.
+        await admin.query(`UPDATE ${escapeIdentifier(schema)}.messages SET body = NULL`);
+        await admin.query(`UPDATE ${escapeIdentifier(schema)}.message_variants SET body = NULL`);
+        assert.deepEqual(await store.getBody('small'), small, 'one copy for both of its recipients');
+        assert.deepEqual(await store.getBody('personal', 1), copies[0]);
+        assert.deepEqual(await store.getBody('personal', 2), copies[1]);
+        assert.equal(await store.getBody('large'), undefined, 'a body over 64 KB is read when asked for');
+        assert.equal(await store.getBody('small'), undefined, 'taken once: asked again, it is read');
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
     it('records a remote reply containing NUL (PostgreSQL refuses NUL in text)', async () => {
       const { schema, drop } = freshSchema();
       const store = new PostgresStore({ url, schema, poolSize: 2 });

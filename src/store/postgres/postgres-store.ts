@@ -338,6 +338,60 @@ interface BodyWanted {
   variant: number;
 }
 
+/** Bodies larger than this are not sent with a lease: the delivery reads them when it needs them. */
+const PREFETCH_BODY_MAX_BYTES = 64 * 1024;
+/** Bytes of prefetched bodies kept at most: unclaimed ones (a lease released before delivery) go oldest first. */
+const PREFETCHED_BYTES_MAX = 8 * 1024 * 1024;
+/**
+ * How long a prefetched body may wait for its delivery. The delivery asks within moments; an
+ * unclaimed one (its message already in the delivery's body cache) must not outlive a purge or
+ * an erasure run by another node, which only touch mail far older than this.
+ */
+const PREFETCHED_TTL_MS = 60_000;
+
+/**
+ * Bodies that arrived with a lease, until the delivery takes them: bounded in bytes (oldest
+ * dropped first) and in age; emptied by this node's purges and erasures.
+ */
+class PrefetchedBodies {
+  readonly #maxBytes: number;
+  readonly #bodies = new Map<string, { body: Buffer; at: number }>();
+  #bytes = 0;
+
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+  }
+
+  put(key: string, body: Buffer): void {
+    this.#remove(key);
+    this.#bodies.set(key, { body, at: Date.now() });
+    this.#bytes += body.length;
+    for (const oldest of this.#bodies.keys()) {
+      if (this.#bytes <= this.#maxBytes) break;
+      this.#remove(oldest);
+    }
+  }
+
+  take(key: string): Buffer | undefined {
+    const entry = this.#remove(key);
+    return entry && Date.now() - entry.at <= PREFETCHED_TTL_MS ? entry.body : undefined;
+  }
+
+  clear(): void {
+    this.#bodies.clear();
+    this.#bytes = 0;
+  }
+
+  #remove(key: string): { body: Buffer; at: number } | undefined {
+    const entry = this.#bodies.get(key);
+    if (entry) {
+      this.#bodies.delete(key);
+      this.#bytes -= entry.body.length;
+    }
+    return entry;
+  }
+}
+
 /** The key of a body in #loadBodies' result. */
 const bodyKey = (messageId: string, variant: number): string => `${variant}:${messageId}`;
 
@@ -377,6 +431,12 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   // The delivery engine asks for one body per transaction; those asked for while a read is
   // running come back together in the next one (keyed by bodyKey).
   readonly #bodies = new Batcher<BodyWanted, Map<string, Buffer>>((wanted) => this.#loadBodies(wanted), 200);
+  /**
+   * Bodies that came with a lease (#leasePass: the first leased recipient of each copy brings
+   * it, when it is at most PREFETCH_BODY_MAX_BYTES), taken by the delivery's getBody: one
+   * statement per lease instead of a lease and a body read.
+   */
+  readonly #prefetched = new PrefetchedBodies(PREFETCHED_BYTES_MAX);
   /** One batcher per lease owner (in practice the one node id of this process). */
   readonly #outcomes = new Map<string, Batcher<Outcome, Set<number>>>();
   /**
@@ -818,13 +878,23 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
            ORDER BY q.next_attempt_at LIMIT s.share FOR UPDATE SKIP LOCKED) x
        ), picked AS (
          SELECT id, true AS expired FROM expired UNION ALL SELECT id, false FROM due
+       ), leased AS (
+         UPDATE recipients r SET state = 'delivering', lease_owner = $2, lease_until = $3, updated_at = $1
+         FROM picked p, messages m
+         WHERE r.id = p.id AND m.id = r.message_id
+         RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn, r.stream,
+           r.kind, r.variant, CASE WHEN m.envelope_from <> '' THEN m.envelope_from ELSE m.mail_from END AS mail_from,
+           p.expired
+       ), numbered AS (
+         SELECT l.*, row_number() OVER (PARTITION BY l.message_id, l.variant ORDER BY l.id) AS nth FROM leased l
        )
-       UPDATE recipients r SET state = 'delivering', lease_owner = $2, lease_until = $3, updated_at = $1
-       FROM picked p, messages m
-       WHERE r.id = p.id AND m.id = r.message_id
-       RETURNING r.id, r.message_id, r.account_id, r.address, r.domain, r.attempts, r.created_at, r.dsn, r.stream,
-         r.kind, r.variant, CASE WHEN m.envelope_from <> '' THEN m.envelope_from ELSE m.mail_from END AS mail_from,
-         p.expired`,
+       SELECT n.*, CASE WHEN n.nth = 1 THEN (
+           CASE WHEN n.variant = 0
+             THEN (SELECT b.body FROM messages b WHERE b.id = n.message_id AND octet_length(b.body) <= $9)
+             ELSE (SELECT v.body FROM message_variants v
+                   WHERE v.message_id = n.message_id AND v.variant = n.variant AND octet_length(v.body) <= $9)
+           END) END AS body
+       FROM numbered n`,
       [
         input.now,
         input.owner,
@@ -834,8 +904,13 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
         pass.shares.map((s) => s.kind),
         pass.shares.map((s) => s.accountId),
         pass.shares.map((s) => s.share),
+        PREFETCH_BODY_MAX_BYTES,
       ],
     );
+    for (const r of rows) {
+      if (r.body instanceof Buffer)
+        this.#prefetched.put(bodyKey(String(r.message_id), num(r.variant)), r.body);
+    }
     return rows;
   }
 
@@ -871,7 +946,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async getBody(messageId: string, variant = 0): Promise<Buffer | undefined> {
-    return (await this.#bodies.add([{ messageId, variant }])).get(bodyKey(messageId, variant));
+    const key = bodyKey(messageId, variant);
+    return this.#prefetched.take(key) ?? (await this.#bodies.add([{ messageId, variant }])).get(key);
   }
 
   /** One read for a batch of bodies: messages' own (variant 0) by id, copies by (id, variant). */
@@ -1239,6 +1315,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   // Candidates are locked with SKIP LOCKED: a `postbote gc` running beside the cluster's own
   // retention task takes other messages instead of waiting for the same ones.
   async purgeBodies(batch: PurgeBatch): Promise<number> {
+    this.#prefetched.clear();
     const { before, limit } = batch;
     const scope = guardStore.purgeScope(batch, 3);
     return this.#run(
@@ -1254,6 +1331,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async purgeMessages(batch: PurgeBatch): Promise<number> {
+    this.#prefetched.clear();
     const { before, limit } = batch;
     const scope = guardStore.purgeScope(batch, 3);
     // One statement: the foreign keys to messages are checked at its end, when all are gone.
@@ -1913,6 +1991,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     token: string;
     now: number;
   }): Promise<ErasureResult> {
+    this.#prefetched.clear();
     return this.#transaction((client) => privacyStore.eraseAddress(client, this.#schema, input));
   }
 
