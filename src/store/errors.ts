@@ -28,7 +28,6 @@ const STORE_GONE_TEXT = /^the store is closed$|the SQLite store thread|the store
 export const STORE_FLUSH_FAILED = 'POSTBOTE_STORE_FLUSH_FAILED';
 /** Node and pg client errors of a database connection that is gone or never came. */
 const CONNECTION_CODES = new Set([
-  STORE_FLUSH_FAILED,
   'ECONNREFUSED',
   'ECONNRESET',
   'ETIMEDOUT',
@@ -53,7 +52,7 @@ export function isStoreUnavailable(err: unknown): boolean {
     if (typeof errcode === 'number' && SQLITE_TRANSIENT.has(errcode & 0xff)) return true;
     if (code === 'ERR_SQLITE_ERROR' && SQLITE_TRANSIENT_TEXT.test(text)) return true;
     if (typeof code === 'string') {
-      if (CONNECTION_CODES.has(code)) return true;
+      if (CONNECTION_CODES.has(code) || code === STORE_FLUSH_FAILED) return true;
       // PostgreSQL SQLSTATE: 08 connection exception, 53 insufficient resources (53100 disk
       // full), 57P01-57P03 the server shutting down, crashed or not yet accepting connections.
       if (/^08...$|^53...$|^57P0[123]$/.test(code)) return true;
