@@ -46,6 +46,8 @@ import {
   sampleMemory,
   sleep,
   storageWriteBytes,
+  threadCpuSeconds,
+  threadCpuText,
 } from './lib/processes.ts';
 import {
   backgroundNote,
@@ -257,6 +259,7 @@ async function phasePostbote(ctx: Context): Promise<Row> {
   });
   const deadline = ctx.deadline();
   const cpu0 = node.cpuSeconds();
+  const threads0 = threadCpuSeconds(node.child.pid);
   const written0 = storageWriteBytes(node.child.pid) ?? 0;
   const src = await standardLoad(ctx, node.submissionPort, deadline);
   sourceNotes(src, row);
@@ -271,6 +274,7 @@ async function phasePostbote(ctx: Context): Promise<Row> {
   }
   const peak = node.peakRssKb();
   const cpu = node.cpuSeconds() - cpu0;
+  const threads = threadCpuText(threads0, threadCpuSeconds(node.child.pid), N);
   const written = (storageWriteBytes(node.child.pid) ?? 0) - written0;
   const breakdown = rssBreakdownKb(node.child.pid);
   const busyS = ((arrived.at ?? Date.now()) - src.startedAt) / 1000;
@@ -306,6 +310,7 @@ async function phasePostbote(ctx: Context): Promise<Row> {
       `(${(cpu / busyS).toFixed(2)} cores, all threads; ${((cpu * 1000) / N).toFixed(2)} ms per message); ` +
       `log level ${LOG_LEVEL}: ${JSON.stringify(node.logLevels)} lines`,
   );
+  row.notes.push(`CPU by thread (and per message): ${threads}`);
   row.notes.push(
     `storage writes by Postbote (write_bytes of /proc/PID/io): ${(written / N / 1024).toFixed(0)} KB per message ` +
       `of ${SIZE} body bytes; RSS at the end: ${breakdownText(breakdown)}`,

@@ -217,6 +217,43 @@ export function cpuSeconds(pid: number | 'self', withChildren = false): number {
   return (own + children) / TICKS_PER_SECOND;
 }
 
+/**
+ * CPU seconds (user + system) of a process's threads so far, summed by thread name: Postbote's
+ * `MainThread`, `store` and `delivery` workers, V8's `V8Worker` helpers (GC, compilation),
+ * libuv's pool (`libuv-worker`). Threads that ended are not counted.
+ */
+export function threadCpuSeconds(pid: number): Map<string, number> {
+  const byName = new Map<string, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return byName;
+  }
+  for (const tid of tids) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+      const seconds = (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+      byName.set(name, (byName.get(name) ?? 0) + seconds);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return byName;
+}
+
+/** Per-thread-name CPU used between two threadCpuSeconds samples, largest first, as text. */
+export function threadCpuText(before: Map<string, number>, after: Map<string, number>, per: number): string {
+  return [...after]
+    .map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
+    .filter(([, s]) => s >= 0.05)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, s]) => `${name} ${s.toFixed(1)} s (${((s * 1e6) / per).toFixed(0)} µs)`)
+    .join(', ');
+}
+
 /** Busy CPU seconds of the whole machine so far (all cores), from /proc/stat. */
 export function machineBusySeconds(): number {
   const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';

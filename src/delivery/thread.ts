@@ -17,6 +17,7 @@ export async function startDeliveryThread(deps: {
 }): Promise<DeliveryEngine> {
   const storePort = deps.store.openPort();
   const worker = new Worker(new URL('./thread-worker.ts', import.meta.url), {
+    name: 'delivery',
     workerData: { config: deps.config, storePort },
     transferList: storePort ? [storePort] : [],
     // Workers do not inherit --max-semi-space-size. Small limits keep the thread's footprint

@@ -243,6 +243,7 @@ function createStoreClient(
  */
 export function createThreadedSqliteStore(path: string): ThreadedStore {
   const worker = new Worker(new URL('./worker.ts', import.meta.url), {
+    name: 'store',
     workerData: { path },
     // The worker holds no large JS state (bodies are external buffers, results are handed back
     // at once): small heap limits keep its footprint down (measured: 100,000 queued, 333 → 283 MB
