@@ -3,11 +3,14 @@ import type { Store } from '../store/store.ts';
 import type { LeasedRecipient, Outcome, Reply } from '../store/types.ts';
 import { BodyCache } from './body-cache.ts';
 import type { Destination, DestinationResult } from './destination.ts';
+import { OutcomeBatch } from './outcome-batch.ts';
 import type { OutcomeJournal } from './outcome-journal.ts';
 import type { RetryPolicy } from './retry-policy.ts';
 
 /** The part of the lease window broadcast mail may fill; the rest is kept for transactional mail. */
 const BROADCAST_SHARE = 0.8;
+/** A full outcome batch is written at once (outcome-batch.ts). */
+const MAX_OUTCOMES_PER_WRITE = 500;
 
 export interface SchedulerOptions {
   store: Store;
@@ -26,6 +29,12 @@ export interface SchedulerOptions {
   pollMs?: number;
   /** How long a wake-up waits to gather more wake-ups into one lease (default 2 ms). */
   wakeDelayMs?: number;
+  /**
+   * How long outcomes wait to share one store write with other transactions' (outcome-batch.ts;
+   * default 10 ms). Only outcomes no connection waits for: those whose deliveries are in the
+   * journal, and refusals and deferrals.
+   */
+  outcomeGatherMs?: number;
   /** Called with recipients that just failed for good (bounced/expired), for DSNs. */
   onFinalFailure?: (failures: FinalFailure[]) => void;
   /** Called with every outcome the store applied (metrics: stats/delivery-metrics.ts). */
@@ -78,6 +87,7 @@ export class Scheduler {
   > &
     Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal'>;
   readonly #bodies: BodyCache;
+  readonly #outcomes: OutcomeBatch;
   readonly #inflight = new Set<number>();
   /** Broadcast recipients among #inflight: they may fill only part of the window. */
   #inflightBroadcast = 0;
@@ -90,7 +100,17 @@ export class Scheduler {
   readonly #counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0 };
 
   constructor(options: SchedulerOptions) {
-    this.#o = { pollMs: 1000, wakeDelayMs: 2, bodyCacheBytes: 16 * 1024 * 1024, ...options };
+    this.#o = {
+      pollMs: 1000,
+      wakeDelayMs: 2,
+      outcomeGatherMs: 10,
+      bodyCacheBytes: 16 * 1024 * 1024,
+      ...options,
+    };
+    this.#outcomes = new OutcomeBatch((outcomes) => this.#record(outcomes), {
+      gatherMs: this.#o.outcomeGatherMs,
+      max: MAX_OUTCOMES_PER_WRITE,
+    });
     this.#bodies = new BodyCache((key) => {
       const [id = '', variant = '0'] = key.split('\0');
       return options.store.getBody(id, Number(variant));
@@ -122,11 +142,16 @@ export class Scheduler {
     this.#stopping = true;
     this.wake();
     await this.#loop;
-    const all = Promise.allSettled([...this.#running]);
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([all, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
-    clearTimeout(timer);
+    const within = async (work: Promise<unknown>): Promise<void> => {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([work, new Promise((r) => (timer = setTimeout(r, graceMs)))]);
+      clearTimeout(timer);
+    };
+    await within(Promise.allSettled([...this.#running]));
     clearInterval(this.#renewTimer);
+    // Outcomes still gathering go first: a lease released under them would refuse them, and
+    // their recipients would be sent again. Bounded too, for a store that no longer answers.
+    await within(this.#outcomes.flush());
     const released = await this.#o.store.releaseLeases(this.#o.owner, this.#o.clock());
     if (released > 0) this.#o.logger.info({ released }, 'released leases of unfinished deliveries');
   }
@@ -279,9 +304,9 @@ export class Scheduler {
       );
       for (const r of part) settled.add(r.id);
       if (part.length === 0) return Promise.resolve();
-      const done = this.#settle({ ...tx, recipients: part }, answer);
-      settling.push(done);
-      return done;
+      const { released, recorded } = this.#settle({ ...tx, recipients: part }, answer);
+      settling.push(recorded);
+      return released;
     };
     try {
       result = await this.#o.destination.deliver({
@@ -321,12 +346,17 @@ export class Scheduler {
     await settle(result);
     const unanswered = tx.recipients.filter((r) => !settled.has(r.id));
     for (const r of unanswered) settled.add(r.id);
-    if (unanswered.length > 0) settling.push(this.#settle({ ...tx, recipients: unanswered }, result));
+    if (unanswered.length > 0)
+      settling.push(this.#settle({ ...tx, recipients: unanswered }, result).recorded);
+    // The recipients stay in flight (and leased) until the store has their outcomes.
     await Promise.all(settling);
   }
 
-  /** Turns one transaction's answer into outcomes, records them, and queues DSNs. */
-  async #settle(tx: Transaction, result: DestinationResult): Promise<void> {
+  /**
+   * Turns one transaction's answer into outcomes, records them, and queues DSNs. `released`:
+   * the connection may carry its next transaction; `recorded`: the store has the outcomes.
+   */
+  #settle(tx: Transaction, result: DestinationResult): { released: Promise<void>; recorded: Promise<void> } {
     const { clock, logger } = this.#o;
     const now = clock();
     const outcomes: Outcome[] = [];
@@ -414,10 +444,22 @@ export class Scheduler {
     }
     // The remote side has it: on disk before anything else can be cut short by a kill.
     const journaled = this.#o.journal?.append(outcomes) ?? false;
-    const stored = await this.#record(outcomes);
-    // Left in the journal when the store never took it: the next start replays it.
-    if (journaled && stored) this.#o.journal?.recorded();
-    const applied = stored ?? new Set<number>();
+    // A connection carries its next transaction only once a kill could not make us send this
+    // one again: its deliveries are in the journal, or in the store. (A refusal or deferral
+    // resent after a crash gets the same answer and reaches nobody.) Until then the write goes
+    // at once; otherwise it waits a moment to share one store write with other transactions'.
+    const urgent = !journaled && outcomes.some((o) => o.state === 'delivered');
+    const recorded = this.#outcomes.add(outcomes, urgent).then((stored) => {
+      // Left in the journal when the store never took it: the next start replays it.
+      if (journaled && stored) this.#o.journal?.recorded();
+      this.#afterRecorded(tx, outcomes, finals, stored ?? new Set<number>());
+    });
+    return { released: urgent ? recorded : Promise.resolve(), recorded };
+  }
+
+  /** Counts, metrics, DSNs and bounce handling for the outcomes the store applied. */
+  #afterRecorded(tx: Transaction, outcomes: Outcome[], finals: FinalFailure[], applied: Set<number>): void {
+    const { logger } = this.#o;
     this.#o.onRecorded?.(outcomes.filter((o) => applied.has(o.recipientId)));
     const counts = this.#counts;
     for (const o of outcomes) {

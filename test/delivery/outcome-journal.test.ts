@@ -3,7 +3,7 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import type { Destination } from '../../src/delivery/destination.ts';
+import type { Destination, DestinationResult } from '../../src/delivery/destination.ts';
 import {
   OutcomeJournal,
   outcomeJournalPath,
@@ -18,21 +18,62 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { Store } from '../../src/store/store.ts';
 import type { Outcome } from '../../src/store/types.ts';
 import { fakeClock } from '../support/fake-clock.ts';
+import { sampleOutcome as outcome } from '../support/outcomes.ts';
 import { waitFor } from '../support/postbote-process.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
-function outcome(recipientId: number, state: Outcome['state'] = 'delivered'): Outcome {
+/** A destination's answer: every recipient delivered. */
+function allDelivered(recipients: string[]): DestinationResult {
   return {
-    at: 1000,
-    recipientId,
-    messageId: 'm1',
-    accountId: 'acct',
-    recipient: `r${recipientId}@one.test`,
-    state,
-    attempted: true,
-    reply: { code: 250, enhanced: '2.0.0', text: 'ok' },
-    event: { type: 'delivered', data: { mxHost: 'mx.one.test' } },
+    recipients: recipients.map((address) => ({
+      address,
+      outcome: 'delivered' as const,
+      reply: { code: 250, enhanced: '2.0.0', text: 'queued as X' },
+    })),
+    connection: { mxHost: 'mx.one.test', ip: '192.0.2.1', port: 25, tls: null },
+    site: 'mx.one.test',
+    durationMs: 1,
   };
+}
+
+function testScheduler(
+  store: Store,
+  destination: Destination,
+  clock: { now: () => number },
+  owner: string,
+  journal?: OutcomeJournal,
+): Scheduler {
+  return new Scheduler({
+    store,
+    destination,
+    retryPolicy: createRetryPolicy({ firstRetrySeconds: 60, maxAgeSeconds: 600, jitter: 0 }, () => 0.5),
+    clock: clock.now,
+    logger: silentLogger(),
+    owner,
+    window: 100,
+    batchSize: 50,
+    leaseMs: 60_000,
+    maxRecipientsPerTransaction: 100,
+    pollMs: 20,
+    ...(journal ? { journal } : {}),
+  });
+}
+
+/** One message to `to`, accepted into `store`; its id. */
+async function submit(store: Store, clock: { now: () => number }, to: string[]): Promise<string> {
+  const intake = createIntake({ store, clock: clock.now, hostname: 'relay.test', dsnOnFailure: true });
+  const { id } = await intake.submit({
+    accountId: 'acct',
+    credentialId: null,
+    mailFrom: 'sender@example.com',
+    recipients: to.map((address) => ({ address })),
+    raw: Buffer.from('Subject: t\r\n\r\nhello\r\n'),
+    source: 'smtp',
+    clientIp: '127.0.0.1',
+    dsn: {},
+    trace: { heloName: 'client', protocol: 'ESMTP' },
+  });
+  return id;
 }
 
 describe('outcome journal', () => {
@@ -149,6 +190,80 @@ describe('outcome journal', () => {
     );
   });
 
+  it('a connection waits for the store only for deliveries the journal could not take', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore(join(dir.path, 'postbote.db'));
+    try {
+      await store.migrate();
+      await store.createAccount({ id: 'acct', name: 'acct', createdAt: 0 });
+      const clock = fakeClock();
+      // The store takes outcomes only when the test opens the gate.
+      let openStore: () => void = () => {};
+      let storeOpen = Promise.resolve();
+      const closeStore = () => (storeOpen = new Promise<void>((r) => (openStore = r)));
+      let writes = 0;
+      const slowStore: Store = new Proxy(store, {
+        get(target, prop, receiver) {
+          if (prop === 'recordOutcomes') {
+            return async (owner: string, outcomes: Outcome[]) => {
+              writes++;
+              await storeOpen;
+              return target.recordOutcomes(owner, outcomes);
+            };
+          }
+          const value = Reflect.get(target, prop, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      // Like the session pool: the destination settles the answer before it reuses the connection.
+      const released: string[] = [];
+      const destination: Destination = {
+        async deliver(request) {
+          const result = allDelivered(request.recipients);
+          await request.settle?.(result);
+          released.push(...request.recipients);
+          return result;
+        },
+      };
+      const run = async (journal: OutcomeJournal | undefined, to: string) => {
+        const scheduler = testScheduler(slowStore, destination, clock, 'node', journal);
+        const id = await submit(store, clock, [to]);
+        scheduler.start();
+        scheduler.wake();
+        return { scheduler, id };
+      };
+
+      // With the journal: released while the store write still waits.
+      const journal = new OutcomeJournal(join(dir.path, 'outcomes.journal'), silentLogger());
+      closeStore();
+      const first = await run(journal, 'a@one.test');
+      await waitFor(() => released.includes('a@one.test') && writes === 1, {
+        what: 'release before the store',
+      });
+      openStore();
+      await first.scheduler.stop();
+      // Without it (no journal, or a full disk): the connection waits for the store.
+      closeStore();
+      const second = await run(undefined, 'b@one.test');
+      await waitFor(() => writes === 2, { what: 'the second store write' });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(released, ['a@one.test'], 'no release before the store has the delivery');
+      openStore();
+      await waitFor(() => released.includes('b@one.test'), { what: 'release after the store' });
+      await second.scheduler.stop();
+      for (const id of [first.id, second.id]) {
+        assert.deepEqual(
+          (await store.getRecipients(id)).map((r) => r.state),
+          ['delivered'],
+        );
+      }
+      journal.close();
+    } finally {
+      await store.close();
+      dir.cleanup();
+    }
+  });
+
   it('a delivery answered 250 but killed before its store commit is recorded at the next start, not sent again', async () => {
     const dir = tempDir();
     const store = new SqliteStore(join(dir.path, 'postbote.db'));
@@ -161,16 +276,7 @@ describe('outcome journal', () => {
       const destination: Destination = {
         async deliver(request) {
           sent.push(...request.recipients);
-          return {
-            recipients: request.recipients.map((address) => ({
-              address,
-              outcome: 'delivered' as const,
-              reply: { code: 250, enhanced: '2.0.0', text: 'queued as X' },
-            })),
-            connection: { mxHost: 'mx.one.test', ip: '192.0.2.1', port: 25, tls: null },
-            site: 'mx.one.test',
-            durationMs: 1,
-          };
+          return allDelivered(request.recipients);
         },
       };
       // The first run's outcomes never reach the store: the process is "killed" right after
@@ -190,32 +296,8 @@ describe('outcome journal', () => {
         },
       });
       const scheduler = (s: Store, owner: string, journal: OutcomeJournal) =>
-        new Scheduler({
-          store: s,
-          destination,
-          retryPolicy: createRetryPolicy({ firstRetrySeconds: 60, maxAgeSeconds: 600, jitter: 0 }, () => 0.5),
-          clock: clock.now,
-          logger: silentLogger(),
-          owner,
-          window: 100,
-          batchSize: 50,
-          leaseMs: 60_000,
-          maxRecipientsPerTransaction: 100,
-          pollMs: 20,
-          journal,
-        });
-      const intake = createIntake({ store, clock: clock.now, hostname: 'relay.test', dsnOnFailure: true });
-      const { id } = await intake.submit({
-        accountId: 'acct',
-        credentialId: null,
-        mailFrom: 'sender@example.com',
-        recipients: [{ address: 'a@one.test' }, { address: 'b@one.test' }],
-        raw: Buffer.from('Subject: t\r\n\r\nhello\r\n'),
-        source: 'smtp',
-        clientIp: '127.0.0.1',
-        dsn: {},
-        trace: { heloName: 'client', protocol: 'ESMTP' },
-      });
+        testScheduler(s, destination, clock, owner, journal);
+      const id = await submit(store, clock, ['a@one.test', 'b@one.test']);
 
       const first = scheduler(killedBeforeCommit, 'run-1', new OutcomeJournal(path, silentLogger()));
       first.start();
