@@ -1,11 +1,16 @@
 /**
- * What the embedded store writes and spends per message on the relay path, without SMTP or
- * sockets: intake commits, leases and delivered outcomes against SqliteStore in this process,
- * in the batch sizes the relay bench sees. Bytes come from /proc/self/io (wchar: every write
- * syscall, WAL frames and checkpoints), CPU from process.cpuUsage. Unlike throughput, both are
- * steady from run to run, so a change to the schema or the statements can be compared exactly.
+ * What the store writes and spends per message on the relay path, without SMTP or sockets:
+ * intake commits, leases and delivered outcomes against SqliteStore in this process, in the
+ * batch sizes the relay bench sees. Bytes come from /proc/self/io (wchar: every write syscall,
+ * WAL frames and checkpoints), CPU from process.cpuUsage. Unlike throughput, both are steady
+ * from run to run, so a change to the schema or the statements can be compared exactly.
  *
- *   node bench/store-writes.ts [--messages 20000] [--intake 4] [--lease 4] [--outcomes 2] [--size 2000]
+ * With `--store postgres` the same calls go to a PostgresStore on a fresh schema of
+ * POSTBOTE_TEST_PG_URL (default the local test database), and the figures are the CPU of the
+ * database server (when it runs on this machine) and of this process, per message.
+ *
+ *   node bench/store-writes.ts [--store sqlite|postgres] [--messages 20000] [--intake 4] [--lease 4]
+ *     [--outcomes 2] [--size 2000] [--drop INDEX,…]
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -13,9 +18,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { parseArgs } from 'node:util';
+import { escapeIdentifier } from 'pg';
 import { newId } from '../src/store/ids.ts';
+import { PostgresStore } from '../src/store/postgres/postgres-store.ts';
 import { SqliteStore } from '../src/store/sqlite/sqlite-store.ts';
+import type { Store } from '../src/store/store.ts';
 import type { LeasedRecipient, NewMessage, Outcome } from '../src/store/types.ts';
+import { testDatabaseUrl } from '../test/support/postgres.ts';
+import { connectPostgres, describeServer, freshSchemaName, serverCpuSeconds } from './lib/postgres.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -25,6 +35,7 @@ const { values: args } = parseArgs({
     outcomes: { type: 'string', default: '2' },
     size: { type: 'string', default: '2000' },
     drop: { type: 'string', default: '' },
+    store: { type: 'string', default: 'sqlite' },
   },
 });
 const total = Number(args.messages);
@@ -45,8 +56,30 @@ function cpuMs(): number {
   return (u.user + u.system) / 1000;
 }
 
+if (args.store !== 'sqlite' && args.store !== 'postgres') throw new Error('--store is sqlite or postgres');
+const onPostgres = args.store === 'postgres';
+if (onPostgres && args.drop) throw new Error('--drop is for SQLite');
+
 const dir = mkdtempSync(join(tmpdir(), 'postbote-store-writes-'));
-const store = new SqliteStore(join(dir, 'postbote.db'));
+let store: Store;
+/** CPU seconds of the database server so far (PostgreSQL on this machine), else 0. */
+let serverCpu = (): number => 0;
+let cleanup = async (): Promise<void> => {};
+if (onPostgres) {
+  const url = testDatabaseUrl;
+  const conn = await connectPostgres(url);
+  if ('reason' in conn) throw new Error(conn.reason);
+  const { postmasterPid } = await describeServer(conn.client);
+  if (postmasterPid !== undefined) serverCpu = () => serverCpuSeconds(postmasterPid);
+  const schema = freshSchemaName('postbote_store_writes');
+  store = new PostgresStore({ url, schema, poolSize: 4 });
+  cleanup = async () => {
+    await conn.client.query(`DROP SCHEMA IF EXISTS ${escapeIdentifier(schema)} CASCADE`);
+    await conn.client.end();
+  };
+} else {
+  store = new SqliteStore(join(dir, 'postbote.db'));
+}
 try {
   await store.migrate();
   if (args.drop) {
@@ -96,13 +129,21 @@ try {
     };
   }
 
-  const phases = { intake: { bytes: 0, cpu: 0 }, lease: { bytes: 0, cpu: 0 }, outcome: { bytes: 0, cpu: 0 } };
+  const phases = {
+    intake: { bytes: 0, cpu: 0, server: 0 },
+    lease: { bytes: 0, cpu: 0, server: 0 },
+    outcome: { bytes: 0, cpu: 0, server: 0 },
+  };
   async function measure(phase: keyof typeof phases, fn: () => Promise<unknown>): Promise<void> {
+    // Reading the server's CPU (/proc of each of its processes) costs this process CPU of its
+    // own: outside the span measured for this process.
+    const sc = serverCpu();
     const b = written();
     const c = cpuMs();
     await fn();
     phases[phase].bytes += written() - b;
     phases[phase].cpu += cpuMs() - c;
+    phases[phase].server += (serverCpu() - sc) * 1000;
   }
 
   let sent = 0;
@@ -127,22 +168,40 @@ try {
     }
   }
 
-  console.log(
-    `store writes per message (${total} messages; intake ${intakeBatch}, lease ${leaseBatch}, outcomes ${outcomeBatch} per call):`,
-  );
-  let bytes = 0;
-  let cpu = 0;
-  for (const [phase, m] of Object.entries(phases)) {
-    bytes += m.bytes;
-    cpu += m.cpu;
+  const perMessage = (ms: number): string => `${((ms / total) * 1000).toFixed(0).padStart(4)} µs`;
+  if (onPostgres) {
     console.log(
-      `  ${phase.padEnd(8)} ${(m.bytes / total / 1024).toFixed(1).padStart(6)} KB  ${((m.cpu / total) * 1000).toFixed(0).padStart(4)} µs CPU`,
+      `PostgreSQL store per message (${total} messages; intake ${intakeBatch}, lease ${leaseBatch}, outcomes ${outcomeBatch} per call):`,
+    );
+    let cpu = 0;
+    let server = 0;
+    for (const [phase, m] of Object.entries(phases)) {
+      cpu += m.cpu;
+      server += m.server;
+      console.log(
+        `  ${phase.padEnd(8)} server CPU ${perMessage(m.server)}  this process ${perMessage(m.cpu)}`,
+      );
+    }
+    console.log(`  ${'total'.padEnd(8)} server CPU ${perMessage(server)}  this process ${perMessage(cpu)}`);
+  } else {
+    console.log(
+      `store writes per message (${total} messages; intake ${intakeBatch}, lease ${leaseBatch}, outcomes ${outcomeBatch} per call):`,
+    );
+    let bytes = 0;
+    let cpu = 0;
+    for (const [phase, m] of Object.entries(phases)) {
+      bytes += m.bytes;
+      cpu += m.cpu;
+      console.log(
+        `  ${phase.padEnd(8)} ${(m.bytes / total / 1024).toFixed(1).padStart(6)} KB  ${perMessage(m.cpu)} CPU`,
+      );
+    }
+    console.log(
+      `  ${'total'.padEnd(8)} ${(bytes / total / 1024).toFixed(1).padStart(6)} KB  ${perMessage(cpu)} CPU`,
     );
   }
-  console.log(
-    `  ${'total'.padEnd(8)} ${(bytes / total / 1024).toFixed(1).padStart(6)} KB  ${((cpu / total) * 1000).toFixed(0).padStart(4)} µs CPU`,
-  );
 } finally {
   await store.close();
+  await cleanup();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -232,6 +232,85 @@ if (admin) {
       }
     });
 
+    it('the delivery path keeps working on its prepared statements after a newer node adds columns', async () => {
+      const { schema, drop } = freshSchema();
+      // One connection per pool: every statement below reuses the plans prepared by the first round.
+      const store = new PostgresStore({ url, schema, poolSize: 1 });
+      try {
+        await store.migrate();
+        await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        await store.upsertSuppressions([
+          {
+            accountId: 'a1',
+            address: 'gone@one.test',
+            scope: '',
+            reason: 'hard_bounce',
+            category: 'unknown_user',
+            source: 'test',
+            details: '',
+            createdAt: T0,
+            expiresAt: null,
+          },
+        ]);
+        const round = async (n: number) => {
+          const found = await store.findSuppressions({
+            accountId: 'a1',
+            stream: 'outbound',
+            addresses: ['gone@one.test', `r${n}@one.test`],
+            now: T0,
+          });
+          assert.deepEqual(
+            found.map((f) => [f.address, f.reason]),
+            [['gone@one.test', 'hard_bounce']],
+          );
+          await store.insertMessages([{ ...sampleMessage('a1', [`r${n}@one.test`]), id: `m${n}` }]);
+          const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 5, leaseUntil: T0 + 60_000 });
+          assert.deepEqual(
+            leased.map((r) => r.address),
+            [`r${n}@one.test`],
+          );
+          assert.ok((await store.getBody(`m${n}`))?.length);
+          await store.renewLeases({ owner: 'n1', ids: leased.map((r) => r.id), leaseUntil: T0 + 120_000 });
+          assert.equal(await store.nextDueAt(), T0 + 120_000);
+          const applied = await store.recordOutcomes(
+            'n1',
+            leased.map((r) => ({
+              at: T0,
+              recipientId: r.id,
+              messageId: r.messageId,
+              accountId: r.accountId,
+              recipient: r.address,
+              state: 'delivered' as const,
+              attempted: true,
+              reply: { code: 250, text: 'ok' },
+              event: { type: 'delivered', data: {} },
+            })),
+          );
+          assert.equal(applied.length, 1);
+        };
+        // Each statement runs often enough here to be planned generically as well.
+        for (let n = 0; n < 7; n++) await round(n);
+        // A newer version's migration, while this node runs: additive, as migrations must be.
+        const q = escapeIdentifier(schema);
+        for (const table of [
+          'suppressions',
+          'recipients',
+          'messages',
+          'message_variants',
+          'events',
+          'accounts',
+        ]) {
+          await admin.query(
+            `ALTER TABLE ${q}.${table} ADD COLUMN newer_node_column text NOT NULL DEFAULT ''`,
+          );
+        }
+        for (let n = 7; n < 10; n++) await round(n);
+      } finally {
+        await store.close();
+        await drop();
+      }
+    });
+
     it('records a remote reply containing NUL (PostgreSQL refuses NUL in text)', async () => {
       const { schema, drop } = freshSchema();
       const store = new PostgresStore({ url, schema, poolSize: 2 });
