@@ -151,27 +151,47 @@ export function createSuppressions(options: {
   }
 
   /**
+   * The entries for `addresses` that apply to mail of `stream`, or of every scope when `stream`
+   * is null, as stored now; an erased address is found by its token and named again. What
+   * `check` chooses from: SMTP starts this at DATA for the envelope's recipients, so the lookup
+   * runs while the content arrives instead of after it (smtp/submission.ts).
+   */
+  async function lookUp(
+    accountId: string,
+    addresses: string[],
+    stream: string | null = null,
+  ): Promise<Suppression[]> {
+    const lower = [...new Set(addresses.map((a) => a.toLowerCase()))];
+    const tokens = options.erasedTokens ? await options.erasedTokens(lower) : undefined;
+    const found = await store.findSuppressions({
+      accountId,
+      stream,
+      addresses: tokens ? [...lower, ...tokens.keys()] : lower,
+      now: clock(),
+    });
+    return found.map((hit) => {
+      const erased = tokens?.get(hit.address);
+      return erased === undefined ? hit : { ...hit, address: erased };
+    });
+  }
+
+  /**
    * The suppressed addresses among `addresses` for mail of `stream` (of `kind`), with the entry
-   * that applies (a hard reason wins over an unsubscribe).
+   * that applies (a hard reason wins over an unsubscribe). `found`: what `lookUp` returned for
+   * these addresses moments before (any scope); without it they are looked up now.
    */
   async function check(input: {
     accountId: string;
     stream: string;
     kind: 'transactional' | 'broadcast';
     addresses: string[];
+    found?: Suppression[];
   }): Promise<Map<string, Suppression>> {
-    const addresses = [...new Set(input.addresses.map((a) => a.toLowerCase()))];
-    const tokens = options.erasedTokens ? await options.erasedTokens(addresses) : undefined;
-    const found = await store.findSuppressions({
-      accountId: input.accountId,
-      stream: input.stream,
-      addresses: tokens ? [...addresses, ...tokens.keys()] : addresses,
-      now: clock(),
-    });
+    const found = input.found ?? (await lookUp(input.accountId, input.addresses, input.stream));
     const out = new Map<string, Suppression>();
-    for (const hit of found) {
-      const erased = tokens?.get(hit.address);
-      const s = erased === undefined ? hit : { ...hit, address: erased };
+    for (const s of found) {
+      // An earlier lookup of every scope brings the entries of other streams too.
+      if (s.scope !== '' && s.scope !== input.stream) continue;
       if (
         s.reason === 'unsubscribe' &&
         input.kind === 'transactional' &&
@@ -256,6 +276,7 @@ export function createSuppressions(options: {
   return {
     add,
     suppress,
+    lookUp,
     check,
     remove: (accountId: string, address: string, scope = '') =>
       store.removeSuppression(accountId, address.trim().toLowerCase(), scope.trim().toLowerCase()),

@@ -8,7 +8,7 @@ import type {
   NewRecipient,
   RecipientDsn,
   StreamKind,
-  SuppressionReason,
+  Suppression,
 } from '../store/types.ts';
 import { recipientDomain } from './address.ts';
 import { checkMetadata, checkTags } from './labels.ts';
@@ -47,6 +47,12 @@ export interface Submission {
   track?: TrackOptions;
   /** The content holds the `{{unsubscribe_url}}` placeholder (intake/send.ts). */
   unsubscribeLink?: boolean;
+  /**
+   * The suppression entries (any scope) of exactly these recipients, looked up while the content
+   * arrived (`Intake.lookUpSuppressions`, started at SMTP DATA); undefined when that lookup
+   * failed, then they are looked up again.
+   */
+  suppressionsFound?: Promise<Suppression[] | undefined>;
 }
 
 /**
@@ -80,12 +86,14 @@ export interface IntakeOptions {
    */
   /** Suppression lists (bounces/suppressions.ts): listed recipients are stored `suppressed`, never sent. */
   suppressions?: {
+    lookUp(accountId: string, addresses: string[]): Promise<Suppression[]>;
     check(input: {
       accountId: string;
       stream: string;
       kind: 'transactional' | 'broadcast';
       addresses: string[];
-    }): Promise<Map<string, { reason: SuppressionReason; scope: string }>>;
+      found?: Suppression[];
+    }): Promise<Map<string, Pick<Suppression, 'reason' | 'scope'>>>;
   };
   /**
    * Open and click tracking, unsubscribe URLs and List-Unsubscribe (tracking/tracker.ts): gives
@@ -231,12 +239,14 @@ export function createIntake(options: IntakeOptions) {
     });
     const stream = await streams.resolve(submission.accountId, chosen.name);
     if (!stream) throw new UnknownStreamError(chosen.name, chosen.source);
+    const found = await submission.suppressionsFound;
     const suppressed = options.suppressions
       ? await options.suppressions.check({
           accountId: submission.accountId,
           stream: stream.name,
           kind: stream.kind,
           addresses: recipients.map((r) => r.address),
+          ...(found ? { found } : {}),
         })
       : undefined;
     if (suppressed && suppressed.size > 0) {
@@ -331,7 +341,17 @@ export function createIntake(options: IntakeOptions) {
     return { id: message.id };
   }
 
-  return { build, commit, submit };
+  /**
+   * Starts the suppression lookup of a submission's recipients before its content is there (its
+   * stream is not known yet: entries of every scope); the result goes into
+   * `Submission.suppressionsFound`. Never rejects: a failed lookup resolves undefined.
+   */
+  function lookUpSuppressions(accountId: string, addresses: string[]): Promise<Suppression[] | undefined> {
+    if (!options.suppressions) return Promise.resolve(undefined);
+    return options.suppressions.lookUp(accountId, addresses).catch(() => undefined);
+  }
+
+  return { build, commit, submit, lookUpSuppressions };
 }
 
 export type Intake = ReturnType<typeof createIntake>;

@@ -282,11 +282,12 @@ export interface Store {
   listSuppressions(filter: SuppressionFilter): Promise<Suppression[]>;
   /**
    * The entries that apply to mail of `stream` to each of `addresses` (lower-cased): scope '' or
-   * `stream`, not expired at `now`. Several may apply to one address.
+   * `stream` (every scope when `stream` is null), not expired at `now`. Several may apply to one
+   * address.
    */
   findSuppressions(input: {
     accountId: string;
-    stream: string;
+    stream: string | null;
     addresses: string[];
     now: number;
   }): Promise<Suppression[]>;

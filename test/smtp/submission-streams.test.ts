@@ -7,15 +7,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createAccount, createCredential } from '../../src/auth/accounts.ts';
-import { Authenticator } from '../../src/auth/authenticator.ts';
 import { createStream } from '../../src/auth/streams.ts';
 import { createIntake } from '../../src/intake/intake.ts';
-import { silentLogger } from '../../src/observability/logger.ts';
-import { submissionHandlers } from '../../src/smtp/submission.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { Account } from '../../src/store/types.ts';
 import { SmtpTestClient } from '../support/smtp-client.ts';
-import { startTestServer, type TestServer } from '../support/smtp-test-server.ts';
+import { startSubmissionServer, type TestServer } from '../support/smtp-test-server.ts';
 
 const b64 = (s: string): string => Buffer.from(s, 'utf8').toString('base64');
 
@@ -43,20 +40,8 @@ describe('submission: streams', () => {
       passwords[username] = issued.secret ?? '';
     }
     const clock = () => Date.now();
-    const authenticator = new Authenticator({
-      store,
-      clock,
-      maxFailures: 5,
-      failureWindowMs: 60_000,
-      lockoutMs: 60_000,
-    });
     const intake = createIntake({ store, clock, hostname: 'relay.test', dsnOnFailure: false });
-    server = await startTestServer({
-      authMethods: ['PLAIN'],
-      allowPlaintextAuth: () => true,
-      sizeLimit: 100_000,
-      handlers: submissionHandlers({ authenticator, intake, logger: silentLogger() }),
-    });
+    server = await startSubmissionServer(store, intake);
   });
 
   after(async () => {

@@ -1805,7 +1805,7 @@ export function storeContract(
             entry(accountId, 'until-later@example.com', { reason: 'soft_bounces', expiresAt: T0 + 1 }),
             entry(other, 'elsewhere@example.com'),
           ]);
-          const find = (stream: string, addresses: string[], now = T0) =>
+          const find = (stream: string | null, addresses: string[], now = T0) =>
             store.findSuppressions({ accountId, stream, addresses, now }).then(keys);
           const everyone = [
             'both@example.com',
@@ -1836,6 +1836,14 @@ export function storeContract(
             'until-now@example.com|',
           ]);
           assert.deepEqual(await find('outbound', everyone, T0 + 1), ['both@example.com|']);
+          // No stream (SMTP looks up before the content names one): every scope, still not expired.
+          assert.deepEqual(await find(null, everyone), [
+            'both@example.com|',
+            'both@example.com|news',
+            'news-only@example.com|news',
+            'promo-only@example.com|promo',
+            'until-later@example.com|',
+          ]);
           assert.deepEqual(await find('news', []), []);
           assert.deepEqual(await find('news', ['clean@example.com']), []);
         });
@@ -1861,6 +1869,7 @@ export function storeContract(
             },
             { accountId: other, stream: 'news', addresses: ['c@example.com'], now: T0 - 1 },
             { accountId, stream: 'news', addresses: [] },
+            { accountId, stream: null, addresses: ['a@example.com', 'b@example.com'] },
           ];
           // Many at once, in mixed order: every answer is its own call's.
           const answers = await Promise.all(
@@ -1875,6 +1884,7 @@ export function storeContract(
             ['a@example.com|'],
             ['c@example.com|'],
             [],
+            ['a@example.com|', 'b@example.com|news'],
           ];
           assert.deepEqual(
             answers,

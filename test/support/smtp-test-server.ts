@@ -7,9 +7,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
+import { Authenticator } from '../../src/auth/authenticator.ts';
+import type { Intake } from '../../src/intake/intake.ts';
+import { silentLogger } from '../../src/observability/logger.ts';
 import { replies } from '../../src/smtp/replies.ts';
 import { createSmtpServer, type SmtpServer, type SmtpServerOptions } from '../../src/smtp/server/index.ts';
 import type { SmtpEnvelope, SmtpHandlers, SmtpSession } from '../../src/smtp/server/types.ts';
+import { submissionHandlers } from '../../src/smtp/submission.ts';
+import type { Store } from '../../src/store/store.ts';
 
 export interface ReceivedMessage {
   envelope: SmtpEnvelope;
@@ -89,4 +94,29 @@ export function selfSignedCertificate(): { key: Buffer; cert: Buffer } {
 export function testSecureContext(): tls.SecureContext {
   const { key, cert } = selfSignedCertificate();
   return tls.createSecureContext({ key, cert, minVersion: 'TLSv1.2' });
+}
+
+/**
+ * Postbote's submission policy (smtp/submission.ts) on a test server: AUTH PLAIN over plaintext
+ * allowed, logins checked against `store`, messages handed to `intake`.
+ */
+export async function startSubmissionServer(
+  store: Store,
+  intake: Intake,
+  overrides: Partial<Omit<SmtpServerOptions, 'handlers'>> = {},
+): Promise<TestServer> {
+  const authenticator = new Authenticator({
+    store,
+    clock: () => Date.now(),
+    maxFailures: 5,
+    failureWindowMs: 60_000,
+    lockoutMs: 60_000,
+  });
+  return startTestServer({
+    authMethods: ['PLAIN'],
+    allowPlaintextAuth: () => true,
+    sizeLimit: 100_000,
+    ...overrides,
+    handlers: submissionHandlers({ authenticator, intake, logger: silentLogger() }),
+  });
 }

@@ -125,6 +125,7 @@ function data(conn: Connection, arg: string): void {
     conn.protocolError(replies.noValidRecipients);
     return;
   }
+  conn.options.handlers.onDataStart?.(conn.session);
   conn.startData();
 }
 

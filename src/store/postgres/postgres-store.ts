@@ -139,7 +139,8 @@ const SUPPRESSION_LOOKUPS_PER_STATEMENT = 5000;
 interface SuppressionLookup {
   call: number;
   accountId: string;
-  stream: string;
+  /** null: every scope. */
+  stream: string | null;
   address: string;
   now: number;
 }
@@ -1745,7 +1746,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
 
   async findSuppressions(input: {
     accountId: string;
-    stream: string;
+    stream: string | null;
     addresses: string[];
     now: number;
   }): Promise<Suppression[]> {
@@ -1755,7 +1756,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       input.addresses.map((a) => ({
         call,
         accountId: input.accountId,
-        stream: clean(input.stream),
+        stream: input.stream === null ? null : clean(input.stream),
         address: clean(a.toLowerCase()),
         now: input.now,
       })),
@@ -1774,7 +1775,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[])
            AS q(call, account_id, address, stream, now)
          JOIN suppressions s ON s.account_id = q.account_id AND s.address = q.address
-           AND s.scope IN ('', q.stream) AND (s.expires_at IS NULL OR s.expires_at > q.now)
+           AND (q.stream IS NULL OR s.scope IN ('', q.stream)) AND (s.expires_at IS NULL OR s.expires_at > q.now)
          ORDER BY q.call, s.address, s.scope`,
       ),
       [

@@ -1688,7 +1688,7 @@ export class SqliteStore implements Store {
 
   async findSuppressions(input: {
     accountId: string;
-    stream: string;
+    stream: string | null;
     addresses: string[];
     now: number;
   }): Promise<Suppression[]> {
@@ -1697,8 +1697,8 @@ export class SqliteStore implements Store {
     // whatever their number.
     return this.#all(
       `SELECT * FROM suppressions
-       WHERE account_id = ? AND address IN (SELECT value FROM json_each(?)) AND scope IN ('', ?)
-         AND (expires_at IS NULL OR expires_at > ?)
+       WHERE account_id = ?1 AND address IN (SELECT value FROM json_each(?2))
+         AND (?3 IS NULL OR scope IN ('', ?3)) AND (expires_at IS NULL OR expires_at > ?4)
        ORDER BY address, scope`,
       input.accountId,
       JSON.stringify(input.addresses.map((a) => a.toLowerCase())),
