@@ -141,6 +141,9 @@ export class Scheduler {
   async stop(graceMs = 10_000): Promise<void> {
     this.#stopping = true;
     this.wake();
+    // From now on outcomes go to the store at once (see #settle), and so does what is gathering:
+    // the deliveries stop() waits for wait for their outcomes to be recorded.
+    void this.#outcomes.flush();
     await this.#loop;
     const within = async (work: Promise<unknown>): Promise<void> => {
       let timer: NodeJS.Timeout | undefined;
@@ -447,8 +450,9 @@ export class Scheduler {
     // A connection carries its next transaction only once a kill could not make us send this
     // one again: its deliveries are in the journal, or in the store. (A refusal or deferral
     // resent after a crash gets the same answer and reaches nobody.) Until then the write goes
-    // at once; otherwise it waits a moment to share one store write with other transactions'.
-    const urgent = !journaled && outcomes.some((o) => o.state === 'delivered');
+    // at once, as everything does while stopping; otherwise it waits a moment to share one store
+    // write with other transactions'.
+    const urgent = this.#stopping || (!journaled && outcomes.some((o) => o.state === 'delivered'));
     const recorded = this.#outcomes.add(outcomes, urgent).then((stored) => {
       // Left in the journal when the store never took it: the next start replays it.
       if (journaled && stored) this.#o.journal?.recorded();

@@ -11,7 +11,12 @@ import { waitFor } from '../support/postbote-process.ts';
 
 type Answer = (address: string, request: DeliveryRequest) => 'delivered' | 'temporary' | 'permanent';
 
-async function setup(options: { answer: Answer; window?: number; hold?: Promise<void> }) {
+async function setup(options: {
+  answer: Answer;
+  window?: number;
+  hold?: Promise<void>;
+  outcomeGatherMs?: number;
+}) {
   const store = new SqliteStore(':memory:');
   await store.migrate();
   const account = { id: 'acct', name: 'acct', createdAt: 0 };
@@ -57,6 +62,7 @@ async function setup(options: { answer: Answer; window?: number; hold?: Promise<
     leaseMs: 60_000,
     maxRecipientsPerTransaction: 100,
     pollMs: 20,
+    ...(options.outcomeGatherMs !== undefined ? { outcomeGatherMs: options.outcomeGatherMs } : {}),
     onFinalFailure: (f) => finals.push(...f),
   });
   const intake = createIntake({
@@ -217,6 +223,26 @@ describe('delivery scheduler', () => {
     await waitFor(async () => (await t.states(id))['a@one.test'] === 'delivering', { what: 'lease' });
     await t.scheduler.stop(50);
     assert.equal((await t.states(id))['a@one.test'], 'queued');
+    await t.store.close();
+  });
+
+  it('stop() writes the outcomes still gathering before it releases leases', async () => {
+    // A deferral needs no journal, so it gathers (here far longer than the test runs).
+    const t = await setup({ answer: () => 'temporary', outcomeGatherMs: 60_000 });
+    t.scheduler.start();
+    const { id } = await t.submit(['a@one.test']);
+    await waitFor(async () => t.calls.length === 1, { what: 'the attempt' });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal((await t.states(id))['a@one.test'], 'delivering', 'still gathering');
+    const started = performance.now();
+    await t.scheduler.stop(5_000);
+    assert.ok(
+      performance.now() - started < 2_000,
+      'stop wrote them at once, it did not wait out the gathering',
+    );
+    const [row] = await t.store.getRecipients(id);
+    assert.equal(row?.state, 'deferred', 'recorded, not released to be sent again');
+    assert.equal(row?.attempts, 1);
     await t.store.close();
   });
 });
