@@ -130,6 +130,11 @@ export const schema = {
     schema: leaf('string', 'postbote', 'PostgreSQL schema holding the tables.', (v: string) =>
       /^[a-z_][a-z0-9_]{0,62}$/.test(v) ? undefined : 'must be a lower-case SQL identifier',
     ),
+    prepared_statements: leaf(
+      'bool',
+      true,
+      'PostgreSQL: the statements every message goes through are prepared once per connection. false behind a connection pooler that cannot keep prepared statements (PgBouncer before 1.21, or without max_prepared_statements, in transaction mode).',
+    ),
   },
   log: {
     level: leaf(

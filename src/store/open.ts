@@ -17,7 +17,11 @@ async function migrated<S extends Store>(store: S): Promise<S> {
 }
 
 function postgres(config: Config): PostgresStore {
-  return new PostgresStore({ url: config.database.url, schema: config.database.schema });
+  return new PostgresStore({
+    url: config.database.url,
+    schema: config.database.schema,
+    preparedStatements: config.database.prepared_statements,
+  });
 }
 
 /** Opens (and migrates) the configured store in-process: CLI commands, and PostgreSQL everywhere. */

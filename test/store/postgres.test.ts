@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
-import { escapeIdentifier } from 'pg';
+import pg, { escapeIdentifier } from 'pg';
 import { migrations } from '../../src/store/postgres/migrations.ts';
 import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
 import type { LeaseRequest } from '../../src/store/types.ts';
@@ -308,6 +308,51 @@ if (admin) {
       } finally {
         await store.close();
         await drop();
+      }
+    });
+
+    it('prepares the delivery path’s statements, and none with preparedStatements: false (connection poolers)', async () => {
+      // What each store sends: the names of the statements it asks the server to keep.
+      const names = new Set<string>();
+      const original = pg.Client.prototype.query;
+      const spy = function (this: pg.Client, ...args: unknown[]) {
+        const config = args[0] as { name?: unknown };
+        if (typeof config === 'object' && config !== null && typeof config.name === 'string')
+          names.add(config.name);
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      };
+      pg.Client.prototype.query = spy as typeof original;
+      try {
+        for (const preparedStatements of [true, false]) {
+          names.clear();
+          const { schema, drop } = freshSchema();
+          const store = new PostgresStore({ url, schema, poolSize: 2, preparedStatements });
+          try {
+            await store.migrate();
+            await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+            await store.findSuppressions({
+              accountId: 'a1',
+              stream: null,
+              addresses: ['x@one.test'],
+              now: T0,
+            });
+            await store.insertMessages([{ ...sampleMessage('a1', ['x@one.test']), id: 'm1' }]);
+            const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 5, leaseUntil: T0 + 60_000 });
+            assert.equal(leased.length, 1);
+            assert.equal(await store.nextDueAt(), T0 + 60_000);
+          } finally {
+            await store.close();
+            await drop();
+          }
+          if (preparedStatements) {
+            for (const name of ['find_suppressions', 'insert_1', 'find_due', 'lease_pass', 'next_due_at'])
+              assert.ok(names.has(`postbote_${name}`), `${name} is prepared`);
+          } else {
+            assert.deepEqual([...names], []);
+          }
+        }
+      } finally {
+        pg.Client.prototype.query = original;
       }
     });
 

@@ -118,6 +118,11 @@ export interface PostgresStoreOptions {
   /** Connections in the pool (default 10); the bookkeeping pool has half as many (at least 2). */
   poolSize?: number;
   /**
+   * Named prepared statements on the delivery path (default true; see `prepared()`): false for a
+   * connection pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
+   */
+  preparedStatements?: boolean;
+  /**
    * Errors of idle pooled connections (the server restarted, a network cut). The pool drops the
    * connection and opens a new one on demand; without a listener, pg would crash the process.
    */
@@ -357,8 +362,14 @@ type Sql = string | Prepared;
 
 const prepared = (name: string, text: string): Prepared => ({ name: `postbote_${name}`, text });
 
-function queryConfig(sql: Sql, values: unknown[]): { name?: string; text: string; values: unknown[] } {
-  return typeof sql === 'string' ? { text: sql, values } : { name: sql.name, text: sql.text, values };
+function queryConfig(
+  sql: Sql,
+  values: unknown[],
+  prepare: boolean,
+): { name?: string; text: string; values: unknown[] } {
+  return typeof sql === 'string' || !prepare
+    ? { text: typeof sql === 'string' ? sql : sql.text, values }
+    : { name: sql.name, text: sql.text, values };
 }
 
 /** Insert statements of up to this many messages are prepared (one per count), larger ones not. */
@@ -451,6 +462,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   readonly connectionSlots: PostgresConnectionSlots;
   readonly #url: string;
   readonly #schema: string;
+  /** Named prepared statements on the delivery path (PostgresStoreOptions.preparedStatements). */
+  readonly #prepare: boolean;
   #closed = false;
   #notifying = false;
   #notifyAgain = false;
@@ -485,6 +498,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   constructor(options: PostgresStoreOptions) {
     if (options.schema === '') throw new Error('PostgresStore: schema must not be empty');
     this.#schema = options.schema;
+    this.#prepare = options.preparedStatements ?? true;
     this.#url = options.url;
     const searchPath = escapeIdentifier(options.schema);
     const poolSize = options.poolSize ?? 10;
@@ -521,20 +535,20 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   }
 
   async #all(sql: Sql, values: unknown[] = []): Promise<Row[]> {
-    return (await this.#pool.query<Row>(queryConfig(sql, values))).rows;
+    return (await this.#pool.query<Row>(queryConfig(sql, values, this.#prepare))).rows;
   }
 
   async #get(sql: Sql, values: unknown[] = []): Promise<Row | undefined> {
-    return (await this.#pool.query<Row>(queryConfig(sql, values))).rows[0];
+    return (await this.#pool.query<Row>(queryConfig(sql, values, this.#prepare))).rows[0];
   }
 
   async #run(sql: Sql, values: unknown[] = []): Promise<number> {
-    return (await this.#pool.query(queryConfig(sql, values))).rowCount ?? 0;
+    return (await this.#pool.query(queryConfig(sql, values, this.#prepare))).rowCount ?? 0;
   }
 
   /** A bookkeeping statement: committed without waiting for the WAL flush (#lazyPool). */
   async #lazy(sql: Sql, values: unknown[] = []): Promise<{ rows: Row[]; rowCount: number }> {
-    const result = await this.#lazyPool.query<Row>(queryConfig(sql, values));
+    const result = await this.#lazyPool.query<Row>(queryConfig(sql, values, this.#prepare));
     return { rows: result.rows, rowCount: result.rowCount ?? 0 };
   }
 
@@ -752,7 +766,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       await this.#pool.query(answerKeys(1), answeredValues(answered));
     } else if (messages.length <= MESSAGES_PER_STATEMENT) {
       const { sql, values } = insertMessagesStatement(messages, answered, this.#schema);
-      await this.#pool.query(queryConfig(sql, values));
+      await this.#pool.query(queryConfig(sql, values, this.#prepare));
     } else {
       await this.#transaction(async (client) => {
         for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
@@ -761,7 +775,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
             i === 0 ? answered : [],
             this.#schema,
           );
-          await client.query(queryConfig(sql, values));
+          await client.query(queryConfig(sql, values, this.#prepare));
         }
       });
     }
