@@ -31,8 +31,7 @@ export interface SchedulerOptions {
   wakeDelayMs?: number;
   /**
    * How long outcomes wait to share one store write with other transactions' (outcome-batch.ts;
-   * default 10 ms). Only outcomes no connection waits for: those whose deliveries are in the
-   * journal, and refusals and deferrals.
+   * default 10 ms). Only outcomes no connection waits for: refusals and deferrals.
    */
   outcomeGatherMs?: number;
   /** Called with recipients that just failed for good (bounced/expired), for DSNs. */
@@ -447,12 +446,12 @@ export class Scheduler {
     }
     // The remote side has it: on disk before anything else can be cut short by a kill.
     const journaled = this.#o.journal?.append(outcomes) ?? false;
-    // A connection carries its next transaction only once a kill could not make us send this
-    // one again: its deliveries are in the journal, or in the store. (A refusal or deferral
-    // resent after a crash gets the same answer and reaches nobody.) Until then the write goes
-    // at once, as everything does while stopping; otherwise it waits a moment to share one store
-    // write with other transactions'.
-    const urgent = this.#stopping || (!journaled && outcomes.some((o) => o.state === 'delivered'));
+    // A connection carries its next transaction only once the store has this one's deliveries
+    // (architecture.md, "Delivery"): their write goes at once, as everything does while
+    // stopping. A transaction without a delivery (refusals, deferrals: resent after a crash, they
+    // reach nobody) frees its connection at once, and its outcomes wait a moment to share one
+    // store write with other transactions'.
+    const urgent = this.#stopping || outcomes.some((o) => o.state === 'delivered');
     const recorded = this.#outcomes.add(outcomes, urgent).then((stored) => {
       // Left in the journal when the store never took it: the next start replays it.
       if (journaled && stored) this.#o.journal?.recorded();

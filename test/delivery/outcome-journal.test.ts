@@ -190,7 +190,7 @@ describe('outcome journal', () => {
     );
   });
 
-  it('a connection waits for the store only for deliveries the journal could not take', async () => {
+  it('a connection carries its next transaction once the store has its deliveries (journal or not); after a deferral at once', async () => {
     const dir = tempDir();
     const store = new SqliteStore(join(dir.path, 'postbote.db'));
     try {
@@ -216,16 +216,24 @@ describe('outcome journal', () => {
         },
       });
       // Like the session pool: the destination settles the answer before it reuses the connection.
+      // deferred@ is greylisted, everyone else delivered.
       const released: string[] = [];
       const destination: Destination = {
         async deliver(request) {
           const result = allDelivered(request.recipients);
+          for (const r of result.recipients) {
+            if (r.address.startsWith('deferred@')) {
+              r.outcome = 'temporary';
+              r.reply = { code: 451, enhanced: '4.7.1', text: 'greylisted' };
+            }
+          }
           await request.settle?.(result);
           released.push(...request.recipients);
           return result;
         },
       };
-      const run = async (journal: OutcomeJournal | undefined, to: string) => {
+      const journal = new OutcomeJournal(join(dir.path, 'outcomes.journal'), silentLogger());
+      const run = async (to: string) => {
         const scheduler = testScheduler(slowStore, destination, clock, 'node', journal);
         const id = await submit(store, clock, [to]);
         scheduler.start();
@@ -233,30 +241,29 @@ describe('outcome journal', () => {
         return { scheduler, id };
       };
 
-      // With the journal: released while the store write still waits.
-      const journal = new OutcomeJournal(join(dir.path, 'outcomes.journal'), silentLogger());
+      // A delivery: journaled, and still the connection waits for the store.
       closeStore();
-      const first = await run(journal, 'a@one.test');
-      await waitFor(() => released.includes('a@one.test') && writes === 1, {
-        what: 'release before the store',
-      });
-      openStore();
-      await first.scheduler.stop();
-      // Without it (no journal, or a full disk): the connection waits for the store.
-      closeStore();
-      const second = await run(undefined, 'b@one.test');
-      await waitFor(() => writes === 2, { what: 'the second store write' });
+      const first = await run('delivered@one.test');
+      await waitFor(() => writes === 1, { what: 'the store write' });
       await new Promise((r) => setTimeout(r, 50));
-      assert.deepEqual(released, ['a@one.test'], 'no release before the store has the delivery');
+      assert.equal(released.length, 0, 'no next transaction before the store has the delivery');
       openStore();
-      await waitFor(() => released.includes('b@one.test'), { what: 'release after the store' });
+      await waitFor(() => released.includes('delivered@one.test'), { what: 'release after the store' });
+      await first.scheduler.stop();
+      // A deferral: the connection is free at once, its outcome still on its way to the store.
+      closeStore();
+      const second = await run('deferred@one.test');
+      await waitFor(() => released.includes('deferred@one.test'), { what: 'release before the store' });
+      openStore();
       await second.scheduler.stop();
-      for (const id of [first.id, second.id]) {
-        assert.deepEqual(
-          (await store.getRecipients(id)).map((r) => r.state),
-          ['delivered'],
-        );
-      }
+      assert.deepEqual(
+        (await store.getRecipients(first.id)).map((r) => r.state),
+        ['delivered'],
+      );
+      assert.deepEqual(
+        (await store.getRecipients(second.id)).map((r) => r.state),
+        ['deferred'],
+      );
       journal.close();
     } finally {
       await store.close();
