@@ -15,10 +15,12 @@ interface Part {
  * a commit. `node bench/store-writes.ts`: 93 µs of store CPU per delivered outcome written two
  * at a time, 31 µs written 32 at a time.
  *
- * A part waits at most `gatherMs` for company, or none when its caller says it is urgent (a
- * connection waits for it); a full batch (`max` outcomes) goes at once. One write is in flight
- * at a time: what arrives meanwhile goes with the next. Each part is answered with the result
- * of the write that carried it.
+ * A part waits at most `gatherMs` for company; an urgent one (a connection waits for it) goes at
+ * once, with whatever is gathering, even while other writes are in flight: concurrent writes
+ * are merged by the store (SQLite's commit queue, PostgreSQL's batcher), and making an urgent
+ * part wait for the write before it held every waiting connection up for two store round trips
+ * (delivery fell behind intake). A full batch (`max` outcomes) goes at once. Each part is
+ * answered with the result of the write that carried it.
  */
 export class OutcomeBatch {
   readonly #write: (outcomes: Outcome[]) => Promise<Applied>;
@@ -27,9 +29,7 @@ export class OutcomeBatch {
   #parts: Part[] = [];
   #count = 0;
   #timer: NodeJS.Timeout | undefined;
-  #writing: Promise<void> | undefined;
-  /** Set when the pending parts must go as soon as the write in flight is done. */
-  #due = false;
+  readonly #writing = new Set<Promise<void>>();
 
   constructor(write: (outcomes: Outcome[]) => Promise<Applied>, options: { gatherMs: number; max: number }) {
     this.#write = write;
@@ -48,35 +48,26 @@ export class OutcomeBatch {
 
   /** Writes whatever waits now, and resolves once nothing is pending or in flight. */
   async flush(): Promise<void> {
-    while (this.#parts.length > 0 || this.#writing) {
-      if (this.#parts.length > 0) this.#send();
-      await this.#writing;
+    while (this.#parts.length > 0 || this.#writing.size > 0) {
+      this.#send();
+      await Promise.all(this.#writing);
     }
   }
 
   #send(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    if (this.#writing) {
-      this.#due = true;
-      return;
-    }
     const parts = this.#parts;
     if (parts.length === 0) return;
     this.#parts = [];
     this.#count = 0;
-    this.#due = false;
-    this.#writing = this.#write(parts.flatMap((p) => p.outcomes)).then(
-      (applied) => this.#done(parts, applied),
-      () => this.#done(parts, undefined),
+    const done = (applied: Applied): void => {
+      this.#writing.delete(writing);
+      for (const p of parts) p.resolve(applied);
+    };
+    const writing: Promise<void> = this.#write(parts.flatMap((p) => p.outcomes)).then(done, () =>
+      done(undefined),
     );
-  }
-
-  #done(parts: Part[], applied: Applied): void {
-    this.#writing = undefined;
-    for (const p of parts) p.resolve(applied);
-    // Parts that arrived during the write: those past their wait (or urgent) go now, the others
-    // keep their timer.
-    if (this.#due || this.#count >= this.#max) this.#send();
+    this.#writing.add(writing);
   }
 }

@@ -60,28 +60,26 @@ describe('outcome batch', () => {
     await batch.flush();
   });
 
-  it('writes one batch at a time: parts arriving meanwhile go together after it', async () => {
+  it('an urgent part does not wait for a write in flight; gathering parts go along with it', async () => {
     const { writes, write } = handWrites();
-    const batch = new OutcomeBatch(write, { gatherMs: 0, max: 100 });
-    const first = batch.add([outcome(1)], false);
-    const later = [
-      batch.add([outcome(2)], false),
-      batch.add([outcome(3)], true),
-      batch.add([outcome(4)], false),
-    ];
-    await tick(20);
+    const batch = new OutcomeBatch(write, { gatherMs: 10_000, max: 100 });
+    const first = batch.add([outcome(1)], true);
+    const gathering = batch.add([outcome(2)], false);
     assert.deepEqual(
       writes.map((w) => w.ids),
       [[1]],
     );
-    writes[0]?.answer(new Set([1]));
-    await first;
+    // The first write is still unanswered: the urgent part goes now, with the gathering one.
+    const urgent = batch.add([outcome(3)], true);
     assert.deepEqual(
       writes.map((w) => w.ids),
-      [[1], [2, 3, 4]],
+      [[1], [2, 3]],
     );
-    writes[1]?.answer(new Set([2, 3, 4]));
-    for (const p of later) assert.deepEqual([...((await p) ?? [])], [2, 3, 4]);
+    writes[1]?.answer(new Set([2, 3]));
+    assert.deepEqual([...((await urgent) ?? [])], [2, 3]);
+    assert.deepEqual([...((await gathering) ?? [])], [2, 3]);
+    writes[0]?.answer(new Set([1]));
+    assert.deepEqual([...((await first) ?? [])], [1]);
   });
 
   it('a write that fails answers its parts with undefined, and the next write goes on', async () => {
