@@ -28,10 +28,11 @@ export interface WebhookDispatcher {
  * maintenance/maintenance.ts), every `batch_wait`:
  *
  * 1. reads new events from the feed (events/feed.ts, cursor `webhooks`, starting at the end the
- *    first time), makes batches for each enabled endpoint that wants them, and stores them
- *    pending together with the new feed position in one transaction: nothing is acknowledged
- *    before its batches are durable, so a crash re-reads (and the deterministic batch ids keep
- *    the re-read from storing twice) rather than drops;
+ *    first time; while no endpoint is enabled it only moves the cursor to the newest event),
+ *    makes batches for each enabled endpoint that wants them, and stores them pending together
+ *    with the new feed position in one transaction: nothing is acknowledged before its batches
+ *    are durable, so a crash re-reads (and the deterministic batch ids keep the re-read from
+ *    storing twice) rather than drops;
  * 2. sends the due pending batches, `concurrency` at a time (webhooks/attempt.ts).
  *
  * Two leaders can overlap for one election check (maintenance), so a batch may be sent twice
@@ -64,6 +65,15 @@ export function startWebhookDispatcher(deps: {
   const currentEndpoints = (): Promise<WebhookEndpoint[]> => store.listWebhooks();
 
   const batchNewEvents = async (): Promise<number> => {
+    // Without an enabled endpoint nothing is batched: the position moves to the newest event id
+    // read before the (empty) list instead of reading every event with its message (on a busy
+    // node without webhooks that read was a tenth of the database's work: docs/architecture.md).
+    // An endpoint created after that list reads from there, as a fresh dispatcher would.
+    const newest = await store.lastEventId();
+    if (!(await currentEndpoints()).some((e) => e.enabled)) {
+      await feed.ack(newest);
+      return 0;
+    }
     let made = 0;
     for (let read = 0; read < MAX_READS_PER_TURN && !stopped; read++) {
       const events = await feed.read(READ_LIMIT);

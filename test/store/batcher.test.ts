@@ -50,4 +50,58 @@ describe('Batcher (group commit for PostgreSQL writes)', () => {
     assert.equal(await good, 2);
     await assert.rejects(bad, /refused bad$/);
   });
+
+  it('lingers before a flush only when calls waited through the last one, and never past a full batch', async () => {
+    const flushes: { items: number[]; at: number }[] = [];
+    let release: (() => void) | undefined;
+    const started = performance.now();
+    const batcher = new Batcher<number, void>(
+      async (items) => {
+        flushes.push({ items, at: performance.now() - started });
+        if (flushes.length === 1) await new Promise<void>((r) => (release = r));
+      },
+      4,
+      { lingerMs: 40 },
+    );
+    const first = batcher.add([1]);
+    assert.equal(flushes.length, 1, 'an idle batcher flushes at once');
+    const waited = batcher.add([2]);
+    release?.();
+    await first;
+    // 2 waited through the first flush: the batcher gathers, and 3 arriving meanwhile joins it.
+    await new Promise((r) => setTimeout(r, 5));
+    const joined = batcher.add([3]);
+    await Promise.all([waited, joined]);
+    assert.deepEqual(
+      flushes.map((f) => f.items),
+      [[1], [2, 3]],
+    );
+    assert.ok((flushes[1]?.at ?? 0) >= 35, `the second flush lingered (${flushes[1]?.at} ms)`);
+
+    // Idle again: the next lone call goes at once.
+    const lone = performance.now();
+    await batcher.add([4]);
+    assert.ok(performance.now() - lone < 30, 'an idle batcher does not linger');
+
+    // A backlog that fills a batch goes without lingering.
+    flushes.length = 0;
+    let hold: (() => void) | undefined;
+    const busy = new Batcher<number, void>(
+      async (items) => {
+        flushes.push({ items, at: performance.now() });
+        if (flushes.length === 1) await new Promise<void>((r) => (hold = r));
+      },
+      2,
+      { lingerMs: 10_000 },
+    );
+    const head = busy.add([0]);
+    const full = busy.add([1, 2]);
+    hold?.();
+    await Promise.all([head, full]);
+    assert.deepEqual(
+      flushes.map((f) => f.items),
+      [[0], [1, 2]],
+    );
+    assert.ok((flushes[1]?.at ?? 0) - (flushes[0]?.at ?? 0) < 1000, 'a full batch does not linger');
+  });
 });

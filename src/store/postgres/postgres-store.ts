@@ -139,6 +139,13 @@ const MESSAGES_PER_STATEMENT = 2000;
 const OUTCOMES_PER_STATEMENT = 5000;
 /** Most addresses one merged suppression lookup asks for (findSuppressions). */
 const SUPPRESSION_LOOKUPS_PER_STATEMENT = 5000;
+/**
+ * How long a busy batcher (calls waited through its last flush) gathers more before the next
+ * statement (batcher.ts). Two nodes split the load and so halve every batch; this wins back
+ * part of it (docs/architecture.md, "Group commit on PostgreSQL").
+ */
+const BUSY_LINGER_MS = 2;
+const LINGER = { lingerMs: BUSY_LINGER_MS };
 
 /** One address of one findSuppressions call, merged with the others waiting (Batcher). */
 interface SuppressionLookup {
@@ -472,10 +479,15 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   readonly #inserts = new Batcher<InsertItem, void>(
     (items) => this.#insertNow(items),
     MESSAGES_PER_STATEMENT,
+    LINGER,
   );
   // The delivery engine asks for one body per transaction; those asked for while a read is
   // running come back together in the next one (keyed by bodyKey).
-  readonly #bodies = new Batcher<BodyWanted, Map<string, Buffer>>((wanted) => this.#loadBodies(wanted), 200);
+  readonly #bodies = new Batcher<BodyWanted, Map<string, Buffer>>(
+    (wanted) => this.#loadBodies(wanted),
+    200,
+    LINGER,
+  );
   /**
    * Bodies that came with a lease (#leasePass: the first leased recipient of each copy brings
    * it, when it is at most PREFETCH_BODY_MAX_BYTES), taken by the delivery's getBody: one
@@ -492,6 +504,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   readonly #suppressionLookups = new Batcher<SuppressionLookup, Map<number, Suppression[]>>(
     (lookups) => this.#lookUpSuppressions(lookups),
     SUPPRESSION_LOOKUPS_PER_STATEMENT,
+    LINGER,
   );
   #suppressionCalls = 0;
 
@@ -1038,6 +1051,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       batcher = new Batcher(
         async (merged) => new Set(await this.#recordForOwner(owner, merged)),
         OUTCOMES_PER_STATEMENT,
+        LINGER,
       );
       this.#outcomes.set(owner, batcher);
     }
