@@ -2,9 +2,14 @@ import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
 import pg, { escapeIdentifier } from 'pg';
 import { migrations } from '../../src/store/postgres/migrations.ts';
-import { PostgresStore, SchemaTooNewError } from '../../src/store/postgres/postgres-store.ts';
+import {
+  PostgresStore,
+  RECORD_OUTCOMES,
+  SchemaTooNewError,
+} from '../../src/store/postgres/postgres-store.ts';
 import type { LeaseRequest } from '../../src/store/types.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
+import { sampleOutcome } from '../support/outcomes.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 import { dashboardContract } from './dashboard-contract.ts';
 import { guardContract } from './guard-contract.ts';
@@ -340,12 +345,23 @@ if (admin) {
             const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 5, leaseUntil: T0 + 60_000 });
             assert.equal(leased.length, 1);
             assert.equal(await store.nextDueAt(), T0 + 60_000);
+            const id = leased[0]?.id ?? 0;
+            const done = { ...sampleOutcome(id), messageId: 'm1', accountId: 'a1', recipient: 'x@one.test' };
+            assert.deepEqual(await store.recordOutcomes('n1', [done]), [id]);
+            assert.equal((await store.getRecipient(id))?.state, 'delivered');
           } finally {
             await store.close();
             await drop();
           }
           if (preparedStatements) {
-            for (const name of ['find_suppressions', 'insert_1', 'find_due', 'lease_pass', 'next_due_at'])
+            for (const name of [
+              'find_suppressions',
+              'insert_1',
+              'find_due',
+              'lease_pass',
+              'next_due_at',
+              'record_outcomes',
+            ])
               assert.ok(names.has(`postbote_${name}`), `${name} is prepared`);
           } else {
             assert.deepEqual([...names], []);
@@ -353,6 +369,32 @@ if (admin) {
         }
       } finally {
         pg.Client.prototype.query = original;
+      }
+    });
+
+    it('the outcome statement’s generic plan, made on an empty table, looks recipients up by key', async () => {
+      const { schema, drop } = freshSchema();
+      const store = new PostgresStore({ url, schema, poolSize: 1 });
+      const client = new pg.Client({ connectionString: url });
+      try {
+        await store.migrate();
+        await client.connect();
+        await client.query(`SET search_path = ${escapeIdentifier(schema)}`);
+        // What a node's connection keeps once the server settles on a generic plan, made as
+        // early as possible: before any recipient exists.
+        await client.query('SET plan_cache_mode = force_generic_plan');
+        const types = RECORD_OUTCOMES.text.match(/\$\d+::[a-z]+\[\]/g)?.map((t) => t.split('::')[1]) ?? [];
+        assert.equal(types.length, 17);
+        await client.query(`PREPARE outcomes (text, ${types.join(', ')}, int) AS ${RECORD_OUTCOMES.text}`);
+        const args = ["'n1'", ...types.map((t) => `'{}'::${t}`), '0'];
+        const { rows } = await client.query(`EXPLAIN EXECUTE outcomes (${args.join(', ')})`);
+        const plan = rows.map((r) => String(r['QUERY PLAN'])).join('\n');
+        assert.match(plan, /Index Scan using recipients_pkey on recipients/);
+        assert.doesNotMatch(plan, /Seq Scan on recipients/);
+      } finally {
+        await client.end();
+        await store.close();
+        await drop();
       }
     });
 

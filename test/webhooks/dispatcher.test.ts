@@ -95,7 +95,7 @@ const endpoint = (createdAt: number, enabled = true): WebhookEndpoint => ({
   createdAt,
 });
 
-const silent = { warn: () => {} };
+const silent = { warn: () => {}, info: () => {} };
 
 describe('webhook dispatcher', () => {
   it('without an enabled endpoint reads no events and moves its cursor to the newest one read before the list', async () => {

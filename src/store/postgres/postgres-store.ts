@@ -369,6 +369,49 @@ type Sql = string | Prepared;
 
 const prepared = (name: string, text: string): Prepared => ({ name: `postbote_${name}`, text });
 
+/**
+ * The outcome statement (#recordForOwner), prepared. `LIMIT $19` (the number of outcomes) is
+ * there for its generic plan: without it that plan expects ten outcomes, and one made while
+ * `recipients` was still small (a new install, a benchmark) joins them by a hash over a
+ * sequential scan of the whole table for as long as the connection lives; so it went unprepared
+ * and was planned on every call, which cost the server more than running it. With an unknown
+ * LIMIT the planner expects one row and looks each recipient up by its key whatever the table's
+ * size. Measured with `node bench/store-writes.ts --store postgres` (two outcomes per call):
+ * server CPU per message for outcomes 543–605 µs planned each time, 1,100 µs on the hash-join
+ * generic plan, 192–197 µs now.
+ */
+export const RECORD_OUTCOMES = prepared(
+  'record_outcomes',
+  `WITH o AS (
+    SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
+      $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
+      $16::text[], $17::text[], $18::boolean[])
+      WITH ORDINALITY AS x(id, state, attempted, next_attempt_at, has_reply, code, enhanced, reply_text, at,
+        event_type, event_data, message_id, account_id, recipient, site, source, recovered, ord)
+    LIMIT $19
+  ), applied AS (
+    UPDATE recipients r SET state = o.state, attempts = r.attempts + o.attempted,
+      next_attempt_at = COALESCE(o.next_attempt_at, r.next_attempt_at),
+      last_code = COALESCE(o.code, r.last_code),
+      last_enhanced = CASE WHEN o.has_reply THEN o.enhanced ELSE r.last_enhanced END,
+      last_text = COALESCE(o.reply_text, r.last_text),
+      last_site = COALESCE(o.site, r.last_site),
+      last_source = COALESCE(o.source, r.last_source),
+      lease_owner = NULL, lease_until = NULL, updated_at = o.at
+    FROM o
+    WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1)
+      OR (o.state = 'delivered' AND (NOT o.recovered OR r.state <> 'delivered')))
+    RETURNING r.id
+  ), logged AS (
+    INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+    SELECT o.at, o.event_type, o.message_id, o.id, o.account_id, o.recipient, o.event_data
+    FROM o JOIN applied a ON a.id = o.id
+    WHERE o.event_type IS NOT NULL
+    ORDER BY o.ord
+  )
+  SELECT o.id FROM o JOIN applied a ON a.id = o.id ORDER BY o.ord`,
+);
+
 function queryConfig(
   sql: Sql,
   values: unknown[],
@@ -1064,58 +1107,27 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     // One statement: the batch is atomic, and an event is written only for an applied outcome.
     // The lease condition is rechecked on the newest row version if a concurrent write (a cancel,
     // another node taking an expired lease) got there first.
-    // Not prepared: its generic plan cost the server more than planning it each time, for the
-    // few outcomes a write carries (bench/store-writes.ts --store postgres: 850 against 726 µs
-    // per message, two outcomes per call).
-    const { rows } = await this.#lazy(
-      `WITH o AS (
-         SELECT * FROM unnest($2::bigint[], $3::text[], $4::int[], $5::bigint[], $6::boolean[], $7::int[],
-           $8::text[], $9::text[], $10::bigint[], $11::text[], $12::jsonb[], $13::text[], $14::text[], $15::text[],
-           $16::text[], $17::text[], $18::boolean[])
-           WITH ORDINALITY AS x(id, state, attempted, next_attempt_at, has_reply, code, enhanced, reply_text, at,
-             event_type, event_data, message_id, account_id, recipient, site, source, recovered, ord)
-       ), applied AS (
-         UPDATE recipients r SET state = o.state, attempts = r.attempts + o.attempted,
-           next_attempt_at = COALESCE(o.next_attempt_at, r.next_attempt_at),
-           last_code = COALESCE(o.code, r.last_code),
-           last_enhanced = CASE WHEN o.has_reply THEN o.enhanced ELSE r.last_enhanced END,
-           last_text = COALESCE(o.reply_text, r.last_text),
-           last_site = COALESCE(o.site, r.last_site),
-           last_source = COALESCE(o.source, r.last_source),
-           lease_owner = NULL, lease_until = NULL, updated_at = o.at
-         FROM o
-         WHERE r.id = o.id AND ((r.state = 'delivering' AND r.lease_owner = $1)
-           OR (o.state = 'delivered' AND (NOT o.recovered OR r.state <> 'delivered')))
-         RETURNING r.id
-       ), logged AS (
-         INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
-         SELECT o.at, o.event_type, o.message_id, o.id, o.account_id, o.recipient, o.event_data
-         FROM o JOIN applied a ON a.id = o.id
-         WHERE o.event_type IS NOT NULL
-         ORDER BY o.ord
-       )
-       SELECT o.id FROM o JOIN applied a ON a.id = o.id ORDER BY o.ord`,
-      [
-        owner,
-        col((o) => o.recipientId),
-        col((o) => o.state),
-        col((o) => (o.attempted ? 1 : 0)),
-        col((o) => o.nextAttemptAt ?? null),
-        col((o) => o.reply !== null),
-        col((o) => o.reply?.code ?? null),
-        col((o) => (o.reply?.enhanced === undefined ? null : clean(o.reply.enhanced))),
-        col((o) => (o.reply ? clean(o.reply.text) : null)),
-        col((o) => o.at),
-        col((o) => o.event?.type ?? null),
-        col((o) => (o.event ? json(o.event.data) : null)),
-        col((o) => o.messageId),
-        col((o) => o.accountId),
-        col((o) => o.recipient),
-        col((o) => (o.site === undefined ? null : clean(o.site))),
-        col((o) => (o.source === undefined ? null : clean(o.source))),
-        col((o) => o.recovered === true),
-      ],
-    );
+    const { rows } = await this.#lazy(RECORD_OUTCOMES, [
+      owner,
+      col((o) => o.recipientId),
+      col((o) => o.state),
+      col((o) => (o.attempted ? 1 : 0)),
+      col((o) => o.nextAttemptAt ?? null),
+      col((o) => o.reply !== null),
+      col((o) => o.reply?.code ?? null),
+      col((o) => (o.reply?.enhanced === undefined ? null : clean(o.reply.enhanced))),
+      col((o) => (o.reply ? clean(o.reply.text) : null)),
+      col((o) => o.at),
+      col((o) => o.event?.type ?? null),
+      col((o) => (o.event ? json(o.event.data) : null)),
+      col((o) => o.messageId),
+      col((o) => o.accountId),
+      col((o) => o.recipient),
+      col((o) => (o.site === undefined ? null : clean(o.site))),
+      col((o) => (o.source === undefined ? null : clean(o.source))),
+      col((o) => o.recovered === true),
+      outcomes.length,
+    ]);
     return rows.map((r) => num(r.id));
   }
 
