@@ -8,8 +8,8 @@ import {
   SchemaTooNewError,
 } from '../../src/store/postgres/postgres-store.ts';
 import type { LeaseRequest } from '../../src/store/types.ts';
-import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleOutcome } from '../support/outcomes.ts';
+import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 import { dashboardContract } from './dashboard-contract.ts';
 import { guardContract } from './guard-contract.ts';
