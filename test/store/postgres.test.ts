@@ -128,10 +128,30 @@ if (admin) {
           await new Promise((r) => setTimeout(r, 300));
           assert.equal(wakes, 0, 'work in another schema does not wake this one');
           const started = Date.now();
-          await a.insertMessages([sampleMessage('a1', ['x@one.test'])]);
-          while (wakes === 0 && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 10));
+          // The notification follows the insert's commit instead of riding in it: PostgreSQL
+          // serialises the commits of notifying transactions, which kept two nodes' intake
+          // commits from sharing a WAL flush.
+          const texts: string[] = [];
+          const original = pg.Client.prototype.query;
+          pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+            const config = args[0] as { text?: unknown } | string;
+            texts.push(String(typeof config === 'string' ? config : config?.text));
+            return (original as (...a: unknown[]) => unknown).apply(this, args);
+          } as typeof original;
+          try {
+            await a.insertMessages([sampleMessage('a1', ['x@one.test'])]);
+            while (wakes === 0 && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 10));
+          } finally {
+            pg.Client.prototype.query = original;
+          }
           assert.ok(wakes >= 1, 'woken by the other node');
           assert.ok(Date.now() - started < 1000, `woken after ${Date.now() - started} ms`);
+          const insert = texts.find((t) => t.includes('INSERT INTO messages'));
+          assert.ok(
+            insert && !insert.includes('pg_notify'),
+            'the insert does not notify in its own transaction',
+          );
+          assert.ok(texts.some((t) => t.includes('pg_notify')));
         } finally {
           await watch.stop();
         }

@@ -202,7 +202,6 @@ const answeredValues = (answered: AnsweredKey[]): unknown[] => [
 function insertMessagesStatement(
   messages: NewMessage[],
   answered: AnsweredKey[],
-  schema: string,
 ): { sql: Sql; values: unknown[] } {
   const values: unknown[] = [];
   const rows: string[] = [];
@@ -285,17 +284,7 @@ function insertMessagesStatement(
     }
   }
   const a = values.length;
-  values.push(
-    rcpt.messageId,
-    rcpt.accountId,
-    rcpt.address,
-    rcpt.domain,
-    rcpt.due,
-    rcpt.createdAt,
-    rcpt.dsn,
-    DUE_CHANNEL,
-    schema,
-  );
+  values.push(rcpt.messageId, rcpt.accountId, rcpt.address, rcpt.domain, rcpt.due, rcpt.createdAt, rcpt.dsn);
   const b = values.push(rcpt.stream, rcpt.kind, rcpt.variant) - 3;
   const e = values.push(rcpt.state, rcpt.event, rcpt.eventData) - 3;
   const c = values.push(copies.messageId, copies.variant, copies.body) - 3;
@@ -329,10 +318,6 @@ function insertMessagesStatement(
       FROM x
     ), answered AS (
       ${answerKeys(k + 1)}
-    ), due AS (
-      -- Every node's delivery engine is told at commit (see due-notifier.ts), with no round trip
-      -- of its own; a SELECT in a WITH runs only when referenced, hence the join below.
-      SELECT pg_notify($${a + 8}, $${a + 9}) IS NULL AS sent
     )
     INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
     SELECT x.created_at, x.event, x.message_id, x.id, x.account_id, x.address,
@@ -340,7 +325,6 @@ function insertMessagesStatement(
         'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
         'source', m.source, 'clientIp', m.client_ip))
     FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
-      CROSS JOIN due
     ORDER BY x.ord`;
   // The text depends only on the number of messages.
   const sql =
@@ -821,19 +805,20 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     if (messages.length === 0) {
       await this.#pool.query(answerKeys(1), answeredValues(answered));
     } else if (messages.length <= MESSAGES_PER_STATEMENT) {
-      const { sql, values } = insertMessagesStatement(messages, answered, this.#schema);
+      const { sql, values } = insertMessagesStatement(messages, answered);
       await this.#pool.query(queryConfig(sql, values, this.#prepare));
+      this.#notifyDue();
     } else {
       await this.#transaction(async (client) => {
         for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
           const { sql, values } = insertMessagesStatement(
             messages.slice(i, i + MESSAGES_PER_STATEMENT),
             i === 0 ? answered : [],
-            this.#schema,
           );
           await client.query(queryConfig(sql, values, this.#prepare));
         }
       });
+      this.#notifyDue();
     }
   }
 
@@ -841,6 +826,12 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
    * Tells every node's delivery engine that work is due (LISTEN/NOTIFY, see due-notifier.ts).
    * After the commit, not awaited: the caller's reply must not wait for it, and a lost
    * notification only delays delivery until the next poll.
+   *
+   * Never inside the transaction that makes the work due: PostgreSQL serialises the commits of
+   * notifying transactions (a lock on the database held until the commit is flushed), so intake
+   * inserts that notified could not share a WAL flush across nodes; with two nodes they queued
+   * behind each other (`Lock:object` in pg_stat_activity). Sent on the lazy pool
+   * (synchronous_commit off): the lock is then held only for the commit record's insertion.
    */
   #notifyDue(): void {
     // Coalesced: while one notification is on its way, later ones become a single follow-up.
@@ -849,7 +840,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
       return;
     }
     this.#notifying = true;
-    this.#pool
+    this.#lazyPool
       .query('SELECT pg_notify($1, $2)', [DUE_CHANNEL, this.#schema])
       .catch(() => {})
       .finally(() => {
