@@ -36,6 +36,8 @@ import {
   describeServer,
   formatActivity,
   formatCounters,
+  formatStatementStats,
+  resetStatementStats,
   sampleActivity,
   serverCpuSeconds,
   serverWriteBytes,
@@ -101,6 +103,7 @@ async function phaseScenario(ctx: PostgresBenchContext, store: StoreKind, k: num
       cluster.schema === undefined ? undefined : await sampleActivity(ctx.databaseUrl, `${cluster.schema}.`);
     const meter = cpuMeter(ctx.serverCpu);
     const counters0 = cluster.schema === undefined ? undefined : await databaseCounters(ctx.admin);
+    const statements = cluster.schema !== undefined && (await resetStatementStats(ctx.admin));
     const serverWritten0 = pm === undefined ? 0 : serverWriteBytes(pm);
     const deadline = ctx.deadline();
     const cpu0 = cluster.nodes.map((n) => n.cpuSeconds());
@@ -215,6 +218,11 @@ async function phaseScenario(ctx: PostgresBenchContext, store: StoreKind, k: num
     }
     if (counters0 && counters) {
       row.notes.push(`PostgreSQL database-wide during the phase: ${formatCounters(counters0, counters, N)}`);
+    }
+    if (statements) {
+      row.notes.push(
+        `PostgreSQL statements (pg_stat_statements): ${await formatStatementStats(ctx.admin, N)}`,
+      );
     }
     if (sampled) {
       row.notes.push(

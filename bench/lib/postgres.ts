@@ -280,3 +280,54 @@ export function formatCounters(before: DatabaseCounters, after: DatabaseCounters
     `${per('updated')} updated, ${per('deleted')} deleted; WAL ${((after.walBytes - before.walBytes) / messages / 1024).toFixed(1)} KB`
   );
 }
+
+/**
+ * Starts counting statements with pg_stat_statements, when the server loads it
+ * (`shared_preload_libraries`; bench/README.md says how): creates the extension in this database
+ * if needed and resets it. False when it is not loaded: the phase then reports no statements.
+ */
+export async function resetStatementStats(client: Client): Promise<boolean> {
+  try {
+    const loaded = await client.query<{ libs: string }>(
+      `SELECT current_setting('shared_preload_libraries') AS libs`,
+    );
+    if (!/\bpg_stat_statements\b/.test(loaded.rows[0]?.libs ?? '')) return false;
+    await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await client.query('SELECT pg_stat_statements_reset()');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What the database's statements cost per message since resetStatementStats (database-wide, the
+ * bench's own sampling of pg_stat_activity left out): calls, plans, planning and execution time,
+ * and the `top` statements by planning + execution time. Planning is counted only with
+ * `pg_stat_statements.track_planning = on`.
+ */
+export async function formatStatementStats(client: Client, messages: number, top = 5): Promise<string> {
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 48) AS head, sum(calls) AS calls, sum(plans) AS plans,
+       sum(total_plan_time) AS plan_ms, sum(total_exec_time) AS exec_ms
+     FROM pg_stat_statements
+     WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND query NOT LIKE '%pg_stat_activity%' AND query NOT LIKE '%pg_stat_statements%'
+     GROUP BY 1 ORDER BY sum(total_plan_time) + sum(total_exec_time) DESC`,
+  );
+  const per = (n: number): string => (n / messages).toFixed(2);
+  const ms = (n: number): string => `${((n / messages) * 1000).toFixed(0)} µs`;
+  const sum = (k: string): number => rows.reduce((s, r) => s + Number(r[k] ?? 0), 0);
+  const planning = sum('plans') > 0 ? `planning ${ms(sum('plan_ms'))}, ` : '(planning not tracked), ';
+  const heads = rows
+    .slice(0, top)
+    .map(
+      (r) =>
+        `"${r.head}…" ${per(Number(r.calls))} calls, ${per(Number(r.plans))} plans, ` +
+        `${ms(Number(r.plan_ms) + Number(r.exec_ms))}`,
+    );
+  return (
+    `per message ${per(sum('calls'))} statements, ${per(sum('plans'))} plans, ${planning}` +
+    `execution ${ms(sum('exec_ms'))}; by time: ${heads.join('; ')}`
+  );
+}

@@ -145,6 +145,12 @@ const SUPPRESSION_LOOKUPS_PER_STATEMENT = 5000;
  * part of it (docs/architecture.md, "Group commit on PostgreSQL").
  */
 const BUSY_LINGER_MS = 2;
+/**
+ * Notifications of due work (#notifyDue) are at least this far apart: every intake commit asks
+ * for one, and a node takes at most one remote wake-up per 10 ms anyway (REMOTE_WAKE_MS,
+ * delivery/engine.ts). Unspaced, two nodes sent one per insert: 0.4 statements per message.
+ */
+const NOTIFY_SPACING_MS = 5;
 const LINGER = { lingerMs: BUSY_LINGER_MS };
 
 /** One address of one findSuppressions call, merged with the others waiting (Batcher). */
@@ -834,21 +840,26 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
    * (synchronous_commit off): the lock is then held only for the commit record's insertion.
    */
   #notifyDue(): void {
-    // Coalesced: while one notification is on its way, later ones become a single follow-up.
+    // Coalesced: while one notification is on its way, and for NOTIFY_SPACING_MS after it, later
+    // ones become a single follow-up.
     if (this.#notifying) {
       this.#notifyAgain = true;
       return;
     }
+    if (this.#closed) return;
     this.#notifying = true;
     this.#lazyPool
       .query('SELECT pg_notify($1, $2)', [DUE_CHANNEL, this.#schema])
       .catch(() => {})
       .finally(() => {
-        this.#notifying = false;
-        if (this.#notifyAgain) {
-          this.#notifyAgain = false;
-          this.#notifyDue();
-        }
+        const timer = setTimeout(() => {
+          this.#notifying = false;
+          if (this.#notifyAgain) {
+            this.#notifyAgain = false;
+            this.#notifyDue();
+          }
+        }, NOTIFY_SPACING_MS);
+        timer.unref();
       });
   }
 
