@@ -3,7 +3,9 @@
  * counts its own connections per key; with several nodes on one database it also needs one of
  * the cluster's `limit` slots for the destination host before it connects, and keeps that slot
  * for as long as the connection lives (idle ones included), so N nodes never hold more than
- * `limit` connections to one host between them.
+ * `limit` connections to one host between them. A node may hold more than its fair share
+ * (limit ÷ live nodes) while no other node is refused a slot; once one is, the freed slots go
+ * to it (see ConnectionSlotStore.acquireSlot).
  */
 import type { ConnectionSlotStore, SlotRef } from '../store/store.ts';
 
@@ -31,9 +33,17 @@ export interface ClusterPermitsOptions {
   holder: string;
   /** How long a slot outlives its holder's last renewal; renewed every third of it. */
   leaseMs: number;
+  /** Live nodes sharing the slots (default 1): a node's fair share of a key is limit ÷ nodes. */
+  nodes?: () => number;
   clock?: () => number;
   logger?: { warn(obj: object, msg: string): void };
 }
+
+/**
+ * How long a node refused a slot below its fair share keeps the nodes above theirs from taking
+ * freed ones (ConnectionSlotStore.acquireSlot): a few of the pool's retry intervals (250 ms).
+ */
+export const SLOT_DEMAND_MS = 1000;
 
 export function createClusterPermits(options: ClusterPermitsOptions): ConnectionPermits {
   const { slots, holder, leaseMs, logger } = options;
@@ -85,7 +95,16 @@ export function createClusterPermits(options: ClusterPermitsOptions): Connection
     async tryAcquire(key, limit) {
       if (stopped) return undefined;
       const now = clock();
-      const slot = await slots.acquireSlot({ key, limit, holder, now, until: now + leaseMs });
+      const share = Math.ceil(limit / Math.max(1, options.nodes?.() ?? 1));
+      const slot = await slots.acquireSlot({
+        key,
+        limit,
+        share,
+        demandMs: SLOT_DEMAND_MS,
+        holder,
+        now,
+        until: now + leaseMs,
+      });
       if (slot === undefined) return undefined;
       const permit: HeldPermit = {
         key,

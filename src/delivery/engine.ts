@@ -78,6 +78,11 @@ export async function startDeliveryEngine(deps: {
   const delivery = config.delivery;
   // Several nodes on one database: the per-host connection limit holds across all of them.
   // Slots left by an earlier run of this node id are its own to take back now.
+  // Several nodes on one database share message rates and warm-up caps: each keeps to its share
+  // (live nodes, from their heartbeats), so together they stay within the limit; connection
+  // slots go to a node below its share first.
+  let liveNodes = 1;
+  const share = (): number => liveNodes;
   let permits: ConnectionPermits | undefined;
   if (sharesConnectionSlots(store)) {
     await store.connectionSlots.releaseSlots(config.node_id, null);
@@ -85,14 +90,11 @@ export async function startDeliveryEngine(deps: {
       slots: store.connectionSlots,
       holder: config.node_id,
       leaseMs: delivery.lease,
+      nodes: share,
       clock,
       logger,
     });
   }
-  // Several nodes on one database share message rates and warm-up caps: each keeps to its share
-  // (live nodes, from their heartbeats), so together they stay within the limit.
-  let liveNodes = 1;
-  const share = (): number => liveNodes;
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
   // Traffic shaping (delivery/shaping/): sites and their limits, message rates, adaptive rules
   // on replies, a circuit breaker per (source, site). Its state is this node's own.

@@ -514,10 +514,17 @@ export interface SlotRef {
  * gives it back when the connection closes. Times are the caller's clock, like recipient leases.
  */
 export interface ConnectionSlotStore {
-  /** Takes a free (or expired) slot until `until`; undefined when all `limit` are held. */
+  /**
+   * Takes a free (or expired) slot until `until`; undefined when all `limit` are held, or when
+   * `holder` already holds `share` of them (its fair share: limit ÷ live nodes) and another
+   * holder was refused one within `demandMs`. A holder refused while below its share records
+   * that demand, so that the holders above theirs leave the next freed slot to it.
+   */
   acquireSlot(input: {
     key: string;
     limit: number;
+    share: number;
+    demandMs: number;
     holder: string;
     now: number;
     until: number;

@@ -407,6 +407,34 @@ describe('session pool', () => {
     );
   });
 
+  it('cluster permits: a node above its fair share (limit ÷ live nodes) leaves a freed slot to a node refused below its share', async () => {
+    const slots = new MemorySlots();
+    let now = 1_000;
+    const clock = () => now;
+    const a = createClusterPermits({ slots, holder: 'a', leaseMs: 60_000, nodes: () => 2, clock });
+    const b = createClusterPermits({ slots, holder: 'b', leaseMs: 60_000, nodes: () => 2, clock });
+    try {
+      // Alone with work, a takes every slot: more than its share of two.
+      const held = await Promise.all(Array.from({ length: 4 }, () => a.tryAcquire('mx', 4)));
+      assert.ok(held.every((p) => p !== undefined));
+      assert.equal(await b.tryAcquire('mx', 4), undefined, 'b is refused, below its share');
+      held[0]?.release();
+      await sleep(1); // the release is fire and forget
+      now += 10;
+      assert.equal(await a.tryAcquire('mx', 4), undefined, 'a, above its share, leaves it');
+      now += 250;
+      assert.ok(await b.tryAcquire('mx', 4), 'b takes it at its retry');
+      // With one live node the share is the whole limit: nothing is left to anyone.
+      const solo = createClusterPermits({ slots: new MemorySlots(), holder: 's', leaseMs: 60_000, clock });
+      const all = await Promise.all(Array.from({ length: 4 }, () => solo.tryAcquire('mx', 4)));
+      assert.ok(all.every((p) => p !== undefined));
+      await solo.stop();
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  });
+
   it('with cluster permits, two nodes together never exceed the limit, and waiting ones get slots as they free', async (t) => {
     const slow = {
       respond: (cmd: { verb: string }) => (cmd.verb === 'DATA_END' ? { delayMs: 15 } : undefined),

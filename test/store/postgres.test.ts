@@ -573,6 +573,44 @@ if (admin) {
       }
     });
 
+    it('connection slots: a node above its fair share leaves freed slots to one refused below its share', async () => {
+      const { schema, drop } = freshSchema();
+      const a = new PostgresStore({ url, schema, poolSize: 2 });
+      const b = new PostgresStore({ url, schema, poolSize: 2 });
+      try {
+        await a.migrate();
+        // Four slots, two nodes: a share of two each.
+        const take = (store: PostgresStore, holder: string, now: number) =>
+          store.connectionSlots.acquireSlot({
+            key: 'mx|25|*',
+            limit: 4,
+            share: 2,
+            demandMs: 1000,
+            holder,
+            now,
+            until: now + 60_000,
+          });
+        const free = (store: PostgresStore, holder: string, slot: number) =>
+          store.connectionSlots.releaseSlots(holder, [{ key: 'mx|25|*', slot }]);
+        // Nobody else wants any: a takes all four, above its share.
+        for (let i = 0; i < 4; i++) assert.equal(await take(a, 'a', T0), i);
+        // b is refused below its share: its demand is recorded.
+        assert.equal(await take(b, 'b', T0 + 10), undefined);
+        // a frees a slot and asks again at once: above its share, with b waiting, it is refused.
+        await free(a, 'a', 3);
+        assert.equal(await take(a, 'a', T0 + 20), undefined);
+        // b's retry gets it.
+        assert.equal(await take(b, 'b', T0 + 300), 3);
+        // Once b's demand is older than demandMs, a takes freed slots again beyond its share.
+        await free(b, 'b', 3);
+        assert.equal(await take(a, 'a', T0 + 2000), 3);
+      } finally {
+        await a.close();
+        await b.close();
+        await drop();
+      }
+    });
+
     it('connection slots: at most `limit` held across nodes; expired ones are retaken; renew keeps only own', async () => {
       const { schema, drop } = freshSchema();
       const a = new PostgresStore({ url, schema, poolSize: 6 });
@@ -580,7 +618,15 @@ if (admin) {
       try {
         await a.migrate();
         const take = (store: PostgresStore, holder: string, now = T0) =>
-          store.connectionSlots.acquireSlot({ key: 'mx|25|*', limit: 3, holder, now, until: now + 1000 });
+          store.connectionSlots.acquireSlot({
+            key: 'mx|25|*',
+            limit: 3,
+            share: 3,
+            demandMs: 1000,
+            holder,
+            now,
+            until: now + 1000,
+          });
         // Twelve takers at once on two pools: exactly three slots go out, all different.
         const got = await Promise.all(
           Array.from({ length: 12 }, (_, i) => take(i % 2 ? a : b, i % 2 ? 'a' : 'b')),
@@ -593,6 +639,8 @@ if (admin) {
           await a.connectionSlots.acquireSlot({
             key: 'other|25|*',
             limit: 1,
+            share: 1,
+            demandMs: 1000,
             holder: 'a',
             now: T0,
             until: T0 + 1000,

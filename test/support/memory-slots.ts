@@ -3,9 +3,30 @@ import type { ConnectionSlotStore, SlotRef } from '../../src/store/store.ts';
 /** ConnectionSlotStore in memory, with the PostgreSQL adapter's semantics (for pool tests). */
 export class MemorySlots implements ConnectionSlotStore {
   readonly rows = new Map<string, { holder: string; expiresAt: number }>();
+  /** By key: the last holder refused below its share, and when. */
+  readonly wanted = new Map<string, { holder: string; at: number }>();
 
-  async acquireSlot(input: { key: string; limit: number; holder: string; now: number; until: number }) {
+  async acquireSlot(input: {
+    key: string;
+    limit: number;
+    share: number;
+    demandMs: number;
+    holder: string;
+    now: number;
+    until: number;
+  }) {
+    let mine = 0;
     for (let slot = 0; slot < input.limit; slot++) {
+      const row = this.rows.get(`${input.key}#${slot}`);
+      if (row?.holder === input.holder && row.expiresAt > input.now) mine++;
+    }
+    const demand = this.wanted.get(input.key);
+    const yields =
+      mine >= input.share &&
+      demand !== undefined &&
+      demand.holder !== input.holder &&
+      demand.at > input.now - input.demandMs;
+    for (let slot = 0; slot < input.limit && !yields; slot++) {
       const id = `${input.key}#${slot}`;
       const row = this.rows.get(id);
       if (!row || row.holder === '' || row.expiresAt <= input.now) {
@@ -13,6 +34,7 @@ export class MemorySlots implements ConnectionSlotStore {
         return slot;
       }
     }
+    if (mine < input.share) this.wanted.set(input.key, { holder: input.holder, at: input.now });
     return undefined;
   }
 

@@ -435,4 +435,10 @@ export const migrations: readonly string[][] = [
     `CREATE INDEX dashboard_sessions_user ON dashboard_sessions(user_id)`,
     `CREATE INDEX dashboard_sessions_seen ON dashboard_sessions(last_seen_at)`,
   ],
+  // v16: fair shares of the cluster's connection slots (connection-slots.ts): the last node refused
+  // a slot of a key while below its share, and when, kept on the key's slot 0.
+  [
+    `ALTER TABLE connection_slots ADD COLUMN wanted_by text NOT NULL DEFAULT ''`,
+    `ALTER TABLE connection_slots ADD COLUMN wanted_at bigint NOT NULL DEFAULT 0`,
+  ],
 ];
