@@ -392,26 +392,115 @@ if (admin) {
       }
     });
 
-    it('the outcome statement’s generic plan, made on an empty table, looks recipients up by key', async () => {
+    it('no prepared statement’s generic plan, made on empty tables, scans a whole table', async () => {
+      // What a node's connection keeps once the server settles on a generic plan (after five
+      // executions, for the connection's life), made as early as possible: on a new install.
+      // A plan that expects ten input rows hashes a sequential scan of the table when it looks
+      // empty, and keeps doing so as the table grows (RECORD_OUTCOMES in postgres-store.ts).
       const { schema, drop } = freshSchema();
+      const texts = new Map<string, string>();
+      const original = pg.Client.prototype.query;
+      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+        const config = args[0] as { name?: unknown; text?: unknown };
+        if (typeof config?.name === 'string' && typeof config.text === 'string')
+          texts.set(config.name, config.text);
+        return (original as (...a: unknown[]) => unknown).apply(this, args);
+      } as typeof original;
       const store = new PostgresStore({ url, schema, poolSize: 1 });
       const client = new pg.Client({ connectionString: url });
       try {
         await store.migrate();
+        // Every statement of the delivery path once.
+        await store.createAccount({ id: 'a1', name: 'acme', createdAt: T0 });
+        await store.findSuppressions({ accountId: 'a1', stream: null, addresses: ['x@one.test'], now: T0 });
+        await store.insertMessages([{ ...sampleMessage('a1', ['x@one.test']), id: 'm1' }]);
+        const leased = await store.leaseDue({ owner: 'n1', now: T0, limit: 5, leaseUntil: T0 + 60_000 });
+        await store.renewLeases({ owner: 'n1', ids: leased.map((l) => l.id), leaseUntil: T0 + 90_000 });
+        await store.nextDueAt();
+        const id = leased[0]?.id ?? 0;
+        await store.recordOutcomes('n1', [{ ...sampleOutcome(id), messageId: 'm1', accountId: 'a1' }]);
+        pg.Client.prototype.query = original;
+        assert.ok(texts.size >= 7, [...texts.keys()].join(', '));
+        assert.ok(texts.has(RECORD_OUTCOMES.name));
+
         await client.connect();
         await client.query(`SET search_path = ${escapeIdentifier(schema)}`);
-        // What a node's connection keeps once the server settles on a generic plan, made as
-        // early as possible: before any recipient exists.
         await client.query('SET plan_cache_mode = force_generic_plan');
-        const types = RECORD_OUTCOMES.text.match(/\$\d+::[a-z]+\[\]/g)?.map((t) => t.split('::')[1]) ?? [];
-        assert.equal(types.length, 17);
-        await client.query(`PREPARE outcomes (text, ${types.join(', ')}, int) AS ${RECORD_OUTCOMES.text}`);
-        const args = ["'n1'", ...types.map((t) => `'{}'::${t}`), '0'];
-        const { rows } = await client.query(`EXPLAIN EXECUTE outcomes (${args.join(', ')})`);
-        const plan = rows.map((r) => String(r['QUERY PLAN'])).join('\n');
-        assert.match(plan, /Index Scan using recipients_pkey on recipients/);
-        assert.doesNotMatch(plan, /Seq Scan on recipients/);
+        for (const [name, text] of texts) {
+          await client.query(`PREPARE audited AS ${text}`);
+          const { rows: prepared } = await client.query(
+            `SELECT parameter_types::text[] AS types FROM pg_prepared_statements WHERE name = 'audited'`,
+          );
+          const types = (prepared[0]?.types ?? []) as string[];
+          const args = types.length > 0 ? `(${types.map((t) => `NULL::${t}`).join(', ')})` : '';
+          const { rows } = await client.query(`EXPLAIN EXECUTE audited${args}`);
+          const plan = rows.map((r) => String(r['QUERY PLAN'])).join('\n');
+          assert.doesNotMatch(plan, /Seq Scan on \w+/, `${name}:\n${plan}`);
+          await client.query('DEALLOCATE audited');
+        }
       } finally {
+        pg.Client.prototype.query = original;
+        await client.end();
+        await store.close();
+        await drop();
+      }
+    });
+
+    it('leasing for a small account next to a large backlog reads the small one’s lane, not every due recipient', async () => {
+      const { schema, drop } = freshSchema();
+      const texts = new Map<string, string>();
+      const original = pg.Client.prototype.query;
+      const store = new PostgresStore({ url, schema, poolSize: 2 });
+      const client = new pg.Client({ connectionString: url });
+      try {
+        await store.migrate();
+        await store.createAccount({ id: 'big', name: 'big', createdAt: T0 });
+        await store.createAccount({ id: 'small', name: 'small', createdAt: T0 });
+        for (let b = 0; b < 3; b++) {
+          await store.insertMessages(
+            Array.from({ length: 1000 }, (_, i) => ({
+              ...sampleMessage('big', [`u${i}@one.test`]),
+              id: `b${b}-${i}`,
+            })),
+          );
+        }
+        await store.insertMessages([{ ...sampleMessage('small', ['x@two.test']), id: 's1' }]);
+        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+          const config = args[0] as { name?: unknown; text?: unknown };
+          if (typeof config?.name === 'string' && typeof config.text === 'string')
+            texts.set(config.name, config.text);
+          return (original as (...a: unknown[]) => unknown).apply(this, args);
+        } as typeof original;
+        await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 60_000 });
+        pg.Client.prototype.query = original;
+        const findDue = texts.get('postbote_find_due');
+        const leasePass = texts.get('postbote_lease_pass');
+        assert.ok(findDue && leasePass);
+
+        await client.connect();
+        await client.query(`SET search_path = ${escapeIdentifier(schema)}`);
+        await client.query('ANALYZE recipients');
+        const now = T0 + 1;
+        const explained = {
+          find_due: [findDue, `(${now}::bigint, 100, '{transactional}'::text[], 100)`],
+          lease_pass: [
+            leasePass,
+            `(${now}::bigint, 'n2', ${now + 60_000}::bigint, '{transactional,broadcast}'::text[], '{0,0}'::int[],
+              '{transactional}'::text[], '{small}'::text[], '{4}'::int[], 65536, 2, 1, 4)`,
+          ],
+        };
+        for (const mode of ['force_custom_plan', 'force_generic_plan']) {
+          await client.query(`SET plan_cache_mode = ${mode}`);
+          for (const [name, [text, args]] of Object.entries(explained)) {
+            await client.query(`PREPARE audited AS ${text}`);
+            const { rows } = await client.query(`EXPLAIN EXECUTE audited${args}`);
+            const plan = rows.map((r) => String(r['QUERY PLAN'])).join('\n');
+            assert.doesNotMatch(plan, /using recipients_due/, `${name}, ${mode}:\n${plan}`);
+            await client.query('DEALLOCATE audited');
+          }
+        }
+      } finally {
+        pg.Client.prototype.query = original;
         await client.end();
         await store.close();
         await drop();
