@@ -987,8 +987,8 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
    *
    * The LIMITs on the inputs ($10–$12: kinds, shares, the most rows a pass can lease) only
    * change estimates, for a generic plan (see RECORD_OUTCOMES): without them one made while
-   * `recipients` was nearly empty joins the leased ids to it by a hash over a sequential scan.
-   * The server has planned this statement on every call so far (custom plans, 0.5 ms each).
+   * `recipients` was nearly empty joins the leased ids to it by a hash over a sequential scan,
+   * and the server planned the statement on every call instead (0.5 ms each).
    */
   async #leasePass(input: LeaseRequest, pass: LeasePass): Promise<Row[]> {
     const { rows } = await this.#lazy(
