@@ -513,22 +513,27 @@ export interface SlotRef {
  * holds across the cluster: a node leases one of `limit` slots of a key before it connects and
  * gives it back when the connection closes. Times are the caller's clock, like recipient leases.
  */
+/** A request for one of a key's connection slots (ConnectionSlotStore.acquireSlot). */
+export interface SlotRequest {
+  key: string;
+  limit: number;
+  /** The holder's fair share of the `limit` slots (limit ÷ live nodes, rounded up). */
+  share: number;
+  /** How long a refusal below a holder's share keeps the others from taking freed slots. */
+  demandMs: number;
+  holder: string;
+  now: number;
+  until: number;
+}
+
 export interface ConnectionSlotStore {
   /**
    * Takes a free (or expired) slot until `until`; undefined when all `limit` are held, or when
-   * `holder` already holds `share` of them (its fair share: limit ÷ live nodes) and another
-   * holder was refused one within `demandMs`. A holder refused while below its share records
-   * that demand, so that the holders above theirs leave the next freed slot to it.
+   * `holder` already holds `share` of them and another holder was refused one within
+   * `demandMs`. A holder refused while below its share records that demand, so that the
+   * holders above theirs leave the next freed slot to it.
    */
-  acquireSlot(input: {
-    key: string;
-    limit: number;
-    share: number;
-    demandMs: number;
-    holder: string;
-    now: number;
-    until: number;
-  }): Promise<number | undefined>;
+  acquireSlot(input: SlotRequest): Promise<number | undefined>;
   /** Extends slots `holder` still holds; returns those (a slot lost after expiry is missing). */
   renewSlots(input: { holder: string; slots: SlotRef[]; until: number }): Promise<SlotRef[]>;
   /** Frees the given slots of `holder`, or all of them (`null`: start-up, shutdown). */

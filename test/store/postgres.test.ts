@@ -9,13 +9,24 @@ import {
 } from '../../src/store/postgres/postgres-store.ts';
 import type { LeaseRequest } from '../../src/store/types.ts';
 import { sampleOutcome } from '../support/outcomes.ts';
-import { freshSchemaName, postgresOrSkip, testDatabaseUrl as url } from '../support/postgres.ts';
+import {
+  explainPrepared,
+  freshSchemaName,
+  postgresOrSkip,
+  recordQueries,
+  type SentQuery,
+  testDatabaseUrl as url,
+} from '../support/postgres.ts';
 import { sampleMessage, storeContract, T0 } from './contract.ts';
 import { dashboardContract } from './dashboard-contract.ts';
 import { guardContract } from './guard-contract.ts';
 import { trackingContract } from './tracking-contract.ts';
 
 const admin = await postgresOrSkip('the postgres store tests');
+
+/** The text of each named prepared statement among `queries`, by name. */
+const preparedTexts = (queries: SentQuery[]): Map<string, string> =>
+  new Map(queries.flatMap((q) => (q.name === undefined ? [] : [[q.name, q.text] as const])));
 
 if (admin) {
   after(() => admin.end());
@@ -131,19 +142,14 @@ if (admin) {
           // The notification follows the insert's commit instead of riding in it: PostgreSQL
           // serialises the commits of notifying transactions, which kept two nodes' intake
           // commits from sharing a WAL flush.
-          const texts: string[] = [];
-          const original = pg.Client.prototype.query;
-          pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-            const config = args[0] as { text?: unknown } | string;
-            texts.push(String(typeof config === 'string' ? config : config?.text));
-            return (original as (...a: unknown[]) => unknown).apply(this, args);
-          } as typeof original;
+          const sent = recordQueries();
           try {
             await a.insertMessages([sampleMessage('a1', ['x@one.test'])]);
             while (wakes === 0 && Date.now() - started < 3000) await new Promise((r) => setTimeout(r, 10));
           } finally {
-            pg.Client.prototype.query = original;
+            sent.stop();
           }
+          const texts = sent.queries.map((q) => q.text);
           assert.ok(wakes >= 1, 'woken by the other node');
           assert.ok(Date.now() - started < 1000, `woken after ${Date.now() - started} ms`);
           const insert = texts.find((t) => t.includes('INSERT INTO messages'));
@@ -338,18 +344,10 @@ if (admin) {
 
     it('prepares the delivery path’s statements, and none with preparedStatements: false (connection poolers)', async () => {
       // What each store sends: the names of the statements it asks the server to keep.
-      const names = new Set<string>();
-      const original = pg.Client.prototype.query;
-      const spy = function (this: pg.Client, ...args: unknown[]) {
-        const config = args[0] as { name?: unknown };
-        if (typeof config === 'object' && config !== null && typeof config.name === 'string')
-          names.add(config.name);
-        return (original as (...a: unknown[]) => unknown).apply(this, args);
-      };
-      pg.Client.prototype.query = spy as typeof original;
+      const sent = recordQueries();
       try {
         for (const preparedStatements of [true, false]) {
-          names.clear();
+          sent.queries.length = 0;
           const { schema, drop } = freshSchema();
           const store = new PostgresStore({ url, schema, poolSize: 2, preparedStatements });
           try {
@@ -373,6 +371,7 @@ if (admin) {
             await store.close();
             await drop();
           }
+          const names = new Set(sent.queries.flatMap((q) => (q.name === undefined ? [] : [q.name])));
           if (preparedStatements) {
             for (const name of [
               'find_suppressions',
@@ -388,7 +387,7 @@ if (admin) {
           }
         }
       } finally {
-        pg.Client.prototype.query = original;
+        sent.stop();
       }
     });
 
@@ -398,14 +397,7 @@ if (admin) {
       // A plan that expects ten input rows hashes a sequential scan of the table when it looks
       // empty, and keeps doing so as the table grows (RECORD_OUTCOMES in postgres-store.ts).
       const { schema, drop } = freshSchema();
-      const texts = new Map<string, string>();
-      const original = pg.Client.prototype.query;
-      pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-        const config = args[0] as { name?: unknown; text?: unknown };
-        if (typeof config?.name === 'string' && typeof config.text === 'string')
-          texts.set(config.name, config.text);
-        return (original as (...a: unknown[]) => unknown).apply(this, args);
-      } as typeof original;
+      const sent = recordQueries();
       const store = new PostgresStore({ url, schema, poolSize: 1 });
       const client = new pg.Client({ connectionString: url });
       try {
@@ -419,7 +411,8 @@ if (admin) {
         await store.nextDueAt();
         const id = leased[0]?.id ?? 0;
         await store.recordOutcomes('n1', [{ ...sampleOutcome(id), messageId: 'm1', accountId: 'a1' }]);
-        pg.Client.prototype.query = original;
+        sent.stop();
+        const texts = preparedTexts(sent.queries);
         assert.ok(texts.size >= 7, [...texts.keys()].join(', '));
         assert.ok(texts.has(RECORD_OUTCOMES.name));
 
@@ -427,19 +420,11 @@ if (admin) {
         await client.query(`SET search_path = ${escapeIdentifier(schema)}`);
         await client.query('SET plan_cache_mode = force_generic_plan');
         for (const [name, text] of texts) {
-          await client.query(`PREPARE audited AS ${text}`);
-          const { rows: prepared } = await client.query(
-            `SELECT parameter_types::text[] AS types FROM pg_prepared_statements WHERE name = 'audited'`,
-          );
-          const types = (prepared[0]?.types ?? []) as string[];
-          const args = types.length > 0 ? `(${types.map((t) => `NULL::${t}`).join(', ')})` : '';
-          const { rows } = await client.query(`EXPLAIN EXECUTE audited${args}`);
-          const plan = rows.map((r) => String(r['QUERY PLAN'])).join('\n');
+          const plan = await explainPrepared(client, text);
           assert.doesNotMatch(plan, /Seq Scan on \w+/, `${name}:\n${plan}`);
-          await client.query('DEALLOCATE audited');
         }
       } finally {
-        pg.Client.prototype.query = original;
+        sent.stop();
         await client.end();
         await store.close();
         await drop();
@@ -448,10 +433,9 @@ if (admin) {
 
     it('leasing for a small account next to a large backlog reads the small one’s lane, not every due recipient', async () => {
       const { schema, drop } = freshSchema();
-      const texts = new Map<string, string>();
-      const original = pg.Client.prototype.query;
       const store = new PostgresStore({ url, schema, poolSize: 2 });
       const client = new pg.Client({ connectionString: url });
+      let sent: ReturnType<typeof recordQueries> | undefined;
       try {
         await store.migrate();
         await store.createAccount({ id: 'big', name: 'big', createdAt: T0 });
@@ -465,14 +449,10 @@ if (admin) {
           );
         }
         await store.insertMessages([{ ...sampleMessage('small', ['x@two.test']), id: 's1' }]);
-        pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
-          const config = args[0] as { name?: unknown; text?: unknown };
-          if (typeof config?.name === 'string' && typeof config.text === 'string')
-            texts.set(config.name, config.text);
-          return (original as (...a: unknown[]) => unknown).apply(this, args);
-        } as typeof original;
+        sent = recordQueries();
         await store.leaseDue({ owner: 'n1', now: T0, limit: 1, leaseUntil: T0 + 60_000 });
-        pg.Client.prototype.query = original;
+        sent.stop();
+        const texts = preparedTexts(sent.queries);
         const findDue = texts.get('postbote_find_due');
         const leasePass = texts.get('postbote_lease_pass');
         assert.ok(findDue && leasePass);
@@ -481,7 +461,7 @@ if (admin) {
         await client.query(`SET search_path = ${escapeIdentifier(schema)}`);
         await client.query('ANALYZE recipients');
         const now = T0 + 1;
-        const explained = {
+        const explained: Record<string, [string, string]> = {
           find_due: [findDue, `(${now}::bigint, 100, '{transactional}'::text[], 100)`],
           lease_pass: [
             leasePass,
@@ -492,15 +472,12 @@ if (admin) {
         for (const mode of ['force_custom_plan', 'force_generic_plan']) {
           await client.query(`SET plan_cache_mode = ${mode}`);
           for (const [name, [text, args]] of Object.entries(explained)) {
-            await client.query(`PREPARE audited AS ${text}`);
-            const { rows } = await client.query(`EXPLAIN EXECUTE audited${args}`);
-            const plan = rows.map((r) => String(r['QUERY PLAN'])).join('\n');
+            const plan = await explainPrepared(client, text, args);
             assert.doesNotMatch(plan, /using recipients_due/, `${name}, ${mode}:\n${plan}`);
-            await client.query('DEALLOCATE audited');
           }
         }
       } finally {
-        pg.Client.prototype.query = original;
+        sent?.stop();
         await client.end();
         await store.close();
         await drop();

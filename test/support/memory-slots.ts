@@ -1,4 +1,4 @@
-import type { ConnectionSlotStore, SlotRef } from '../../src/store/store.ts';
+import type { ConnectionSlotStore, SlotRef, SlotRequest } from '../../src/store/store.ts';
 
 /** ConnectionSlotStore in memory, with the PostgreSQL adapter's semantics (for pool tests). */
 export class MemorySlots implements ConnectionSlotStore {
@@ -6,15 +6,7 @@ export class MemorySlots implements ConnectionSlotStore {
   /** By key: the last holder refused below its share, and when. */
   readonly wanted = new Map<string, { holder: string; at: number }>();
 
-  async acquireSlot(input: {
-    key: string;
-    limit: number;
-    share: number;
-    demandMs: number;
-    holder: string;
-    now: number;
-    until: number;
-  }) {
+  async acquireSlot(input: SlotRequest) {
     let mine = 0;
     for (let slot = 0; slot < input.limit; slot++) {
       const row = this.rows.get(`${input.key}#${slot}`);

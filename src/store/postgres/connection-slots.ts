@@ -1,5 +1,5 @@
 import type { Pool } from 'pg';
-import type { ConnectionSlotStore, SlotRef } from '../store.ts';
+import type { ConnectionSlotStore, SlotRef, SlotRequest } from '../store.ts';
 import { num, type Row } from './rows.ts';
 
 /**
@@ -17,15 +17,7 @@ export class PostgresConnectionSlots implements ConnectionSlotStore {
     this.#pool = pool;
   }
 
-  async acquireSlot(input: {
-    key: string;
-    limit: number;
-    share: number;
-    demandMs: number;
-    holder: string;
-    now: number;
-    until: number;
-  }): Promise<number | undefined> {
+  async acquireSlot(input: SlotRequest): Promise<number | undefined> {
     const { key, limit } = input;
     if ((this.#created.get(key) ?? 0) < limit) {
       await this.#pool.query(
