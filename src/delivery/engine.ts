@@ -76,13 +76,13 @@ export async function startDeliveryEngine(deps: {
   const startedAt = clock();
   const random = deps.random ?? Math.random;
   const delivery = config.delivery;
-  // Several nodes on one database: the per-host connection limit holds across all of them.
-  // Slots left by an earlier run of this node id are its own to take back now.
   // Several nodes on one database share message rates and warm-up caps: each keeps to its share
   // (live nodes, from their heartbeats), so together they stay within the limit; connection
   // slots go to a node below its share first.
   let liveNodes = 1;
   const share = (): number => liveNodes;
+  // Several nodes on one database: the per-host connection limit holds across all of them.
+  // Slots left by an earlier run of this node id are its own to take back now.
   let permits: ConnectionPermits | undefined;
   if (sharesConnectionSlots(store)) {
     await store.connectionSlots.releaseSlots(config.node_id, null);

@@ -508,11 +508,6 @@ export interface SlotRef {
   slot: number;
 }
 
-/**
- * Connection slots shared by every node (PostgreSQL), so a per-destination connection limit
- * holds across the cluster: a node leases one of `limit` slots of a key before it connects and
- * gives it back when the connection closes. Times are the caller's clock, like recipient leases.
- */
 /** A request for one of a key's connection slots (ConnectionSlotStore.acquireSlot). */
 export interface SlotRequest {
   key: string;
@@ -526,6 +521,11 @@ export interface SlotRequest {
   until: number;
 }
 
+/**
+ * Connection slots shared by every node (PostgreSQL), so a per-destination connection limit
+ * holds across the cluster: a node leases one of `limit` slots of a key before it connects and
+ * gives it back when the connection closes. Times are the caller's clock, like recipient leases.
+ */
 export interface ConnectionSlotStore {
   /**
    * Takes a free (or expired) slot until `until`; undefined when all `limit` are held, or when

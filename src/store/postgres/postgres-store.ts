@@ -145,13 +145,13 @@ const SUPPRESSION_LOOKUPS_PER_STATEMENT = 5000;
  * part of it (docs/architecture.md, "Group commit on PostgreSQL").
  */
 const BUSY_LINGER_MS = 2;
+const LINGER = { lingerMs: BUSY_LINGER_MS };
 /**
  * Notifications of due work (#notifyDue) are at least this far apart: every intake commit asks
  * for one, and a node takes at most one remote wake-up per 10 ms anyway (REMOTE_WAKE_MS,
  * delivery/engine.ts). Unspaced, two nodes sent one per insert: 0.4 statements per message.
  */
 const NOTIFY_SPACING_MS = 5;
-const LINGER = { lingerMs: BUSY_LINGER_MS };
 
 /** One address of one findSuppressions call, merged with the others waiting (Batcher). */
 interface SuppressionLookup {
