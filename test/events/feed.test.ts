@@ -4,34 +4,20 @@ import { Client, escapeIdentifier } from 'pg';
 import { createEventFeed } from '../../src/events/feed.ts';
 import { PostgresStore } from '../../src/store/postgres/postgres-store.ts';
 import type { Store } from '../../src/store/store.ts';
-import type { EnrichedEventRow } from '../../src/store/types.ts';
+import { feedEvent } from '../support/feed-events.ts';
 import { freshSchemaName, postgresOrSkip, testDatabaseUrl } from '../support/postgres.ts';
 
 /** Just enough of a store for the feed: visible events by id and one cursor table. */
 function fakeStore(): { store: Store; visible: Set<number>; cursors: Map<string, number> } {
   const visible = new Set<number>();
   const cursors = new Map<string, number>();
-  const event = (id: number): EnrichedEventRow => ({
-    id,
-    at: id,
-    type: 'accepted',
-    messageId: `m${id}`,
-    recipientId: id,
-    accountId: 'a',
-    recipient: 'x@one.test',
-    data: {},
-    recipientOrdinal: 0,
-    stream: 'outbound',
-    tags: [],
-    metadata: {},
-  });
   const store = {
     async eventsAfter(afterId: number, limit: number) {
       return [...visible]
         .filter((id) => id > afterId)
         .sort((x, y) => x - y)
         .slice(0, limit)
-        .map(event);
+        .map((id) => feedEvent(id));
     },
     async lastEventId() {
       return Math.max(0, ...visible);

@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Store } from '../../src/store/store.ts';
-import type { EnrichedEventRow, WebhookBatch, WebhookEndpoint } from '../../src/store/types.ts';
+import type { WebhookBatch, WebhookEndpoint } from '../../src/store/types.ts';
 import { startWebhookDispatcher } from '../../src/webhooks/dispatcher.ts';
 import type { WebhookSettings } from '../../src/webhooks/settings.ts';
+import { feedEvent } from '../support/feed-events.ts';
 
 const settings: WebhookSettings = {
   batchSize: 100,
@@ -25,27 +26,13 @@ function fakeStore() {
   const reads: number[] = [];
   /** Runs inside listWebhooks: what happens between the dispatcher's reads. */
   let duringList: (() => void) | undefined;
-  const event = (id: number): EnrichedEventRow => ({
-    id,
-    at: id,
-    type: 'delivered',
-    messageId: `m${id}`,
-    recipientId: id,
-    accountId: 'a',
-    recipient: 'x@one.test',
-    data: {},
-    recipientOrdinal: 0,
-    stream: 'outbound',
-    tags: [],
-    metadata: {},
-  });
   const store = {
     async eventsAfter(afterId: number, limit: number) {
       reads.push(afterId);
       return events
         .filter((id) => id > afterId)
         .slice(0, limit)
-        .map(event);
+        .map((id) => feedEvent(id, 'delivered'));
     },
     async lastEventId() {
       return events.at(-1) ?? 0;
