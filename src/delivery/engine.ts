@@ -345,9 +345,13 @@ export async function startDeliveryEngine(deps: {
       })
       .catch((err: unknown) => logger.warn({ err }, 'could not count the live nodes'));
   };
-  // Only where nodes share a store; the embedded store has one node.
+  // Only where nodes share a store; the embedded store has one node. Counted at once, again a
+  // second later (nodes started together see each other's first heartbeat only then: until
+  // they do, each takes the whole limit as its share), then every NODE_COUNT_MS.
   const nodeCount = permits ? setInterval(countNodes, NODE_COUNT_MS) : undefined;
   nodeCount?.unref();
+  const firstRecount = permits ? setTimeout(countNodes, 1000) : undefined;
+  firstRecount?.unref();
   if (permits) countNodes();
   return {
     wake: () => scheduler.wake(),
@@ -355,6 +359,7 @@ export async function startDeliveryEngine(deps: {
       clearInterval(heartbeat);
       clearTimeout(remoteWake);
       clearInterval(nodeCount);
+      clearTimeout(firstRecount);
       clearTimeout(expiryTimer);
       clearInterval(sweeper);
       loopDelay.stop();
