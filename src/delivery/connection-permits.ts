@@ -33,8 +33,11 @@ export interface ClusterPermitsOptions {
   holder: string;
   /** How long a slot outlives its holder's last renewal; renewed every third of it. */
   leaseMs: number;
-  /** Live nodes sharing the slots (default 1): a node's fair share of a key is limit ÷ nodes. */
-  nodes?: () => number;
+  /**
+   * A node whose last heartbeat is this recent is live (default: every recorded node): a
+   * node's fair share of a key is limit ÷ live nodes.
+   */
+  liveWindowMs?: number;
   clock?: () => number;
   logger?: { warn(obj: object, msg: string): void };
 }
@@ -95,11 +98,10 @@ export function createClusterPermits(options: ClusterPermitsOptions): Connection
     async tryAcquire(key, limit) {
       if (stopped) return undefined;
       const now = clock();
-      const share = Math.ceil(limit / Math.max(1, options.nodes?.() ?? 1));
       const slot = await slots.acquireSlot({
         key,
         limit,
-        share,
+        liveSince: options.liveWindowMs === undefined ? 0 : now - options.liveWindowMs,
         demandMs: SLOT_DEMAND_MS,
         holder,
         now,

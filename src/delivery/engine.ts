@@ -76,12 +76,8 @@ export async function startDeliveryEngine(deps: {
   const startedAt = clock();
   const random = deps.random ?? Math.random;
   const delivery = config.delivery;
-  // Several nodes on one database share message rates and warm-up caps: each keeps to its share
-  // (live nodes, from their heartbeats), so together they stay within the limit; connection
-  // slots go to a node below its share first.
-  let liveNodes = 1;
-  const share = (): number => liveNodes;
-  // Several nodes on one database: the per-host connection limit holds across all of them.
+  // Several nodes on one database: the per-host connection limit holds across all of them, and
+  // freed slots go first to a node below its share (counted from the heartbeats at each request).
   // Slots left by an earlier run of this node id are its own to take back now.
   let permits: ConnectionPermits | undefined;
   if (sharesConnectionSlots(store)) {
@@ -90,11 +86,15 @@ export async function startDeliveryEngine(deps: {
       slots: store.connectionSlots,
       holder: config.node_id,
       leaseMs: delivery.lease,
-      nodes: share,
+      liveWindowMs: 3 * HEARTBEAT_MS,
       clock,
       logger,
     });
   }
+  // Several nodes on one database share message rates and warm-up caps: each keeps to its share
+  // (live nodes, from their heartbeats), so together they stay within the limit.
+  let liveNodes = 1;
+  const share = (): number => liveNodes;
   const resolver = createResolver({ servers: config.dns.servers, timeoutMs: config.dns.timeout, clock });
   // Traffic shaping (delivery/shaping/): sites and their limits, message rates, adaptive rules
   // on replies, a circuit breaker per (source, site). Its state is this node's own.
@@ -345,13 +345,9 @@ export async function startDeliveryEngine(deps: {
       })
       .catch((err: unknown) => logger.warn({ err }, 'could not count the live nodes'));
   };
-  // Only where nodes share a store; the embedded store has one node. Counted at once, again a
-  // second later (nodes started together see each other's first heartbeat only then: until
-  // they do, each takes the whole limit as its share), then every NODE_COUNT_MS.
+  // Only where nodes share a store; the embedded store has one node.
   const nodeCount = permits ? setInterval(countNodes, NODE_COUNT_MS) : undefined;
   nodeCount?.unref();
-  const firstRecount = permits ? setTimeout(countNodes, 1000) : undefined;
-  firstRecount?.unref();
   if (permits) countNodes();
   return {
     wake: () => scheduler.wake(),
@@ -359,7 +355,6 @@ export async function startDeliveryEngine(deps: {
       clearInterval(heartbeat);
       clearTimeout(remoteWake);
       clearInterval(nodeCount);
-      clearTimeout(firstRecount);
       clearTimeout(expiryTimer);
       clearInterval(sweeper);
       loopDelay.stop();

@@ -512,8 +512,12 @@ export interface SlotRef {
 export interface SlotRequest {
   key: string;
   limit: number;
-  /** The holder's fair share of the `limit` slots (limit ÷ live nodes, rounded up). */
-  share: number;
+  /**
+   * Nodes whose last heartbeat is at or after this time are live: the holder's fair share of
+   * the `limit` slots is limit ÷ live nodes, rounded up (read at each request, so a node that
+   * joined is counted at once).
+   */
+  liveSince: number;
   /** How long a refusal below a holder's share keeps the others from taking freed slots. */
   demandMs: number;
   holder: string;
@@ -529,7 +533,7 @@ export interface SlotRequest {
 export interface ConnectionSlotStore {
   /**
    * Takes a free (or expired) slot until `until`; undefined when all `limit` are held, or when
-   * `holder` already holds `share` of them and another holder was refused one within
+   * `holder` already holds its fair share of them and another holder was refused one within
    * `demandMs`. A holder refused while below its share records that demand, so that the
    * holders above theirs leave the next freed slot to it.
    */

@@ -409,10 +409,11 @@ describe('session pool', () => {
 
   it('cluster permits: a node above its fair share (limit ÷ live nodes) leaves a freed slot to a node refused below its share', async () => {
     const slots = new MemorySlots();
+    slots.liveNodes = 2;
     let now = 1_000;
     const clock = () => now;
-    const a = createClusterPermits({ slots, holder: 'a', leaseMs: 60_000, nodes: () => 2, clock });
-    const b = createClusterPermits({ slots, holder: 'b', leaseMs: 60_000, nodes: () => 2, clock });
+    const a = createClusterPermits({ slots, holder: 'a', leaseMs: 60_000, clock });
+    const b = createClusterPermits({ slots, holder: 'b', leaseMs: 60_000, clock });
     try {
       // Alone with work, a takes every slot: more than its share of two.
       const held = await Promise.all(Array.from({ length: 4 }, () => a.tryAcquire('mx', 4)));

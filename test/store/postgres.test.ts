@@ -645,12 +645,12 @@ if (admin) {
       const b = new PostgresStore({ url, schema, poolSize: 2 });
       try {
         await a.migrate();
-        // Four slots, two nodes: a share of two each.
+        // Four slots; a share is four ÷ the nodes with a heartbeat in the last 30 s.
         const take = (store: PostgresStore, holder: string, now: number) =>
           store.connectionSlots.acquireSlot({
             key: 'mx|25|*',
             limit: 4,
-            share: 2,
+            liveSince: now - 30_000,
             demandMs: 1000,
             holder,
             now,
@@ -658,9 +658,12 @@ if (admin) {
           });
         const free = (store: PostgresStore, holder: string, slot: number) =>
           store.connectionSlots.releaseSlots(holder, [{ key: 'mx|25|*', slot }]);
-        // Nobody else wants any: a takes all four, above its share.
+        // a alone (the only heartbeat): its share is all four.
+        await a.heartbeat({ id: 'a', startedAt: T0, info: {} }, T0);
         for (let i = 0; i < 4; i++) assert.equal(await take(a, 'a', T0), i);
-        // b is refused below its share: its demand is recorded.
+        // b starts: counted at once, so its share is two and a's too. b is refused below its
+        // share: its demand is recorded.
+        await b.heartbeat({ id: 'b', startedAt: T0, info: {} }, T0 + 5);
         assert.equal(await take(b, 'b', T0 + 10), undefined);
         // a frees a slot and asks again at once: above its share, with b waiting, it is refused.
         await free(a, 'a', 3);
@@ -670,6 +673,11 @@ if (admin) {
         // Once b's demand is older than demandMs, a takes freed slots again beyond its share.
         await free(b, 'b', 3);
         assert.equal(await take(a, 'a', T0 + 2000), 3);
+        // Heartbeats older than the window do not count: with none left, a's share is all four
+        // again and b's fresh demand does not hold it back.
+        assert.equal(await take(b, 'b', T0 + 40_000), undefined);
+        await free(a, 'a', 3);
+        assert.equal(await take(a, 'a', T0 + 40_010), 3);
       } finally {
         await a.close();
         await b.close();
@@ -687,7 +695,7 @@ if (admin) {
           store.connectionSlots.acquireSlot({
             key: 'mx|25|*',
             limit: 3,
-            share: 3,
+            liveSince: 0,
             demandMs: 1000,
             holder,
             now,
@@ -705,7 +713,7 @@ if (admin) {
           await a.connectionSlots.acquireSlot({
             key: 'other|25|*',
             limit: 1,
-            share: 1,
+            liveSince: 0,
             demandMs: 1000,
             holder: 'a',
             now: T0,

@@ -5,6 +5,8 @@ export class MemorySlots implements ConnectionSlotStore {
   readonly rows = new Map<string, { holder: string; expiresAt: number }>();
   /** By key: the last holder refused below its share, and when. */
   readonly wanted = new Map<string, { holder: string; at: number }>();
+  /** Live nodes (the adapter counts recent heartbeats): each one's share is limit ÷ this. */
+  liveNodes = 1;
 
   async acquireSlot(input: SlotRequest) {
     let mine = 0;
@@ -13,8 +15,9 @@ export class MemorySlots implements ConnectionSlotStore {
       if (row?.holder === input.holder && row.expiresAt > input.now) mine++;
     }
     const demand = this.wanted.get(input.key);
+    const share = Math.ceil(input.limit / Math.max(1, this.liveNodes));
     const yields =
-      mine >= input.share &&
+      mine >= share &&
       demand !== undefined &&
       demand.holder !== input.holder &&
       demand.at > input.now - input.demandMs;
@@ -26,7 +29,7 @@ export class MemorySlots implements ConnectionSlotStore {
         return slot;
       }
     }
-    if (mine < input.share) this.wanted.set(input.key, { holder: input.holder, at: input.now });
+    if (mine < share) this.wanted.set(input.key, { holder: input.holder, at: input.now });
     return undefined;
   }
 

@@ -28,14 +28,17 @@ export class PostgresConnectionSlots implements ConnectionSlotStore {
       this.#created.set(key, limit);
     }
     // A slot held by a concurrent taker is skipped, not waited for; one it took and committed
-    // meanwhile fails the recheck of the free condition on the newest row version. Fair shares:
-    // a holder with `share` slots or more takes none while another was refused one lately (the
-    // demand kept on slot 0), and a holder refused below its share records its demand there, in
-    // the same statement. Without this the split drifted (16 against 3 of 20 with two nodes):
+    // meanwhile fails the recheck of the free condition on the newest row version. Fair shares
+    // (limit ÷ the nodes with a recent heartbeat, counted here so that a node that just started
+    // counts at once): a holder with its share or more takes none while another was refused one
+    // lately (the demand kept on slot 0), and a holder refused below its share records its
+    // demand there, in the same statement. Without this the split drifted (16 against 3 of 20):
     // a node re-took each slot it freed at once while the other's retry waited its timer, and the
     // mail the starved node had leased waited seconds for a connection.
     const { rows } = await this.#pool.query<Row>(
-      `WITH mine AS (
+      `WITH share AS (
+         SELECT ceil($2::numeric / greatest(1, count(*))) AS n FROM nodes WHERE heartbeat_at >= $6
+       ), mine AS (
          SELECT count(*) AS n FROM connection_slots
          WHERE key = $1 AND slot < $2 AND holder = $3 AND expires_at > $4
        ), taken AS (
@@ -44,16 +47,17 @@ export class PostgresConnectionSlots implements ConnectionSlotStore {
            SELECT key, slot FROM connection_slots
            WHERE key = $1 AND slot < $2 AND (holder = '' OR expires_at <= $4)
            ORDER BY slot LIMIT 1 FOR UPDATE SKIP LOCKED)
-         AND ((SELECT n FROM mine) < $6 OR NOT EXISTS (
+         AND ((SELECT n FROM mine) < (SELECT n FROM share) OR NOT EXISTS (
            SELECT 1 FROM connection_slots
            WHERE key = $1 AND slot = 0 AND wanted_by NOT IN ('', $3) AND wanted_at > $4 - $7))
          RETURNING slot
        ), wanted AS (
          UPDATE connection_slots SET wanted_by = $3, wanted_at = $4
-         WHERE key = $1 AND slot = 0 AND NOT EXISTS (SELECT 1 FROM taken) AND (SELECT n FROM mine) < $6
+         WHERE key = $1 AND slot = 0 AND NOT EXISTS (SELECT 1 FROM taken)
+           AND (SELECT n FROM mine) < (SELECT n FROM share)
        )
        SELECT slot FROM taken`,
-      [key, limit, input.holder, input.now, input.until, input.share, input.demandMs],
+      [key, limit, input.holder, input.now, input.until, input.liveSince, input.demandMs],
     );
     return rows[0] ? num(rows[0].slot) : undefined;
   }
