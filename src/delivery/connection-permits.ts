@@ -46,7 +46,7 @@ export interface ClusterPermitsOptions {
  * How long a node refused a slot below its fair share keeps the nodes above theirs from taking
  * freed ones (ConnectionSlotStore.acquireSlot): a few of the pool's retry intervals (250 ms).
  */
-export const SLOT_DEMAND_MS = 1000;
+const SLOT_DEMAND_MS = 1000;
 
 export function createClusterPermits(options: ClusterPermitsOptions): ConnectionPermits {
   const { slots, holder, leaseMs, logger } = options;
