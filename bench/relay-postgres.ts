@@ -42,7 +42,14 @@ import {
   serverCpuSeconds,
   serverWriteBytes,
 } from './lib/postgres.ts';
-import { Cleanup, sleep, storageWriteBytes } from './lib/processes.ts';
+import {
+  Cleanup,
+  contextSwitches,
+  sleep,
+  storageWriteBytes,
+  threadCpuSeconds,
+  threadCpuText,
+} from './lib/processes.ts';
 import {
   backgroundNote,
   cpuMeter,
@@ -107,6 +114,8 @@ async function phaseScenario(ctx: PostgresBenchContext, store: StoreKind, k: num
     const serverWritten0 = pm === undefined ? 0 : serverWriteBytes(pm);
     const deadline = ctx.deadline();
     const cpu0 = cluster.nodes.map((n) => n.cpuSeconds());
+    const threads0 = cluster.nodes.map((n) => threadCpuSeconds(n.child.pid));
+    const switches0 = cluster.nodes.map((n) => contextSwitches(n.child.pid));
     const written0 = cluster.nodes.map((n) => storageWriteBytes(n.child.pid) ?? 0);
     const shares = split(N, k);
     const sessionShares = split(sessions, k).map((s) => Math.max(1, s));
@@ -145,6 +154,20 @@ async function phaseScenario(ctx: PostgresBenchContext, store: StoreKind, k: num
       states = await cluster.countStates();
     }
     const cpu = cluster.nodes.map((n, i) => n.cpuSeconds() - (cpu0[i] ?? 0));
+    const threads = threadCpuText(
+      sumByName(threads0),
+      sumByName(cluster.nodes.map((n) => threadCpuSeconds(n.child.pid))),
+      N,
+    );
+    const switches = cluster.nodes.reduce(
+      (sum, n, i) => {
+        const now = contextSwitches(n.child.pid);
+        sum.voluntary += now.voluntary - (switches0[i]?.voluntary ?? 0);
+        sum.involuntary += now.involuntary - (switches0[i]?.involuntary ?? 0);
+        return sum;
+      },
+      { voluntary: 0, involuntary: 0 },
+    );
     const written = cluster.nodes.map((n, i) => (storageWriteBytes(n.child.pid) ?? 0) - (written0[i] ?? 0));
     const peaks = cluster.nodes.map((n) => n.peakRssKb());
     const serverWritten = pm === undefined ? undefined : serverWriteBytes(pm) - serverWritten0;
@@ -205,6 +228,10 @@ async function phaseScenario(ctx: PostgresBenchContext, store: StoreKind, k: num
       `CPU from first submission to last delivery (${busyS.toFixed(1)} s): Postbote ${nodeCpu.toFixed(1)} s${perNode} ` +
         `(${(nodeCpu / busyS).toFixed(2)} cores, all threads; ${((nodeCpu * 1000) / N).toFixed(2)} ms per message)` +
         `${serverNote}; the bench, smtp-source and smtp-sink ${Math.max(0, reading.oursS - nodeLifeCpu).toFixed(1)} s`,
+    );
+    row.notes.push(
+      `CPU by thread${k > 1 ? ', all nodes' : ''} (and per message): ${threads}; context switches per message ` +
+        `${(switches.voluntary / N).toFixed(1)} voluntary, ${(switches.involuntary / N).toFixed(1)} involuntary`,
     );
     const logs = cluster.nodes.map((n) => JSON.stringify(n.logLevels)).join(', ');
     row.notes.push(
@@ -438,4 +465,11 @@ export async function runPostgresBench(options: PostgresBenchOptions): Promise<v
   } finally {
     await cleanup.runAll();
   }
+}
+
+/** Thread CPU of several processes summed by thread name. */
+function sumByName(samples: Map<string, number>[]): Map<string, number> {
+  const sum = new Map<string, number>();
+  for (const sample of samples) for (const [name, s] of sample) sum.set(name, (sum.get(name) ?? 0) + s);
+  return sum;
 }

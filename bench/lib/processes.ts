@@ -217,6 +217,25 @@ export function cpuSeconds(pid: number | 'self', withChildren = false): number {
   return (own + children) / TICKS_PER_SECOND;
 }
 
+/** Reads one file of every thread of a process (`/proc/PID/task/TID/FILE`); threads that ended are skipped. */
+function eachThread(pid: number, file: string, read: (text: string) => void): void {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return;
+  }
+  for (const tid of tids) {
+    let text: string;
+    try {
+      text = readFileSync(`/proc/${pid}/task/${tid}/${file}`, 'utf8');
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    read(text);
+  }
+}
+
 /**
  * CPU seconds (user + system) of a process's threads so far, summed by thread name: Postbote's
  * `MainThread`, `store` and `delivery` workers, V8's `V8Worker` helpers (GC, compilation),
@@ -224,24 +243,27 @@ export function cpuSeconds(pid: number | 'self', withChildren = false): number {
  */
 export function threadCpuSeconds(pid: number): Map<string, number> {
   const byName = new Map<string, number>();
-  let tids: string[];
-  try {
-    tids = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return byName;
-  }
-  for (const tid of tids) {
-    try {
-      const text = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
-      const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-      const seconds = (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
-      byName.set(name, (byName.get(name) ?? 0) + seconds);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
+  eachThread(pid, 'stat', (text) => {
+    const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    const seconds = (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
+    byName.set(name, (byName.get(name) ?? 0) + seconds);
+  });
   return byName;
+}
+
+/**
+ * Context switches of a process's threads so far (voluntary: it waited for something;
+ * involuntary: the kernel took the CPU away from a runnable thread). Threads that ended are not
+ * counted.
+ */
+export function contextSwitches(pid: number): { voluntary: number; involuntary: number } {
+  const total = { voluntary: 0, involuntary: 0 };
+  eachThread(pid, 'status', (text) => {
+    total.voluntary += Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1] ?? 0);
+    total.involuntary += Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(text)?.[1] ?? 0);
+  });
+  return total;
 }
 
 /** Per-thread-name CPU used between two threadCpuSeconds samples, largest first, as text. */
