@@ -147,6 +147,7 @@ export async function startPostbote(
       hostname: config.hostname,
       dsnOnFailure: config.delivery.dsn,
       onAccepted: () => delivery.wake(),
+      handoff: delivery.handoff,
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
       senderGate: createSenderGate({ store, clock, keys: dkimKeyBox }),
       suppressions,

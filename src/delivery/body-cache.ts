@@ -36,6 +36,15 @@ export class BodyCache {
     return loading;
   }
 
+  /** A body known already (handed over by intake): no load for it while it stays. */
+  put(messageId: string, body: Buffer): void {
+    if (this.#entries.has(messageId)) return;
+    this.#entries.set(messageId, Promise.resolve(body));
+    this.#sizes.set(messageId, body.length);
+    this.#bytes += body.length;
+    this.#evict();
+  }
+
   #evict(): void {
     for (const key of this.#entries.keys()) {
       if (this.#bytes <= this.#maxBytes) break;

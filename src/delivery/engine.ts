@@ -7,6 +7,7 @@ import { loadBounceSecret, verpAddress } from '../bounces/verp.ts';
 import { type Config, defaultNodeId } from '../config/schema.ts';
 import { createResolver } from '../dns/resolver.ts';
 import { returnPathDomain } from '../domains/sender-gate.ts';
+import { type Handoff, HandoffCredits } from '../intake/handoff.ts';
 import { startMaintenance } from '../maintenance/maintenance.ts';
 import type { Logger } from '../observability/logger.ts';
 import { createDeliveryMetrics } from '../stats/delivery-metrics.ts';
@@ -52,6 +53,8 @@ export function connectionsBySite(
 export interface DeliveryEngine {
   /** New mail was committed, or an operator asked for a retry. */
   wake(): void;
+  /** Intake's side of the handoff of fresh mail (handoff.ts). */
+  handoff: Handoff;
   /** Stops leasing, gives in-flight deliveries their grace, releases the rest, closes sessions. */
   stop(): Promise<void>;
 }
@@ -69,6 +72,8 @@ export async function startDeliveryEngine(deps: {
   logger: Logger;
   clock?: () => number;
   random?: () => number;
+  /** The credits intake takes from (handoff.ts); on the delivery thread, shared with the main thread. */
+  credits?: HandoffCredits;
 }): Promise<DeliveryEngine> {
   const { config, store, logger } = deps;
   const clock = deps.clock ?? Date.now;
@@ -231,9 +236,11 @@ export async function startDeliveryEngine(deps: {
   const journal = journalPath
     ? await recoverOutcomeJournal({ path: journalPath, store, owner: config.node_id, logger })
     : undefined;
+  const credits = deps.credits ?? new HandoffCredits();
   const scheduler = new Scheduler({
     store,
     destination,
+    credits,
     ...(journal ? { journal } : {}),
     retryPolicy: createRetryPolicy(
       {
@@ -351,6 +358,12 @@ export async function startDeliveryEngine(deps: {
   if (permits) countNodes();
   return {
     wake: () => scheduler.wake(),
+    handoff: {
+      owner: config.node_id,
+      leaseMs: delivery.lease,
+      credits,
+      deliver: (handed) => scheduler.adopt(handed),
+    },
     async stop() {
       clearInterval(heartbeat);
       clearTimeout(remoteWake);

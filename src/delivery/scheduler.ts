@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { bodyKey, type HandedOff, type HandoffCredits } from '../intake/handoff.ts';
 import type { Store } from '../store/store.ts';
 import type { LeasedRecipient, Outcome, Reply } from '../store/types.ts';
 import { BodyCache } from './body-cache.ts';
@@ -56,6 +57,11 @@ export interface SchedulerOptions {
   envelopeFor?: (recipient: LeasedRecipient) => string | undefined;
   /** Delivered outcomes are appended here before they go to the store (crash replay). */
   journal?: OutcomeJournal;
+  /**
+   * Credits of the window intake may lease fresh mail against and hand over (handoff.ts), granted
+   * while the store has no backlog for us. Without it all work comes through leaseDue.
+   */
+  credits?: HandoffCredits;
 }
 
 export interface FinalFailure {
@@ -82,9 +88,15 @@ interface Transaction {
  */
 export class Scheduler {
   readonly #o: Required<
-    Omit<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal'>
+    Omit<
+      SchedulerOptions,
+      'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal' | 'credits'
+    >
   > &
-    Pick<SchedulerOptions, 'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal'>;
+    Pick<
+      SchedulerOptions,
+      'onFinalFailure' | 'bounces' | 'envelopeFor' | 'onRecorded' | 'journal' | 'credits'
+    >;
   readonly #bodies: BodyCache;
   readonly #outcomes: OutcomeBatch;
   readonly #inflight = new Set<number>();
@@ -96,6 +108,14 @@ export class Scheduler {
   #wake: (() => void) | undefined;
   #woken = false;
   #renewTimer: NodeJS.Timeout | undefined;
+  /** Credits granted to intake and not withdrawn or come back as handed-over recipients. */
+  #outstanding = 0;
+  /**
+   * The last lease may have left due work in the store (it filled its limit or the window or the
+   * broadcast share was full): a finished delivery then wakes the loop to lease more. Otherwise
+   * it grants its place in the window to intake instead of asking the store for nothing.
+   */
+  #backlog = true;
   readonly #counts = { delivered: 0, deferred: 0, bounced: 0, expired: 0 };
 
   constructor(options: SchedulerOptions) {
@@ -136,9 +156,41 @@ export class Scheduler {
     else this.#woken = true;
   }
 
+  /**
+   * Recipients intake leased to this node in its own commit, against credits it took (handoff.ts):
+   * delivered like leased ones. Handed over while stopping, they are released at once (not
+   * attempted), so the next lease anywhere sends them.
+   */
+  adopt(handed: HandedOff): void {
+    this.#outstanding = Math.max(0, this.#outstanding - handed.recipients.length);
+    if (this.#stopping) {
+      const now = this.#o.clock();
+      void this.#record(
+        handed.recipients.map((r) => ({
+          at: now,
+          recipientId: r.id,
+          messageId: r.messageId,
+          accountId: r.accountId,
+          recipient: r.address,
+          state: r.attempts > 0 ? ('deferred' as const) : ('queued' as const),
+          nextAttemptAt: now,
+          attempted: false,
+          reply: null,
+          event: null,
+        })),
+      );
+      return;
+    }
+    for (const [key, body] of handed.bodies) {
+      this.#bodies.put(key, Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    }
+    this.#dispatch(handed.recipients);
+  }
+
   /** Stops leasing, lets in-flight deliveries finish within `graceMs`, then releases the rest. */
   async stop(graceMs = 10_000): Promise<void> {
     this.#stopping = true;
+    this.#o.credits?.close();
     this.wake();
     // From now on outcomes go to the store at once (see #settle), and so does what is gathering:
     // the deliveries stop() waits for wait for their outcomes to be recorded.
@@ -162,16 +214,19 @@ export class Scheduler {
     const { store, clock, batchSize, window, leaseMs, owner } = this.#o;
     while (!this.#stopping) {
       this.#woken = false;
-      const room = window - this.#inflight.size;
+      // What intake has not taken yet comes back: the store decides what is leased next.
+      if (this.#o.credits) this.#outstanding = Math.max(0, this.#outstanding - this.#o.credits.withdraw());
+      const room = window - this.#inflight.size - this.#outstanding;
       if (room <= 0) {
         // Full window: a finishing delivery wakes us.
+        this.#backlog = true;
         await this.#sleep(this.#o.pollMs);
         continue;
       }
       const limit = Math.min(room, batchSize);
       // Broadcast mail never takes the whole window: transactional mail accepted during a
       // campaign is leased at once, and the pool serves it first (priority 0).
-      const broadcastRoom = Math.max(0, Math.floor(window * BROADCAST_SHARE) - this.#inflightBroadcast);
+      const broadcastRoom = this.#broadcastRoom();
       const now = clock();
       let leased: LeasedRecipient[] = [];
       try {
@@ -188,14 +243,40 @@ export class Scheduler {
       if (leased.length > 0) this.#dispatch(leased);
       if (this.#stopping) break;
       // A full batch means more may be due right now.
-      if (leased.length === limit) continue;
+      if (leased.length === limit) {
+        this.#backlog = true;
+        continue;
+      }
       // Work is flowing: new work wakes us, so only an empty lease asks when the next is due
       // (a query per loop turn was a third of the statements under load, bench/relay.ts).
       // With the broadcast share full, due broadcast mail waits for a delivery to finish (which
       // wakes us), not for its due time, which has passed.
       const broadcastFull = leased.filter((r) => r.kind === 'broadcast').length >= broadcastRoom;
+      this.#backlog = broadcastFull;
+      this.#grant();
       await this.#sleep(leased.length > 0 || broadcastFull ? this.#o.pollMs : await this.#untilDue());
     }
+  }
+
+  /** Room for broadcast recipients: their share of the window, less those in flight or promised. */
+  #broadcastRoom(): number {
+    return Math.max(
+      0,
+      Math.floor(this.#o.window * BROADCAST_SHARE) - this.#inflightBroadcast - this.#outstanding,
+    );
+  }
+
+  /**
+   * Offers intake the room of the window (within the broadcast share: a credit does not know the
+   * kind it will be spent on), so fresh mail skips the store's lease round trip.
+   */
+  #grant(): void {
+    const credits = this.#o.credits;
+    if (!credits || this.#stopping || this.#backlog) return;
+    const room = Math.min(this.#o.window - this.#inflight.size - this.#outstanding, this.#broadcastRoom());
+    if (room <= 0) return;
+    credits.grant(room);
+    this.#outstanding += room;
   }
 
   async #untilDue(): Promise<number> {
@@ -266,7 +347,8 @@ export class Scheduler {
           this.#inflight.delete(r.id);
           if (r.kind === 'broadcast') this.#inflightBroadcast--;
         }
-        this.wake();
+        if (this.#backlog || !this.#o.credits) this.wake();
+        else this.#grant();
       });
       this.#running.add(job);
     }
@@ -275,7 +357,7 @@ export class Scheduler {
   async #deliver(tx: Transaction): Promise<void> {
     const { clock, logger } = this.#o;
     let result: DestinationResult;
-    const body = await this.#bodies.get(`${tx.messageId}\0${tx.variant}`).catch(() => undefined);
+    const body = await this.#bodies.get(bodyKey(tx.messageId, tx.variant)).catch(() => undefined);
     if (!body) {
       // The body is gone (deleted or store error): release, do not guess.
       logger.error({ messageId: tx.messageId }, 'message body not found; recipients released');

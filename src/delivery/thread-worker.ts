@@ -4,6 +4,7 @@
  */
 import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import { type HandedOff, HandoffCredits } from '../intake/handoff.ts';
 import { createLogger } from '../observability/logger.ts';
 import { logPrivacy } from '../privacy/privacy.ts';
 import { openStore } from '../store/open.ts';
@@ -12,16 +13,24 @@ import { startDeliveryEngine } from './engine.ts';
 
 if (!parentPort) throw new Error('the delivery engine thread must run in a worker thread');
 const port = parentPort;
-const { config, storePort } = workerData as { config: Config; storePort: MessagePort | null };
+const { config, storePort, credits } = workerData as {
+  config: Config;
+  storePort: MessagePort | null;
+  credits: SharedArrayBuffer;
+};
 const logger = createLogger({ level: config.log.level, nodeId: config.node_id, ...logPrivacy(config) });
 // SQLite: the store thread's port. PostgreSQL: this thread's own pool.
 const store = storePort ? storeFromPort(storePort) : await openStore(config);
 
 try {
-  const engine = await startDeliveryEngine({ config, store, logger });
-  port.on('message', async (message: 'wake' | 'stop') => {
+  const engine = await startDeliveryEngine({ config, store, logger, credits: new HandoffCredits(credits) });
+  port.on('message', async (message: 'wake' | 'stop' | { adopt: HandedOff }) => {
     if (message === 'wake') {
       engine.wake();
+      return;
+    }
+    if (typeof message === 'object') {
+      engine.handoff.deliver(message.adopt);
       return;
     }
     await engine.stop();

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
+import { HandoffCredits } from '../intake/handoff.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { ServerStore } from '../store/open.ts';
 import type { DeliveryEngine } from './engine.ts';
@@ -16,9 +17,11 @@ export async function startDeliveryThread(deps: {
   logger: Logger;
 }): Promise<DeliveryEngine> {
   const storePort = deps.store.openPort();
+  // Intake (this thread) takes the handoff credits the scheduler (that thread) grants.
+  const credits = new HandoffCredits();
   const worker = new Worker(new URL('./thread-worker.ts', import.meta.url), {
     name: 'delivery',
-    workerData: { config: deps.config, storePort },
+    workerData: { config: deps.config, storePort, credits: credits.buffer },
     transferList: storePort ? [storePort] : [],
     // Workers do not inherit --max-semi-space-size. Small limits keep the thread's footprint
     // down (100,000 queued: 330 -> 282 MB peak RSS for the process); what it holds grows with
@@ -48,6 +51,18 @@ export async function startDeliveryThread(deps: {
 
   let wakeQueued = false;
   return {
+    handoff: {
+      owner: deps.config.node_id,
+      leaseMs: deps.config.delivery.lease,
+      credits,
+      deliver(handed) {
+        // The bodies are copies made for this crossing: moved, not copied again.
+        worker.postMessage(
+          { adopt: handed },
+          handed.bodies.map(([, body]) => body.buffer as ArrayBuffer),
+        );
+      },
+    },
     wake() {
       if (wakeQueued) return;
       wakeQueued = true;

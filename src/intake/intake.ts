@@ -1,16 +1,20 @@
 import type { Screening } from '../content/screen.ts';
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
-import type {
-  InsertOptions,
-  MessageDsn,
-  NewMessage,
-  NewRecipient,
-  RecipientDsn,
-  StreamKind,
-  Suppression,
+import {
+  type InsertOptions,
+  type IntakeLease,
+  type LeasedRecipient,
+  leasedAtIntake,
+  type MessageDsn,
+  type NewMessage,
+  type NewRecipient,
+  type RecipientDsn,
+  type StreamKind,
+  type Suppression,
 } from '../store/types.ts';
 import { recipientDomain } from './address.ts';
+import { bodyKey, HANDOFF_BODY_MAX_BYTES, type Handoff } from './handoff.ts';
 import { checkMetadata, checkTags } from './labels.ts';
 import { type PreparedMessage, prepareMessage, type TraceInfo } from './prepare.ts';
 import { SendError } from './send-errors.ts';
@@ -72,8 +76,13 @@ export interface IntakeOptions {
   hostname: string;
   /** Send DSNs on bounce/expiry for SMTP submissions (delivery.dsn). */
   dsnOnFailure: boolean;
-  /** Called after each durable commit, to wake the delivery scheduler. */
+  /** Called after a durable commit that left due mail in the store, to wake the delivery scheduler. */
   onAccepted?: () => void;
+  /**
+   * This node's delivery takes fresh mail straight from the commit, leased to it there, while its
+   * scheduler grants credits (intake/handoff.ts). Without it every commit wakes the scheduler.
+   */
+  handoff?: Handoff;
   /** How long a looked-up stream is remembered (default 10 s). */
   streamCacheMs?: number;
   /** What tracking left alone in a message and why (malformed markup, charsets): for the log. */
@@ -326,11 +335,35 @@ export function createIntake(options: IntakeOptions) {
     };
   }
 
-  /** Stores built messages in one durable commit (with what `insertOptions` names), then wakes delivery. */
+  /**
+   * Stores built messages in one durable commit (with what `insertOptions` names), then hands
+   * what is due to this node's delivery: leased in the commit when the scheduler has granted
+   * room for all of it (intake/handoff.ts), else left queued and the scheduler woken.
+   */
   async function commit(messages: NewMessage[], insertOptions?: InsertOptions): Promise<void> {
     if (messages.length === 0) return;
-    await store.insertMessages(messages, insertOptions);
-    options.onAccepted?.();
+    const handoff = options.handoff;
+    let lease: IntakeLease | undefined;
+    let wanted = 0;
+    if (handoff) {
+      const now = clock();
+      const terms = { owner: handoff.owner, until: now + handoff.leaseMs, now };
+      for (const m of messages) for (const r of m.recipients) if (leasedAtIntake(m, r, terms)) wanted++;
+      if (wanted > 0 && handoff.credits.take(wanted)) lease = terms;
+    }
+    let leased: LeasedRecipient[];
+    try {
+      leased = await store.insertMessages(messages, lease ? { ...insertOptions, lease } : insertOptions);
+    } catch (err) {
+      if (lease) handoff?.credits.giveBack(wanted);
+      throw err;
+    }
+    if (handoff && lease) {
+      handoff.credits.giveBack(wanted - leased.length);
+      if (leased.length > 0) handoff.deliver({ recipients: leased, bodies: handedBodies(messages, leased) });
+    } else {
+      options.onAccepted?.();
+    }
     // Warnings are recorded beside the answer, not before it (afterCommit logs its own failures).
     if (options.screening) void options.screening.afterCommit(messages);
   }
@@ -352,6 +385,24 @@ export function createIntake(options: IntakeOptions) {
   }
 
   return { build, commit, submit, lookUpSuppressions };
+}
+
+/**
+ * The copies the handed-over recipients need, each in a buffer of its own (moved to the delivery
+ * thread, not copied again); a copy over HANDOFF_BODY_MAX_BYTES is left for delivery to read
+ * from the store.
+ */
+function handedBodies(messages: NewMessage[], leased: LeasedRecipient[]): [string, Uint8Array][] {
+  const byId = new Map(messages.map((m) => [m.id, m]));
+  const bodies = new Map<string, Uint8Array>();
+  for (const r of leased) {
+    const key = bodyKey(r.messageId, r.variant);
+    if (bodies.has(key)) continue;
+    const m = byId.get(r.messageId);
+    const copy = r.variant === 0 ? m?.body : m?.variants?.[r.variant - 1];
+    if (copy && copy.byteLength <= HANDOFF_BODY_MAX_BYTES) bodies.set(key, new Uint8Array(copy));
+  }
+  return [...bodies];
 }
 
 export type Intake = ReturnType<typeof createIntake>;

@@ -120,9 +120,10 @@ export interface Store {
   /**
    * Stores messages with their recipients and `accepted` events. Resolves only after the
    * data is durable (fsync); concurrent calls share one commit (group commit). What `options`
-   * names is written in the same transaction.
+   * names is written in the same transaction. Returns the recipients leased by
+   * `options.lease` (none without it), in input order.
    */
-  insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<void>;
+  insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<LeasedRecipient[]>;
 
   // delivery
   /**

@@ -223,6 +223,55 @@ export function storedSize(message: NewMessage): number {
 export interface InsertOptions {
   /** Marks the API request's idempotency key answered (api/idempotency.ts) together with the messages. */
   idempotency?: { accountId: string; key: string; response: string };
+  /**
+   * Leases the recipients that are to be sent now to this node's delivery (intake/handoff.ts):
+   * stored `delivering` with this owner and expiry instead of `queued`, and returned.
+   */
+  lease?: IntakeLease;
+}
+
+/** Lease terms of an intake commit (InsertOptions.lease). */
+export interface IntakeLease {
+  owner: string;
+  until: number;
+  /** Recipients due by now are leased (a message's notBefore later than this is not). */
+  now: number;
+}
+
+/** Whether an intake commit with `lease` leases this recipient: neither suppressed nor held, and due. */
+export function leasedAtIntake(
+  message: NewMessage,
+  recipient: NewRecipient,
+  lease: IntakeLease | undefined,
+): boolean {
+  return (
+    lease !== undefined &&
+    !recipient.suppressed &&
+    !recipient.held &&
+    (message.notBefore ?? message.receivedAt) <= lease.now
+  );
+}
+
+/** A recipient leased by its intake commit, as Store.leaseDue would have returned it. */
+export function leasedAtIntakeRecipient(
+  message: NewMessage,
+  recipient: NewRecipient,
+  id: number,
+): LeasedRecipient {
+  return {
+    id,
+    messageId: message.id,
+    accountId: message.accountId,
+    address: recipient.address,
+    domain: recipient.domain,
+    attempts: 0,
+    mailFrom: message.envelopeFrom || message.mailFrom,
+    createdAt: message.receivedAt,
+    dsn: recipient.dsn ?? {},
+    stream: message.stream ?? DEFAULT_STREAM,
+    kind: message.kind ?? 'transactional',
+    variant: recipient.variant ?? 0,
+  };
 }
 
 export interface MessageRow {

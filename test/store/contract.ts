@@ -694,6 +694,75 @@ export function storeContract(
       });
     });
 
+    it('insertMessages with a lease leases the recipients due now to its owner and returns them', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const lease = { owner: 'node-a', until: T0 + 60_000, now: T0 };
+        const now = sampleMessage(accountId, ['a@one.test', 'b@two.test', 'gone@one.test'], {
+          envelopeFrom: 'bounce+x@example.com',
+          stream: 'broadcast',
+          kind: 'broadcast',
+        });
+        const gone = now.recipients[2];
+        if (gone) gone.suppressed = { reason: 'hard_bounce', scope: 'account' };
+        const b = now.recipients[1];
+        if (b) b.dsn = { notify: ['FAILURE'] };
+        const held = sampleMessage(accountId, ['h@one.test']);
+        const heldRecipient = held.recipients[0];
+        if (heldRecipient) heldRecipient.held = { reason: 'paused', details: 'stream paused' };
+        const later = sampleMessage(accountId, ['l@one.test'], { notBefore: T0 + 3_600_000 });
+        // Two concurrent calls share a commit: each gets its own recipients back.
+        const [leased, other] = await Promise.all([
+          store.insertMessages([now, held, later], { lease }),
+          store.insertMessages([sampleMessage(accountId, ['q@one.test'])]),
+        ]);
+        assert.deepEqual(other, [], 'nothing is leased without lease terms');
+        const rows = await store.getRecipients(now.id);
+        assert.deepEqual(
+          leased.map((r) => ({ ...r })),
+          rows
+            .filter((r) => r.address !== 'gone@one.test')
+            .map((r) => ({
+              id: r.id,
+              messageId: now.id,
+              accountId,
+              address: r.address,
+              domain: r.domain,
+              attempts: 0,
+              mailFrom: 'bounce+x@example.com',
+              createdAt: T0,
+              dsn: r.address === 'b@two.test' ? { notify: ['FAILURE'] } : {},
+              stream: 'broadcast',
+              kind: 'broadcast',
+              variant: 0,
+            })),
+        );
+        for (const r of rows.filter((r) => r.address !== 'gone@one.test')) {
+          assert.equal(r.state, 'delivering');
+          assert.equal(r.leaseOwner, 'node-a');
+          assert.equal(r.leaseUntil, T0 + 60_000);
+        }
+        assert.equal(rows.find((r) => r.address === 'gone@one.test')?.state, 'suppressed');
+        assert.equal((await store.getRecipients(held.id))[0]?.state, 'held');
+        assert.equal((await store.getRecipients(later.id))[0]?.state, 'queued');
+        // Another node does not take them while the lease runs; their owner records outcomes.
+        const request: LeaseRequest = { owner: 'node-b', now: T0 + 1000, limit: 10, leaseUntil: T0 + 61_000 };
+        assert.deepEqual(
+          (await store.leaseDue(request)).map((r) => r.address),
+          ['q@one.test'],
+        );
+        const first = leased[0];
+        assert.ok(first);
+        assert.deepEqual(await store.recordOutcomes('node-a', [outcome(first, {})]), [first.id]);
+        // After the lease's expiry another node takes what is left.
+        const expired = await store.leaseDue({ ...request, now: T0 + 61_000, leaseUntil: T0 + 120_000 });
+        assert.deepEqual(
+          expired.map((r) => r.address),
+          ['b@two.test'],
+        );
+      });
+    });
+
     it('retry and cancel can be limited to an account; cancel records its reason', async () => {
       await withStore(async (store) => {
         const ours = await seedAccount(store);

@@ -28,6 +28,7 @@ import type {
   HoldReason,
   IdempotencyRecord,
   InsertOptions,
+  IntakeLease,
   LeasedRecipient,
   LeaseRequest,
   MessageFilter,
@@ -73,6 +74,8 @@ import {
   DEFAULT_STREAM,
   FINAL_STATES,
   HOLD_REASON,
+  leasedAtIntake,
+  leasedAtIntakeRecipient,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
   STREAM_KINDS,
@@ -190,11 +193,15 @@ const FINISHED = `NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.
 type AnsweredKey = NonNullable<InsertOptions['idempotency']>;
 
 /**
- * What the intake batcher carries: messages, and after those of a call that named one, its
- * idempotency key. The key travels in the same batch as its messages, so a merged flush commits
- * both in one statement, and a flush retried call by call (batcher.ts) keeps them together.
+ * What the intake batcher carries: messages (each with its call's lease terms, if any), and after
+ * those of a call that named one, its idempotency key. The key travels in the same batch as its
+ * messages, so a merged flush commits both in one statement, and a flush retried call by call
+ * (batcher.ts) keeps them together.
  */
-type InsertItem = NewMessage | { answered: AnsweredKey };
+type InsertItem = { message: NewMessage; lease: IntakeLease | undefined } | { answered: AnsweredKey };
+
+/** What an intake flush returns to each of its calls: every inserted recipient's id, by message. */
+type InsertedIds = Map<string, number[]>;
 
 /**
  * Marks idempotency keys answered (`keys` is the parameter number of three parallel arrays and
@@ -223,9 +230,9 @@ const answeredValues = (answered: AnsweredKey[]): unknown[] => [
  * the 65,535 parameters a statement may have rather than by its messages.
  */
 function insertMessagesStatement(
-  messages: NewMessage[],
+  items: { message: NewMessage; lease: IntakeLease | undefined }[],
   answered: AnsweredKey[],
-): { sql: Sql; values: unknown[] } {
+): { sql: Sql; values: unknown[]; queued: boolean } {
   const values: unknown[] = [];
   const rows: string[] = [];
   const copies = { messageId: [] as string[], variant: [] as number[], body: [] as (Buffer | null)[] };
@@ -245,8 +252,11 @@ function insertMessagesStatement(
     /** null: the accepted event's data, built in the statement (it needs the stored size). */
     eventData: [] as (string | null)[],
     holdReason: [] as string[],
+    leaseOwner: [] as (string | null)[],
+    leaseUntil: [] as (number | null)[],
   };
-  for (const m of messages) {
+  let queued = false;
+  for (const { message: m, lease } of items) {
     const first = values.length;
     values.push(
       m.id,
@@ -289,7 +299,11 @@ function insertMessagesStatement(
       rcpt.variant.push(r.variant ?? 0);
       // Held (guard/, content/): accepted and stored, not sent until released.
       const held = r.suppressed ? undefined : r.held;
-      rcpt.state.push(r.suppressed ? 'suppressed' : held ? 'held' : 'queued');
+      const leasing = leasedAtIntake(m, r, lease);
+      rcpt.state.push(r.suppressed ? 'suppressed' : held ? 'held' : leasing ? 'delivering' : 'queued');
+      rcpt.leaseOwner.push(leasing ? (lease?.owner ?? null) : null);
+      rcpt.leaseUntil.push(leasing ? (lease?.until ?? null) : null);
+      if (!r.suppressed && !held && !leasing) queued = true;
       rcpt.event.push(r.suppressed ? 'suppressed' : held ? 'held' : 'accepted');
       rcpt.eventData.push(
         r.suppressed
@@ -313,6 +327,7 @@ function insertMessagesStatement(
   const c = values.push(copies.messageId, copies.variant, copies.body) - 3;
   const k = values.push(...answeredValues(answered)) - 4;
   const h = values.push(rcpt.holdReason);
+  const l = values.push(rcpt.leaseOwner, rcpt.leaseUntil) - 2;
   // The foreign keys to messages are checked at the end of the statement, when the messages
   // inserted by the first CTE exist. Each recipient's id is drawn in x, so its event is written
   // from the same row as the recipient (no matching of RETURNING rows back to their input), in
@@ -329,30 +344,32 @@ function insertMessagesStatement(
       SELECT nextval('recipients_id_seq') AS id, u.*
       FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
         $${a + 6}::bigint[], $${a + 7}::jsonb[], $${b + 1}::text[], $${b + 2}::text[], $${b + 3}::int[],
-        $${e + 1}::text[], $${e + 2}::text[], $${e + 3}::jsonb[], $${h}::text[])
+        $${e + 1}::text[], $${e + 2}::text[], $${e + 3}::jsonb[], $${h}::text[], $${l + 1}::text[],
+        $${l + 2}::bigint[])
         WITH ORDINALITY AS u(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, variant,
-          state, event, event_data, hold_reason, ord)
+          state, event, event_data, hold_reason, lease_owner, lease_until, ord)
       ORDER BY ord
     ), r AS (
       INSERT INTO recipients (id, message_id, account_id, address, domain, state, next_attempt_at, created_at,
-        updated_at, dsn, stream, kind, variant, hold_reason)
+        updated_at, dsn, stream, kind, variant, hold_reason, lease_owner, lease_until)
       SELECT id, message_id, account_id, address, domain, state, due, created_at, created_at, dsn, stream, kind,
-        variant, hold_reason
+        variant, hold_reason, lease_owner, lease_until
       FROM x
     ), answered AS (
       ${answerKeys(k + 1)}
+    ), ev AS (
+      INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
+      SELECT x.created_at, x.event, x.message_id, x.id, x.account_id, x.address,
+        COALESCE(x.event_data, jsonb_build_object(
+          'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
+          'source', m.source, 'clientIp', m.client_ip))
+      FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
+      ORDER BY x.ord
     )
-    INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
-    SELECT x.created_at, x.event, x.message_id, x.id, x.account_id, x.address,
-      COALESCE(x.event_data, jsonb_build_object(
-        'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
-        'source', m.source, 'clientIp', m.client_ip))
-    FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
-    ORDER BY x.ord`;
+    SELECT x.message_id, x.id FROM x ORDER BY x.ord`;
   // The text depends only on the number of messages.
-  const sql =
-    messages.length <= PREPARED_INSERT_MAX_MESSAGES ? prepared(`insert_${messages.length}`, text) : text;
-  return { sql, values };
+  const sql = items.length <= PREPARED_INSERT_MAX_MESSAGES ? prepared(`insert_${items.length}`, text) : text;
+  return { sql, values, queued };
 }
 
 /**
@@ -526,7 +543,7 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
   #notifyAgain = false;
   // Group commit (batcher.ts): concurrent intake commits and concurrent outcome commits each
   // share one statement.
-  readonly #inserts = new Batcher<InsertItem, void>(
+  readonly #inserts = new Batcher<InsertItem, InsertedIds>(
     (items) => this.#insertNow(items),
     MESSAGES_PER_STATEMENT,
     LINGER,
@@ -807,42 +824,65 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     return changed > 0;
   }
 
-  async insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<void> {
+  async insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<LeasedRecipient[]> {
+    const lease = options?.lease;
+    const items: InsertItem[] = messages.map((message) => ({ message, lease }));
     const answered = options?.idempotency;
-    if (!answered) {
-      if (messages.length > 0) await this.#inserts.add(messages);
-      return;
-    }
     // The key rides in the same batch as its messages (see InsertItem): API sends keep the group
     // commit instead of paying a transaction of their own.
-    await this.#inserts.add([...messages, { answered }]);
+    if (answered) items.push({ answered });
+    if (items.length === 0) return [];
+    const ids = await this.#inserts.add(items);
+    if (!lease) return [];
+    const leased: LeasedRecipient[] = [];
+    for (const m of messages) {
+      const own = ids.get(m.id) ?? [];
+      m.recipients.forEach((r, i) => {
+        const id = own[i];
+        if (id !== undefined && leasedAtIntake(m, r, lease)) leased.push(leasedAtIntakeRecipient(m, r, id));
+      });
+    }
+    return leased;
   }
 
-  async #insertNow(items: InsertItem[]): Promise<void> {
-    const messages: NewMessage[] = [];
+  async #insertNow(items: InsertItem[]): Promise<InsertedIds> {
+    const messages: { message: NewMessage; lease: IntakeLease | undefined }[] = [];
     const answered: AnsweredKey[] = [];
     for (const item of items) {
       if ('answered' in item) answered.push(item.answered);
       else messages.push(item);
     }
+    const ids: InsertedIds = new Map();
+    const collect = (rows: Row[]): void => {
+      for (const row of rows) {
+        const messageId = String(row.message_id);
+        const own = ids.get(messageId);
+        if (own) own.push(num(row.id));
+        else ids.set(messageId, [num(row.id)]);
+      }
+    };
+    let queued = false;
     if (messages.length === 0) {
       await this.#pool.query(answerKeys(1), answeredValues(answered));
     } else if (messages.length <= MESSAGES_PER_STATEMENT) {
-      const { sql, values } = insertMessagesStatement(messages, answered);
-      await this.#pool.query(queryConfig(sql, values, this.#prepare));
-      this.#notifyDue();
+      const statement = insertMessagesStatement(messages, answered);
+      collect((await this.#pool.query(queryConfig(statement.sql, statement.values, this.#prepare))).rows);
+      queued = statement.queued;
     } else {
       await this.#transaction(async (client) => {
         for (let i = 0; i < messages.length; i += MESSAGES_PER_STATEMENT) {
-          const { sql, values } = insertMessagesStatement(
+          const statement = insertMessagesStatement(
             messages.slice(i, i + MESSAGES_PER_STATEMENT),
             i === 0 ? answered : [],
           );
-          await client.query(queryConfig(sql, values, this.#prepare));
+          collect((await client.query(queryConfig(statement.sql, statement.values, this.#prepare))).rows);
+          queued ||= statement.queued;
         }
       });
-      this.#notifyDue();
     }
+    // Mail leased by its intake commit is this node's already: no other node needs waking for it.
+    if (queued) this.#notifyDue();
+    return ids;
   }
 
   /**

@@ -82,6 +82,8 @@ import {
   EVENT_WRITE_SLACK_MS,
   FINAL_STATES,
   HOLD_REASON,
+  leasedAtIntake,
+  leasedAtIntakeRecipient,
   SHAPING_END_TYPES,
   SHAPING_REPLY_MAX,
   STREAM_KINDS,
@@ -612,8 +614,10 @@ export class SqliteStore implements Store {
     return changed > 0;
   }
 
-  async insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<void> {
-    await this.#queue.run(() => {
+  async insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<LeasedRecipient[]> {
+    const lease = options?.lease;
+    return this.#queue.run(() => {
+      const leased: LeasedRecipient[] = [];
       for (const m of messages) {
         const stream = m.stream ?? DEFAULT_STREAM;
         const kind = m.kind ?? 'transactional';
@@ -652,16 +656,17 @@ export class SqliteStore implements Store {
         const due = m.notBefore ?? m.receivedAt;
         for (const r of m.recipients) {
           // A suppressed recipient is final from the start: no waiting index ever sees it.
+          const leasing = leasedAtIntake(m, r, lease);
           const res = this.#stmt(
             `INSERT INTO recipients (message_id, account_id, address, domain, state, next_attempt_at, created_at,
-               updated_at, dsn, stream, kind, variant, hold_reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+               updated_at, dsn, stream, kind, variant, hold_reason, lease_owner, lease_until)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           ).run(
             m.id,
             m.accountId,
             r.address,
             r.domain,
-            r.suppressed ? 'suppressed' : r.held ? 'held' : 'queued',
+            r.suppressed ? 'suppressed' : r.held ? 'held' : leasing ? 'delivering' : 'queued',
             due,
             m.receivedAt,
             m.receivedAt,
@@ -670,8 +675,11 @@ export class SqliteStore implements Store {
             kind,
             r.variant ?? 0,
             r.suppressed ? '' : (r.held?.reason ?? ''),
+            leasing ? (lease?.owner ?? null) : null,
+            leasing ? (lease?.until ?? null) : null,
           );
           const recipientId = Number(res.lastInsertRowid);
+          if (leasing) leased.push(leasedAtIntakeRecipient(m, r, recipientId));
           if (r.held && !r.suppressed) {
             // Held (guard/, content/): accepted and stored, not sent until released.
             this.#insertEvent(m.receivedAt, 'held', m.id, recipientId, m.accountId, r.address, {
@@ -701,6 +709,7 @@ export class SqliteStore implements Store {
           'UPDATE idempotency_keys SET status = 1, response = ? WHERE account_id = ? AND key = ?',
         ).run(key.response, key.accountId, key.key);
       }
+      return leased;
     });
   }
 
