@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { HEARTBEAT_MS } from '../delivery/engine.ts';
+import { HEARTBEAT_MS } from '../delivery/heartbeat.ts';
 import { type GlobalOptions, iso, output, withStore } from './context.ts';
 
 export function registerCluster(program: Command, globals: () => GlobalOptions): void {

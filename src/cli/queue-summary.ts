@@ -8,7 +8,7 @@
  * with its memory, so only events of live nodes since their start count.
  */
 import type { Config } from '../config/schema.ts';
-import { HEARTBEAT_MS } from '../delivery/engine.ts';
+import { HEARTBEAT_MS } from '../delivery/heartbeat.ts';
 import { createShapingPolicy, type ShapingPolicy } from '../delivery/shaping/policy.ts';
 import { type Site, siteFromKey } from '../delivery/shaping/site.ts';
 import type { Store } from '../store/store.ts';

@@ -16,6 +16,7 @@ import { type Store, sharesConnectionSlots, watchesDue } from '../store/store.ts
 import { type ConnectionPermits, createClusterPermits } from './connection-permits.ts';
 import { createMxDestination, type Directory } from './destination.ts';
 import { createDsnSender } from './dsn-sender.ts';
+import { HEARTBEAT_MS } from './heartbeat.ts';
 import { createMtaSts, httpsPolicyFetch } from './mta-sts.ts';
 import { outcomeJournalPath, recoverOutcomeJournal } from './outcome-journal.ts';
 import { createRetryPolicy } from './retry-policy.ts';
@@ -33,9 +34,6 @@ const NODE_COUNT_MS = 5_000;
 
 /** Wake-ups by other nodes' notifications are at least this far apart. */
 const REMOTE_WAKE_MS = 10;
-
-/** How often a node records that it is alive (`postbote cluster status` calls a node down after 3 missed). */
-export const HEARTBEAT_MS = 10_000;
 
 /** Open connections per site, most first, at most `limit` sites (heartbeat info for `queue summary`). */
 export function connectionsBySite(

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { it } from 'node:test';
 import { buildQueueSummary, describeLimits } from '../../src/cli/queue-summary.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { HEARTBEAT_MS } from '../../src/delivery/engine.ts';
+import { HEARTBEAT_MS } from '../../src/delivery/heartbeat.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { NewShapingEvent } from '../../src/store/types.ts';
 import { sampleMessage, T0 } from '../store/contract.ts';
