@@ -9,9 +9,17 @@
  * list is bundled here. Relaxed alignment compares organizational domains found that way;
  * strict alignment compares names exactly (RFC 9989 §4.4).
  */
-import { dmarc } from 'mailauth/lib/dmarc/index.js';
 import { lookupTxt, normalizeName, sameName, unknownResult } from './lookup.ts';
 import type { CheckResult, DomainSetup, Resolve, RRType } from './types.ts';
+
+type Dmarc = typeof import('mailauth/lib/dmarc/index.js').dmarc;
+let dmarcModule: Promise<Dmarc> | undefined;
+
+/** mailauth's policy discovery, loaded at first use: it takes ~170 ms to load, which the CLI need not pay. */
+function loadDmarc(): Promise<Dmarc> {
+  dmarcModule ??= import('mailauth/lib/dmarc/index.js').then((m) => m.dmarc);
+  return dmarcModule;
+}
 
 /** mailauth's rule: the version tag comes first and its value is exactly "DMARC1" (RFC 9989 §4.7). */
 const EXACT_VERSION = /^[vV][ \t]*=[ \t]*DMARC1[ \t]*(?:;|$)/;
@@ -72,6 +80,7 @@ export async function checkDmarc(setup: DomainSetup, resolve: Resolve): Promise<
     };
   }
 
+  const dmarc = await loadDmarc();
   const response = await dmarc({
     headerFrom: `postmaster@${domain}`,
     spfDomains: [returnPath],
@@ -210,6 +219,7 @@ async function sameOrganization(
   resolver: (n: string, rrtype: string) => Promise<string[][]>,
 ): Promise<boolean | undefined> {
   try {
+    const dmarc = await loadDmarc();
     const other = await dmarc({ headerFrom: `postmaster@${name}`, resolver });
     if (!other || other.status.result === 'temperror') return undefined;
     return sameName(other.domain, organizationalDomain);
