@@ -110,6 +110,8 @@ export class Scheduler {
   #renewTimer: NodeJS.Timeout | undefined;
   /** Credits granted to intake and not withdrawn or come back as handed-over recipients. */
   #outstanding = 0;
+  /** The limit of the lease in flight (0 when none): room it may fill, not to be granted meanwhile. */
+  #leasing = 0;
   /**
    * The last lease may have left due work in the store (it filled its limit or the window or the
    * broadcast share was full): a finished delivery then wakes the loop to lease more. Otherwise
@@ -229,6 +231,7 @@ export class Scheduler {
       const broadcastRoom = this.#broadcastRoom();
       const now = clock();
       let leased: LeasedRecipient[] = [];
+      this.#leasing = limit;
       try {
         leased = await store.leaseDue({
           owner,
@@ -240,6 +243,7 @@ export class Scheduler {
       } catch (err) {
         this.#o.logger.error({ err }, 'could not lease due recipients; retrying');
       }
+      this.#leasing = 0;
       if (leased.length > 0) this.#dispatch(leased);
       if (this.#stopping) break;
       // A full batch means more may be due right now.
@@ -273,7 +277,9 @@ export class Scheduler {
   #grant(): void {
     const credits = this.#o.credits;
     if (!credits || this.#stopping || this.#backlog) return;
-    const room = Math.min(this.#o.window - this.#inflight.size - this.#outstanding, this.#broadcastRoom());
+    // A delivery finishing during a lease must not grant what that lease may still fill.
+    const free = this.#o.window - this.#inflight.size - this.#outstanding;
+    const room = Math.min(free, this.#broadcastRoom()) - this.#leasing;
     if (room <= 0) return;
     credits.grant(room);
     this.#outstanding += room;
