@@ -56,11 +56,20 @@ export async function startDeliveryThread(deps: {
       leaseMs: deps.config.delivery.lease,
       credits,
       deliver(handed) {
-        // The bodies are copies made for this crossing: moved, not copied again.
-        worker.postMessage(
-          { adopt: handed },
-          handed.bodies.map(([, body]) => body.buffer as ArrayBuffer),
-        );
+        try {
+          // The bodies are copies made for this crossing: moved, not copied again.
+          worker.postMessage(
+            { adopt: handed },
+            handed.bodies.map(([, body]) => body.buffer as ArrayBuffer),
+          );
+        } catch (err) {
+          // Committed already: the submitter has its answer coming. The recipients keep their
+          // lease until it runs out (delivery.lease), then any lease takes them.
+          deps.logger.error(
+            { err, recipients: handed.recipients.length },
+            'could not hand fresh mail to delivery',
+          );
+        }
       },
     },
     wake() {
