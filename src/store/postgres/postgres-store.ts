@@ -227,7 +227,10 @@ const answeredValues = (answered: AnsweredKey[]): unknown[] => [
  * transaction, a single commit. Copies, recipients and keys come as parallel arrays (unnest) so
  * the statement text depends only on the number of messages. Copies travel as a bytea[] (hex in
  * the array literal, so twice their size on the wire): one parameter each would bound a batch by
- * the 65,535 parameters a statement may have rather than by its messages.
+ * the 65,535 parameters a statement may have rather than by its messages. Recipients their
+ * call's intake lease covers (types.ts leasedAtIntake) are stored `delivering` under it. The
+ * statement returns every recipient's id with its message id, in input order; `queued` says
+ * whether any recipient was left for a lease (the other nodes are then notified).
  */
 function insertMessagesStatement(
   items: { message: NewMessage; lease: IntakeLease | undefined }[],
