@@ -15,8 +15,11 @@ import type { CheckResult, DomainSetup, Resolve, RRType } from './types.ts';
 type Dmarc = typeof import('mailauth/lib/dmarc/index.js').dmarc;
 let dmarcModule: Promise<Dmarc> | undefined;
 
-/** mailauth's policy discovery, loaded at first use: it takes ~170 ms to load, which the CLI need not pay. */
-function loadDmarc(): Promise<Dmarc> {
+/**
+ * mailauth's policy discovery, loaded at first use: it takes ~170 ms to load, which the CLI need
+ * not pay. Loading blocks the event loop: checkDomain loads it before its queries are in flight.
+ */
+export function loadDmarc(): Promise<Dmarc> {
   dmarcModule ??= import('mailauth/lib/dmarc/index.js').then((m) => m.dmarc);
   return dmarcModule;
 }

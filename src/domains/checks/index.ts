@@ -9,11 +9,11 @@
  */
 import { reverseName } from '../../dns/ip-address.ts';
 import { checkDkim } from './dkim.ts';
-import { checkDmarc } from './dmarc.ts';
+import { checkDmarc, loadDmarc } from './dmarc.ts';
 import { normalizeName } from './lookup.ts';
 import { checkPtr } from './ptr.ts';
 import { checkReturnPath } from './return-path.ts';
-import { checkSpf } from './spf.ts';
+import { checkSpf, loadSpf } from './spf.ts';
 import { checkTracking } from './tracking.ts';
 import type { CheckResult, DomainSetup, RecordKind, Resolve } from './types.ts';
 
@@ -31,6 +31,10 @@ export async function checkDomain(
   resolve: Resolve,
   options: CheckDomainOptions = {},
 ): Promise<CheckResult[]> {
+  // mailauth loads at first use and blocks the event loop while it does: before any query is in
+  // flight, or a first check's short DNS timeouts would run out meanwhile.
+  // One that fails to load fails its checks (reported as `error`), not the run.
+  await Promise.all([loadSpf(), loadDmarc()]).catch(() => undefined);
   const shared = memoize(resolve);
   const guarded = (record: RecordKind, name: string, run: () => Promise<CheckResult>): Promise<CheckResult> =>
     run().catch((cause: unknown) => ({

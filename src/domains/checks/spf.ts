@@ -24,8 +24,11 @@ import type { CheckResult, CheckStatus, DomainSetup, Resolve, RRType } from './t
 type Spf = typeof import('mailauth/lib/spf/index.js').spf;
 let spfModule: Promise<Spf> | undefined;
 
-/** mailauth's evaluator, loaded at first use: it takes ~150 ms to load, which the CLI need not pay. */
-function loadSpf(): Promise<Spf> {
+/**
+ * mailauth's evaluator, loaded at first use: it takes ~150 ms to load, which the CLI need not
+ * pay. Loading blocks the event loop: checkDomain loads it before its queries are in flight.
+ */
+export function loadSpf(): Promise<Spf> {
   spfModule ??= import('mailauth/lib/spf/index.js').then((m) => m.spf);
   return spfModule;
 }
