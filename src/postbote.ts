@@ -17,6 +17,7 @@ import type { Config } from './config/schema.ts';
 import { createScreening } from './content/screen.ts';
 import { createDashboardDeps } from './dashboard/wiring.ts';
 import { startDeliveryThread } from './delivery/thread.ts';
+import { preloadChecks } from './domains/checks/index.ts';
 import { createCheckResolver } from './domains/checks/resolver.ts';
 import { createDomains } from './domains/domains.ts';
 import { checkStoredKeys, createKeyBox, loadSecretsKey } from './domains/key-encryption.ts';
@@ -94,6 +95,8 @@ export async function startPostbote(
     // Readiness (/readyz): every listener is up; false again from the first step of shutdown.
     let listening = false;
 
+    // Before any listener: loading the domain checks' library later would stall live sessions.
+    await preloadChecks();
     const delivery = await startDeliveryThread({ config, store, logger });
     cleanups.push(() => delivery.stop());
     const templates = createTemplates({ store, clock });
