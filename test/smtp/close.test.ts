@@ -65,3 +65,43 @@ describe('server close()', () => {
     await c.waitClosed();
   });
 });
+
+describe('QUIT', () => {
+  it('closes right after the 221; a client that resets with the 221 unread costs no socket error', async (t) => {
+    const logged: string[] = [];
+    const note = (_obj: object, msg?: string): void => {
+      logged.push(msg ?? '');
+    };
+    const server = await startTestServer({ logger: { debug: note, info: note, warn: note, error: note } });
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    t.after(async () => {
+      socket.destroy();
+      await server.close();
+    });
+    const readLine = (): Promise<string> =>
+      new Promise((resolve) => socket.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    assert.match(await readLine(), /^220 /);
+    socket.write('EHLO client.test\r\n');
+    assert.match(await readLine(), /^250/);
+    // Stop reading: the 221 stays unread in this side's buffer, and closing then sends a reset.
+    socket.pause();
+    const started = performance.now();
+    socket.write('QUIT\r\n');
+    await waitUntil(() => server.server.connections === 0);
+    const elapsed = performance.now() - started;
+    // Not the 2 s linger of other closes: the session ended with the 221.
+    assert.ok(elapsed < 1000, `the server kept the session ${elapsed.toFixed(0)} ms after QUIT`);
+    socket.resetAndDestroy();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.deepEqual(
+      logged.filter((m) => m === 'SMTP socket error'),
+      [],
+    );
+  });
+});
+
+async function waitUntil(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 200 && !done(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  assert.ok(done(), 'timed out');
+}

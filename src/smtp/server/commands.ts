@@ -175,7 +175,7 @@ function noop(conn: Connection): void {
 
 /** QUIT (RFC 5321 §4.1.1.10): 221, then we close. */
 function quit(conn: Connection): void {
-  conn.closeWith(replies.bye);
+  conn.closeWith(replies.bye, { quit: true });
 }
 
 /** VRFY (RFC 5321 §3.5.3): never confirms mailboxes (harvesting); 252 keeps clients happy. */
