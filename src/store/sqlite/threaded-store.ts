@@ -1,6 +1,7 @@
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { SchemaTooNewError } from '../errors.ts';
 import type { Store } from '../store.ts';
+import type { NewMessage } from '../types.ts';
 import type { Call, Reply } from './worker.ts';
 
 /** Every Store method; the worker runs each on the SqliteStore it owns. */
@@ -218,6 +219,10 @@ function createStoreClient(
 
   const store: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
   for (const method of METHODS) store[method] = (...args) => call(method, args);
+  // A Buffer crosses with the whole ArrayBuffer under it: a body that is a slice of Node's
+  // buffer pool (any Buffer.concat under 32 KB) would copy the 64 KB pool each time.
+  store.insertMessages = (messages, options) =>
+    call('insertMessages', [(messages as NewMessage[]).map(withOwnBuffers), options]);
   store.getBody = async (messageId, variant) => {
     const body = (await call('getBody', [messageId, variant ?? 0])) as Uint8Array | undefined;
     return body && Buffer.from(body.buffer, body.byteOffset, body.byteLength);
@@ -234,6 +239,14 @@ function createStoreClient(
       pending.clear();
     },
   };
+}
+
+/** The message with its body and copies in buffers of their own (see insertMessages above). */
+function withOwnBuffers(message: NewMessage): NewMessage {
+  const own = (b: Buffer): Buffer =>
+    b.byteLength === b.buffer.byteLength ? b : Buffer.from(new Uint8Array(b).buffer);
+  const variants = message.variants?.map(own);
+  return { ...message, body: own(message.body), ...(variants ? { variants } : {}) };
 }
 
 /**
