@@ -230,7 +230,7 @@ async function phaseScenario(ctx: PostgresBenchContext, store: StoreKind, k: num
         `${serverNote}; the bench, smtp-source and smtp-sink ${Math.max(0, reading.oursS - nodeLifeCpu).toFixed(1)} s`,
     );
     row.notes.push(
-      `CPU by thread${k > 1 ? ', all nodes' : ''} (and per message): ${threads}; context switches per message ` +
+      `CPU by thread${k > 1 ? ', all nodes' : ''} (per message, kernel share): ${threads}; context switches per message ` +
         `${(switches.voluntary / N).toFixed(1)} voluntary, ${(switches.involuntary / N).toFixed(1)} involuntary`,
     );
     const logs = cluster.nodes.map((n) => JSON.stringify(n.logLevels)).join(', ');

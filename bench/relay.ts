@@ -310,7 +310,7 @@ async function phasePostbote(ctx: Context): Promise<Row> {
       `(${(cpu / busyS).toFixed(2)} cores, all threads; ${((cpu * 1000) / N).toFixed(2)} ms per message); ` +
       `log level ${LOG_LEVEL}: ${JSON.stringify(node.logLevels)} lines`,
   );
-  row.notes.push(`CPU by thread (and per message): ${threads}`);
+  row.notes.push(`CPU by thread (per message, kernel share): ${threads}`);
   row.notes.push(
     `storage writes by Postbote (write_bytes of /proc/PID/io): ${(written / N / 1024).toFixed(0)} KB per message ` +
       `of ${SIZE} body bytes; RSS at the end: ${breakdownText(breakdown)}`,

@@ -236,18 +236,23 @@ function eachThread(pid: number, file: string, read: (text: string) => void): vo
   }
 }
 
+/** The key under which threadCpuSeconds keeps the kernel's share of a thread name's CPU. */
+const SYSTEM = ' system';
+
 /**
  * CPU seconds (user + system) of a process's threads so far, summed by thread name: Postbote's
  * `MainThread`, `store` and `delivery` workers, V8's `V8Worker` helpers (GC, compilation),
- * libuv's pool (`libuv-worker`). Threads that ended are not counted.
+ * libuv's pool (`libuv-worker`); the system part alone under `NAME system`. Threads that ended
+ * are not counted.
  */
 export function threadCpuSeconds(pid: number): Map<string, number> {
   const byName = new Map<string, number>();
+  const add = (key: string, seconds: number) => byName.set(key, (byName.get(key) ?? 0) + seconds);
   eachThread(pid, 'stat', (text) => {
     const name = text.slice(text.indexOf('(') + 1, text.lastIndexOf(')'));
     const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
-    const seconds = (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND;
-    byName.set(name, (byName.get(name) ?? 0) + seconds);
+    add(name, (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND);
+    add(name + SYSTEM, Number(f[12]) / TICKS_PER_SECOND);
   });
   return byName;
 }
@@ -266,13 +271,22 @@ export function contextSwitches(pid: number): { voluntary: number; involuntary: 
   return total;
 }
 
-/** Per-thread-name CPU used between two threadCpuSeconds samples, largest first, as text. */
+/**
+ * Per-thread-name CPU used between two threadCpuSeconds samples, largest first, as text: seconds,
+ * µs per `per`, and the share the kernel spent for the thread (system calls: socket reads and
+ * writes, wake-ups, fsync).
+ */
 export function threadCpuText(before: Map<string, number>, after: Map<string, number>, per: number): string {
-  return [...after]
-    .map(([name, s]) => [name, s - (before.get(name) ?? 0)] as const)
+  const used = (key: string) => (after.get(key) ?? 0) - (before.get(key) ?? 0);
+  return [...after.keys()]
+    .filter((name) => !name.endsWith(SYSTEM))
+    .map((name) => [name, used(name), used(name + SYSTEM)] as const)
     .filter(([, s]) => s >= 0.05)
     .sort((a, b) => b[1] - a[1])
-    .map(([name, s]) => `${name} ${s.toFixed(1)} s (${((s * 1e6) / per).toFixed(0)} µs)`)
+    .map(
+      ([name, s, sys]) =>
+        `${name} ${s.toFixed(1)} s (${((s * 1e6) / per).toFixed(0)} µs, ${((sys / s) * 100).toFixed(0)}% system)`,
+    )
     .join(', ');
 }
 
