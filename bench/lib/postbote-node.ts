@@ -98,7 +98,7 @@ export async function startPostboteNode(options: {
     POSTBOTE_LOG__LEVEL: options.logLevel,
     ...options.env,
   };
-  // The V8 flag `npm start` and bin/postbote use (see package.json).
+  // The V8 flags `npm start` uses (it runs bin/postbote).
   const nodeArgs = [
     '--max-semi-space-size=8',
     '--max-old-space-size=192',
