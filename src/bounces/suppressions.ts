@@ -1,6 +1,13 @@
 import { recipientDomain } from '../intake/address.ts';
 import type { Store } from '../store/store.ts';
-import { SUPPRESSION_REASONS, type Suppression, type SuppressionReason } from '../store/types.ts';
+import {
+  type StreamKind,
+  SUPPRESSION_REASONS,
+  type Suppression,
+  type SuppressionCheck,
+  type SuppressionReason,
+  suppressionPrecedence,
+} from '../store/types.ts';
 
 /** A suppression request that cannot be honoured; `field` names the offending input. */
 export class SuppressionError extends Error {
@@ -150,59 +157,56 @@ export function createSuppressions(options: {
     ]);
   }
 
-  /**
-   * The entries for `addresses` that apply to mail of `stream`, or of every scope when `stream`
-   * is null, as stored now; an erased address is found by its token and named again. What
-   * `check` chooses from: SMTP starts this at DATA for the envelope's recipients, so the lookup
-   * runs while the content arrives instead of after it (smtp/submission.ts).
-   */
-  async function lookUp(
-    accountId: string,
-    addresses: string[],
-    stream: string | null = null,
-  ): Promise<Suppression[]> {
-    const lower = [...new Set(addresses.map((a) => a.toLowerCase()))];
-    const tokens = options.erasedTokens ? await options.erasedTokens(lower) : undefined;
-    const found = await store.findSuppressions({
-      accountId,
-      stream,
-      addresses: tokens ? [...lower, ...tokens.keys()] : lower,
-      now: clock(),
-    });
-    return found.map((hit) => {
-      const erased = tokens?.get(hit.address);
-      return erased === undefined ? hit : { ...hit, address: erased };
-    });
-  }
+  /** Whether `unsubscribe` entries apply to mail of `kind`. */
+  const unsubscribesApply = (kind: StreamKind): boolean =>
+    !(kind === 'transactional' && options.transactionalIgnoresUnsubscribes);
 
   /**
-   * The suppressed addresses among `addresses` for mail of `stream` (of `kind`), with the entry
-   * that applies (a hard reason wins over an unsubscribe). `found`: what `lookUp` returned for
-   * these addresses moments before (any scope); without it they are looked up now.
+   * The suppressed addresses among `addresses` for mail of `stream` (of `kind`), each with the
+   * entry it records (types.ts suppressionPrecedence), as stored now; an erased address is found
+   * by its token. The HTTP API checks before it builds a message, to answer each recipient's
+   * status; SMTP leaves the check to the store's insert (`storeCheck`).
    */
   async function check(input: {
     accountId: string;
     stream: string;
-    kind: 'transactional' | 'broadcast';
+    kind: StreamKind;
     addresses: string[];
-    found?: Suppression[];
   }): Promise<Map<string, Suppression>> {
-    const found = input.found ?? (await lookUp(input.accountId, input.addresses, input.stream));
+    const lower = [...new Set(input.addresses.map((a) => a.toLowerCase()))];
+    const tokens = options.erasedTokens ? await options.erasedTokens(lower) : undefined;
+    const found = await store.findSuppressions({
+      accountId: input.accountId,
+      stream: input.stream,
+      addresses: tokens ? [...lower, ...tokens.keys()] : lower,
+      now: clock(),
+    });
+    const byAddress = new Map<string, Suppression[]>();
+    for (const hit of found) {
+      if (hit.reason === 'unsubscribe' && !unsubscribesApply(input.kind)) continue;
+      const address = tokens?.get(hit.address) ?? hit.address;
+      byAddress.set(address, [...(byAddress.get(address) ?? []), hit]);
+    }
     const out = new Map<string, Suppression>();
-    for (const s of found) {
-      // An earlier lookup of every scope brings the entries of other streams too.
-      if (s.scope !== '' && s.scope !== input.stream) continue;
-      if (
-        s.reason === 'unsubscribe' &&
-        input.kind === 'transactional' &&
-        options.transactionalIgnoresUnsubscribes
-      ) {
-        continue;
-      }
-      const current = out.get(s.address);
-      if (!current || current.reason === 'unsubscribe') out.set(s.address, s);
+    for (const [address, hits] of byAddress) {
+      const first = hits.sort(suppressionPrecedence(address))[0];
+      if (first) out.set(address, { ...first, address });
     }
     return out;
+  }
+
+  /**
+   * What the store needs to check `addresses` (a message's recipients, in order) inside the
+   * insert of a message of `kind` (types.ts SuppressionCheck).
+   */
+  async function storeCheck(input: { kind: StreamKind; addresses: string[] }): Promise<SuppressionCheck> {
+    const unsubscribes = unsubscribesApply(input.kind);
+    if (!options.erasedTokens) return { unsubscribes };
+    const lower = input.addresses.map((a) => a.toLowerCase());
+    const tokenOf = new Map<string, string>();
+    for (const [token, address] of await options.erasedTokens([...new Set(lower)]))
+      tokenOf.set(address, token);
+    return { unsubscribes, tokens: lower.map((a) => tokenOf.get(a) ?? '') };
   }
 
   /** Every entry of the account as CSV (header row first). */
@@ -276,8 +280,8 @@ export function createSuppressions(options: {
   return {
     add,
     suppress,
-    lookUp,
     check,
+    storeCheck,
     remove: (accountId: string, address: string, scope = '') =>
       store.removeSuppression(accountId, address.trim().toLowerCase(), scope.trim().toLowerCase()),
     list: store.listSuppressions.bind(store),

@@ -12,6 +12,7 @@ import {
   type RecipientDsn,
   type StreamKind,
   type Suppression,
+  type SuppressionCheck,
 } from '../store/types.ts';
 import { recipientDomain } from './address.ts';
 import { bodyKey, HANDOFF_BODY_MAX_BYTES, type Handoff } from './handoff.ts';
@@ -51,12 +52,6 @@ export interface Submission {
   track?: TrackOptions;
   /** The content holds the `{{unsubscribe_url}}` placeholder (intake/send.ts). */
   unsubscribeLink?: boolean;
-  /**
-   * The suppression entries (any scope) of exactly these recipients, looked up while the content
-   * arrived (`Intake.lookUpSuppressions`, started at SMTP DATA); undefined when that lookup
-   * failed, then they are looked up again.
-   */
-  suppressionsFound?: Promise<Suppression[] | undefined>;
 }
 
 /**
@@ -93,20 +88,25 @@ export interface IntakeOptions {
    * The sending-domain step (domains/sender-gate.ts): sender policy and DKIM signing of every
    * copy. Without it nothing is checked or signed (tests of other parts).
    */
-  /** Suppression lists (bounces/suppressions.ts): listed recipients are stored `suppressed`, never sent. */
+  /**
+   * Suppression lists (bounces/suppressions.ts): listed recipients are stored `suppressed`, never
+   * sent. An API submission is checked before it is built (its answer gives each recipient's
+   * status, and tracking skips the suppressed); an SMTP one by the store, inside the intake
+   * commit (its 250 names no recipient's status): one store round trip less per message.
+   */
   suppressions?: {
-    lookUp(accountId: string, addresses: string[]): Promise<Suppression[]>;
     check(input: {
       accountId: string;
       stream: string;
-      kind: 'transactional' | 'broadcast';
+      kind: StreamKind;
       addresses: string[];
-      found?: Suppression[];
     }): Promise<Map<string, Pick<Suppression, 'reason' | 'scope'>>>;
+    storeCheck(input: { kind: StreamKind; addresses: string[] }): Promise<SuppressionCheck>;
   };
   /**
    * Open and click tracking, unsubscribe URLs and List-Unsubscribe (tracking/tracker.ts): gives
-   * each recipient sent its own copy. Runs after the suppression check, before signing.
+   * each recipient sent its own copy. Runs after the API's suppression check (an SMTP message's
+   * is the store's), before signing.
    */
   tracking?: {
     apply(input: {
@@ -248,16 +248,21 @@ export function createIntake(options: IntakeOptions) {
     });
     const stream = await streams.resolve(submission.accountId, chosen.name);
     if (!stream) throw new UnknownStreamError(chosen.name, chosen.source);
-    const found = await submission.suppressionsFound;
-    const suppressed = options.suppressions
-      ? await options.suppressions.check({
-          accountId: submission.accountId,
-          stream: stream.name,
-          kind: stream.kind,
-          addresses: recipients.map((r) => r.address),
-          ...(found ? { found } : {}),
-        })
-      : undefined;
+    const addresses = recipients.map((r) => r.address);
+    const inStore = submission.source === 'smtp';
+    const suppressionCheck =
+      options.suppressions && inStore
+        ? await options.suppressions.storeCheck({ kind: stream.kind, addresses })
+        : undefined;
+    const suppressed =
+      options.suppressions && !inStore
+        ? await options.suppressions.check({
+            accountId: submission.accountId,
+            stream: stream.name,
+            kind: stream.kind,
+            addresses,
+          })
+        : undefined;
     if (suppressed && suppressed.size > 0) {
       for (const r of recipients) {
         const hit = suppressed.get(r.address.toLowerCase());
@@ -300,7 +305,7 @@ export function createIntake(options: IntakeOptions) {
           raw: gated?.bodies[0] ?? (body.length > 0 ? body : (copies[0] ?? body)),
           ...(submission.source === 'smtp' ? { original: submission.raw } : {}),
           mailFrom: submission.mailFrom,
-          recipients: recipients.map((r) => r.address),
+          recipients: addresses,
           clientIp: submission.clientIp,
           credentialId: submission.credentialId,
         })
@@ -332,6 +337,7 @@ export function createIntake(options: IntakeOptions) {
       ...(copies.length > 0 ? { variants: gated?.bodies.slice(1) ?? copies } : {}),
       ...(gated?.envelopeFrom ? { envelopeFrom: gated.envelopeFrom } : {}),
       ...(screened && screened.warnings.length > 0 ? { contentWarnings: screened.warnings } : {}),
+      ...(suppressionCheck ? { suppressionCheck } : {}),
     };
   }
 
@@ -374,17 +380,7 @@ export function createIntake(options: IntakeOptions) {
     return { id: message.id };
   }
 
-  /**
-   * Starts the suppression lookup of a submission's recipients before its content is there (its
-   * stream is not known yet: entries of every scope); the result goes into
-   * `Submission.suppressionsFound`. Never rejects: a failed lookup resolves undefined.
-   */
-  function lookUpSuppressions(accountId: string, addresses: string[]): Promise<Suppression[] | undefined> {
-    if (!options.suppressions) return Promise.resolve(undefined);
-    return options.suppressions.lookUp(accountId, addresses).catch(() => undefined);
-  }
-
-  return { build, commit, submit, lookUpSuppressions };
+  return { build, commit, submit };
 }
 
 /**

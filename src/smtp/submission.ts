@@ -4,9 +4,9 @@ import type { Authenticator } from '../auth/authenticator.ts';
 import { recipientDomain } from '../intake/address.ts';
 import { type Intake, InvalidRecipientError, UnknownStreamError } from '../intake/intake.ts';
 import { SendError } from '../intake/send-errors.ts';
-import type { Credential, DsnNotify, MessageDsn, RecipientDsn, Suppression } from '../store/types.ts';
+import type { Credential, DsnNotify, MessageDsn, RecipientDsn } from '../store/types.ts';
 import { replies, type SmtpReply } from './replies.ts';
-import type { SmtpEnvelope, SmtpHandlers, SmtpParams, SmtpSession } from './server/types.ts';
+import type { SmtpHandlers, SmtpParams, SmtpSession } from './server/types.ts';
 
 /** Who a submission session relays for: an AUTH login or an IP credential. */
 export interface SubmissionUser {
@@ -50,12 +50,6 @@ export function submissionHandlers(deps: {
   logger: Logger;
 }): SmtpHandlers {
   const { authenticator, intake, logger } = deps;
-  /**
-   * Suppression lookups started at DATA, by transaction (each has its own envelope object): the
-   * store round trip runs while the content arrives, not after the final dot.
-   */
-  const suppressionsFound = new WeakMap<SmtpEnvelope, Promise<Suppression[] | undefined>>();
-
   return {
     async onAuth(session, { method, username, password }) {
       const result = await authenticator.verifyPassword(session.remoteAddress, username, password);
@@ -94,19 +88,6 @@ export function submissionHandlers(deps: {
       return undefined;
     },
 
-    onDataStart(session: SmtpSession) {
-      const user = session.user as SubmissionUser | undefined;
-      if (!user) return;
-      const { envelope } = session;
-      suppressionsFound.set(
-        envelope,
-        intake.lookUpSuppressions(
-          user.credential.accountId,
-          envelope.rcptTo.map((r) => r.address),
-        ),
-      );
-    },
-
     async onData(session: SmtpSession, message: Buffer) {
       const user = session.user as SubmissionUser | undefined;
       const envelope = session.envelope;
@@ -116,7 +97,6 @@ export function submissionHandlers(deps: {
       const protocol = session.esmtp
         ? `ESMTP${session.secure ? 'S' : ''}${user.via === 'auth' ? 'A' : ''}`
         : 'SMTP';
-      const found = suppressionsFound.get(envelope);
       try {
         const { id } = await intake.submit({
           accountId: user.credential.accountId,
@@ -128,7 +108,6 @@ export function submissionHandlers(deps: {
           }),
           raw: message,
           defaultStream: user.credential.defaultStream,
-          ...(found ? { suppressionsFound: found } : {}),
           source: 'smtp',
           clientIp: session.remoteAddress,
           dsn: messageDsn(envelope.mailFrom.params),

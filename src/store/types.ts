@@ -205,6 +205,48 @@ export interface NewMessage {
   envelopeFrom?: string;
   /** Content checks' findings (content/checks.ts): recorded as a `content_warning` event after the commit. */
   contentWarnings?: string[];
+  /**
+   * The store checks the account's suppression lists for the recipients not already
+   * `suppressed`, inside the insert: a listed one is stored `suppressed` as if it came so. One
+   * round trip less than a lookup before the commit, and the check cannot miss an entry added
+   * between the two.
+   */
+  suppressionCheck?: SuppressionCheck;
+}
+
+/**
+ * What the store needs to check a message's recipients against the suppression lists
+ * (NewMessage.suppressionCheck). An entry applies when it is the account's, for the address
+ * (lower-cased) or its erasure token, of scope '' or the message's stream, not expired at
+ * `receivedAt`, and not an `unsubscribe` unless `unsubscribes`. Of several, the one recorded is
+ * the first by suppressionPrecedence.
+ */
+export interface SuppressionCheck {
+  /** Whether `unsubscribe` entries apply (transactional streams may ignore them: bounces/). */
+  unsubscribes: boolean;
+  /** Each recipient's erasure token (privacy/), by index: an erased address is listed under it. */
+  tokens?: string[];
+}
+
+type SuppressionKeys = Pick<Suppression, 'reason' | 'scope' | 'address'>;
+
+/**
+ * Orders entries that apply to one address: the first is the one a suppressed recipient records.
+ * Any other reason comes before `unsubscribe` (the stronger reason names the list that must not
+ * be left), then the account-wide entry before a stream's, then the address itself before its
+ * erasure token (`address`: the lower-cased address). The stores' checks order by the same keys.
+ */
+export function suppressionPrecedence(address: string): (a: SuppressionKeys, b: SuppressionKeys) => number {
+  const keys = (s: SuppressionKeys): [number, string, number] => [
+    s.reason === 'unsubscribe' ? 1 : 0,
+    s.scope,
+    s.address === address ? 0 : 1,
+  ];
+  return (a, b) => {
+    const [ua, sa, ta] = keys(a);
+    const [ub, sb, tb] = keys(b);
+    return ua - ub || (sa < sb ? -1 : sa > sb ? 1 : 0) || ta - tb;
+  };
 }
 
 /** The size of a recipient's copy of a message, in bytes. */

@@ -1,8 +1,6 @@
 /**
- * Suppression lists over SMTP: the lookup of the envelope's recipients starts when DATA is
- * accepted, so its store round trip runs while the content arrives; the stream (named in the
- * content) then picks which of the entries apply. A lookup that failed early is made again at
- * the end of DATA.
+ * Suppression lists over SMTP: the store checks the recipients inside the intake commit (no
+ * lookup of its own before it); the stream the content names picks which entries apply.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -23,9 +21,8 @@ describe('submission: suppressions', () => {
   let server: TestServer;
   let account: Account;
   let password = '';
-  /** Each store lookup: the stream it asked for; `failNext` makes the next one fail. */
-  const lookups: (string | null)[] = [];
-  let failNext = false;
+  /** Every store call the intake made, by name. */
+  const calls: string[] = [];
 
   before(async () => {
     await store.migrate();
@@ -46,21 +43,18 @@ describe('submission: suppressions', () => {
     await store.upsertSuppressions([
       entry('gone@example.org', '', 'hard_bounce'),
       entry('news-only@example.org', 'news', 'manual'),
+      entry('unsubscribed@example.org', '', 'unsubscribe'),
+      // An erased address stays listed under its token (privacy/).
+      entry('token:erased@example.org', '', 'complaint'),
     ]);
     const watched: Store = new Proxy(store, {
       get(target, prop, receiver) {
-        if (prop === 'findSuppressions') {
-          return (input: Parameters<Store['findSuppressions']>[0]) => {
-            lookups.push(input.stream);
-            if (failNext) {
-              failNext = false;
-              return Promise.reject(new Error('store unavailable'));
-            }
-            return target.findSuppressions(input);
-          };
-        }
         const value = Reflect.get(target, prop, receiver);
-        return typeof value === 'function' ? value.bind(target) : value;
+        if (typeof value !== 'function') return value;
+        return (...args: unknown[]) => {
+          calls.push(String(prop));
+          return value.apply(target, args);
+        };
       },
     });
     const clock = () => Date.now();
@@ -68,6 +62,7 @@ describe('submission: suppressions', () => {
       store: watched,
       clock,
       transactionalIgnoresUnsubscribes: true,
+      erasedTokens: async (addresses) => new Map(addresses.map((a) => [`token:${a}`, a])),
     });
     const intake = createIntake({
       store: watched,
@@ -84,11 +79,8 @@ describe('submission: suppressions', () => {
     await store.close();
   });
 
-  /**
-   * Sends one message to `to` with `headers`; `atData` runs after the 354, before the content.
-   * Returns each recipient's stored state.
-   */
-  async function send(to: string[], headers: string, atData?: () => Promise<void>) {
+  /** Sends one message to `to` with `headers`; returns each recipient's stored state. */
+  async function send(to: string[], headers: string) {
     const c = await SmtpTestClient.connect(server.port);
     try {
       await c.hello();
@@ -96,7 +88,6 @@ describe('submission: suppressions', () => {
       assert.equal((await c.command('MAIL FROM:<shop@sender.test>')).code, 250);
       for (const address of to) assert.equal((await c.command(`RCPT TO:<${address}>`)).code, 250);
       assert.equal((await c.command('DATA')).code, 354);
-      await atData?.();
       const reply = await c.command(`${headers}Subject: s\r\n\r\nhello\r\n.`);
       assert.equal(reply.code, 250, reply.text);
       const id = /queued as (\S+)/.exec(reply.text)?.[1] ?? '';
@@ -106,20 +97,28 @@ describe('submission: suppressions', () => {
     }
   }
 
-  const everyone = ['gone@example.org', 'news-only@example.org', 'fine@example.org'];
+  const everyone = [
+    'gone@example.org',
+    'news-only@example.org',
+    'unsubscribed@example.org',
+    'Erased@Example.org',
+    'fine@example.org',
+  ];
 
-  it('looks the recipients up when DATA is accepted, before the content names the stream', async () => {
-    lookups.length = 0;
-    const states = await send(everyone, '', async () => {
-      // The content is not sent yet: the lookup has been asked for already, for every scope.
-      for (let i = 0; i < 50 && lookups.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-      assert.deepEqual(lookups, [null]);
-    });
-    assert.deepEqual(lookups, [null], 'one lookup per message');
-    // outbound: the account-wide entry applies, the one scoped to `news` does not.
+  it('the intake commit checks the lists: no lookup of its own', async () => {
+    calls.length = 0;
+    const states = await send(everyone, '');
+    assert.deepEqual(
+      calls.filter((c) => c !== 'getStream' && c !== 'listStreams'),
+      ['insertMessages'],
+    );
+    // outbound (transactional): the account-wide entries apply, the one scoped to `news` does
+    // not, nor an unsubscribe.
     assert.deepEqual(states, {
       'gone@example.org': 'suppressed',
       'news-only@example.org': 'queued',
+      'unsubscribed@example.org': 'queued',
+      'Erased@Example.org': 'suppressed',
       'fine@example.org': 'queued',
     });
   });
@@ -129,18 +128,8 @@ describe('submission: suppressions', () => {
     assert.deepEqual(states, {
       'gone@example.org': 'suppressed',
       'news-only@example.org': 'suppressed',
-      'fine@example.org': 'queued',
-    });
-  });
-
-  it('a lookup that failed at DATA is made again at the end of DATA', async () => {
-    lookups.length = 0;
-    failNext = true;
-    const states = await send(everyone, 'X-Postbote-Stream: news\r\n');
-    assert.deepEqual(lookups, [null, 'news']);
-    assert.deepEqual(states, {
-      'gone@example.org': 'suppressed',
-      'news-only@example.org': 'suppressed',
+      'unsubscribed@example.org': 'suppressed',
+      'Erased@Example.org': 'suppressed',
       'fine@example.org': 'queued',
     });
   });

@@ -2084,6 +2084,103 @@ export function storeContract(
         });
       });
 
+      it('a suppression check in the insert stores listed recipients suppressed, by precedence', async () => {
+        await withStore(async (store) => {
+          const accountId = await seedAccount(store);
+          const other = await seedAccount(store, 'other');
+          await store.upsertSuppressions([
+            entry(accountId, 'hard@one.test'),
+            // A hard reason wins over an unsubscribe, even a stream's over the account's.
+            entry(accountId, 'both@one.test', { reason: 'unsubscribe', category: '' }),
+            entry(accountId, 'both@one.test', { scope: 'outbound', reason: 'manual', category: '' }),
+            // Of two hard reasons, the account-wide entry is the one recorded.
+            entry(accountId, 'wide@one.test', { scope: 'outbound', reason: 'manual', category: '' }),
+            entry(accountId, 'wide@one.test', { reason: 'complaint', category: '' }),
+            entry(accountId, 'news@one.test', { scope: 'news', reason: 'manual', category: '' }),
+            entry(accountId, 'unsub@one.test', { reason: 'unsubscribe', category: '' }),
+            entry(accountId, 'expired@one.test', { expiresAt: T0 }),
+            entry(accountId, 'later@one.test', { expiresAt: T0 + DAY }),
+            entry(accountId, 'mixed@one.test'),
+            // An erased address is listed under its token.
+            entry(accountId, 'tok-erased', { reason: 'complaint', category: '' }),
+            entry(other, 'elsewhere@one.test'),
+            entry(accountId, 'given@one.test'),
+          ]);
+          const addresses = [
+            'hard@one.test',
+            'both@one.test',
+            'wide@one.test',
+            'news@one.test',
+            'unsub@one.test',
+            'expired@one.test',
+            'later@one.test',
+            'Mixed@One.TEST',
+            'erased@one.test',
+            'elsewhere@one.test',
+            'given@one.test',
+            'fine@one.test',
+          ];
+          const tokens = addresses.map((a) => (a === 'erased@one.test' ? 'tok-erased' : `tok-${a}`));
+          const build = (unsubscribes: boolean) => {
+            const m = sampleMessage(accountId, addresses, { suppressionCheck: { unsubscribes, tokens } });
+            const given = m.recipients.find((r) => r.address === 'given@one.test');
+            if (given) given.suppressed = { reason: 'manual', scope: 'outbound' };
+            return m;
+          };
+          const broadcast = build(true);
+          const transactional = build(false);
+          const leased = await store.insertMessages([broadcast, transactional], {
+            lease: { owner: 'n1', until: T0 + DAY, now: T0 },
+          });
+          const suppressedAs = async (m: NewMessage) => {
+            const rows = await store.getRecipients(m.id);
+            const events = await store.getEvents(m.id);
+            return Object.fromEntries(
+              rows.map((r) => {
+                const event = events.find((e) => e.recipientId === r.id);
+                return [r.address, r.state === 'suppressed' ? event?.data : r.state];
+              }),
+            );
+          };
+          const expected = {
+            'hard@one.test': { reason: 'hard_bounce', scope: '' },
+            'both@one.test': { reason: 'manual', scope: 'outbound' },
+            'wide@one.test': { reason: 'complaint', scope: '' },
+            'news@one.test': 'delivering',
+            'unsub@one.test': { reason: 'unsubscribe', scope: '' },
+            'expired@one.test': 'delivering',
+            'later@one.test': { reason: 'hard_bounce', scope: '' },
+            'Mixed@One.TEST': { reason: 'hard_bounce', scope: '' },
+            'erased@one.test': { reason: 'complaint', scope: '' },
+            'elsewhere@one.test': 'delivering',
+            'given@one.test': { reason: 'manual', scope: 'outbound' },
+            'fine@one.test': 'delivering',
+          };
+          assert.deepEqual(await suppressedAs(broadcast), expected);
+          // Where unsubscribes do not apply (transactional mail), that entry is passed over.
+          assert.deepEqual(await suppressedAs(transactional), {
+            ...expected,
+            'unsub@one.test': 'delivering',
+          });
+          // Only what is sent is leased: the commit's answer leaves the listed out.
+          assert.deepEqual(
+            leased.map((r) => `${r.messageId === broadcast.id ? 'b' : 't'} ${r.address}`).sort(),
+            [
+              'b elsewhere@one.test',
+              'b expired@one.test',
+              'b fine@one.test',
+              'b news@one.test',
+              't elsewhere@one.test',
+              't expired@one.test',
+              't fine@one.test',
+              't news@one.test',
+              't unsub@one.test',
+            ],
+          );
+          assert.deepEqual(await store.countByState(), { delivering: 9, suppressed: 15 });
+        });
+      });
+
       it('getRecipient: one recipient by its id', async () => {
         await withStore(async (store) => {
           const accountId = await seedAccount(store);

@@ -125,7 +125,6 @@ function data(conn: Connection, arg: string): void {
     conn.protocolError(replies.noValidRecipients);
     return;
   }
-  conn.options.handlers.onDataStart?.(conn.session);
   conn.startData();
 }
 

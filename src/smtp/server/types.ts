@@ -56,11 +56,6 @@ export interface SmtpHandlers {
   onAuth?(session: SmtpSession, credentials: AuthCredentials): MaybePromise<AuthResult>;
   onMailFrom?(session: SmtpSession, address: string, params: SmtpParams): MaybePromise<SmtpReply | undefined>;
   onRcptTo?(session: SmtpSession, address: string, params: SmtpParams): MaybePromise<SmtpReply | undefined>;
-  /**
-   * DATA was accepted and the content is about to arrive: `session.envelope` is complete. A
-   * notice, not a gate (no reply): work started here overlaps the content's transfer.
-   */
-  onDataStart?(session: SmtpSession): void;
   /** Called once the whole message arrived within the size limit; `session.envelope` is complete. */
   onData(session: SmtpSession, message: Buffer, info: { size: number }): MaybePromise<SmtpReply | undefined>;
 }

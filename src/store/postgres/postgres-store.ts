@@ -200,8 +200,11 @@ type AnsweredKey = NonNullable<InsertOptions['idempotency']>;
  */
 type InsertItem = { message: NewMessage; lease: IntakeLease | undefined } | { answered: AnsweredKey };
 
-/** What an intake flush returns to each of its calls: every inserted recipient's id, by message. */
-type InsertedIds = Map<string, number[]>;
+/**
+ * What an intake flush returns to each of its calls: every inserted recipient's id, and whether
+ * the statement's suppression check (NewMessage.suppressionCheck) stored it `suppressed`, by message.
+ */
+type InsertedIds = Map<string, { id: number; listed: boolean }[]>;
 
 /**
  * Marks idempotency keys answered (`keys` is the parameter number of three parallel arrays and
@@ -257,6 +260,10 @@ function insertMessagesStatement(
     holdReason: [] as string[],
     leaseOwner: [] as (string | null)[],
     leaseUntil: [] as (number | null)[],
+    /** The suppression check's keys (types.ts SuppressionCheck); a null address: no check. */
+    listedAddress: [] as (string | null)[],
+    listedToken: [] as (string | null)[],
+    unsubscribes: [] as boolean[],
   };
   let queued = false;
   for (const { message: m, lease } of items) {
@@ -289,7 +296,12 @@ function insertMessagesStatement(
       copies.variant.push(v + 1);
       copies.body.push(variants[v] ?? null);
     }
-    for (const r of m.recipients) {
+    const check = m.suppressionCheck;
+    for (const [i, r] of m.recipients.entries()) {
+      const checked = check !== undefined && !r.suppressed;
+      rcpt.listedAddress.push(checked ? clean(r.address.toLowerCase()) : null);
+      rcpt.listedToken.push(checked ? check.tokens?.[i] || null : null);
+      rcpt.unsubscribes.push(check?.unsubscribes ?? false);
       rcpt.messageId.push(m.id);
       rcpt.accountId.push(m.accountId);
       rcpt.address.push(r.address);
@@ -331,11 +343,16 @@ function insertMessagesStatement(
   const k = values.push(...answeredValues(answered)) - 4;
   const h = values.push(rcpt.holdReason);
   const l = values.push(rcpt.leaseOwner, rcpt.leaseUntil) - 2;
+  const q = values.push(rcpt.listedAddress, rcpt.listedToken, rcpt.unsubscribes) - 3;
   // The foreign keys to messages are checked at the end of the statement, when the messages
   // inserted by the first CTE exist. Each recipient's id is drawn in x, so its event is written
   // from the same row as the recipient (no matching of RETURNING rows back to their input), in
   // input order: ids and events keep it. The accepted event gives the size of the recipient's
-  // own copy (types.ts copySize).
+  // own copy (types.ts copySize). A recipient the suppression check finds listed (the first
+  // entry by types.ts suppressionPrecedence, on the primary key) is stored as one that came
+  // `suppressed`: final, unleased, with a `suppressed` event. The generic plan of a list of a few
+  // hundred entries or fewer reads its few pages instead of the key (measured: from about 500 on,
+  // the key); new statistics (autovacuum's ANALYZE as the list grows) make PostgreSQL plan again.
   const text = `WITH m AS (
       INSERT INTO messages (${MESSAGE_COLUMNS}, body) VALUES ${rows.join(', ')}
       RETURNING id, octet_length(body) AS body_size, source, client_ip
@@ -344,14 +361,32 @@ function insertMessagesStatement(
       SELECT * FROM unnest($${c + 1}::text[], $${c + 2}::int[], $${c + 3}::bytea[])
       RETURNING message_id, variant, octet_length(body) AS size
     ), x AS (
-      SELECT nextval('recipients_id_seq') AS id, u.*
+      SELECT nextval('recipients_id_seq') AS id, u.message_id, u.account_id, u.address, u.domain, u.due,
+        u.created_at, u.dsn, u.stream, u.kind, u.variant,
+        CASE WHEN s.reason IS NULL THEN u.state ELSE 'suppressed' END AS state,
+        CASE WHEN s.reason IS NULL THEN u.event ELSE 'suppressed' END AS event,
+        CASE WHEN s.reason IS NULL THEN u.event_data
+          ELSE jsonb_build_object('reason', s.reason, 'scope', s.scope) END AS event_data,
+        CASE WHEN s.reason IS NULL THEN u.hold_reason ELSE '' END AS hold_reason,
+        CASE WHEN s.reason IS NULL THEN u.lease_owner END AS lease_owner,
+        CASE WHEN s.reason IS NULL THEN u.lease_until END AS lease_until,
+        s.reason IS NOT NULL AS listed, u.ord
       FROM unnest($${a + 1}::text[], $${a + 2}::text[], $${a + 3}::text[], $${a + 4}::text[], $${a + 5}::bigint[],
         $${a + 6}::bigint[], $${a + 7}::jsonb[], $${b + 1}::text[], $${b + 2}::text[], $${b + 3}::int[],
         $${e + 1}::text[], $${e + 2}::text[], $${e + 3}::jsonb[], $${h}::text[], $${l + 1}::text[],
-        $${l + 2}::bigint[])
+        $${l + 2}::bigint[], $${q + 1}::text[], $${q + 2}::text[], $${q + 3}::boolean[])
         WITH ORDINALITY AS u(message_id, account_id, address, domain, due, created_at, dsn, stream, kind, variant,
-          state, event, event_data, hold_reason, lease_owner, lease_until, ord)
-      ORDER BY ord
+          state, event, event_data, hold_reason, lease_owner, lease_until, listed_address, listed_token,
+          unsubscribes, ord)
+      LEFT JOIN LATERAL (
+        SELECT s.reason, s.scope FROM suppressions s
+        WHERE s.account_id = u.account_id AND s.address IN (u.listed_address, u.listed_token)
+          AND s.scope IN ('', u.stream) AND (s.expires_at IS NULL OR s.expires_at > u.created_at)
+          AND (u.unsubscribes OR s.reason <> 'unsubscribe')
+        ORDER BY s.reason = 'unsubscribe', s.scope, s.address <> u.listed_address
+        LIMIT 1
+      ) s ON u.listed_address IS NOT NULL
+      ORDER BY u.ord
     ), r AS (
       INSERT INTO recipients (id, message_id, account_id, address, domain, state, next_attempt_at, created_at,
         updated_at, dsn, stream, kind, variant, hold_reason, lease_owner, lease_until)
@@ -369,7 +404,7 @@ function insertMessagesStatement(
       FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
       ORDER BY x.ord
     )
-    SELECT x.message_id, x.id FROM x ORDER BY x.ord`;
+    SELECT x.message_id, x.id, x.listed FROM x ORDER BY x.ord`;
   // The text depends only on the number of messages.
   const sql = items.length <= PREPARED_INSERT_MAX_MESSAGES ? prepared(`insert_${items.length}`, text) : text;
   return { sql, values, queued };
@@ -841,8 +876,9 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     for (const m of messages) {
       const own = ids.get(m.id) ?? [];
       m.recipients.forEach((r, i) => {
-        const id = own[i];
-        if (id !== undefined && leasedAtIntake(m, r, lease)) leased.push(leasedAtIntakeRecipient(m, r, id));
+        const row = own[i];
+        if (row && !row.listed && leasedAtIntake(m, r, lease))
+          leased.push(leasedAtIntakeRecipient(m, r, row.id));
       });
     }
     return leased;
@@ -859,9 +895,10 @@ export class PostgresStore implements Store, SharesConnectionSlots, ElectsLeader
     const collect = (rows: Row[]): void => {
       for (const row of rows) {
         const messageId = String(row.message_id);
+        const inserted = { id: num(row.id), listed: row.listed === true };
         const own = ids.get(messageId);
-        if (own) own.push(num(row.id));
-        else ids.set(messageId, [num(row.id)]);
+        if (own) own.push(inserted);
+        else ids.set(messageId, [inserted]);
       }
     };
     let queued = false;

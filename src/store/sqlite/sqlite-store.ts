@@ -66,6 +66,7 @@ import type {
   StreamKind,
   StreamSettings,
   Suppression,
+  SuppressionCheck,
   SuppressionFilter,
   SuppressionReason,
   Template,
@@ -654,7 +655,10 @@ export class SqliteStore implements Store {
           );
         }
         const due = m.notBefore ?? m.receivedAt;
-        for (const r of m.recipients) {
+        const check = m.suppressionCheck;
+        for (const [i, given] of m.recipients.entries()) {
+          const listed = check && !given.suppressed ? this.#listed(m, stream, check, i) : undefined;
+          const r = listed ? { ...given, suppressed: listed } : given;
           // A suppressed recipient is final from the start: no waiting index ever sees it.
           const leasing = leasedAtIntake(m, r, lease);
           const res = this.#stmt(
@@ -711,6 +715,30 @@ export class SqliteStore implements Store {
       }
       return leased;
     });
+  }
+
+  /** The suppression entry recipient `index` of `m` records, if one applies (types.ts SuppressionCheck). */
+  #listed(
+    m: NewMessage,
+    stream: string,
+    check: SuppressionCheck,
+    index: number,
+  ): { reason: SuppressionReason; scope: string } | undefined {
+    const address = m.recipients[index]?.address.toLowerCase();
+    const row = this.#stmt(
+      `SELECT reason, scope FROM suppressions
+       WHERE account_id = ?1 AND address IN (?2, ?3) AND scope IN ('', ?4)
+         AND (expires_at IS NULL OR expires_at > ?5) AND (?6 OR reason <> 'unsubscribe')
+       ORDER BY reason = 'unsubscribe', scope, address <> ?2 LIMIT 1`,
+    ).get(
+      m.accountId,
+      address ?? null,
+      check.tokens?.[index] || null,
+      stream,
+      m.receivedAt,
+      check.unsubscribes ? 1 : 0,
+    );
+    return row ? { reason: String(row.reason) as SuppressionReason, scope: String(row.scope) } : undefined;
   }
 
   #insertEvent(
