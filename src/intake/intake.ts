@@ -85,10 +85,6 @@ export interface IntakeOptions {
   /** X-Postbote-Template support; without it such a submission is refused. */
   smtpTemplates?: SmtpTemplateRenderer;
   /**
-   * The sending-domain step (domains/sender-gate.ts): sender policy and DKIM signing of every
-   * copy. Without it nothing is checked or signed (tests of other parts).
-   */
-  /**
    * Suppression lists (bounces/suppressions.ts): listed recipients are stored `suppressed`, never
    * sent. An API submission is checked before it is built (its answer gives each recipient's
    * status, and tracking skips the suppressed); an SMTP one by the store, inside the intake
@@ -126,6 +122,10 @@ export interface IntakeOptions {
    * (SendError `content_rejected`), holds the recipients, or notes warnings.
    */
   screening?: Screening;
+  /**
+   * The sending-domain step (domains/sender-gate.ts): sender policy and DKIM signing of every
+   * copy. Without it nothing is checked or signed (tests of other parts).
+   */
   senderGate?: {
     apply(input: { accountId: string; messageId: string; bodies: Buffer[] }): Promise<{
       bodies: Buffer[];

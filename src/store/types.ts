@@ -224,7 +224,7 @@ export interface NewMessage {
 export interface SuppressionCheck {
   /** Whether `unsubscribe` entries apply (transactional streams may ignore them: bounces/). */
   unsubscribes: boolean;
-  /** Each recipient's erasure token (privacy/), by index: an erased address is listed under it. */
+  /** Each recipient's erasure token (privacy/), by index ('' = none): an erased address is listed under it. */
   tokens?: string[];
 }
 
