@@ -204,6 +204,20 @@ export function createGuard(options: GuardOptions) {
     const targets = [...all.values()].filter(
       (s) => s.pausedAt !== null && (input.stream === undefined || s.stream === input.stream),
     );
+    // Released before the pauses end: a node's guard pass releases what no pause holds (run), so
+    // once they ended it could take the held mail first and this count would miss it. Mail held
+    // between the two (a node's cached pause state) is left to that pass.
+    const accountStillPaused =
+      input.stream !== undefined && all.get(key(input.accountId, ''))?.pausedAt != null;
+    const released = accountStillPaused
+      ? 0
+      : await store.releaseHeld({
+          accountId: input.accountId,
+          ...(input.stream === undefined ? {} : { stream: input.stream }),
+          reason: 'paused',
+          now,
+          note: `released: sending resumed by ${input.actor}`,
+        });
     for (const s of targets) {
       await store.saveGuardState({ ...s, pausedAt: null, resumedAt: now });
       await event('account_resumed', s, { by: input.actor });
@@ -220,17 +234,6 @@ export function createGuard(options: GuardOptions) {
       );
     }
     cache = undefined;
-    const accountStillPaused =
-      input.stream !== undefined && all.get(key(input.accountId, ''))?.pausedAt != null;
-    const released = accountStillPaused
-      ? 0
-      : await store.releaseHeld({
-          accountId: input.accountId,
-          ...(input.stream === undefined ? {} : { stream: input.stream }),
-          reason: 'paused',
-          now,
-          note: `released: sending resumed by ${input.actor}`,
-        });
     return { resumed: targets.map((s) => s.stream), released };
   }
 

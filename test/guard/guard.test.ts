@@ -178,6 +178,32 @@ describe('reputation guard', () => {
     }
   });
 
+  it('a resume counts the mail it releases even when a guard pass runs the moment the pause ends', async () => {
+    const api = await startApiApp();
+    try {
+      const account = await api.store.getAccountByName('acme');
+      assert.ok(account);
+      await api.guard.pause({ accountId: account.id, stream: '', actor: 'cli:ops', reason: 'x' });
+      const [id] = await send(api, 1);
+      assert.equal((await api.store.getRecipients(id ?? ''))[0]?.state, 'held');
+      // Another node's pass (every few hundred ms) lands right after the pause is lifted.
+      const passes: number[] = [];
+      const save = api.store.saveGuardState.bind(api.store);
+      api.store.saveGuardState = async (state) => {
+        await save(state);
+        passes.push((await api.guard.run()).released);
+      };
+      assert.deepEqual(await api.guard.resume({ accountId: account.id, actor: 'cli:ops' }), {
+        resumed: [''],
+        released: 1,
+      });
+      assert.deepEqual(passes, [0], 'the pass found nothing left to release');
+      assert.equal((await api.store.getRecipients(id ?? ''))[0]?.state, 'queued');
+    } finally {
+      await api.close();
+    }
+  });
+
   it('releases mail held under a pause that has ended (a resume another node did not see in time)', async () => {
     const api = await startApiApp();
     try {
