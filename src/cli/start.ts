@@ -20,8 +20,9 @@ export function registerStart(program: Command, globals: () => GlobalOptions): v
           if (stopping) return;
           stopping = true;
           logger.info({ signal }, 'shutting down');
-          // A second signal, or a shutdown that hangs, must still end the process.
-          setTimeout(() => process.exit(1), 30_000).unref();
+          // A second signal, or a shutdown that hangs, must still end the process: 20 s past
+          // the deliveries' grace (listeners, leases and the store close after it).
+          setTimeout(() => process.exit(1), config.delivery.shutdown_grace + 20_000).unref();
           running.close().then(resolve, resolve);
         };
         process.on('SIGTERM', () => stop('SIGTERM'));

@@ -300,6 +300,12 @@ export const schema = {
     connect_timeout: leaf('duration', '30s', 'TCP connect timeout.', positive),
     greeting_timeout: leaf('duration', '30s', 'Time to wait for the 220 greeting.', positive),
     socket_timeout: leaf('duration', '5m', 'Idle time within a session before giving up.', positive),
+    shutdown_grace: leaf(
+      'duration',
+      '10s',
+      "On SIGTERM: how long transactions already talking to a remote server get to finish; the rest are cut and their recipients released for the next start (0 = cut at once). Keep it below your supervisor's kill timeout.",
+      (v: number) => (v <= 3_600_000 ? undefined : 'must be at most 1h'),
+    ),
     starttls: leaf('string', 'opportunistic', 'opportunistic | required | none', (v: string) =>
       oneOf('opportunistic', 'required', 'none')(v),
     ),

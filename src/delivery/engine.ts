@@ -57,9 +57,6 @@ export interface DeliveryEngine {
   stop(): Promise<void>;
 }
 
-/** SIGTERM: how long transactions already talking to a remote server get to finish. */
-const SHUTDOWN_GRACE_MS = 10_000;
-
 /**
  * The delivery engine of one node: DNS, the session pool, the MX destination, DSNs and the
  * scheduler, wired from the config. Runs in-process or on its own thread (delivery/thread.ts).
@@ -376,7 +373,9 @@ export async function startDeliveryEngine(deps: {
       // for a connection (never attempted; its lease is released, not counted as an attempt),
       // and what is talking to a remote server now gets the scheduler's grace to finish. The
       // pool cuts the rest a moment after the scheduler has released their leases.
-      await Promise.all([scheduler.stop(SHUTDOWN_GRACE_MS), pool.close(SHUTDOWN_GRACE_MS + 1000)]);
+      // delivery.shutdown_grace: how long transactions already talking to a remote server get.
+      const grace = delivery.shutdown_grace;
+      await Promise.all([scheduler.stop(grace), pool.close(grace + 1000)]);
       await permits?.stop();
       await shapingEvents.flush();
       journal?.close();

@@ -28,7 +28,22 @@ describe('config', () => {
     assert.equal(config.delivery.allow_private_mx, false);
     assert.equal(config.smtp.submission.max_message_size, 25 * 1024 * 1024);
     assert.equal(config.delivery.retry.max_age, 5 * 86_400_000);
+    assert.equal(config.delivery.shutdown_grace, 10_000);
     assert.ok(Object.isFrozen(config.delivery.retry));
+    dir.cleanup();
+  });
+
+  it('delivery.shutdown_grace: 0 cuts at once; more than an hour is refused', () => {
+    const dir = tempDir();
+    const grace = (value: string) =>
+      loadConfig({ cwd: dir.path, env: { POSTBOTE_DELIVERY__SHUTDOWN_GRACE: value } }).delivery
+        .shutdown_grace;
+    assert.equal(grace('0'), 0);
+    assert.equal(grace('2s'), 2000);
+    assert.deepEqual(
+      problemsOf(() => grace('2h')),
+      ['delivery.shutdown_grace: must be at most 1h (from POSTBOTE_DELIVERY__SHUTDOWN_GRACE)'],
+    );
     dir.cleanup();
   });
 

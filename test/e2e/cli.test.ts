@@ -497,11 +497,12 @@ describe('CLI and process lifecycle', { timeout: 240_000 }, () => {
     }
   });
 
-  it('SIGTERM during a delivery to an unresponsive MX: exits 0 after the 10 s grace, the recipient back in the queue', {
+  it('SIGTERM during a delivery to an unresponsive MX: exits 0 after delivery.shutdown_grace, the recipient back in the queue', {
     timeout: 40_000,
   }, async () => {
     const own = tempDir('postbote-e2e-sigterm-');
-    const ownEnv = { ...env, POSTBOTE_DATA_DIR: own.path };
+    const graceMs = 2_000;
+    const ownEnv = { ...env, POSTBOTE_DATA_DIR: own.path, POSTBOTE_DELIVERY__SHUTDOWN_GRACE: `${graceMs}ms` };
     // delivery.socket_timeout stays at its default (5 min): the MX never answers within the test.
     let proc: PostboteProcess | undefined;
     try {
@@ -521,13 +522,14 @@ describe('CLI and process lifecycle', { timeout: 240_000 }, () => {
         { timeoutMs: 10_000, intervalMs: 20, what: 'the RCPT at the tarpit' },
       );
       const started = performance.now();
-      // Scheduler.stop lets in-flight deliveries run for 10 s, then releases their leases.
+      // Scheduler.stop lets in-flight deliveries run for the grace, then releases their leases.
       const code = await Promise.race([
         running.stop(),
         new Promise<string>((r) => setTimeout(() => r('still running'), 15_000)),
       ]);
       const ms = Math.round(performance.now() - started);
       assert.equal(code, 0, `after SIGTERM: ${code} after ${ms} ms`);
+      assert.ok(ms >= graceMs, `exited after ${ms} ms, before the ${graceMs} ms grace ran out`);
       const shown = await showMessage(running, id);
       assert.deepEqual(
         shown.recipients.map((r) => [r.address, r.state]),

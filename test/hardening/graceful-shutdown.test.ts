@@ -4,9 +4,9 @@
  *
  * - it stops accepting: a new SMTP connection gets `421 4.3.2` or is refused, an HTTP request
  *   `503` or a refused connection; nothing gets a permanent (5xx SMTP, 500 HTTP) answer;
- * - deliveries in flight finish within the grace (10 s, delivery/scheduler.ts stop) or are cut
- *   and their leases released; the process exits with 0 well before the 30 s hard stop
- *   (cli/start.ts);
+ * - deliveries in flight finish within the grace (delivery.shutdown_grace, 3 s here) or are
+ *   cut and their leases released; the process exits with 0 after the grace and well before the
+ *   hard stop 20 s past it (cli/start.ts);
  * - with the process gone, `postbote queue summary --json` shows nothing in `delivering`;
  * - after a restart every message that got 250/202 is delivered; the only second deliveries are
  *   of the messages whose transaction was cut before the remote's answer.
@@ -23,13 +23,15 @@ import { type PostboteProcess, runCli, startPostboteProcess, waitFor } from '../
 import { connectAdmin, freshSchemaName, testDatabaseUrl } from '../support/postgres.ts';
 import { tempDir } from '../support/temp-dir.ts';
 
+/** delivery.shutdown_grace of the runs (the default is 10 s). */
+const GRACE_MS = 3_000;
 /** The remote answers a final dot after this long: deliveries are in flight at the SIGTERM. */
 const SLOW_MS = 1_500;
 /** ... and the `slow-*` messages after this long: longer than the grace, so they are cut. */
 const STUCK_MS = 25_000;
 const STUCK = 2;
 /** cli/start.ts exits with 1 after this long, whatever is still running. */
-const HARD_STOP_MS = 30_000;
+const HARD_STOP_MS = GRACE_MS + 20_000;
 
 interface Probe {
   smtp: string[];
@@ -125,7 +127,11 @@ async function shutdownRun(t: TestContext, dbEnv: Record<string, string>): Promi
       return { delayMs: id.startsWith('slow-') ? STUCK_MS : SLOW_MS };
     });
     const arrivals = target.arrivals;
-    const env: Record<string, string> = { ...target.env(dir.path), ...dbEnv };
+    const env: Record<string, string> = {
+      ...target.env(dir.path),
+      ...dbEnv,
+      POSTBOTE_DELIVERY__SHUTDOWN_GRACE: `${GRACE_MS}ms`,
+    };
     const key = await createLoadAccount(env);
     postbote = await startPostboteProcess({ dataDir: dir.path, env, timeoutMs: 30_000 });
     const { submissionPort, httpPort } = postbote;
@@ -192,6 +198,8 @@ async function shutdownRun(t: TestContext, dbEnv: Record<string, string>): Promi
 
     assert.equal(exitCode, 0, `a clean exit (not the ${HARD_STOP_MS} ms hard stop)`);
     assert.ok(tookMs < HARD_STOP_MS, `exited in ${tookMs} ms`);
+    // The stuck deliveries were given the whole grace before they were cut.
+    assert.ok(tookMs >= GRACE_MS, `exited in ${tookMs} ms, before the ${GRACE_MS} ms grace`);
     // New connections during the shutdown: served normally until the listener closes, then 421
     // or refused; never a permanent refusal.
     for (const s of probes.seen.smtp) {
