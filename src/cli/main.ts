@@ -19,6 +19,13 @@ import { registerSuppressions } from './suppressions.ts';
 import { registerUsers } from './users.ts';
 import { registerWebhooks } from './webhooks.ts';
 
+// A reader that stops early (`postbote messages list | head`) ends the output, quietly, as it
+// does for any Unix tool: not with an unhandled EPIPE and its stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 const program = new Command('postbote')
   .description('Postbote: self-hosted email delivery (SMTP relay and send API)')
   .option('-c, --config <file>', 'config file (default: ./postbote.yaml when present)')
