@@ -59,25 +59,27 @@ export function registerStats(program: Command, globals: () => GlobalOptions): v
         totals?: boolean;
         json?: boolean;
       }) => {
+        const now = Date.now();
+        const params = { group_by: opts.groupBy, from: opts.from, to: opts.to, interval: opts.interval };
+        const queryFor = (accountId: string): ReturnType<typeof parseStatsQuery> => {
+          try {
+            return parseStatsQuery(accountId, params, now);
+          } catch (err) {
+            if (err instanceof StatsQueryError) {
+              throw new CliError(`--${err.field.replace('_', '-')}: ${err.message}`, 2);
+            }
+            throw err;
+          }
+        };
+        // Bad options are refused even when there is no account to report on.
+        queryFor('');
         await withStore(globals(), async (store) => {
           const accounts: Account[] = opts.account
             ? [await requireAccount(store, opts.account)]
             : await store.listAccounts();
           const answers = [];
           for (const account of accounts) {
-            let query: ReturnType<typeof parseStatsQuery>;
-            try {
-              query = parseStatsQuery(
-                account.id,
-                { group_by: opts.groupBy, from: opts.from, to: opts.to, interval: opts.interval },
-                Date.now(),
-              );
-            } catch (err) {
-              if (err instanceof StatsQueryError) {
-                throw new CliError(`--${err.field.replace('_', '-')}: ${err.message}`, 2);
-              }
-              throw err;
-            }
+            const query = queryFor(account.id);
             answers.push({ account, answer: await readStats(store, query) });
           }
           if (opts.json) {
