@@ -118,10 +118,11 @@ export interface Store {
 
   // intake
   /**
-   * Stores messages with their recipients and `accepted` events. Resolves only after the
-   * data is durable (fsync); concurrent calls share one commit (group commit). What `options`
-   * names is written in the same transaction. Returns the recipients leased by
-   * `options.lease` (none without it), in input order.
+   * Stores messages with their recipients and `accepted` events (`suppressed` or `held` for
+   * such recipients; a message's `suppressionCheck` is made here, in the same transaction).
+   * Resolves only after the data is durable (fsync); concurrent calls share one commit (group
+   * commit). What `options` names is written in the same transaction. Returns the recipients
+   * leased by `options.lease` (none without it; never a suppressed one), in input order.
    */
   insertMessages(messages: NewMessage[], options?: InsertOptions): Promise<LeasedRecipient[]>;
 
