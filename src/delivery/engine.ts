@@ -371,9 +371,9 @@ export async function startDeliveryEngine(deps: {
       await dueWatch?.stop();
       // No new leases, and no new transactions: the pool turns away at once what still waits
       // for a connection (never attempted; its lease is released, not counted as an attempt),
-      // and what is talking to a remote server now gets the scheduler's grace to finish. The
-      // pool cuts the rest a moment after the scheduler has released their leases.
-      // delivery.shutdown_grace: how long transactions already talking to a remote server get.
+      // and what is talking to a remote server now gets the scheduler's grace
+      // (delivery.shutdown_grace) to finish. The pool cuts the rest a moment after the scheduler
+      // has released their leases.
       const grace = delivery.shutdown_grace;
       await Promise.all([scheduler.stop(grace), pool.close(grace + 1000)]);
       await permits?.stop();
