@@ -56,6 +56,16 @@ async function send(api: ApiApp, n: number, stream = 'outbound', domain = 'x.tes
   return ids;
 }
 
+/** Pauses account `acme` (by an operator) and sends it one message, which is held. */
+async function pausedWithHeld(api: ApiApp): Promise<{ account: { id: string }; id: string }> {
+  const account = await api.store.getAccountByName('acme');
+  assert.ok(account);
+  await api.guard.pause({ accountId: account.id, stream: '', actor: 'cli:ops', reason: 'x' });
+  const [id = ''] = await send(api, 1);
+  assert.equal((await api.store.getRecipients(id))[0]?.state, 'held');
+  return { account, id };
+}
+
 /** Delivers every due recipient, bouncing those in `bounce` (addresses matched by domain). */
 async function deliverAll(store: Store, now: number, bounceDomain?: string): Promise<number> {
   const leased = await store.leaseDue({ owner: 't', now, limit: 10_000, leaseUntil: now + 60_000 });
@@ -181,11 +191,7 @@ describe('reputation guard', () => {
   it('a resume counts the mail it releases even when a guard pass runs the moment the pause ends', async () => {
     const api = await startApiApp();
     try {
-      const account = await api.store.getAccountByName('acme');
-      assert.ok(account);
-      await api.guard.pause({ accountId: account.id, stream: '', actor: 'cli:ops', reason: 'x' });
-      const [id] = await send(api, 1);
-      assert.equal((await api.store.getRecipients(id ?? ''))[0]?.state, 'held');
+      const { account, id } = await pausedWithHeld(api);
       // Another node's pass (every few hundred ms) lands right after the pause is lifted.
       const passes: number[] = [];
       const save = api.store.saveGuardState.bind(api.store);
@@ -198,7 +204,7 @@ describe('reputation guard', () => {
         released: 1,
       });
       assert.deepEqual(passes, [0], 'the pass found nothing left to release');
-      assert.equal((await api.store.getRecipients(id ?? ''))[0]?.state, 'queued');
+      assert.equal((await api.store.getRecipients(id))[0]?.state, 'queued');
     } finally {
       await api.close();
     }
@@ -207,17 +213,14 @@ describe('reputation guard', () => {
   it('releases mail held under a pause that has ended (a resume another node did not see in time)', async () => {
     const api = await startApiApp();
     try {
-      const account = await api.store.getAccountByName('acme');
-      assert.ok(account);
-      await api.guard.pause({ accountId: account.id, stream: '', actor: 'cli:ops', reason: 'x' });
-      const [id] = await send(api, 1);
+      const { account, id } = await pausedWithHeld(api);
       // The pause ends without a release (as a stale node would see it).
       const [state] = await api.store.listGuardStates(account.id);
       assert.ok(state);
       await api.store.saveGuardState({ ...state, pausedAt: null, resumedAt: api.clock.now });
-      assert.equal((await api.store.getRecipients(id ?? ''))[0]?.state, 'held');
+      assert.equal((await api.store.getRecipients(id))[0]?.state, 'held');
       assert.equal((await api.guard.run()).released, 1);
-      assert.equal((await api.store.getRecipients(id ?? ''))[0]?.state, 'queued');
+      assert.equal((await api.store.getRecipients(id))[0]?.state, 'queued');
     } finally {
       await api.close();
     }
