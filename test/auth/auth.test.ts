@@ -4,6 +4,7 @@ import {
   AuthInputError,
   createAccount,
   createCredential,
+  generatePassword,
   setAccountWeight,
 } from '../../src/auth/accounts.ts';
 import { Authenticator } from '../../src/auth/authenticator.ts';
@@ -28,11 +29,24 @@ describe('auth', () => {
     assert.equal(await verifySecret('s3cret', 'garbage'), false);
   });
 
+  it('generates SMTP passwords of 24 letters and digits, never starting with "-"', () => {
+    const seen = new Set<string>();
+    const chars = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const password = generatePassword();
+      assert.match(password, /^[A-Za-z0-9]{24}$/);
+      seen.add(password);
+      for (const c of password) chars.add(c);
+    }
+    assert.equal(seen.size, 2000);
+    assert.equal(chars.size, 62, 'every letter and digit turns up');
+  });
+
   it('issues SMTP, API and IP credentials; secrets are returned once and stored hashed', async () => {
     const store = await memoryStore();
     const account = await createAccount(store, 'shop', 1);
     const smtp = await createCredential(store, account, { kind: 'smtp', username: 'shop-app' }, 2);
-    assert.ok(smtp.secret && smtp.secret.length >= 20);
+    assert.match(smtp.secret ?? '', /^[A-Za-z0-9]{24}$/);
     assert.notEqual(smtp.credential.secretHash, smtp.secret);
     assert.equal(
       await verifySecret(smtp.secret, (await store.findCredential('smtp', 'shop-app'))!.secretHash),

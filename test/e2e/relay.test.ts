@@ -170,8 +170,8 @@ describe('relay: submission → durable queue → MX delivery', { timeout: 120_0
       'PLAIN',
       '--auth-user',
       'app',
-      // One argument: a generated password may start with '-' (swaks would take it for an option).
-      `--auth-password=${password}`,
+      '--auth-password',
+      password,
       '--from',
       'shop@sender.test',
       '--to',
