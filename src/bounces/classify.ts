@@ -18,7 +18,7 @@
  * any code the category's default from `rules.yaml` decides.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../config/yaml.ts';
 
 export const CATEGORIES = [
   'unknown_user',

@@ -5,8 +5,8 @@
  */
 import { open } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { BounceRulesError, type Classifier, createClassifier, loadRules } from '../bounces/classify.ts';
-import { type ParsedReport, parseReport } from '../bounces/parse.ts';
+import type { Classifier } from '../bounces/classify.ts';
+import type { ParsedReport } from '../bounces/parse.ts';
 import { CliError, type GlobalOptions, output } from './context.ts';
 
 /** The parser refuses larger messages; reading one byte more lets it say so. */
@@ -23,7 +23,9 @@ export function registerBounces(program: Command, _globals: () => GlobalOptions)
     .option('--json', 'one JSON object per line per file')
     .option('--rules <file>', 'classify with this rule file instead of the bundled src/bounces/rules.yaml')
     .action(async (files: string[], opts: { json?: boolean; rules?: string }) => {
-      const classifier = opts.rules ? rulesClassifier(opts.rules) : undefined;
+      // The MIME parser and its character sets, loaded for this command only.
+      const { parseReport } = await import('../bounces/parse.ts');
+      const classifier = opts.rules ? await rulesClassifier(opts.rules) : undefined;
       const rows: Record<string, unknown>[] = [];
       let unreadable = 0;
       for (const file of files) {
@@ -55,7 +57,8 @@ export function registerBounces(program: Command, _globals: () => GlobalOptions)
     });
 }
 
-function rulesClassifier(file: string): Classifier {
+async function rulesClassifier(file: string): Promise<Classifier> {
+  const { BounceRulesError, createClassifier, loadRules } = await import('../bounces/classify.ts');
   try {
     return createClassifier(loadRules(file));
   } catch (err) {

@@ -1,6 +1,4 @@
 import type { Command } from 'commander';
-import { createLogger } from '../observability/logger.ts';
-import { logPrivacy } from '../privacy/privacy.ts';
 import { configFrom, type GlobalOptions } from './context.ts';
 
 export function registerStart(program: Command, globals: () => GlobalOptions): void {
@@ -9,10 +7,14 @@ export function registerStart(program: Command, globals: () => GlobalOptions): v
     .description('run Postbote (submission SMTP, delivery, HTTP) until SIGTERM/SIGINT')
     .action(async () => {
       const config = configFrom(globals());
-      const logger = createLogger({ level: config.log.level, nodeId: config.node_id, ...logPrivacy(config) });
       // Loaded here, not with the CLI: every other command starts without the whole server
-      // (HTTP, SMTP, delivery), in a third of the time.
-      const { startPostbote } = await import('../postbote.ts');
+      // (HTTP, SMTP, delivery, logging), in a third of the time.
+      const [{ startPostbote }, { createLogger }, { logPrivacy }] = await Promise.all([
+        import('../postbote.ts'),
+        import('../observability/logger.ts'),
+        import('../privacy/privacy.ts'),
+      ]);
+      const logger = createLogger({ level: config.log.level, nodeId: config.node_id, ...logPrivacy(config) });
       const running = await startPostbote(config, logger);
       await new Promise<void>((resolve) => {
         let stopping = false;

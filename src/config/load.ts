@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { hostname as osHostname } from 'node:os';
-import { parse as parseYaml } from 'yaml';
 import { parseDuration, parseSize } from './duration.ts';
 import { type Config, defaultNodeId, type Leaf, relations, type Section, schema } from './schema.ts';
+import { parseYaml } from './yaml.ts';
 
 /** Thrown when the configuration is invalid; `problems` has one line per key. */
 export class ConfigError extends Error {

@@ -1,9 +1,7 @@
 import { join } from 'node:path';
 import type { MessagePort } from 'node:worker_threads';
 import type { Config } from '../config/schema.ts';
-import { PostgresStore } from './postgres/postgres-store.ts';
-import { SqliteStore } from './sqlite/sqlite-store.ts';
-import { createThreadedSqliteStore } from './sqlite/threaded-store.ts';
+import type { PostgresStore } from './postgres/postgres-store.ts';
 import type { Store } from './store.ts';
 
 async function migrated<S extends Store>(store: S): Promise<S> {
@@ -16,7 +14,12 @@ async function migrated<S extends Store>(store: S): Promise<S> {
   return store;
 }
 
-function postgres(config: Config): PostgresStore {
+/**
+ * The adapters are loaded when opened, so a process loads only the one it uses: a CLI command on
+ * SQLite does not load the PostgreSQL driver (about 35 modules).
+ */
+async function postgres(config: Config): Promise<PostgresStore> {
+  const { PostgresStore } = await import('./postgres/postgres-store.ts');
   return new PostgresStore({
     url: config.database.url,
     schema: config.database.schema,
@@ -25,8 +28,9 @@ function postgres(config: Config): PostgresStore {
 }
 
 /** Opens (and migrates) the configured store in-process: CLI commands, and PostgreSQL everywhere. */
-export function openStore(config: Config): Promise<Store> {
-  if (config.database.url !== '') return migrated(postgres(config));
+export async function openStore(config: Config): Promise<Store> {
+  if (config.database.url !== '') return migrated(await postgres(config));
+  const { SqliteStore } = await import('./sqlite/sqlite-store.ts');
   return migrated(new SqliteStore(join(config.data_dir, 'postbote.db')));
 }
 
@@ -41,7 +45,8 @@ export type ServerStore = Store & { openPort(): MessagePort | null };
  */
 export async function openServerStore(config: Config): Promise<ServerStore> {
   if (config.database.url !== '') {
-    return Object.assign(await migrated(postgres(config)), { openPort: () => null });
+    return Object.assign(await migrated(await postgres(config)), { openPort: () => null });
   }
+  const { createThreadedSqliteStore } = await import('./sqlite/threaded-store.ts');
   return migrated(createThreadedSqliteStore(join(config.data_dir, 'postbote.db')));
 }

@@ -1,7 +1,8 @@
 /**
  * The CLI at its edges, as a process: a reader that goes away (`postbote queue summary | head
  * -1`) ends the output quietly with exit code 0, as with any Unix tool, not with an unhandled
- * EPIPE and a stack trace; bad options are refused even when there is nothing to report on.
+ * EPIPE and a stack trace; bad options are refused even when there is nothing to report on; a
+ * command loads only what it uses (start-up time).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -16,10 +17,13 @@ describe('CLI edges', () => {
   after(() => dir.cleanup());
 
   /** Runs the CLI on an empty data dir; `closeStdout` closes its output before it writes. */
-  async function cli(args: string[], closeStdout = false) {
+  async function cli(args: string[], closeStdout = false, nodeArgs: string[] = []) {
     const env: Record<string, string> = { PATH: process.env.PATH ?? '', POSTBOTE_DATA_DIR: dir.path };
     if (process.env.NODE_COMPILE_CACHE) env.NODE_COMPILE_CACHE = process.env.NODE_COMPILE_CACHE;
-    const child = spawn(process.execPath, [main, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [...nodeArgs, main, ...args], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     if (closeStdout) child.stdout.destroy();
@@ -43,5 +47,27 @@ describe('CLI edges', () => {
     assert.equal(interval.code, 2);
     assert.match(interval.stderr, /--interval: interval must be hour or day/);
     assert.deepEqual(await cli(['stats']), { code: 0, stdout: '(none)\n', stderr: '' });
+  });
+
+  it('a command on SQLite without a config file loads neither the PostgreSQL driver nor a YAML parser', async () => {
+    // A loader hook that prints, at exit, every package the process loaded.
+    const hook = `import { registerHooks } from 'node:module';
+      const seen = new Set();
+      registerHooks({ load(url, context, next) {
+        const m = /node_modules\\/((@[^/]+\\/)?[^/]+)/.exec(url);
+        if (m) seen.add(m[1]);
+        return next(url, context);
+      } });
+      process.on('exit', () => process.stderr.write('packages: ' + [...seen].sort().join(' ')));`;
+    const nodeArgs = ['--import', `data:text/javascript,${encodeURIComponent(hook)}`];
+    for (const args of [['accounts', 'list'], ['messages', 'list'], ['--help']]) {
+      const run = await cli(args, false, nodeArgs);
+      assert.equal(run.code, 0, run.stderr);
+      const packages = /packages: (.*)/.exec(run.stderr)?.[1]?.split(' ') ?? [];
+      assert.ok(packages.includes('commander'), `the hook saw the CLI's packages: ${run.stderr}`);
+      for (const heavy of ['pg', 'yaml', 'pino', 'libmime', 'fastify']) {
+        assert.ok(!packages.includes(heavy), `${args.join(' ')} loaded ${heavy}: ${packages.join(' ')}`);
+      }
+    }
   });
 });

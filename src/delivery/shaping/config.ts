@@ -26,6 +26,7 @@ import { type DisabledRule, parseRules, type RuleSpec } from './rule-spec.ts';
 import { hostHasSuffix } from './site.ts';
 import {
   describe,
+  isMapping,
   mergeProviders,
   type Parsed,
   type ProviderSpec,
@@ -43,7 +44,14 @@ export interface ShapingConfig {
   readonly circuit: { readonly failures: number; readonly backoff: number; readonly jitter: number };
 }
 
+/**
+ * Overrides are checked against the shipped data. None (the default) needs no check, so a CLI
+ * command does not read and parse the shipped file for nothing.
+ */
 export function parseProvidersKey(raw: unknown): Parsed<Record<string, ProviderSpec>> {
+  if (raw === undefined || raw === null || (isMapping(raw) && Object.keys(raw).length === 0)) {
+    return { value: {} };
+  }
   const shipped = shippedProviderData().providers;
   const parsed = parseProviders(raw, { path: '', requireMx: false, known: Object.keys(shipped) });
   if ('problems' in parsed) return parsed;
@@ -55,7 +63,9 @@ export function parseSitesKey(raw: unknown): Parsed<SiteSpec[]> {
   return parseSites(raw, '');
 }
 
+/** Like the providers: no rules added (the default) need no check against the shipped ones. */
 export function parseRulesKey(raw: unknown): Parsed<(RuleSpec | DisabledRule)[]> {
+  if (raw === undefined || raw === null || (Array.isArray(raw) && raw.length === 0)) return { value: [] };
   return parseRules(raw, { path: '', shipped: shippedProviderData().rules.map((rule) => rule.name) });
 }
 
@@ -80,6 +90,8 @@ export function parseJitterKey(raw: unknown): Parsed<number> {
  * (it would never apply: provider sites take provider limits), rules naming unknown providers.
  */
 export function shapingProblems(shaping: ShapingConfig): string[] {
+  // Nothing to check against the providers (and no reason to load their data file).
+  if (shaping.sites.length === 0 && shaping.rules.length === 0) return [];
   const providers = mergeProviders(shippedProviderData().providers, shaping.providers);
   const problems: string[] = [];
   for (const entry of shaping.sites) {

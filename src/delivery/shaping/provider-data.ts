@@ -10,7 +10,7 @@
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../../config/yaml.ts';
 import { parseRules, type RuleSpec } from './rule-spec.ts';
 import {
   checkKeys,
