@@ -1,23 +1,53 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander';
-import { registerAccounts } from './accounts.ts';
-import { registerBounces } from './bounces.ts';
-import { registerCluster } from './cluster.ts';
 import { describeError, type GlobalOptions } from './context.ts';
-import { registerCredentials } from './credentials.ts';
-import { registerDomains } from './domains.ts';
-import { registerEvents } from './events.ts';
-import { registerGc } from './gc.ts';
-import { registerMessages } from './messages.ts';
-import { registerAudit, registerPrivacy } from './privacy.ts';
-import { registerQueue } from './queue.ts';
-import { registerSend } from './send.ts';
-import { registerStart } from './start.ts';
-import { registerStats } from './stats.ts';
-import { registerStreams } from './streams.ts';
-import { registerSuppressions } from './suppressions.ts';
-import { registerUsers } from './users.ts';
-import { registerWebhooks } from './webhooks.ts';
+
+type Register = (program: Command, globals: () => GlobalOptions) => void;
+
+/**
+ * Every top-level command, in the order `--help` lists them, with the module that defines it.
+ * A command line that names one loads that module alone: a command starts without parsing the
+ * code of the other eighteen (and what they import).
+ */
+const COMMANDS: [name: string, load: () => Promise<Register>][] = [
+  ['start', async () => (await import('./start.ts')).registerStart],
+  ['accounts', async () => (await import('./accounts.ts')).registerAccounts],
+  ['streams', async () => (await import('./streams.ts')).registerStreams],
+  ['credentials', async () => (await import('./credentials.ts')).registerCredentials],
+  ['domains', async () => (await import('./domains.ts')).registerDomains],
+  ['messages', async () => (await import('./messages.ts')).registerMessages],
+  ['send', async () => (await import('./send.ts')).registerSend],
+  ['suppressions', async () => (await import('./suppressions.ts')).registerSuppressions],
+  ['events', async () => (await import('./events.ts')).registerEvents],
+  ['webhooks', async () => (await import('./webhooks.ts')).registerWebhooks],
+  ['bounces', async () => (await import('./bounces.ts')).registerBounces],
+  ['queue', async () => (await import('./queue.ts')).registerQueue],
+  ['cluster', async () => (await import('./cluster.ts')).registerCluster],
+  ['stats', async () => (await import('./stats.ts')).registerStats],
+  ['gc', async () => (await import('./gc.ts')).registerGc],
+  ['privacy', async () => (await import('./privacy.ts')).registerPrivacy],
+  ['audit', async () => (await import('./privacy.ts')).registerAudit],
+  ['users', async () => (await import('./users.ts')).registerUsers],
+];
+
+/**
+ * The commands to define for this command line: the one it names after the global options, or
+ * all of them when it names none we know (`--help`, a typo: commander then lists them all).
+ */
+function commandsFor(args: readonly string[]): typeof COMMANDS {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    if (arg === '-c' || arg === '--config') {
+      i++;
+      continue;
+    }
+    if (arg.startsWith('--config=')) continue;
+    if (arg.startsWith('-')) break;
+    const named = COMMANDS.filter(([name]) => name === arg);
+    return named.length > 0 ? named : COMMANDS;
+  }
+  return COMMANDS;
+}
 
 // A reader that stops early (`postbote messages list | head`) ends the output, quietly, as it
 // does for any Unix tool: not with an unhandled EPIPE and its stack trace.
@@ -33,24 +63,8 @@ const program = new Command('postbote')
   .exitOverride();
 const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
-registerStart(program, globals);
-registerAccounts(program, globals);
-registerStreams(program, globals);
-registerCredentials(program, globals);
-registerDomains(program, globals);
-registerMessages(program, globals);
-registerSend(program, globals);
-registerSuppressions(program, globals);
-registerEvents(program, globals);
-registerWebhooks(program, globals);
-registerBounces(program, globals);
-registerQueue(program, globals);
-registerCluster(program, globals);
-registerStats(program, globals);
-registerGc(program, globals);
-registerPrivacy(program, globals);
-registerAudit(program, globals);
-registerUsers(program, globals);
+const registers = await Promise.all(commandsFor(process.argv.slice(2)).map(([, load]) => load()));
+for (const register of registers) register(program, globals);
 
 try {
   await program.parseAsync(process.argv);

@@ -49,25 +49,47 @@ describe('CLI edges', () => {
     assert.deepEqual(await cli(['stats']), { code: 0, stdout: '(none)\n', stderr: '' });
   });
 
-  it('a command on SQLite without a config file loads neither the PostgreSQL driver nor a YAML parser', async () => {
-    // A loader hook that prints, at exit, every package the process loaded.
+  it('a command loads its own file and no heavy package: not the PostgreSQL driver on SQLite, no YAML parser without a config file', async () => {
+    // A loader hook that prints, at exit, every package and every CLI file the process loaded.
     const hook = `import { registerHooks } from 'node:module';
       const seen = new Set();
       registerHooks({ load(url, context, next) {
-        const m = /node_modules\\/((@[^/]+\\/)?[^/]+)/.exec(url);
-        if (m) seen.add(m[1]);
+        const m = /node_modules\\/((@[^/]+\\/)?[^/]+)|src\\/(cli\\/[^/]+)$/.exec(url);
+        if (m) seen.add(m[1] ?? m[3]);
         return next(url, context);
       } });
-      process.on('exit', () => process.stderr.write('packages: ' + [...seen].sort().join(' ')));`;
+      process.on('exit', () => process.stderr.write('loaded: ' + [...seen].sort().join(' ')));`;
     const nodeArgs = ['--import', `data:text/javascript,${encodeURIComponent(hook)}`];
-    for (const args of [['accounts', 'list'], ['messages', 'list'], ['--help']]) {
+    const loaded = async (
+      args: string[],
+      heavy = ['pg', 'yaml', 'pino', 'libmime', 'fastify'],
+    ): Promise<string[]> => {
       const run = await cli(args, false, nodeArgs);
       assert.equal(run.code, 0, run.stderr);
-      const packages = /packages: (.*)/.exec(run.stderr)?.[1]?.split(' ') ?? [];
-      assert.ok(packages.includes('commander'), `the hook saw the CLI's packages: ${run.stderr}`);
-      for (const heavy of ['pg', 'yaml', 'pino', 'libmime', 'fastify']) {
-        assert.ok(!packages.includes(heavy), `${args.join(' ')} loaded ${heavy}: ${packages.join(' ')}`);
+      const names = /loaded: (.*)/.exec(run.stderr)?.[1]?.split(' ') ?? [];
+      assert.ok(names.includes('commander'), `the hook saw what was loaded: ${run.stderr}`);
+      for (const name of heavy) {
+        assert.ok(!names.includes(name), `${args.join(' ')} loaded ${name}: ${names.join(' ')}`);
       }
-    }
+      return names.filter((name) => name.startsWith('cli/'));
+    };
+    assert.deepEqual(await loaded(['accounts', 'list']), [
+      'cli/accounts.ts',
+      'cli/context.ts',
+      'cli/main.ts',
+    ]);
+    assert.deepEqual(await loaded(['messages', 'list']), [
+      'cli/context.ts',
+      'cli/main.ts',
+      'cli/messages.ts',
+    ]);
+    // The command is found after the global options (a config file needs the YAML parser).
+    assert.deepEqual(await loaded(['-c', '/dev/null', 'messages', 'list'], ['pg']), [
+      'cli/context.ts',
+      'cli/main.ts',
+      'cli/messages.ts',
+    ]);
+    // --help lists every command, so it loads every command's file.
+    assert.ok((await loaded(['--help'])).length > 15);
   });
 });
