@@ -1,6 +1,5 @@
 import { SendError } from '../intake/send-errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Store } from '../store/store.ts';
 import type { HoldReason, NewMessage, StreamKind } from '../store/types.ts';
 import { builtInChecks } from './checks.ts';
 import { RspamdError, rspamdCheck } from './rspamd.ts';
@@ -9,7 +8,7 @@ import { RspamdError, rspamdCheck } from './rspamd.ts';
  * Intake's screening step (the last one, on the final bytes): is the account or stream paused
  * (guard/), and what do the content checks say. A refusal throws SendError `content_rejected`;
  * otherwise the message is stored, its recipients `held` when something holds it, and its
- * findings become a `content_warning` event after the commit.
+ * findings become a `content_warning` event in the same commit (NewMessage.contentWarnings).
  */
 
 export interface ContentConfig {
@@ -52,7 +51,6 @@ export function createScreening(options: {
   /** guard.holdReason: why mail of the account's stream is held now. */
   paused?: (accountId: string, stream: string) => Promise<string | undefined>;
   content?: ContentConfig;
-  store?: Pick<Store, 'appendEvents'>;
   clock?: () => number;
   logger?: Logger;
   fetch?: typeof fetch;
@@ -123,28 +121,7 @@ export function createScreening(options: {
     return { warnings };
   }
 
-  /** After the durable commit: one `content_warning` event per message with findings. */
-  async function afterCommit(messages: NewMessage[]): Promise<void> {
-    if (!options.store) return;
-    const events = messages
-      .filter((m) => (m.contentWarnings?.length ?? 0) > 0)
-      .map((m) => ({
-        at: clock(),
-        type: 'content_warning' as const,
-        accountId: m.accountId,
-        messageId: m.id,
-        data: { warnings: m.contentWarnings ?? [] },
-      }));
-    if (events.length === 0) return;
-    try {
-      await options.store.appendEvents(events);
-    } catch (err) {
-      // The mail is stored; a lost warning is logged, not a failed send.
-      options.logger?.warn({ err }, 'could not record content warnings');
-    }
-  }
-
-  return { screen, afterCommit };
+  return { screen };
 }
 
 export type Screening = ReturnType<typeof createScreening>;

@@ -370,8 +370,6 @@ export function createIntake(options: IntakeOptions) {
     } else {
       options.onAccepted?.();
     }
-    // Warnings are recorded beside the answer, not before it (afterCommit logs its own failures).
-    if (options.screening) void options.screening.afterCommit(messages);
   }
 
   async function submit(submission: Submission): Promise<{ id: string }> {

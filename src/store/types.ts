@@ -203,7 +203,10 @@ export interface NewMessage {
    * (DSNs, listings).
    */
   envelopeFrom?: string;
-  /** Content checks' findings (content/checks.ts): recorded as a `content_warning` event after the commit. */
+  /**
+   * Content checks' findings (content/checks.ts): the insert records them as one
+   * `content_warning` event of the message, after its recipients' events.
+   */
   contentWarnings?: string[];
   /**
    * The store checks the account's suppression lists for the recipients not already

@@ -192,6 +192,43 @@ export function storeContract(
       });
     });
 
+    it('records a message’s content warnings as one content_warning event after its recipients’ events, in the insert', async () => {
+      await withStore(async (store) => {
+        const accountId = await seedAccount(store);
+        const warned = sampleMessage(accountId, ['a@one.test', 'b@two.test'], {
+          contentWarnings: [
+            'the message had no Date (Postbote added one)',
+            'an HTML body without a text/plain alternative',
+          ],
+        });
+        const clean = sampleMessage(accountId, ['c@three.test'], { contentWarnings: [] });
+        const other = sampleMessage(accountId, ['d@four.test'], { contentWarnings: ['no unsubscribe'] });
+        // One insert of three messages: each warning lands with its own message.
+        await store.insertMessages([warned, clean, other]);
+        const events = async (id: string) =>
+          (await store.getEvents(id)).map((e) => [e.type, e.recipient ?? null, e.data.warnings ?? null]);
+        assert.deepEqual(await events(warned.id), [
+          ['accepted', 'a@one.test', null],
+          ['accepted', 'b@two.test', null],
+          [
+            'content_warning',
+            null,
+            ['the message had no Date (Postbote added one)', 'an HTML body without a text/plain alternative'],
+          ],
+        ]);
+        assert.deepEqual(await events(clean.id), [['accepted', 'c@three.test', null]]);
+        assert.deepEqual(await events(other.id), [
+          ['accepted', 'd@four.test', null],
+          ['content_warning', null, ['no unsubscribe']],
+        ]);
+        const all = await store.getEvents(warned.id);
+        assert.ok(
+          all.every((e, i) => i === 0 || e.id > (all[i - 1]?.id ?? 0)),
+          'ids in order',
+        );
+      });
+    });
+
     it('finds messages by their Message-ID header, newest first', async () => {
       await withStore(async (store) => {
         const accountId = await seedAccount(store);

@@ -128,7 +128,6 @@ export async function startApiApp(
     screening: createScreening({
       paused: guard.holdReason,
       ...(options.content ? { content: options.content } : {}),
-      store,
       clock: now,
     }),
   });

@@ -265,6 +265,14 @@ function insertMessagesStatement(
     listedToken: [] as (string | null)[],
     unsubscribes: [] as boolean[],
   };
+  /** content_warning events (types.ts contentWarnings), each after its message's recipients' events. */
+  const warnings = {
+    messageId: [] as string[],
+    accountId: [] as string[],
+    at: [] as number[],
+    data: [] as string[],
+    after: [] as number[],
+  };
   let queued = false;
   for (const { message: m, lease } of items) {
     const first = values.length;
@@ -334,6 +342,13 @@ function insertMessagesStatement(
       );
       rcpt.holdReason.push(held?.reason ?? '');
     }
+    if (m.contentWarnings && m.contentWarnings.length > 0) {
+      warnings.messageId.push(m.id);
+      warnings.accountId.push(m.accountId);
+      warnings.at.push(m.receivedAt);
+      warnings.data.push(json({ warnings: m.contentWarnings }));
+      warnings.after.push(rcpt.messageId.length);
+    }
   }
   const a = values.length;
   values.push(rcpt.messageId, rcpt.accountId, rcpt.address, rcpt.domain, rcpt.due, rcpt.createdAt, rcpt.dsn);
@@ -344,10 +359,13 @@ function insertMessagesStatement(
   const h = values.push(rcpt.holdReason);
   const l = values.push(rcpt.leaseOwner, rcpt.leaseUntil) - 2;
   const q = values.push(rcpt.listedAddress, rcpt.listedToken, rcpt.unsubscribes) - 3;
+  const w =
+    values.push(warnings.messageId, warnings.accountId, warnings.at, warnings.data, warnings.after) - 5;
   // The foreign keys to messages are checked at the end of the statement, when the messages
   // inserted by the first CTE exist. Each recipient's id is drawn in x, so its event is written
   // from the same row as the recipient (no matching of RETURNING rows back to their input), in
-  // input order: ids and events keep it. The accepted event gives the size of the recipient's
+  // input order: ids and events keep it; a message's content_warning event follows its
+  // recipients' events. The accepted event gives the size of the recipient's
   // own copy (types.ts copySize). A recipient the suppression check finds listed (the first
   // entry by types.ts suppressionPrecedence, on the primary key) is stored as one that came
   // `suppressed`: final, unleased, with a `suppressed` event. The generic plan of a list of a few
@@ -397,12 +415,18 @@ function insertMessagesStatement(
       ${answerKeys(k + 1)}
     ), ev AS (
       INSERT INTO events (at, type, message_id, recipient_id, account_id, recipient, data)
-      SELECT x.created_at, x.event, x.message_id, x.id, x.account_id, x.address,
-        COALESCE(x.event_data, jsonb_build_object(
-          'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
-          'source', m.source, 'clientIp', m.client_ip))
-      FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
-      ORDER BY x.ord
+      SELECT at, type, message_id, recipient_id, account_id, recipient, data FROM (
+        SELECT x.created_at AS at, x.event AS type, x.message_id, x.id AS recipient_id, x.account_id,
+          x.address AS recipient, COALESCE(x.event_data, jsonb_build_object(
+            'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
+            'source', m.source, 'clientIp', m.client_ip)) AS data, x.ord, 0 AS after
+        FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
+        UNION ALL
+        SELECT w.at, 'content_warning', w.message_id, NULL, w.account_id, NULL, w.data, w.ord, 1
+        FROM unnest($${w + 1}::text[], $${w + 2}::text[], $${w + 3}::bigint[], $${w + 4}::jsonb[], $${w + 5}::bigint[])
+          AS w(message_id, account_id, at, data, ord)
+      ) e
+      ORDER BY ord, after
     )
     SELECT x.message_id, x.id, x.listed FROM x ORDER BY x.ord`;
   // The text depends only on the number of messages.

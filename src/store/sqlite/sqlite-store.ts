@@ -706,6 +706,11 @@ export class SqliteStore implements Store {
             });
           }
         }
+        if (m.contentWarnings && m.contentWarnings.length > 0) {
+          this.#insertEvent(m.receivedAt, 'content_warning', m.id, null, m.accountId, null, {
+            warnings: m.contentWarnings,
+          });
+        }
       }
       const key = options?.idempotency;
       if (key) {
