@@ -154,7 +154,7 @@ export async function startPostbote(
       smtpTemplates: createSmtpTemplateRenderer({ templates }),
       senderGate: createSenderGate({ store, clock, keys: dkimKeyBox }),
       suppressions,
-      screening: createScreening({ paused: guard.holdReason, content: config.content, clock, logger }),
+      screening: createScreening({ paused: guard.holdReason, content: config.content, logger }),
       tracking: tracker,
       onTrackingNotes: (messageId, notes) => logger.debug({ messageId, notes }, 'tracking left parts alone'),
     });

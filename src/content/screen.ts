@@ -1,6 +1,6 @@
 import { SendError } from '../intake/send-errors.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { HoldReason, NewMessage, StreamKind } from '../store/types.ts';
+import type { HoldReason, StreamKind } from '../store/types.ts';
 import { builtInChecks } from './checks.ts';
 import { RspamdError, rspamdCheck } from './rspamd.ts';
 
@@ -51,11 +51,9 @@ export function createScreening(options: {
   /** guard.holdReason: why mail of the account's stream is held now. */
   paused?: (accountId: string, stream: string) => Promise<string | undefined>;
   content?: ContentConfig;
-  clock?: () => number;
   logger?: Logger;
   fetch?: typeof fetch;
 }) {
-  const clock = options.clock ?? Date.now;
   const content = options.content;
 
   async function screen(input: ScreenInput): Promise<ScreenResult> {

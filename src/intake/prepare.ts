@@ -1,5 +1,5 @@
-import { randomBytes } from 'node:crypto';
 import libmime from 'libmime';
+import { randomChars } from '../store/ids.ts';
 import { foldHeader, headerValue, prependHeaders, readHeaders, removeHeaders } from './headers.ts';
 
 /** Names the message's stream; read and removed by intake, never delivered. */
@@ -85,7 +85,7 @@ export function prepareMessage(submitted: Buffer, trace: TraceInfo): PreparedMes
   );
   let messageIdHeader = headerValue(fields, 'message-id');
   if (!messageIdHeader) {
-    messageIdHeader = `<${trace.queueId}.${randomBytes(6).toString('hex')}@${trace.hostname}>`;
+    messageIdHeader = `<${trace.queueId}.${randomChars(10)}@${trace.hostname}>`;
     added.push(`Message-ID: ${messageIdHeader}`);
   }
   if (!headerValue(fields, 'date')) added.push(`Date: ${rfc5322Date(trace.now)}`);

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomChars } from '../store/ids.ts';
 import type { InsertOptions, NewMessage } from '../store/types.ts';
 import { renderInline, renderTemplate } from '../templates/render.ts';
 import { TemplateError, type Templates } from '../templates/templates.ts';
@@ -191,7 +191,7 @@ export function createSender(options: {
     const now = clock();
     const date = new Date(now);
     // Each copy is a message of its own (RFC 5322 §3.6.4): personalised copies get `.1`, `.2`, …
-    const baseId = `${now.toString(36)}.${randomBytes(9).toString('base64url')}`;
+    const baseId = `${now.toString(36)}.${randomChars(15)}`;
     const messageIdOf = (copy: number) => `<${baseId}${copy === 0 ? '' : `.${copy}`}@${hostname}>`;
     // {{unsubscribe_url}} is each recipient's own: a placeholder until tracking knows the token.
     const variables = {

@@ -14,9 +14,18 @@ export function newId(now: number = Date.now()): string {
     time = ALPHABET[t % 32] + time;
     t = Math.floor(t / 32);
   }
-  let rand = '';
-  for (let i = 0; i < 10; i++) rand += ALPHABET[randomByte() & 31];
-  return time + rand;
+  return time + randomChars(10);
+}
+
+/**
+ * `count` random characters of the same alphabet, 5 bits each, from the pooled random bytes:
+ * for tokens made per message (Message-ID local parts), where a crypto call each costs ~5 µs
+ * (randomBytes(9), measured on a 2-core machine) against well under 1 µs from the pool.
+ */
+export function randomChars(count: number): string {
+  let out = '';
+  for (let i = 0; i < count; i++) out += ALPHABET[randomByte() & 31];
+  return out;
 }
 
 // One randomFillSync per 4 KiB instead of one crypto call per id (it showed in intake profiles).

@@ -128,7 +128,6 @@ export async function startApiApp(
     screening: createScreening({
       paused: guard.holdReason,
       ...(options.content ? { content: options.content } : {}),
-      clock: now,
     }),
   });
   const maxMessageBytes = options.maxMessageBytes ?? 10 * 1024 * 1024;
