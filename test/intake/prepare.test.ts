@@ -29,7 +29,10 @@ describe('intake: prepare', () => {
       text.split('\r\n').every((line) => line.length <= 78),
       'header lines folded',
     );
-    assert.match(text, /\r\nMessage-ID: <0123456789abcdefghjk\.[0-9a-hjkmnp-tv-z]{10}@relay\.example\.net>\r\n/);
+    assert.match(
+      text,
+      /\r\nMessage-ID: <0123456789abcdefghjk\.[0-9a-hjkmnp-tv-z]{10}@relay\.example\.net>\r\n/,
+    );
     assert.match(text, /\r\nDate: Sat, 28 Nov 2026 12:00:00 \+0000\r\n/);
     assert.ok(
       out.body.subarray(out.body.length - raw.length).equals(raw),
