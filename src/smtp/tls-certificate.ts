@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { generate } from 'selfsigned';
+import type { generate } from 'selfsigned';
 
 /**
  * The oldest protocol any of our listeners speaks. RFC 8996 deprecates TLS 1.0 and 1.1; every
@@ -56,7 +56,9 @@ export async function loadCertificate(options: {
     if (!existsSync(certFile) || !existsSync(keyFile)) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       const notAfterDate = new Date(Date.now() + 5 * 365 * 86_400_000);
-      const pems = await generate([{ name: 'commonName', value: options.hostname }], {
+      // Loaded only to make a certificate (the first start): its ASN.1 libraries are ~50 modules.
+      const selfsigned = await import('selfsigned');
+      const pems = await selfsigned.generate([{ name: 'commonName', value: options.hostname }], {
         keySize: 2048,
         algorithm: 'sha256',
         notAfterDate,

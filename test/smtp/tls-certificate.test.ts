@@ -3,15 +3,19 @@
  * (the file poll, SIGHUP's reload(), and a broken replacement that keeps the old certificate).
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type tls from 'node:tls';
+import { promisify } from 'node:util';
 import { loadCertificate } from '../../src/smtp/tls-certificate.ts';
 import { generateSelfSignedCert } from '../support/scripted-sink.ts';
 import { SmtpTestClient } from '../support/smtp-client.ts';
 import { startTestServer, type TestServer } from '../support/smtp-test-server.ts';
+
+const run = promisify(execFile);
 
 /** The fingerprint (hex, no colons) of the certificate a STARTTLS handshake presents. */
 async function presented(port: number, options: tls.ConnectionOptions = {}): Promise<string> {
@@ -98,5 +102,37 @@ describe('listener TLS', () => {
     assert.equal(source.reload(), true);
     assert.notEqual(source.fingerprint(), good);
     assert.equal(await presented(server.port), source.fingerprint());
+  });
+});
+
+describe('self-signed certificate', () => {
+  it('is generated once into the data dir; a restart reads it without loading the generator', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'postbote-tls-self-'));
+    try {
+      // Each start in a process of its own, with a loader hook that reports whether the
+      // generator package (and its ASN.1 libraries, about 640 modules) was loaded.
+      const module = new URL('../../src/smtp/tls-certificate.ts', import.meta.url).href;
+      const script = `
+        import { registerHooks } from 'node:module';
+        let generator = false;
+        registerHooks({ load(url, context, next) {
+          if (url.includes('/node_modules/selfsigned/')) generator = true;
+          return next(url, context);
+        } });
+        const { loadCertificate } = await import(${JSON.stringify(module)});
+        const source = await loadCertificate({ certFile: '', keyFile: '', dataDir: ${JSON.stringify(dir)}, hostname: 'postbote.test' });
+        process.stdout.write(JSON.stringify({ generator, fingerprint: source.fingerprint() }));
+        source.close();`;
+      const start = async (): Promise<{ generator: boolean; fingerprint: string }> => {
+        const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+        return JSON.parse(stdout) as { generator: boolean; fingerprint: string };
+      };
+      const first = await start();
+      assert.equal(first.generator, true, 'the first start generates a certificate');
+      const restart = await start();
+      assert.deepEqual(restart, { generator: false, fingerprint: first.fingerprint });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
