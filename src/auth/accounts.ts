@@ -1,11 +1,11 @@
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
 import type { Account, Credential } from '../store/types.ts';
 import { parseCidr } from './cidr.ts';
 import { AuthInputError } from './errors.ts';
 import { type ApiScope, DEFAULT_API_SCOPES, isApiScope } from './scopes.ts';
-import { hashSecret } from './secret-hash.ts';
+import { generatePassword, hashSecret } from './secret-hash.ts';
 import { requireStream } from './streams.ts';
 
 export { AuthInputError };
@@ -41,19 +41,6 @@ export async function requireAccount(store: Store, name: string): Promise<Accoun
   return account;
 }
 
-const PASSWORD_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-const PASSWORD_LENGTH = 24;
-
-/**
- * A new SMTP password: 24 letters and digits (about 143 bits). No punctuation, so it pastes into
- * any client, config file or command line: swaks took a base64url secret that started with '-'
- * for an option, even written as `--auth-password=-…`.
- */
-export function generatePassword(): string {
-  let out = '';
-  for (let i = 0; i < PASSWORD_LENGTH; i++) out += PASSWORD_ALPHABET[randomInt(PASSWORD_ALPHABET.length)];
-  return out;
-}
 /** A new credential and, for SMTP and API kinds, its secret: shown once, stored only hashed. */
 export interface IssuedCredential {
   credential: Credential;

@@ -1,4 +1,4 @@
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+import { randomBytes, randomInt, scrypt, timingSafeEqual } from 'node:crypto';
 
 // scrypt cost: N=2^15, r=8, p=1 (≈32 MiB, tens of ms), per OWASP's password storage guidance.
 const N = 32768;
@@ -43,3 +43,17 @@ export const dummyHashPromise: () => Promise<string> = (() => {
     return cached;
   };
 })();
+
+const PASSWORD_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
+const PASSWORD_LENGTH = 24;
+
+/**
+ * A new password (SMTP logins, dashboard users given none): 24 letters and digits, about 143
+ * bits. No punctuation, so it pastes into any client, config file or command line: swaks took a
+ * base64url secret that started with '-' for an option, even written as `--auth-password=-…`.
+ */
+export function generatePassword(): string {
+  let out = '';
+  for (let i = 0; i < PASSWORD_LENGTH; i++) out += PASSWORD_ALPHABET[randomInt(PASSWORD_ALPHABET.length)];
+  return out;
+}

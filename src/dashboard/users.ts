@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import { AuthInputError } from '../auth/errors.ts';
 import type { ApiScope } from '../auth/scopes.ts';
-import { hashSecret } from '../auth/secret-hash.ts';
+import { generatePassword, hashSecret } from '../auth/secret-hash.ts';
 import { newId } from '../store/ids.ts';
 import type { Store } from '../store/store.ts';
 import type { Account, DashboardRole, DashboardUser } from '../store/types.ts';
@@ -26,9 +25,6 @@ export function passwordProblem(password: string): string | undefined {
   if (password.length > MAX_PASSWORD) return `the password must have at most ${MAX_PASSWORD} characters`;
   return undefined;
 }
-
-/** A random password for `users create` and `reset-password` without one (about 128 bits). */
-export const generatePassword = (): string => randomBytes(16).toString('base64url');
 
 /** A new user and, when none was given, the generated password: shown once, stored only hashed. */
 export interface IssuedUser {

@@ -4,12 +4,11 @@ import {
   AuthInputError,
   createAccount,
   createCredential,
-  generatePassword,
   setAccountWeight,
 } from '../../src/auth/accounts.ts';
 import { Authenticator } from '../../src/auth/authenticator.ts';
 import { cidrMatcher } from '../../src/auth/cidr.ts';
-import { hashSecret, verifySecret } from '../../src/auth/secret-hash.ts';
+import { generatePassword, hashSecret, verifySecret } from '../../src/auth/secret-hash.ts';
 import { createStream, requireStream } from '../../src/auth/streams.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { fakeClock } from '../support/fake-clock.ts';
