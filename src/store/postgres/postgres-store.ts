@@ -271,7 +271,8 @@ function insertMessagesStatement(
     accountId: [] as string[],
     at: [] as number[],
     data: [] as string[],
-    after: [] as number[],
+    /** The ordinal of the message's last recipient: the warning goes right after its event. */
+    lastRecipient: [] as number[],
   };
   let queued = false;
   for (const { message: m, lease } of items) {
@@ -347,7 +348,7 @@ function insertMessagesStatement(
       warnings.accountId.push(m.accountId);
       warnings.at.push(m.receivedAt);
       warnings.data.push(json({ warnings: m.contentWarnings }));
-      warnings.after.push(rcpt.messageId.length);
+      warnings.lastRecipient.push(rcpt.messageId.length);
     }
   }
   const a = values.length;
@@ -360,7 +361,8 @@ function insertMessagesStatement(
   const l = values.push(rcpt.leaseOwner, rcpt.leaseUntil) - 2;
   const q = values.push(rcpt.listedAddress, rcpt.listedToken, rcpt.unsubscribes) - 3;
   const w =
-    values.push(warnings.messageId, warnings.accountId, warnings.at, warnings.data, warnings.after) - 5;
+    values.push(warnings.messageId, warnings.accountId, warnings.at, warnings.data, warnings.lastRecipient) -
+    5;
   // The foreign keys to messages are checked at the end of the statement, when the messages
   // inserted by the first CTE exist. Each recipient's id is drawn in x, so its event is written
   // from the same row as the recipient (no matching of RETURNING rows back to their input), in
@@ -419,14 +421,14 @@ function insertMessagesStatement(
         SELECT x.created_at AS at, x.event AS type, x.message_id, x.id AS recipient_id, x.account_id,
           x.address AS recipient, COALESCE(x.event_data, jsonb_build_object(
             'size', CASE WHEN x.variant = 0 THEN m.body_size ELSE COALESCE(v.size, 0) END,
-            'source', m.source, 'clientIp', m.client_ip)) AS data, x.ord, 0 AS after
+            'source', m.source, 'clientIp', m.client_ip)) AS data, x.ord, false AS warning
         FROM x JOIN m ON m.id = x.message_id LEFT JOIN v ON v.message_id = x.message_id AND v.variant = x.variant
         UNION ALL
-        SELECT w.at, 'content_warning', w.message_id, NULL, w.account_id, NULL, w.data, w.ord, 1
+        SELECT w.at, 'content_warning', w.message_id, NULL, w.account_id, NULL, w.data, w.ord, true
         FROM unnest($${w + 1}::text[], $${w + 2}::text[], $${w + 3}::bigint[], $${w + 4}::jsonb[], $${w + 5}::bigint[])
           AS w(message_id, account_id, at, data, ord)
       ) e
-      ORDER BY ord, after
+      ORDER BY ord, warning
     )
     SELECT x.message_id, x.id, x.listed FROM x ORDER BY x.ord`;
   // The text depends only on the number of messages.
